@@ -1,0 +1,151 @@
+//! Scale targets, the guardrails' verdicts, and proposals: the data a scale change is made of.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{FleetRef, Plan};
+
+/// What a caller asks a fleet to become. `None` leaves that part as it is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ScaleTarget {
+    /// Spot target capacity in VMs.
+    pub spot_capacity: Option<u32>,
+    /// Regular target capacity in VMs.
+    pub regular_capacity: Option<u32>,
+    /// The VM sizes the fleet may use.
+    pub vm_sizes: Option<Vec<String>>,
+}
+
+/// The guardrails' decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Within every bound: may be applied.
+    Allow,
+    /// Within the hard bounds but above an approval threshold: a human must approve.
+    NeedsApproval,
+    /// Outside a hard bound: must not be applied.
+    Deny,
+}
+
+/// One rule a proposal breaks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Violation {
+    /// The bound, as named in the policy (`max_spot`, `max_step_up`, `allowed_vm_sizes`, …).
+    pub bound: String,
+    /// Whether this violation denies (`deny`) or only asks for approval (`needs_approval`).
+    pub effect: Decision,
+    /// A sentence a person or a model can act on.
+    pub message: String,
+    /// The policy's limit, where the bound is numeric.
+    pub limit: Option<f64>,
+    /// What the proposal asked for, where numeric.
+    pub requested: Option<f64>,
+}
+
+/// The outcome of `guardrails::check`: a decision and every violation behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Verdict {
+    /// Allow, needs approval, or deny.
+    pub decision: Decision,
+    /// Every rule broken, not only the first.
+    pub violations: Vec<Violation>,
+    /// Whether the policy is in dry-run: applying returns the plan and changes nothing.
+    pub dry_run: bool,
+}
+
+impl Verdict {
+    /// Build a verdict from violations: the strictest effect wins.
+    pub fn from_violations(violations: Vec<Violation>, dry_run: bool) -> Self {
+        let decision = if violations.iter().any(|v| v.effect == Decision::Deny) {
+            Decision::Deny
+        } else if violations.is_empty() {
+            Decision::Allow
+        } else {
+            Decision::NeedsApproval
+        };
+        Self { decision, violations, dry_run }
+    }
+}
+
+/// Where a proposal is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalStatus {
+    /// Allowed, not yet applied.
+    Proposed,
+    /// Waiting for a human.
+    NeedsApproval,
+    /// Denied by the guardrails; will never be applied.
+    Denied,
+    /// Applied in dry-run: the plan was computed, nothing changed.
+    DryRun,
+    /// The executor carried it out and verified the result.
+    Applied,
+    /// The executor failed; see the outcome.
+    Failed,
+}
+
+impl ProposalStatus {
+    /// The snake_case name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProposalStatus::Proposed => "proposed",
+            ProposalStatus::NeedsApproval => "needs_approval",
+            ProposalStatus::Denied => "denied",
+            ProposalStatus::DryRun => "dry_run",
+            ProposalStatus::Applied => "applied",
+            ProposalStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What happened when a proposal was applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Outcome {
+    /// Whether the observed state matched the target afterwards.
+    pub verified: bool,
+    /// What the executor did, in order.
+    pub performed: Vec<String>,
+    /// Spot target capacity after the change.
+    pub spot_capacity: u32,
+    /// Regular target capacity after the change.
+    pub regular_capacity: u32,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// When the executor finished.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub finished_at: time::OffsetDateTime,
+}
+
+/// A scale change as data: who asked, why, from what, to what, the verdict and the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Proposal {
+    /// Stable id; applying the same id twice is a no-op.
+    pub id: String,
+    /// The fleet to change.
+    pub fleet: FleetRef,
+    /// Who asked (e.g. `mcp:claude-desktop`, `agent:run-42`).
+    pub requested_by: String,
+    /// The caller's reason, verbatim.
+    pub reason: String,
+    /// When it was proposed.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub created_at: time::OffsetDateTime,
+    /// Spot target capacity observed when proposed.
+    pub observed_spot_capacity: u32,
+    /// Regular target capacity observed when proposed.
+    pub observed_regular_capacity: u32,
+    /// What was asked for.
+    pub target: ScaleTarget,
+    /// The guardrails' verdict when proposed.
+    pub verdict: Verdict,
+    /// What the executor would do, computed from the observed state.
+    pub plan: Plan,
+    /// Where the proposal is in its life.
+    pub status: ProposalStatus,
+    /// The executor's outcome, once applied.
+    pub outcome: Option<Outcome>,
+}
