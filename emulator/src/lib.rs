@@ -1,1 +1,191 @@
-//! placeholder
+//! The local Azure: the ARM surfaces fleetpilot uses (resource groups, Compute Fleet, the
+//! fleet's scale sets and VMs, long-running operations), served over HTTP with the official
+//! paths, api-versions and error shapes, over a deterministic simulated world on a virtual
+//! clock.
+//!
+//! It knows `fleetpilot-core` and nothing else of fleetpilot: clients reach it only over HTTP,
+//! exactly as they would reach `https://management.azure.com`.
+
+pub mod arm;
+pub mod clock;
+pub mod scenario;
+pub mod wire;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use fleetpilot_core::PriceTable;
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+pub use clock::VirtualClock;
+pub use scenario::Scenario;
+pub use world::{World, WorldConfig};
+
+/// How to start an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// The world's tunables.
+    pub world: WorldConfig,
+    /// Virtual time at start.
+    pub start: OffsetDateTime,
+    /// Virtual seconds per real second (0 = paused; time then moves only when advanced).
+    pub speed: f64,
+    /// What exists at start.
+    pub scenario: Scenario,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            world: WorldConfig::default(),
+            start: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            speed: 1.0,
+            scenario: Scenario::Reference,
+        }
+    }
+}
+
+/// A running emulator: its world and its clock.
+#[derive(Debug)]
+pub struct Emulator {
+    world: Mutex<World>,
+    /// The virtual clock.
+    pub clock: VirtualClock,
+}
+
+impl Emulator {
+    /// Build the world of `config.scenario` at `config.start`.
+    pub fn new(config: EmulatorConfig) -> Arc<Self> {
+        let mut world = World::new(config.world, PriceTable::embedded(), config.start);
+        config.scenario.install(&mut world);
+        Arc::new(Self { world: Mutex::new(world), clock: VirtualClock::new(config.start, config.speed) })
+    }
+
+    /// Lock the world (without advancing it).
+    pub fn lock_world(&self) -> MutexGuard<'_, World> {
+        // A panic while holding the lock would be a bug in the world's code; the state is
+        // still the best there is, so keep serving it.
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bring the world up to the clock's time and run `f` on it.
+    pub fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        let now = self.clock.now();
+        let mut world = self.lock_world();
+        world.advance_to(now);
+        f(&mut world)
+    }
+
+    /// The HTTP surface: ARM paths at the root, `/healthz`, and `/_emulator/*` controls.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/_emulator/clock", get(clock_get).post(clock_post))
+            .route("/_emulator/events", get(events))
+            .fallback(arm_fallback)
+            .with_state(self.clone())
+    }
+
+    /// Serve on `listener` until `cancel` fires. The world is also stepped in the background,
+    /// so that it moves even when nobody asks.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener, cancel: CancellationToken) -> std::io::Result<()> {
+        let ticker = tokio::spawn(self.clone().tick_until(cancel.child_token()));
+        let router = self.router();
+        let result = axum::serve(listener, router).with_graceful_shutdown(cancel.cancelled_owned()).await;
+        ticker.abort();
+        result
+    }
+
+    /// Step the world in the background until cancelled.
+    pub async fn tick_until(self: Arc<Self>, cancel: CancellationToken) {
+        let mut interval = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = interval.tick() => self.with_world(|_| ()),
+            }
+        }
+    }
+}
+
+/// Bind `addr` and serve the emulator there; returns the bound address and the task.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn spawn(
+    emulator: Arc<Emulator>,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(emulator.serve(listener, cancel));
+    Ok((bound, task))
+}
+
+async fn arm_fallback(
+    State(emulator): State<Arc<Emulator>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    arm::handle(emulator, method, uri, headers, body).await
+}
+
+async fn healthz(State(emulator): State<Arc<Emulator>>) -> impl IntoResponse {
+    let now = emulator.clock.now();
+    axum::Json(json!({"status": "ok", "virtualTime": wire::rfc3339(now)}))
+}
+
+fn clock_json(emulator: &Emulator) -> serde_json::Value {
+    let now = emulator.with_world(|w| w.now);
+    json!({"now": wire::rfc3339(emulator.clock.now()), "simulatedUntil": wire::rfc3339(now), "speed": emulator.clock.speed()})
+}
+
+async fn clock_get(State(emulator): State<Arc<Emulator>>) -> impl IntoResponse {
+    axum::Json(clock_json(&emulator))
+}
+
+/// Body of `POST /_emulator/clock`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockChange {
+    /// Move virtual time forward by this many seconds.
+    #[serde(default)]
+    advance_seconds: u64,
+    /// New speed factor.
+    speed: Option<f64>,
+}
+
+async fn clock_post(State(emulator): State<Arc<Emulator>>, axum::Json(change): axum::Json<ClockChange>) -> impl IntoResponse {
+    if let Some(speed) = change.speed {
+        emulator.clock.set_speed(speed);
+    }
+    if change.advance_seconds > 0 {
+        emulator.clock.advance(Duration::from_secs(change.advance_seconds));
+    }
+    axum::Json(clock_json(&emulator))
+}
+
+async fn events(State(emulator): State<Arc<Emulator>>) -> impl IntoResponse {
+    let events: Vec<serde_json::Value> = emulator.with_world(|w| {
+        w.events
+            .iter()
+            .map(|e| json!({"time": wire::rfc3339(e.at), "fleet": e.fleet, "kind": e.kind, "vmSize": e.size, "message": e.message}))
+            .collect()
+    });
+    axum::Json(json!({ "value": events }))
+}

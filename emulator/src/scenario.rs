@@ -1,0 +1,93 @@
+//! What exists in the emulated world at start.
+
+use fleetpilot_core::{EvictionPolicy, Priority};
+
+use crate::world::{FleetRecord, RegularProfile, ResourceGroup, SizeProfile, SpotProfile, World};
+
+/// The source recipe's compute profile (`recipe/artefacts/compute-profile.json`).
+const RECIPE_COMPUTE_PROFILE: &str = include_str!("../data/compute-profile.json");
+
+/// A starting world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scenario {
+    /// Nothing at all: clients create what they need.
+    Empty,
+    /// The source recipe's reference deployment, already running: resource group
+    /// `rg-ml-adaptive-scaling` in `eastus` with fleet `cf-ml-scaling` (spot 20, min 2, max price
+    /// 0.10, PriceCapacityOptimized, Deallocate; regular 10, min 1, LowestPrice) over
+    /// Standard_D4s_v5, Standard_D8s_v5 and Standard_E4s_v5.
+    #[default]
+    Reference,
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "empty" => Ok(Scenario::Empty),
+            "reference" => Ok(Scenario::Reference),
+            other => Err(format!("unknown scenario '{other}' (expected 'reference' or 'empty')")),
+        }
+    }
+}
+
+/// Resource group of the reference deployment.
+pub const REFERENCE_RESOURCE_GROUP: &str = "rg-ml-adaptive-scaling";
+/// Fleet of the reference deployment.
+pub const REFERENCE_FLEET: &str = "cf-ml-scaling";
+
+impl Scenario {
+    /// Put the scenario's resources into `world`.
+    pub fn install(self, world: &mut World) {
+        if self == Scenario::Empty {
+            return;
+        }
+        let subscription = world.config.subscription_id.clone();
+        world.resource_groups.insert(
+            REFERENCE_RESOURCE_GROUP.to_ascii_lowercase(),
+            ResourceGroup { name: REFERENCE_RESOURCE_GROUP.into(), location: "eastus".into(), tags: Default::default() },
+        );
+        let compute_profile: serde_json::Value = serde_json::from_str(
+            &RECIPE_COMPUTE_PROFILE.replace("${SUBSCRIPTION_ID}", &subscription).replace("${RESOURCE_GROUP}", REFERENCE_RESOURCE_GROUP),
+        )
+        .unwrap_or_default();
+        let key = (REFERENCE_RESOURCE_GROUP.to_ascii_lowercase(), REFERENCE_FLEET.to_string());
+        world.fleets.insert(
+            key.clone(),
+            FleetRecord {
+                name: REFERENCE_FLEET.into(),
+                resource_group: REFERENCE_RESOURCE_GROUP.into(),
+                location: "eastus".into(),
+                tags: Default::default(),
+                spot: Some(SpotProfile {
+                    capacity: 20,
+                    min_capacity: 2,
+                    max_price_per_vm: Some(0.10),
+                    eviction_policy: EvictionPolicy::Deallocate,
+                    allocation_strategy: "PriceCapacityOptimized".into(),
+                    maintain: true,
+                }),
+                regular: Some(RegularProfile { capacity: 10, min_capacity: 1, allocation_strategy: "LowestPrice".into() }),
+                vm_sizes: ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"]
+                    .iter()
+                    .map(|n| SizeProfile { name: (*n).into(), rank: None })
+                    .collect(),
+                compute_profile,
+                provisioning_state: "Succeeded".into(),
+                time_created: world.now,
+                unique_id: "8f0c1a52-6b1e-4d7c-9a3e-5d2f4b7c9e10".into(),
+                vms: Vec::new(),
+                next_instance: Default::default(),
+            },
+        );
+        world.seek_target(&key, false);
+        // The deployment exists already: its VMs have booted.
+        if let Some(fleet) = world.fleets.get_mut(&key) {
+            for vm in &mut fleet.vms {
+                vm.state = fleetpilot_core::VmState::Running;
+                vm.ready_at = vm.created_at;
+            }
+            debug_assert!(fleet.counted(Priority::Spot) == 20);
+        }
+    }
+}

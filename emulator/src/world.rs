@@ -1,0 +1,699 @@
+//! The emulated world's state and physics: resource groups, fleets and their VMs, quota,
+//! spot capacity pools, evictions and long-running operations. No HTTP here: `arm` converts.
+//!
+//! Time only moves through [`World::advance_to`], in fixed ticks, and every random draw comes
+//! from one seeded generator in tick order, so a world is deterministic under its seed however
+//! often or rarely it is observed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fleetpilot_core::{EvictionPolicy, PriceTable, Priority, SizeInfo, VmState, vm_family};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use time::OffsetDateTime;
+
+/// Tunables of the world.
+#[derive(Debug, Clone)]
+pub struct WorldConfig {
+    /// The one subscription this emulator serves.
+    pub subscription_id: String,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Length of one simulation step.
+    pub tick: Duration,
+    /// Boot latency (request → Running) for CPU sizes.
+    pub boot_latency_cpu: Duration,
+    /// Boot latency for GPU sizes.
+    pub boot_latency_gpu: Duration,
+    /// The period over which a size's eviction band is the share of spot VMs evicted.
+    /// Azure publishes bands without a period; fleetpilot reads them per day.
+    pub eviction_band_period: Duration,
+    /// Multiplies every eviction probability (1.0 = the published bands).
+    pub eviction_multiplier: f64,
+    /// Regular-priority vCPU quota per VM family.
+    pub family_vcpu_quota: u32,
+    /// Spot vCPU quota for the region (all families together).
+    pub spot_vcpu_quota: u32,
+    /// Spot VMs available per size in the region at eviction band 0–5 %; worse bands get less.
+    pub spot_pool_base: u32,
+    /// `Retry-After` seconds the emulator sends with long-running operations.
+    pub retry_after_secs: u32,
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        Self {
+            subscription_id: "00000000-0000-4000-8000-000000000001".into(),
+            seed: 42,
+            tick: Duration::from_secs(10),
+            boot_latency_cpu: Duration::from_secs(90),
+            boot_latency_gpu: Duration::from_secs(480),
+            eviction_band_period: Duration::from_secs(24 * 3600),
+            eviction_multiplier: 1.0,
+            family_vcpu_quota: 350,
+            spot_vcpu_quota: 600,
+            spot_pool_base: 40,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// A resource group.
+#[derive(Debug, Clone)]
+pub struct ResourceGroup {
+    /// Name as created (lookups ignore case).
+    pub name: String,
+    /// Region.
+    pub location: String,
+    /// Tags.
+    pub tags: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Spot tier settings of a fleet, as in `SpotPriorityProfile`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpotProfile {
+    /// Target capacity.
+    pub capacity: u32,
+    /// Minimum starting capacity.
+    pub min_capacity: u32,
+    /// Max price per VM, USD/h; `None` or -1 means up to pay-as-you-go.
+    pub max_price_per_vm: Option<f64>,
+    /// Eviction policy.
+    pub eviction_policy: EvictionPolicy,
+    /// `PriceCapacityOptimized`, `LowestPrice` or `CapacityOptimized`.
+    pub allocation_strategy: String,
+    /// Replace evicted VMs.
+    pub maintain: bool,
+}
+
+/// Regular tier settings of a fleet, as in `RegularPriorityProfile`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegularProfile {
+    /// Target capacity.
+    pub capacity: u32,
+    /// Minimum starting capacity.
+    pub min_capacity: u32,
+    /// `LowestPrice` or `Prioritized`.
+    pub allocation_strategy: String,
+}
+
+/// One entry of `vmSizesProfile`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizeProfile {
+    /// VM size name.
+    pub name: String,
+    /// Rank for the `Prioritized` strategy (lower first).
+    pub rank: Option<u32>,
+}
+
+/// One VM of a fleet.
+#[derive(Debug, Clone)]
+pub struct EmuVm {
+    /// Scale set name.
+    pub scale_set: String,
+    /// Instance id within the scale set.
+    pub instance_id: u64,
+    /// VM size.
+    pub size: String,
+    /// Priority.
+    pub priority: Priority,
+    /// Lifecycle state.
+    pub state: VmState,
+    /// When it was requested.
+    pub created_at: OffsetDateTime,
+    /// When it becomes Running.
+    pub ready_at: OffsetDateTime,
+    /// Tags (workloads mark busy VMs with `workload.busy = "true"`).
+    pub tags: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A Compute Fleet.
+#[derive(Debug, Clone)]
+pub struct FleetRecord {
+    /// Name as created.
+    pub name: String,
+    /// Resource group name as created.
+    pub resource_group: String,
+    /// Region.
+    pub location: String,
+    /// Tags.
+    pub tags: serde_json::Map<String, serde_json::Value>,
+    /// Spot tier.
+    pub spot: Option<SpotProfile>,
+    /// Regular tier.
+    pub regular: Option<RegularProfile>,
+    /// Sizes.
+    pub vm_sizes: Vec<SizeProfile>,
+    /// `computeProfile`, kept as given.
+    pub compute_profile: serde_json::Value,
+    /// ARM provisioning state.
+    pub provisioning_state: String,
+    /// Creation time.
+    pub time_created: OffsetDateTime,
+    /// Unique id.
+    pub unique_id: String,
+    /// The VMs.
+    pub vms: Vec<EmuVm>,
+    /// Next instance id per scale set.
+    pub next_instance: BTreeMap<String, u64>,
+}
+
+impl FleetRecord {
+    /// The scale set that holds VMs of a size and priority.
+    pub fn scale_set_name(&self, size: &str, priority: Priority) -> String {
+        let short = size.strip_prefix("Standard_").unwrap_or(size).to_ascii_lowercase();
+        format!("{}-{}-{}", self.name, priority.as_str(), short)
+    }
+
+    /// VMs of a priority that count towards its target.
+    pub fn counted(&self, priority: Priority) -> u32 {
+        self.vms.iter().filter(|vm| vm.priority == priority && vm.state.counts_towards_target()).count() as u32
+    }
+}
+
+/// Something that happened to a fleet that Azure reports as an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetEvent {
+    /// When.
+    pub at: OffsetDateTime,
+    /// Fleet name.
+    pub fleet: String,
+    /// `SpotEviction` or `AllocationFailure`.
+    pub kind: String,
+    /// VM size concerned.
+    pub size: String,
+    /// Details.
+    pub message: String,
+}
+
+/// A long-running operation and its status.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    /// Id.
+    pub id: String,
+    /// Region the status URL lives under.
+    pub location: String,
+    /// Resource the operation acts on (its ARM path).
+    pub resource_path: String,
+    /// `InProgress`, then `Succeeded` (or `Failed`).
+    pub status: String,
+    /// Status polls so far.
+    pub polls: u32,
+    /// When it started.
+    pub start_time: OffsetDateTime,
+    /// When it ended.
+    pub end_time: Option<OffsetDateTime>,
+}
+
+/// An error with the ARM shape: HTTP status, code and message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ArmError {
+    /// HTTP status.
+    pub status: u16,
+    /// ARM error code.
+    pub code: String,
+    /// Message.
+    pub message: String,
+}
+
+impl ArmError {
+    /// Build an error.
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self { status, code: code.into(), message: message.into() }
+    }
+}
+
+/// The whole emulated world.
+#[derive(Debug)]
+pub struct World {
+    /// Tunables.
+    pub config: WorldConfig,
+    /// Prices and sizes.
+    pub prices: PriceTable,
+    rng: StdRng,
+    /// Resource groups by lowercase name.
+    pub resource_groups: BTreeMap<String, ResourceGroup>,
+    /// Fleets by (lowercase resource group, lowercase name).
+    pub fleets: BTreeMap<(String, String), FleetRecord>,
+    /// Long-running operations by id.
+    pub operations: BTreeMap<String, Operation>,
+    /// Evictions and allocation failures, oldest first (bounded).
+    pub events: Vec<FleetEvent>,
+    /// Time up to which the world has been simulated.
+    pub now: OffsetDateTime,
+    next_operation: u64,
+}
+
+const MAX_EVENTS: usize = 10_000;
+
+impl World {
+    /// An empty world at `start`.
+    pub fn new(config: WorldConfig, prices: PriceTable, start: OffsetDateTime) -> Self {
+        let rng = StdRng::seed_from_u64(config.seed);
+        Self {
+            config,
+            prices,
+            rng,
+            resource_groups: BTreeMap::new(),
+            fleets: BTreeMap::new(),
+            operations: BTreeMap::new(),
+            events: Vec::new(),
+            now: start,
+            next_operation: 1,
+        }
+    }
+
+    /// Simulate up to `t` in whole ticks. Earlier times are ignored: time never goes back.
+    pub fn advance_to(&mut self, t: OffsetDateTime) {
+        let tick = self.config.tick;
+        while self.now + tick <= t {
+            self.now += tick;
+            self.step();
+        }
+    }
+
+    /// One tick: boots complete, spot VMs may be evicted, fleets seek their targets.
+    fn step(&mut self) {
+        let now = self.now;
+        let tick_secs = self.config.tick.as_secs_f64();
+        let period = self.config.eviction_band_period.as_secs_f64();
+        let multiplier = self.config.eviction_multiplier;
+        let keys: Vec<_> = self.fleets.keys().cloned().collect();
+        for key in keys {
+            let mut evictions = Vec::new();
+            {
+                let Some(fleet) = self.fleets.get_mut(&key) else { continue };
+                for vm in &mut fleet.vms {
+                    if vm.state == VmState::Creating && vm.ready_at <= now {
+                        vm.state = VmState::Running;
+                    }
+                }
+                let policy = fleet.spot.as_ref().map(|s| s.eviction_policy).unwrap_or(EvictionPolicy::Delete);
+                for (index, vm) in fleet.vms.iter_mut().enumerate() {
+                    if vm.priority != Priority::Spot || !matches!(vm.state, VmState::Running | VmState::Creating) {
+                        continue;
+                    }
+                    let band = self.prices.get(&vm.size).and_then(|s| s.eviction_band).map(|b| b.mid_fraction()).unwrap_or(0.05);
+                    let p = (1.0 - (1.0 - band).powf(tick_secs / period)) * multiplier;
+                    if self.rng.random::<f64>() < p {
+                        evictions.push(index);
+                    }
+                }
+                for &index in evictions.iter().rev() {
+                    let vm = &mut fleet.vms[index];
+                    let message = format!("{}_{} evicted ({policy:?})", vm.scale_set, vm.instance_id);
+                    let size = vm.size.clone();
+                    match policy {
+                        EvictionPolicy::Deallocate => vm.state = VmState::Deallocated,
+                        EvictionPolicy::Delete => {
+                            fleet.vms.remove(index);
+                        }
+                    }
+                    self.events.push(FleetEvent { at: now, fleet: fleet.name.clone(), kind: "SpotEviction".into(), size, message });
+                }
+            }
+            self.seek_target(&key, true);
+        }
+        if self.events.len() > MAX_EVENTS {
+            let excess = self.events.len() - MAX_EVENTS;
+            self.events.drain(..excess);
+        }
+    }
+
+    /// Create VMs until each tier reaches its target, as Compute Fleet's goal seeking does.
+    /// `replacing` is true on ticks: then spot is replaced only with `maintain` on.
+    pub fn seek_target(&mut self, key: &(String, String), replacing: bool) {
+        for priority in Priority::ALL {
+            let Some(fleet) = self.fleets.get(key) else { return };
+            if fleet.provisioning_state == "Deleting" {
+                return;
+            }
+            let target = match priority {
+                Priority::Spot => match &fleet.spot {
+                    Some(s) if !replacing || s.maintain => s.capacity,
+                    _ => continue,
+                },
+                Priority::Regular => match &fleet.regular {
+                    Some(r) => r.capacity,
+                    None => continue,
+                },
+            };
+            let missing = target.saturating_sub(fleet.counted(priority));
+            for _ in 0..missing {
+                if let Err(failure) = self.allocate_one(key, priority) {
+                    let fleet_name = self.fleets.get(key).map(|f| f.name.clone()).unwrap_or_default();
+                    // One event per tick and tier is enough to see the failure.
+                    self.events.push(FleetEvent {
+                        at: self.now,
+                        fleet: fleet_name,
+                        kind: "AllocationFailure".into(),
+                        size: failure.0,
+                        message: failure.1,
+                    });
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Allocate one VM of a priority by the fleet's allocation strategy.
+    /// Returns `(size, reason)` when no size can take it.
+    fn allocate_one(&mut self, key: &(String, String), priority: Priority) -> Result<(), (String, String)> {
+        let size = self.choose_size(key, priority)?;
+        let now = self.now;
+        let info = self.prices.get(&size).cloned();
+        let latency = match info {
+            Some(ref s) if s.gpus > 0 => self.config.boot_latency_gpu,
+            _ => self.config.boot_latency_cpu,
+        };
+        // ±20 % jitter, drawn from the world's generator.
+        let jitter = 0.8 + 0.4 * self.rng.random::<f64>();
+        let Some(fleet) = self.fleets.get_mut(key) else { return Ok(()) };
+        let scale_set = fleet.scale_set_name(&size, priority);
+        let next = fleet.next_instance.entry(scale_set.clone()).or_insert(0);
+        let instance_id = *next;
+        *next += 1;
+        fleet.vms.push(EmuVm {
+            scale_set,
+            instance_id,
+            size,
+            priority,
+            state: VmState::Creating,
+            created_at: now,
+            ready_at: now + latency.mul_f64(jitter),
+            tags: serde_json::Map::new(),
+        });
+        Ok(())
+    }
+
+    fn choose_size(&self, key: &(String, String), priority: Priority) -> Result<String, (String, String)> {
+        let fleet = self.fleets.get(key).ok_or_else(|| (String::new(), "fleet vanished".to_string()))?;
+        let mut candidates: Vec<(&SizeProfile, &SizeInfo, u32)> = Vec::new();
+        let mut last_reason = (String::new(), "the fleet lists no VM sizes".to_string());
+        for profile in &fleet.vm_sizes {
+            let Some(info) = self.prices.get(&profile.name) else {
+                last_reason = (profile.name.clone(), format!("unknown VM size {}", profile.name));
+                continue;
+            };
+            if let Err(reason) = self.quota_allows(info, priority) {
+                last_reason = (profile.name.clone(), reason);
+                continue;
+            }
+            let mut pool = u32::MAX;
+            if priority == Priority::Spot {
+                if let Some(max) = fleet.spot.as_ref().and_then(|s| s.max_price_per_vm) {
+                    if max >= 0.0 && info.spot_usd_hour > max {
+                        last_reason = (
+                            profile.name.clone(),
+                            format!("spot price {} is above maxPricePerVM {max}", info.spot_usd_hour),
+                        );
+                        continue;
+                    }
+                }
+                pool = self.spot_pool_left(info);
+                if pool == 0 {
+                    last_reason = (profile.name.clone(), format!("no spot capacity left for {}", info.name));
+                    continue;
+                }
+            }
+            candidates.push((profile, info, pool));
+        }
+        let strategy = match priority {
+            Priority::Spot => fleet.spot.as_ref().map(|s| s.allocation_strategy.as_str()),
+            Priority::Regular => fleet.regular.as_ref().map(|r| r.allocation_strategy.as_str()),
+        }
+        .unwrap_or("LowestPrice");
+        let position = |p: &SizeProfile| fleet.vm_sizes.iter().position(|q| q.name == p.name).unwrap_or(usize::MAX);
+        let price = |i: &SizeInfo| i.price(priority);
+        let best = match strategy {
+            "Prioritized" => candidates.iter().min_by(|a, b| {
+                a.0.rank.unwrap_or(u32::MAX).cmp(&b.0.rank.unwrap_or(u32::MAX)).then(position(a.0).cmp(&position(b.0)))
+            }),
+            // Most spare capacity first, price ignored.
+            "CapacityOptimized" => candidates.iter().max_by(|a, b| a.2.cmp(&b.2).then(position(b.0).cmp(&position(a.0)))),
+            // Deepest capacity bucket first, then the lowest price within it.
+            "PriceCapacityOptimized" => candidates.iter().min_by(|a, b| {
+                (b.2 / 10).cmp(&(a.2 / 10)).then(price(a.1).total_cmp(&price(b.1))).then(position(a.0).cmp(&position(b.0)))
+            }),
+            _ => candidates.iter().min_by(|a, b| price(a.1).total_cmp(&price(b.1)).then(position(a.0).cmp(&position(b.0)))),
+        };
+        best.map(|c| c.1.name.clone()).ok_or(last_reason)
+    }
+
+    /// vCPUs in use per (family, priority), over every fleet. Deallocated spot VMs still hold
+    /// quota, as they do on Azure.
+    fn vcpus_in_use(&self, family: Option<&str>, priority: Priority) -> u32 {
+        self.fleets
+            .values()
+            .flat_map(|f| &f.vms)
+            .filter(|vm| vm.priority == priority && vm.state != VmState::Deleting)
+            .filter_map(|vm| self.prices.get(&vm.size))
+            .filter(|info| family.is_none_or(|fam| info.family() == fam))
+            .map(|info| info.vcpus)
+            .sum()
+    }
+
+    fn quota_allows(&self, info: &SizeInfo, priority: Priority) -> Result<(), String> {
+        match priority {
+            Priority::Regular => {
+                let family = vm_family(&info.name);
+                let used = self.vcpus_in_use(Some(&family), priority);
+                let limit = self.config.family_vcpu_quota;
+                if used + info.vcpus > limit {
+                    return Err(format!(
+                        "QuotaExceeded: family {family} would use {} of {limit} vCPUs",
+                        used + info.vcpus
+                    ));
+                }
+            }
+            Priority::Spot => {
+                let used = self.vcpus_in_use(None, priority);
+                let limit = self.config.spot_vcpu_quota;
+                if used + info.vcpus > limit {
+                    return Err(format!("QuotaExceeded: spot would use {} of {limit} vCPUs", used + info.vcpus));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Spot VMs of a size still available in the region.
+    fn spot_pool_left(&self, info: &SizeInfo) -> u32 {
+        let band = info.eviction_band.map(|b| b.high_pct).unwrap_or(20.0);
+        // Bands are a proxy for spare capacity: 0–5 % gets the full pool, 5–10 % 60 %, …
+        let share = match band {
+            b if b <= 5.0 => 1.0,
+            b if b <= 10.0 => 0.6,
+            b if b <= 15.0 => 0.4,
+            b if b <= 20.0 => 0.25,
+            _ => 0.1,
+        };
+        let pool = (f64::from(self.config.spot_pool_base) * share).round() as u32;
+        let used = self
+            .fleets
+            .values()
+            .flat_map(|f| &f.vms)
+            .filter(|vm| vm.priority == Priority::Spot && vm.state != VmState::Deleting && vm.size.eq_ignore_ascii_case(&info.name))
+            .count() as u32;
+        pool.saturating_sub(used)
+    }
+
+    /// vCPUs a capacity would need at the least, with the smallest listed size.
+    pub fn check_quota_for(&self, sizes: &[SizeProfile], priority: Priority, extra_vms: u32) -> Result<(), ArmError> {
+        if extra_vms == 0 {
+            return Ok(());
+        }
+        let smallest = sizes.iter().filter_map(|s| self.prices.get(&s.name)).min_by_key(|i| i.vcpus);
+        let Some(smallest) = smallest else { return Ok(()) };
+        let need = smallest.vcpus * extra_vms;
+        let (used, limit, what) = match priority {
+            Priority::Spot => (self.vcpus_in_use(None, priority), self.config.spot_vcpu_quota, "Total Regional Spot vCPUs".to_string()),
+            Priority::Regular => {
+                // Any listed family may take the VMs: the quota left is the sum over families.
+                let mut families: Vec<String> = sizes.iter().filter_map(|s| self.prices.get(&s.name)).map(|i| i.family()).collect();
+                families.sort();
+                families.dedup();
+                let used: u32 = families.iter().map(|f| self.vcpus_in_use(Some(f), priority)).sum();
+                (used, self.config.family_vcpu_quota * families.len() as u32, format!("{} vCPUs", families.join(", ")))
+            }
+        };
+        if used + need > limit {
+            return Err(ArmError::new(
+                409,
+                "OperationNotAllowed",
+                format!(
+                    "Operation could not be completed as it results in exceeding approved {what} quota. \
+                     Additional details - Location: eastus, Current Limit: {limit}, Current Usage: {used}, \
+                     Additional Required: {need}, (Minimum) New Limit Required: {}.",
+                    used + need
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Start a long-running operation on a resource; it completes on its first status poll.
+    pub fn start_operation(&mut self, location: &str, resource_path: &str) -> Operation {
+        let id = format!("{:08x}-0000-4000-8000-{:012x}", self.next_operation, self.config.seed);
+        self.next_operation += 1;
+        let op = Operation {
+            id: id.clone(),
+            location: location.to_string(),
+            resource_path: resource_path.to_string(),
+            status: "InProgress".into(),
+            polls: 0,
+            start_time: self.now,
+            end_time: None,
+        };
+        self.operations.insert(id, op.clone());
+        op
+    }
+
+    /// Poll an operation: the first poll finishes it, and with it the resource's provisioning.
+    pub fn poll_operation(&mut self, id: &str) -> Option<Operation> {
+        let now = self.now;
+        let op = self.operations.get_mut(id)?;
+        op.polls += 1;
+        if op.status == "InProgress" {
+            op.status = "Succeeded".into();
+            op.end_time = Some(now);
+            let path = op.resource_path.to_ascii_lowercase();
+            for fleet in self.fleets.values_mut() {
+                let fleet_path = format!(
+                    "/resourcegroups/{}/providers/microsoft.azurefleet/fleets/{}",
+                    fleet.resource_group.to_ascii_lowercase(),
+                    fleet.name.to_ascii_lowercase()
+                );
+                if path.ends_with(&fleet_path) && matches!(fleet.provisioning_state.as_str(), "Creating" | "Updating") {
+                    fleet.provisioning_state = "Succeeded".into();
+                }
+            }
+        }
+        self.operations.get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn world_with_fleet(spot: u32, regular: u32, strategy: &str, eviction: EvictionPolicy) -> (World, (String, String)) {
+        let mut world = World::new(WorldConfig::default(), PriceTable::embedded(), datetime!(2026-01-01 00:00 UTC));
+        let key = ("rg".to_string(), "f".to_string());
+        world.fleets.insert(
+            key.clone(),
+            FleetRecord {
+                name: "f".into(),
+                resource_group: "rg".into(),
+                location: "eastus".into(),
+                tags: Default::default(),
+                spot: Some(SpotProfile {
+                    capacity: spot,
+                    min_capacity: 0,
+                    max_price_per_vm: Some(0.10),
+                    eviction_policy: eviction,
+                    allocation_strategy: strategy.into(),
+                    maintain: true,
+                }),
+                regular: Some(RegularProfile { capacity: regular, min_capacity: 0, allocation_strategy: "LowestPrice".into() }),
+                vm_sizes: ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"]
+                    .iter()
+                    .map(|n| SizeProfile { name: n.to_string(), rank: None })
+                    .collect(),
+                compute_profile: serde_json::json!({}),
+                provisioning_state: "Succeeded".into(),
+                time_created: datetime!(2026-01-01 00:00 UTC),
+                unique_id: "u".into(),
+                vms: vec![],
+                next_instance: Default::default(),
+            },
+        );
+        world.seek_target(&key, false);
+        (world, key)
+    }
+
+    fn sizes(world: &World, key: &(String, String), priority: Priority) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for vm in world.fleets[key].vms.iter().filter(|v| v.priority == priority) {
+            *out.entry(vm.size.clone()).or_default() += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn vms_boot_after_their_latency() {
+        let (mut world, key) = world_with_fleet(2, 1, "LowestPrice", EvictionPolicy::Delete);
+        assert!(world.fleets[&key].vms.iter().all(|v| v.state == VmState::Creating));
+        world.advance_to(datetime!(2026-01-01 00:01 UTC));
+        assert!(world.fleets[&key].vms.iter().all(|v| v.state == VmState::Creating), "72 s minimum boot");
+        world.advance_to(datetime!(2026-01-01 00:02 UTC));
+        assert!(world.fleets[&key].vms.iter().all(|v| v.state == VmState::Running), "108 s maximum boot");
+    }
+
+    #[test]
+    fn lowest_price_fills_the_cheapest_size() {
+        let (world, key) = world_with_fleet(5, 3, "LowestPrice", EvictionPolicy::Delete);
+        assert_eq!(sizes(&world, &key, Priority::Spot), BTreeMap::from([("Standard_D4s_v5".into(), 5)]));
+        assert_eq!(sizes(&world, &key, Priority::Regular), BTreeMap::from([("Standard_D4s_v5".into(), 3)]));
+    }
+
+    #[test]
+    fn price_capacity_optimized_spreads_as_pools_drain() {
+        let (world, key) = world_with_fleet(20, 0, "PriceCapacityOptimized", EvictionPolicy::Delete);
+        let got = sizes(&world, &key, Priority::Spot);
+        assert_eq!(got.values().sum::<usize>(), 20);
+        assert!(got.len() >= 2, "expected several sizes, got {got:?}");
+    }
+
+    #[test]
+    fn max_price_excludes_expensive_sizes() {
+        let (mut world, key) = world_with_fleet(0, 0, "CapacityOptimized", EvictionPolicy::Delete);
+        world.fleets.get_mut(&key).unwrap().spot.as_mut().unwrap().max_price_per_vm = Some(0.045);
+        world.fleets.get_mut(&key).unwrap().spot.as_mut().unwrap().capacity = 3;
+        world.seek_target(&key, false);
+        assert_eq!(sizes(&world, &key, Priority::Spot), BTreeMap::from([("Standard_D4s_v5".into(), 3)]));
+    }
+
+    #[test]
+    fn lowering_the_target_deletes_nothing() {
+        let (mut world, key) = world_with_fleet(6, 0, "LowestPrice", EvictionPolicy::Delete);
+        world.fleets.get_mut(&key).unwrap().spot.as_mut().unwrap().capacity = 2;
+        world.advance_to(datetime!(2026-01-01 00:10 UTC));
+        assert_eq!(world.fleets[&key].counted(Priority::Spot), 6);
+    }
+
+    #[test]
+    fn quota_stops_allocation_and_records_a_failure() {
+        let (mut world, key) = world_with_fleet(0, 0, "LowestPrice", EvictionPolicy::Delete);
+        world.config.family_vcpu_quota = 8;
+        world.fleets.get_mut(&key).unwrap().regular.as_mut().unwrap().capacity = 10;
+        world.seek_target(&key, false);
+        // 2 × D4s_v5 (DSv5, 8 vCPUs) + 2 × E4s_v5 (ESv5, 8 vCPUs), then nothing fits.
+        assert_eq!(world.fleets[&key].counted(Priority::Regular), 4);
+        assert_eq!(world.events.last().unwrap().kind, "AllocationFailure");
+    }
+
+    #[test]
+    fn evictions_follow_the_policy_and_are_deterministic() {
+        let run = |policy| {
+            let (mut world, key) = world_with_fleet(20, 0, "PriceCapacityOptimized", policy);
+            world.config.eviction_multiplier = 200.0;
+            world.advance_to(datetime!(2026-01-01 06:00 UTC));
+            let evictions = world.events.iter().filter(|e| e.kind == "SpotEviction").count();
+            let deallocated = world.fleets[&key].vms.iter().filter(|v| v.state == VmState::Deallocated).count();
+            (evictions, deallocated, world.fleets[&key].counted(Priority::Spot))
+        };
+        let (evicted, deallocated, counted) = run(EvictionPolicy::Deallocate);
+        assert!(evicted > 0);
+        assert_eq!(deallocated, evicted, "deallocated VMs stay and are not replaced");
+        assert_eq!(counted, 20);
+        let (evicted_delete, deallocated_delete, counted_delete) = run(EvictionPolicy::Delete);
+        assert!(evicted_delete > 0);
+        assert_eq!(deallocated_delete, 0);
+        assert_eq!(counted_delete, 20, "maintain replaces deleted VMs");
+        assert_eq!(run(EvictionPolicy::Deallocate), (evicted, deallocated, counted), "same seed, same world");
+    }
+}
