@@ -186,3 +186,22 @@ impl FleetState {
         }
     }
 }
+
+/// A fleet as listed: its identity and targets, without its VMs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FleetSummary {
+    /// Resource group and name.
+    pub fleet: FleetRef,
+    /// ARM resource id.
+    pub id: String,
+    /// Azure region.
+    pub location: String,
+    /// ARM provisioning state.
+    pub provisioning_state: String,
+    /// Spot target capacity.
+    pub spot_capacity: u32,
+    /// Regular target capacity.
+    pub regular_capacity: u32,
+    /// VM sizes.
+    pub vm_sizes: Vec<String>,
+}

@@ -10,7 +10,7 @@ pub mod plan;
 pub mod prices;
 pub mod proposal;
 
-pub use fleet::{EvictionPolicy, FleetRef, FleetState, Priority, PriorityState, Vm, VmState};
+pub use fleet::{EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState};
 pub use plan::{Action, Plan, plan};
 pub use prices::{EvictionBand, PriceTable, SizeInfo, vm_family};
 pub use proposal::{
@@ -19,3 +19,6 @@ pub use proposal::{
 
 /// A point in time. Always UTC; always passed in, never read from a clock here.
 pub type Timestamp = time::OffsetDateTime;
+
+mod secret;
+pub use secret::Secret;

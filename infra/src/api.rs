@@ -1,0 +1,269 @@
+//! The typed seam between fleetpilot and Azure, and its implementation over ARM.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use fleetpilot_core::{EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::{ArmClient, AzureError};
+
+/// Compute Fleet api-version.
+pub const FLEET_API: &str = "2024-11-01";
+/// Microsoft.Compute api-version for scale sets.
+pub const COMPUTE_API: &str = "2024-07-01";
+/// Microsoft.Resources api-version.
+pub const RESOURCES_API: &str = "2025-04-01";
+
+/// What fleetpilot asks of Azure. Everything that changes Azure state goes through here, and
+/// only the executor calls the mutating methods.
+#[async_trait]
+pub trait AzureApi: Send + Sync + std::fmt::Debug {
+    /// Fleets in a resource group, or in the whole subscription.
+    async fn list_fleets(&self, resource_group: Option<&str>) -> Result<Vec<FleetSummary>, AzureError>;
+
+    /// One fleet with its VMs.
+    async fn read_fleet(&self, fleet: &FleetRef) -> Result<FleetState, AzureError>;
+
+    /// PATCH a fleet's target capacities and sizes; `None` leaves a field alone.
+    async fn update_fleet(
+        &self,
+        fleet: &FleetRef,
+        spot_capacity: Option<u32>,
+        regular_capacity: Option<u32>,
+        vm_sizes: Option<&[String]>,
+    ) -> Result<(), AzureError>;
+
+    /// Delete VMs by ARM id (scale set VMs), grouped per scale set.
+    async fn delete_vms(&self, vm_ids: &[String]) -> Result<(), AzureError>;
+}
+
+/// [`AzureApi`] over the ARM REST API.
+#[derive(Debug, Clone)]
+pub struct ArmAzureApi {
+    client: ArmClient,
+}
+
+impl ArmAzureApi {
+    /// Wrap a client.
+    pub fn new(client: ArmClient) -> Self {
+        Self { client }
+    }
+
+    /// The client underneath.
+    pub fn client(&self) -> &ArmClient {
+        &self.client
+    }
+
+    fn fleet_path(&self, fleet: &FleetRef) -> String {
+        format!(
+            "{}/resourceGroups/{}/providers/Microsoft.AzureFleet/fleets/{}",
+            self.client.subscription_path(),
+            fleet.resource_group,
+            fleet.name
+        )
+    }
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+fn u32_at(v: &Value, pointer: &str) -> u32 {
+    v.pointer(pointer).and_then(Value::as_u64).unwrap_or(0) as u32
+}
+
+/// Resource group from an ARM id.
+fn resource_group_of(id: &str) -> Option<String> {
+    let mut parts = id.split('/');
+    while let Some(part) = parts.next() {
+        if part.eq_ignore_ascii_case("resourceGroups") {
+            return parts.next().map(str::to_string);
+        }
+    }
+    None
+}
+
+fn summary_from(fleet: &Value) -> Result<FleetSummary, AzureError> {
+    let id = str_at(fleet, "/id").unwrap_or_default().to_string();
+    let name = str_at(fleet, "/name").unwrap_or_default().to_string();
+    let resource_group = resource_group_of(&id)
+        .ok_or_else(|| AzureError::Decode { url: id.clone(), reason: "fleet id has no resource group".into() })?;
+    Ok(FleetSummary {
+        fleet: FleetRef { resource_group, name },
+        location: str_at(fleet, "/location").unwrap_or_default().to_string(),
+        provisioning_state: str_at(fleet, "/properties/provisioningState").unwrap_or("Succeeded").to_string(),
+        spot_capacity: u32_at(fleet, "/properties/spotPriorityProfile/capacity"),
+        regular_capacity: u32_at(fleet, "/properties/regularPriorityProfile/capacity"),
+        vm_sizes: sizes_of(fleet),
+        id,
+    })
+}
+
+fn sizes_of(fleet: &Value) -> Vec<String> {
+    fleet
+        .pointer("/properties/vmSizesProfile")
+        .and_then(Value::as_array)
+        .map(|sizes| sizes.iter().filter_map(|s| s.get("name").and_then(Value::as_str)).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn vm_from(vm: &Value, scale_set: &str, priority: Priority, size: &str) -> Vm {
+    let provisioning = str_at(vm, "/properties/provisioningState").unwrap_or("Succeeded");
+    let power = vm
+        .pointer("/properties/instanceView/statuses")
+        .and_then(Value::as_array)
+        .and_then(|statuses| statuses.iter().filter_map(|s| s.get("code").and_then(Value::as_str)).find(|c| c.starts_with("PowerState/")))
+        .unwrap_or("PowerState/running");
+    let state = match (provisioning, power) {
+        ("Deleting", _) => VmState::Deleting,
+        ("Creating", _) => VmState::Creating,
+        (_, "PowerState/deallocated" | "PowerState/deallocating") => VmState::Deallocated,
+        (_, "PowerState/running") => VmState::Running,
+        _ => VmState::Creating,
+    };
+    let created_at = str_at(vm, "/properties/timeCreated")
+        .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    Vm {
+        id: str_at(vm, "/id").unwrap_or_default().to_string(),
+        scale_set: scale_set.to_string(),
+        instance_id: str_at(vm, "/instanceId").unwrap_or_default().to_string(),
+        size: str_at(vm, "/properties/hardwareProfile/vmSize").or(str_at(vm, "/sku/name")).unwrap_or(size).to_string(),
+        priority,
+        state,
+        busy: str_at(vm, "/tags/workload.busy") == Some("true"),
+        created_at,
+    }
+}
+
+#[async_trait]
+impl AzureApi for ArmAzureApi {
+    async fn list_fleets(&self, resource_group: Option<&str>) -> Result<Vec<FleetSummary>, AzureError> {
+        let mut path = match resource_group {
+            Some(rg) => format!(
+                "{}/resourceGroups/{rg}/providers/Microsoft.AzureFleet/fleets?api-version={FLEET_API}",
+                self.client.subscription_path()
+            ),
+            None => format!("{}/providers/Microsoft.AzureFleet/fleets?api-version={FLEET_API}", self.client.subscription_path()),
+        };
+        let mut out = Vec::new();
+        // Follow nextLink pages.
+        loop {
+            let page: Value = self.client.get(&path).await?;
+            for fleet in page.get("value").and_then(Value::as_array).into_iter().flatten() {
+                out.push(summary_from(fleet)?);
+            }
+            match page.get("nextLink").and_then(Value::as_str) {
+                Some(next) if !next.is_empty() => path = next.to_string(),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_fleet(&self, fleet: &FleetRef) -> Result<FleetState, AzureError> {
+        let path = self.fleet_path(fleet);
+        let body: Value = self.client.get(&format!("{path}?api-version={FLEET_API}")).await?;
+        let summary = summary_from(&body)?;
+        let sets: Value = self.client.get(&format!("{path}/virtualMachineScaleSets?api-version={FLEET_API}")).await?;
+        let ids: Vec<String> = sets
+            .get("value")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.get("id").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, id) in ids.into_iter().enumerate() {
+            let client = self.client.clone();
+            tasks.spawn(async move {
+                let set: Value = client.get(&format!("{id}?api-version={COMPUTE_API}")).await?;
+                let vms: Value = client.get(&format!("{id}/virtualMachines?api-version={COMPUTE_API}&$expand=instanceView")).await?;
+                Ok::<_, AzureError>((index, id, set, vms))
+            });
+        }
+        let mut by_index = BTreeMap::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (index, id, set, vms) = joined.map_err(|e| AzureError::Decode { url: path.clone(), reason: e.to_string() })??;
+            by_index.insert(index, (id, set, vms));
+        }
+        let mut vms = Vec::new();
+        for (id, set, list) in by_index.into_values() {
+            let priority = match str_at(&set, "/properties/virtualMachineProfile/priority") {
+                Some(p) if p.eq_ignore_ascii_case("spot") || p.eq_ignore_ascii_case("low") => Priority::Spot,
+                _ => Priority::Regular,
+            };
+            let size = str_at(&set, "/sku/name").unwrap_or_default().to_string();
+            for vm in list.get("value").and_then(Value::as_array).into_iter().flatten() {
+                vms.push(vm_from(vm, &id, priority, &size));
+            }
+        }
+        let tier = |profile: &str| PriorityState {
+            capacity: u32_at(&body, &format!("/properties/{profile}/capacity")),
+            min_capacity: u32_at(&body, &format!("/properties/{profile}/minCapacity")),
+            allocation_strategy: str_at(&body, &format!("/properties/{profile}/allocationStrategy")).unwrap_or_default().to_string(),
+            ..Default::default()
+        };
+        let mut state = FleetState {
+            fleet: summary.fleet,
+            id: summary.id,
+            location: summary.location,
+            provisioning_state: summary.provisioning_state,
+            spot: tier("spotPriorityProfile"),
+            regular: tier("regularPriorityProfile"),
+            spot_max_price_per_vm: body.pointer("/properties/spotPriorityProfile/maxPricePerVM").and_then(Value::as_f64).unwrap_or(-1.0),
+            spot_eviction_policy: match str_at(&body, "/properties/spotPriorityProfile/evictionPolicy") {
+                Some("Deallocate") => EvictionPolicy::Deallocate,
+                _ => EvictionPolicy::Delete,
+            },
+            spot_maintain: body.pointer("/properties/spotPriorityProfile/maintain").and_then(Value::as_bool).unwrap_or(true),
+            vm_sizes: summary.vm_sizes,
+            vms,
+            observed_at: OffsetDateTime::now_utc(),
+        };
+        state.recount();
+        Ok(state)
+    }
+
+    async fn update_fleet(
+        &self,
+        fleet: &FleetRef,
+        spot_capacity: Option<u32>,
+        regular_capacity: Option<u32>,
+        vm_sizes: Option<&[String]>,
+    ) -> Result<(), AzureError> {
+        let mut properties = serde_json::Map::new();
+        if let Some(capacity) = spot_capacity {
+            properties.insert("spotPriorityProfile".into(), json!({ "capacity": capacity }));
+        }
+        if let Some(capacity) = regular_capacity {
+            properties.insert("regularPriorityProfile".into(), json!({ "capacity": capacity }));
+        }
+        if let Some(sizes) = vm_sizes {
+            let sizes: Vec<Value> = sizes.iter().map(|s| json!({ "name": s })).collect();
+            properties.insert("vmSizesProfile".into(), Value::Array(sizes));
+        }
+        if properties.is_empty() {
+            return Ok(());
+        }
+        let path = format!("{}?api-version={FLEET_API}", self.fleet_path(fleet));
+        self.client.patch(&path, &json!({ "properties": properties })).await
+    }
+
+    async fn delete_vms(&self, vm_ids: &[String]) -> Result<(), AzureError> {
+        let mut by_set: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for id in vm_ids {
+            let Some((set, instance)) = id.rsplit_once("/virtualMachines/") else {
+                return Err(AzureError::Decode { url: id.clone(), reason: "not a scale set VM id".into() });
+            };
+            by_set.entry(set.to_string()).or_default().push(instance.to_string());
+        }
+        for (set, instances) in by_set {
+            let path = format!("{set}/delete?api-version={COMPUTE_API}");
+            self.client.post(&path, &json!({ "instanceIds": instances })).await?;
+        }
+        Ok(())
+    }
+}
