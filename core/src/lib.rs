@@ -10,12 +10,12 @@ pub mod plan;
 pub mod prices;
 pub mod proposal;
 
-pub use fleet::{EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState};
+pub use fleet::{
+    EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState,
+};
 pub use plan::{Action, Plan, plan};
 pub use prices::{EvictionBand, PriceTable, SizeInfo, vm_family};
-pub use proposal::{
-    Decision, Proposal, ProposalStatus, ScaleTarget, Verdict, Violation, Outcome,
-};
+pub use proposal::{Decision, Outcome, Proposal, ProposalStatus, ScaleTarget, Verdict, Violation};
 
 /// A point in time. Always UTC; always passed in, never read from a clock here.
 pub type Timestamp = time::OffsetDateTime;

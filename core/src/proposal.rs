@@ -64,7 +64,11 @@ impl Verdict {
         } else {
             Decision::NeedsApproval
         };
-        Self { decision, violations, dry_run }
+        Self {
+            decision,
+            violations,
+            dry_run,
+        }
     }
 }
 

@@ -47,7 +47,9 @@ impl Default for EmulatorConfig {
     fn default() -> Self {
         Self {
             world: WorldConfig::default(),
-            start: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            start: OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
             speed: 1.0,
             scenario: Scenario::Reference,
         }
@@ -67,7 +69,10 @@ impl Emulator {
     pub fn new(config: EmulatorConfig) -> Arc<Self> {
         let mut world = World::new(config.world, PriceTable::embedded(), config.start);
         config.scenario.install(&mut world);
-        Arc::new(Self { world: Mutex::new(world), clock: VirtualClock::new(config.start, config.speed) })
+        Arc::new(Self {
+            world: Mutex::new(world),
+            clock: VirtualClock::new(config.start, config.speed),
+        })
     }
 
     /// Lock the world (without advancing it).
@@ -100,10 +105,16 @@ impl Emulator {
     ///
     /// # Errors
     /// When the server fails.
-    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener, cancel: CancellationToken) -> std::io::Result<()> {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        cancel: CancellationToken,
+    ) -> std::io::Result<()> {
         let ticker = tokio::spawn(self.clone().tick_until(cancel.child_token()));
         let router = self.router();
-        let result = axum::serve(listener, router).with_graceful_shutdown(cancel.cancelled_owned()).await;
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await;
         ticker.abort();
         result
     }
@@ -170,12 +181,17 @@ struct ClockChange {
     speed: Option<f64>,
 }
 
-async fn clock_post(State(emulator): State<Arc<Emulator>>, axum::Json(change): axum::Json<ClockChange>) -> impl IntoResponse {
+async fn clock_post(
+    State(emulator): State<Arc<Emulator>>,
+    axum::Json(change): axum::Json<ClockChange>,
+) -> impl IntoResponse {
     if let Some(speed) = change.speed {
         emulator.clock.set_speed(speed);
     }
     if change.advance_seconds > 0 {
-        emulator.clock.advance(Duration::from_secs(change.advance_seconds));
+        emulator
+            .clock
+            .advance(Duration::from_secs(change.advance_seconds));
     }
     axum::Json(clock_json(&emulator))
 }

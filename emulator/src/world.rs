@@ -162,13 +162,19 @@ pub struct FleetRecord {
 impl FleetRecord {
     /// The scale set that holds VMs of a size and priority.
     pub fn scale_set_name(&self, size: &str, priority: Priority) -> String {
-        let short = size.strip_prefix("Standard_").unwrap_or(size).to_ascii_lowercase();
+        let short = size
+            .strip_prefix("Standard_")
+            .unwrap_or(size)
+            .to_ascii_lowercase();
         format!("{}-{}-{}", self.name, priority.as_str(), short)
     }
 
     /// VMs of a priority that count towards its target.
     pub fn counted(&self, priority: Priority) -> u32 {
-        self.vms.iter().filter(|vm| vm.priority == priority && vm.state.counts_towards_target()).count() as u32
+        self.vms
+            .iter()
+            .filter(|vm| vm.priority == priority && vm.state.counts_towards_target())
+            .count() as u32
     }
 }
 
@@ -221,7 +227,11 @@ pub struct ArmError {
 impl ArmError {
     /// Build an error.
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into() }
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -284,18 +294,31 @@ impl World {
         for key in keys {
             let mut evictions = Vec::new();
             {
-                let Some(fleet) = self.fleets.get_mut(&key) else { continue };
+                let Some(fleet) = self.fleets.get_mut(&key) else {
+                    continue;
+                };
                 for vm in &mut fleet.vms {
                     if vm.state == VmState::Creating && vm.ready_at <= now {
                         vm.state = VmState::Running;
                     }
                 }
-                let policy = fleet.spot.as_ref().map(|s| s.eviction_policy).unwrap_or(EvictionPolicy::Delete);
+                let policy = fleet
+                    .spot
+                    .as_ref()
+                    .map(|s| s.eviction_policy)
+                    .unwrap_or(EvictionPolicy::Delete);
                 for (index, vm) in fleet.vms.iter_mut().enumerate() {
-                    if vm.priority != Priority::Spot || !matches!(vm.state, VmState::Running | VmState::Creating) {
+                    if vm.priority != Priority::Spot
+                        || !matches!(vm.state, VmState::Running | VmState::Creating)
+                    {
                         continue;
                     }
-                    let band = self.prices.get(&vm.size).and_then(|s| s.eviction_band).map(|b| b.mid_fraction()).unwrap_or(0.05);
+                    let band = self
+                        .prices
+                        .get(&vm.size)
+                        .and_then(|s| s.eviction_band)
+                        .map(|b| b.mid_fraction())
+                        .unwrap_or(0.05);
                     let p = (1.0 - (1.0 - band).powf(tick_secs / period)) * multiplier;
                     if self.rng.random::<f64>() < p {
                         evictions.push(index);
@@ -303,7 +326,8 @@ impl World {
                 }
                 for &index in evictions.iter().rev() {
                     let vm = &mut fleet.vms[index];
-                    let message = format!("{}_{} evicted ({policy:?})", vm.scale_set, vm.instance_id);
+                    let message =
+                        format!("{}_{} evicted ({policy:?})", vm.scale_set, vm.instance_id);
                     let size = vm.size.clone();
                     match policy {
                         EvictionPolicy::Deallocate => vm.state = VmState::Deallocated,
@@ -311,7 +335,13 @@ impl World {
                             fleet.vms.remove(index);
                         }
                     }
-                    self.events.push(FleetEvent { at: now, fleet: fleet.name.clone(), kind: "SpotEviction".into(), size, message });
+                    self.events.push(FleetEvent {
+                        at: now,
+                        fleet: fleet.name.clone(),
+                        kind: "SpotEviction".into(),
+                        size,
+                        message,
+                    });
                 }
             }
             self.seek_target(&key, true);
@@ -326,7 +356,9 @@ impl World {
     /// `replacing` is true on ticks: then spot is replaced only with `maintain` on.
     pub fn seek_target(&mut self, key: &(String, String), replacing: bool) {
         for priority in Priority::ALL {
-            let Some(fleet) = self.fleets.get(key) else { return };
+            let Some(fleet) = self.fleets.get(key) else {
+                return;
+            };
             if fleet.provisioning_state == "Deleting" {
                 return;
             }
@@ -343,7 +375,11 @@ impl World {
             let missing = target.saturating_sub(fleet.counted(priority));
             for _ in 0..missing {
                 if let Err(failure) = self.allocate_one(key, priority) {
-                    let fleet_name = self.fleets.get(key).map(|f| f.name.clone()).unwrap_or_default();
+                    let fleet_name = self
+                        .fleets
+                        .get(key)
+                        .map(|f| f.name.clone())
+                        .unwrap_or_default();
                     // One event per tick and tier is enough to see the failure.
                     self.events.push(FleetEvent {
                         at: self.now,
@@ -360,7 +396,11 @@ impl World {
 
     /// Allocate one VM of a priority by the fleet's allocation strategy.
     /// Returns `(size, reason)` when no size can take it.
-    fn allocate_one(&mut self, key: &(String, String), priority: Priority) -> Result<(), (String, String)> {
+    fn allocate_one(
+        &mut self,
+        key: &(String, String),
+        priority: Priority,
+    ) -> Result<(), (String, String)> {
         let size = self.choose_size(key, priority)?;
         let now = self.now;
         let info = self.prices.get(&size).cloned();
@@ -370,7 +410,9 @@ impl World {
         };
         // ±20 % jitter, drawn from the world's generator.
         let jitter = 0.8 + 0.4 * self.rng.random::<f64>();
-        let Some(fleet) = self.fleets.get_mut(key) else { return Ok(()) };
+        let Some(fleet) = self.fleets.get_mut(key) else {
+            return Ok(());
+        };
         let scale_set = fleet.scale_set_name(&size, priority);
         let next = fleet.next_instance.entry(scale_set.clone()).or_insert(0);
         let instance_id = *next;
@@ -388,13 +430,23 @@ impl World {
         Ok(())
     }
 
-    fn choose_size(&self, key: &(String, String), priority: Priority) -> Result<String, (String, String)> {
-        let fleet = self.fleets.get(key).ok_or_else(|| (String::new(), "fleet vanished".to_string()))?;
+    fn choose_size(
+        &self,
+        key: &(String, String),
+        priority: Priority,
+    ) -> Result<String, (String, String)> {
+        let fleet = self
+            .fleets
+            .get(key)
+            .ok_or_else(|| (String::new(), "fleet vanished".to_string()))?;
         let mut candidates: Vec<(&SizeProfile, &SizeInfo, u32)> = Vec::new();
         let mut last_reason = (String::new(), "the fleet lists no VM sizes".to_string());
         for profile in &fleet.vm_sizes {
             let Some(info) = self.prices.get(&profile.name) else {
-                last_reason = (profile.name.clone(), format!("unknown VM size {}", profile.name));
+                last_reason = (
+                    profile.name.clone(),
+                    format!("unknown VM size {}", profile.name),
+                );
                 continue;
             };
             if let Err(reason) = self.quota_allows(info, priority) {
@@ -407,14 +459,20 @@ impl World {
                     if max >= 0.0 && info.spot_usd_hour > max {
                         last_reason = (
                             profile.name.clone(),
-                            format!("spot price {} is above maxPricePerVM {max}", info.spot_usd_hour),
+                            format!(
+                                "spot price {} is above maxPricePerVM {max}",
+                                info.spot_usd_hour
+                            ),
                         );
                         continue;
                     }
                 }
                 pool = self.spot_pool_left(info);
                 if pool == 0 {
-                    last_reason = (profile.name.clone(), format!("no spot capacity left for {}", info.name));
+                    last_reason = (
+                        profile.name.clone(),
+                        format!("no spot capacity left for {}", info.name),
+                    );
                     continue;
                 }
             }
@@ -422,22 +480,43 @@ impl World {
         }
         let strategy = match priority {
             Priority::Spot => fleet.spot.as_ref().map(|s| s.allocation_strategy.as_str()),
-            Priority::Regular => fleet.regular.as_ref().map(|r| r.allocation_strategy.as_str()),
+            Priority::Regular => fleet
+                .regular
+                .as_ref()
+                .map(|r| r.allocation_strategy.as_str()),
         }
         .unwrap_or("LowestPrice");
-        let position = |p: &SizeProfile| fleet.vm_sizes.iter().position(|q| q.name == p.name).unwrap_or(usize::MAX);
+        let position = |p: &SizeProfile| {
+            fleet
+                .vm_sizes
+                .iter()
+                .position(|q| q.name == p.name)
+                .unwrap_or(usize::MAX)
+        };
         let price = |i: &SizeInfo| i.price(priority);
         let best = match strategy {
             "Prioritized" => candidates.iter().min_by(|a, b| {
-                a.0.rank.unwrap_or(u32::MAX).cmp(&b.0.rank.unwrap_or(u32::MAX)).then(position(a.0).cmp(&position(b.0)))
+                a.0.rank
+                    .unwrap_or(u32::MAX)
+                    .cmp(&b.0.rank.unwrap_or(u32::MAX))
+                    .then(position(a.0).cmp(&position(b.0)))
             }),
             // Most spare capacity first, price ignored.
-            "CapacityOptimized" => candidates.iter().max_by(|a, b| a.2.cmp(&b.2).then(position(b.0).cmp(&position(a.0)))),
+            "CapacityOptimized" => candidates
+                .iter()
+                .max_by(|a, b| a.2.cmp(&b.2).then(position(b.0).cmp(&position(a.0)))),
             // Deepest capacity bucket first, then the lowest price within it.
             "PriceCapacityOptimized" => candidates.iter().min_by(|a, b| {
-                (b.2 / 10).cmp(&(a.2 / 10)).then(price(a.1).total_cmp(&price(b.1))).then(position(a.0).cmp(&position(b.0)))
+                (b.2 / 10)
+                    .cmp(&(a.2 / 10))
+                    .then(price(a.1).total_cmp(&price(b.1)))
+                    .then(position(a.0).cmp(&position(b.0)))
             }),
-            _ => candidates.iter().min_by(|a, b| price(a.1).total_cmp(&price(b.1)).then(position(a.0).cmp(&position(b.0)))),
+            _ => candidates.iter().min_by(|a, b| {
+                price(a.1)
+                    .total_cmp(&price(b.1))
+                    .then(position(a.0).cmp(&position(b.0)))
+            }),
         };
         best.map(|c| c.1.name.clone()).ok_or(last_reason)
     }
@@ -472,7 +551,10 @@ impl World {
                 let used = self.vcpus_in_use(None, priority);
                 let limit = self.config.spot_vcpu_quota;
                 if used + info.vcpus > limit {
-                    return Err(format!("QuotaExceeded: spot would use {} of {limit} vCPUs", used + info.vcpus));
+                    return Err(format!(
+                        "QuotaExceeded: spot would use {} of {limit} vCPUs",
+                        used + info.vcpus
+                    ));
                 }
             }
         }
@@ -495,28 +577,57 @@ impl World {
             .fleets
             .values()
             .flat_map(|f| &f.vms)
-            .filter(|vm| vm.priority == Priority::Spot && vm.state != VmState::Deleting && vm.size.eq_ignore_ascii_case(&info.name))
+            .filter(|vm| {
+                vm.priority == Priority::Spot
+                    && vm.state != VmState::Deleting
+                    && vm.size.eq_ignore_ascii_case(&info.name)
+            })
             .count() as u32;
         pool.saturating_sub(used)
     }
 
     /// vCPUs a capacity would need at the least, with the smallest listed size.
-    pub fn check_quota_for(&self, sizes: &[SizeProfile], priority: Priority, extra_vms: u32) -> Result<(), ArmError> {
+    pub fn check_quota_for(
+        &self,
+        sizes: &[SizeProfile],
+        priority: Priority,
+        extra_vms: u32,
+    ) -> Result<(), ArmError> {
         if extra_vms == 0 {
             return Ok(());
         }
-        let smallest = sizes.iter().filter_map(|s| self.prices.get(&s.name)).min_by_key(|i| i.vcpus);
-        let Some(smallest) = smallest else { return Ok(()) };
+        let smallest = sizes
+            .iter()
+            .filter_map(|s| self.prices.get(&s.name))
+            .min_by_key(|i| i.vcpus);
+        let Some(smallest) = smallest else {
+            return Ok(());
+        };
         let need = smallest.vcpus * extra_vms;
         let (used, limit, what) = match priority {
-            Priority::Spot => (self.vcpus_in_use(None, priority), self.config.spot_vcpu_quota, "Total Regional Spot vCPUs".to_string()),
+            Priority::Spot => (
+                self.vcpus_in_use(None, priority),
+                self.config.spot_vcpu_quota,
+                "Total Regional Spot vCPUs".to_string(),
+            ),
             Priority::Regular => {
                 // Any listed family may take the VMs: the quota left is the sum over families.
-                let mut families: Vec<String> = sizes.iter().filter_map(|s| self.prices.get(&s.name)).map(|i| i.family()).collect();
+                let mut families: Vec<String> = sizes
+                    .iter()
+                    .filter_map(|s| self.prices.get(&s.name))
+                    .map(|i| i.family())
+                    .collect();
                 families.sort();
                 families.dedup();
-                let used: u32 = families.iter().map(|f| self.vcpus_in_use(Some(f), priority)).sum();
-                (used, self.config.family_vcpu_quota * families.len() as u32, format!("{} vCPUs", families.join(", ")))
+                let used: u32 = families
+                    .iter()
+                    .map(|f| self.vcpus_in_use(Some(f), priority))
+                    .sum();
+                (
+                    used,
+                    self.config.family_vcpu_quota * families.len() as u32,
+                    format!("{} vCPUs", families.join(", ")),
+                )
             }
         };
         if used + need > limit {
@@ -536,7 +647,10 @@ impl World {
 
     /// Start a long-running operation on a resource; it completes on its first status poll.
     pub fn start_operation(&mut self, location: &str, resource_path: &str) -> Operation {
-        let id = format!("{:08x}-0000-4000-8000-{:012x}", self.next_operation, self.config.seed);
+        let id = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            self.next_operation, self.config.seed
+        );
         self.next_operation += 1;
         let op = Operation {
             id: id.clone(),
@@ -566,7 +680,9 @@ impl World {
                     fleet.resource_group.to_ascii_lowercase(),
                     fleet.name.to_ascii_lowercase()
                 );
-                if path.ends_with(&fleet_path) && matches!(fleet.provisioning_state.as_str(), "Creating" | "Updating") {
+                if path.ends_with(&fleet_path)
+                    && matches!(fleet.provisioning_state.as_str(), "Creating" | "Updating")
+                {
                     fleet.provisioning_state = "Succeeded".into();
                 }
             }
@@ -580,8 +696,17 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    fn world_with_fleet(spot: u32, regular: u32, strategy: &str, eviction: EvictionPolicy) -> (World, (String, String)) {
-        let mut world = World::new(WorldConfig::default(), PriceTable::embedded(), datetime!(2026-01-01 00:00 UTC));
+    fn world_with_fleet(
+        spot: u32,
+        regular: u32,
+        strategy: &str,
+        eviction: EvictionPolicy,
+    ) -> (World, (String, String)) {
+        let mut world = World::new(
+            WorldConfig::default(),
+            PriceTable::embedded(),
+            datetime!(2026-01-01 00:00 UTC),
+        );
         let key = ("rg".to_string(), "f".to_string());
         world.fleets.insert(
             key.clone(),
@@ -598,10 +723,17 @@ mod tests {
                     allocation_strategy: strategy.into(),
                     maintain: true,
                 }),
-                regular: Some(RegularProfile { capacity: regular, min_capacity: 0, allocation_strategy: "LowestPrice".into() }),
+                regular: Some(RegularProfile {
+                    capacity: regular,
+                    min_capacity: 0,
+                    allocation_strategy: "LowestPrice".into(),
+                }),
                 vm_sizes: ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"]
                     .iter()
-                    .map(|n| SizeProfile { name: n.to_string(), rank: None })
+                    .map(|n| SizeProfile {
+                        name: n.to_string(),
+                        rank: None,
+                    })
                     .collect(),
                 compute_profile: serde_json::json!({}),
                 provisioning_state: "Succeeded".into(),
@@ -617,7 +749,11 @@ mod tests {
 
     fn sizes(world: &World, key: &(String, String), priority: Priority) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
-        for vm in world.fleets[key].vms.iter().filter(|v| v.priority == priority) {
+        for vm in world.fleets[key]
+            .vms
+            .iter()
+            .filter(|v| v.priority == priority)
+        {
             *out.entry(vm.size.clone()).or_default() += 1;
         }
         out
@@ -626,23 +762,47 @@ mod tests {
     #[test]
     fn vms_boot_after_their_latency() {
         let (mut world, key) = world_with_fleet(2, 1, "LowestPrice", EvictionPolicy::Delete);
-        assert!(world.fleets[&key].vms.iter().all(|v| v.state == VmState::Creating));
+        assert!(
+            world.fleets[&key]
+                .vms
+                .iter()
+                .all(|v| v.state == VmState::Creating)
+        );
         world.advance_to(datetime!(2026-01-01 00:01 UTC));
-        assert!(world.fleets[&key].vms.iter().all(|v| v.state == VmState::Creating), "72 s minimum boot");
+        assert!(
+            world.fleets[&key]
+                .vms
+                .iter()
+                .all(|v| v.state == VmState::Creating),
+            "72 s minimum boot"
+        );
         world.advance_to(datetime!(2026-01-01 00:02 UTC));
-        assert!(world.fleets[&key].vms.iter().all(|v| v.state == VmState::Running), "108 s maximum boot");
+        assert!(
+            world.fleets[&key]
+                .vms
+                .iter()
+                .all(|v| v.state == VmState::Running),
+            "108 s maximum boot"
+        );
     }
 
     #[test]
     fn lowest_price_fills_the_cheapest_size() {
         let (world, key) = world_with_fleet(5, 3, "LowestPrice", EvictionPolicy::Delete);
-        assert_eq!(sizes(&world, &key, Priority::Spot), BTreeMap::from([("Standard_D4s_v5".into(), 5)]));
-        assert_eq!(sizes(&world, &key, Priority::Regular), BTreeMap::from([("Standard_D4s_v5".into(), 3)]));
+        assert_eq!(
+            sizes(&world, &key, Priority::Spot),
+            BTreeMap::from([("Standard_D4s_v5".into(), 5)])
+        );
+        assert_eq!(
+            sizes(&world, &key, Priority::Regular),
+            BTreeMap::from([("Standard_D4s_v5".into(), 3)])
+        );
     }
 
     #[test]
     fn price_capacity_optimized_spreads_as_pools_drain() {
-        let (world, key) = world_with_fleet(20, 0, "PriceCapacityOptimized", EvictionPolicy::Delete);
+        let (world, key) =
+            world_with_fleet(20, 0, "PriceCapacityOptimized", EvictionPolicy::Delete);
         let got = sizes(&world, &key, Priority::Spot);
         assert_eq!(got.values().sum::<usize>(), 20);
         assert!(got.len() >= 2, "expected several sizes, got {got:?}");
@@ -651,16 +811,40 @@ mod tests {
     #[test]
     fn max_price_excludes_expensive_sizes() {
         let (mut world, key) = world_with_fleet(0, 0, "CapacityOptimized", EvictionPolicy::Delete);
-        world.fleets.get_mut(&key).unwrap().spot.as_mut().unwrap().max_price_per_vm = Some(0.045);
-        world.fleets.get_mut(&key).unwrap().spot.as_mut().unwrap().capacity = 3;
+        world
+            .fleets
+            .get_mut(&key)
+            .unwrap()
+            .spot
+            .as_mut()
+            .unwrap()
+            .max_price_per_vm = Some(0.045);
+        world
+            .fleets
+            .get_mut(&key)
+            .unwrap()
+            .spot
+            .as_mut()
+            .unwrap()
+            .capacity = 3;
         world.seek_target(&key, false);
-        assert_eq!(sizes(&world, &key, Priority::Spot), BTreeMap::from([("Standard_D4s_v5".into(), 3)]));
+        assert_eq!(
+            sizes(&world, &key, Priority::Spot),
+            BTreeMap::from([("Standard_D4s_v5".into(), 3)])
+        );
     }
 
     #[test]
     fn lowering_the_target_deletes_nothing() {
         let (mut world, key) = world_with_fleet(6, 0, "LowestPrice", EvictionPolicy::Delete);
-        world.fleets.get_mut(&key).unwrap().spot.as_mut().unwrap().capacity = 2;
+        world
+            .fleets
+            .get_mut(&key)
+            .unwrap()
+            .spot
+            .as_mut()
+            .unwrap()
+            .capacity = 2;
         world.advance_to(datetime!(2026-01-01 00:10 UTC));
         assert_eq!(world.fleets[&key].counted(Priority::Spot), 6);
     }
@@ -669,7 +853,14 @@ mod tests {
     fn quota_stops_allocation_and_records_a_failure() {
         let (mut world, key) = world_with_fleet(0, 0, "LowestPrice", EvictionPolicy::Delete);
         world.config.family_vcpu_quota = 8;
-        world.fleets.get_mut(&key).unwrap().regular.as_mut().unwrap().capacity = 10;
+        world
+            .fleets
+            .get_mut(&key)
+            .unwrap()
+            .regular
+            .as_mut()
+            .unwrap()
+            .capacity = 10;
         world.seek_target(&key, false);
         // 2 × D4s_v5 (DSv5, 8 vCPUs) + 2 × E4s_v5 (ESv5, 8 vCPUs), then nothing fits.
         assert_eq!(world.fleets[&key].counted(Priority::Regular), 4);
@@ -682,18 +873,37 @@ mod tests {
             let (mut world, key) = world_with_fleet(20, 0, "PriceCapacityOptimized", policy);
             world.config.eviction_multiplier = 200.0;
             world.advance_to(datetime!(2026-01-01 06:00 UTC));
-            let evictions = world.events.iter().filter(|e| e.kind == "SpotEviction").count();
-            let deallocated = world.fleets[&key].vms.iter().filter(|v| v.state == VmState::Deallocated).count();
-            (evictions, deallocated, world.fleets[&key].counted(Priority::Spot))
+            let evictions = world
+                .events
+                .iter()
+                .filter(|e| e.kind == "SpotEviction")
+                .count();
+            let deallocated = world.fleets[&key]
+                .vms
+                .iter()
+                .filter(|v| v.state == VmState::Deallocated)
+                .count();
+            (
+                evictions,
+                deallocated,
+                world.fleets[&key].counted(Priority::Spot),
+            )
         };
         let (evicted, deallocated, counted) = run(EvictionPolicy::Deallocate);
         assert!(evicted > 0);
-        assert_eq!(deallocated, evicted, "deallocated VMs stay and are not replaced");
+        assert_eq!(
+            deallocated, evicted,
+            "deallocated VMs stay and are not replaced"
+        );
         assert_eq!(counted, 20);
         let (evicted_delete, deallocated_delete, counted_delete) = run(EvictionPolicy::Delete);
         assert!(evicted_delete > 0);
         assert_eq!(deallocated_delete, 0);
         assert_eq!(counted_delete, 20, "maintain replaces deleted VMs");
-        assert_eq!(run(EvictionPolicy::Deallocate), (evicted, deallocated, counted), "same seed, same world");
+        assert_eq!(
+            run(EvictionPolicy::Deallocate),
+            (evicted, deallocated, counted),
+            "same seed, same world"
+        );
     }
 }

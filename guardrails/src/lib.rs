@@ -24,7 +24,11 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy) -> Ve
     for priority in Priority::ALL {
         let (requested, min, max) = match priority {
             Priority::Spot => (target.spot_capacity, policy.min_spot, policy.max_spot),
-            Priority::Regular => (target.regular_capacity, policy.min_regular, policy.max_regular),
+            Priority::Regular => (
+                target.regular_capacity,
+                policy.min_regular,
+                policy.max_regular,
+            ),
         };
         let Some(requested) = requested else { continue };
         if requested > max {
@@ -53,7 +57,10 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy) -> Ve
     if up > i64::from(policy.max_step_up) {
         violations.push(deny(
             "max_step_up",
-            format!("the change adds {up} VMs; the policy allows at most {} per change", policy.max_step_up),
+            format!(
+                "the change adds {up} VMs; the policy allows at most {} per change",
+                policy.max_step_up
+            ),
             policy.max_step_up,
             up as u32,
         ));
@@ -61,7 +68,10 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy) -> Ve
     if down > i64::from(policy.max_step_down) {
         violations.push(deny(
             "max_step_down",
-            format!("the change removes {down} VMs; the policy allows at most {} per change", policy.max_step_down),
+            format!(
+                "the change removes {down} VMs; the policy allows at most {} per change",
+                policy.max_step_down
+            ),
             policy.max_step_down,
             down as u32,
         ));
@@ -78,7 +88,10 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy) -> Ve
         }
         for size in sizes {
             let allowed = policy.allowed_vm_sizes.is_empty()
-                || policy.allowed_vm_sizes.iter().any(|a| a.eq_ignore_ascii_case(size));
+                || policy
+                    .allowed_vm_sizes
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(size));
             if !allowed {
                 violations.push(Violation {
                     bound: "allowed_vm_sizes".into(),

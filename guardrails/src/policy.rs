@@ -61,7 +61,11 @@ pub struct Policies {
 impl Policies {
     /// Build from a default and complete per-fleet policies (merging is the config layer's job).
     pub fn new(default: Policy, fleets: BTreeMap<String, Policy>) -> Self {
-        Self { default, fleets, global_dry_run: false }
+        Self {
+            default,
+            fleets,
+            global_dry_run: false,
+        }
     }
 
     /// Force dry-run on every fleet, whatever its policy says.

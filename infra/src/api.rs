@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use fleetpilot_core::{EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState};
+use fleetpilot_core::{
+    EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState,
+};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -21,7 +23,10 @@ pub const RESOURCES_API: &str = "2025-04-01";
 #[async_trait]
 pub trait AzureApi: Send + Sync + std::fmt::Debug {
     /// Fleets in a resource group, or in the whole subscription.
-    async fn list_fleets(&self, resource_group: Option<&str>) -> Result<Vec<FleetSummary>, AzureError>;
+    async fn list_fleets(
+        &self,
+        resource_group: Option<&str>,
+    ) -> Result<Vec<FleetSummary>, AzureError>;
 
     /// One fleet with its VMs.
     async fn read_fleet(&self, fleet: &FleetRef) -> Result<FleetState, AzureError>;
@@ -88,12 +93,19 @@ fn resource_group_of(id: &str) -> Option<String> {
 fn summary_from(fleet: &Value) -> Result<FleetSummary, AzureError> {
     let id = str_at(fleet, "/id").unwrap_or_default().to_string();
     let name = str_at(fleet, "/name").unwrap_or_default().to_string();
-    let resource_group = resource_group_of(&id)
-        .ok_or_else(|| AzureError::Decode { url: id.clone(), reason: "fleet id has no resource group".into() })?;
+    let resource_group = resource_group_of(&id).ok_or_else(|| AzureError::Decode {
+        url: id.clone(),
+        reason: "fleet id has no resource group".into(),
+    })?;
     Ok(FleetSummary {
-        fleet: FleetRef { resource_group, name },
+        fleet: FleetRef {
+            resource_group,
+            name,
+        },
         location: str_at(fleet, "/location").unwrap_or_default().to_string(),
-        provisioning_state: str_at(fleet, "/properties/provisioningState").unwrap_or("Succeeded").to_string(),
+        provisioning_state: str_at(fleet, "/properties/provisioningState")
+            .unwrap_or("Succeeded")
+            .to_string(),
         spot_capacity: u32_at(fleet, "/properties/spotPriorityProfile/capacity"),
         regular_capacity: u32_at(fleet, "/properties/regularPriorityProfile/capacity"),
         vm_sizes: sizes_of(fleet),
@@ -105,7 +117,13 @@ fn sizes_of(fleet: &Value) -> Vec<String> {
     fleet
         .pointer("/properties/vmSizesProfile")
         .and_then(Value::as_array)
-        .map(|sizes| sizes.iter().filter_map(|s| s.get("name").and_then(Value::as_str)).map(str::to_string).collect())
+        .map(|sizes| {
+            sizes
+                .iter()
+                .filter_map(|s| s.get("name").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -114,7 +132,12 @@ fn vm_from(vm: &Value, scale_set: &str, priority: Priority, size: &str) -> Vm {
     let power = vm
         .pointer("/properties/instanceView/statuses")
         .and_then(Value::as_array)
-        .and_then(|statuses| statuses.iter().filter_map(|s| s.get("code").and_then(Value::as_str)).find(|c| c.starts_with("PowerState/")))
+        .and_then(|statuses| {
+            statuses
+                .iter()
+                .filter_map(|s| s.get("code").and_then(Value::as_str))
+                .find(|c| c.starts_with("PowerState/"))
+        })
         .unwrap_or("PowerState/running");
     let state = match (provisioning, power) {
         ("Deleting", _) => VmState::Deleting,
@@ -130,7 +153,10 @@ fn vm_from(vm: &Value, scale_set: &str, priority: Priority, size: &str) -> Vm {
         id: str_at(vm, "/id").unwrap_or_default().to_string(),
         scale_set: scale_set.to_string(),
         instance_id: str_at(vm, "/instanceId").unwrap_or_default().to_string(),
-        size: str_at(vm, "/properties/hardwareProfile/vmSize").or(str_at(vm, "/sku/name")).unwrap_or(size).to_string(),
+        size: str_at(vm, "/properties/hardwareProfile/vmSize")
+            .or(str_at(vm, "/sku/name"))
+            .unwrap_or(size)
+            .to_string(),
         priority,
         state,
         busy: str_at(vm, "/tags/workload.busy") == Some("true"),
@@ -140,19 +166,30 @@ fn vm_from(vm: &Value, scale_set: &str, priority: Priority, size: &str) -> Vm {
 
 #[async_trait]
 impl AzureApi for ArmAzureApi {
-    async fn list_fleets(&self, resource_group: Option<&str>) -> Result<Vec<FleetSummary>, AzureError> {
+    async fn list_fleets(
+        &self,
+        resource_group: Option<&str>,
+    ) -> Result<Vec<FleetSummary>, AzureError> {
         let mut path = match resource_group {
             Some(rg) => format!(
                 "{}/resourceGroups/{rg}/providers/Microsoft.AzureFleet/fleets?api-version={FLEET_API}",
                 self.client.subscription_path()
             ),
-            None => format!("{}/providers/Microsoft.AzureFleet/fleets?api-version={FLEET_API}", self.client.subscription_path()),
+            None => format!(
+                "{}/providers/Microsoft.AzureFleet/fleets?api-version={FLEET_API}",
+                self.client.subscription_path()
+            ),
         };
         let mut out = Vec::new();
         // Follow nextLink pages.
         loop {
             let page: Value = self.client.get(&path).await?;
-            for fleet in page.get("value").and_then(Value::as_array).into_iter().flatten() {
+            for fleet in page
+                .get("value")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 out.push(summary_from(fleet)?);
             }
             match page.get("nextLink").and_then(Value::as_str) {
@@ -165,9 +202,17 @@ impl AzureApi for ArmAzureApi {
 
     async fn read_fleet(&self, fleet: &FleetRef) -> Result<FleetState, AzureError> {
         let path = self.fleet_path(fleet);
-        let body: Value = self.client.get(&format!("{path}?api-version={FLEET_API}")).await?;
+        let body: Value = self
+            .client
+            .get(&format!("{path}?api-version={FLEET_API}"))
+            .await?;
         let summary = summary_from(&body)?;
-        let sets: Value = self.client.get(&format!("{path}/virtualMachineScaleSets?api-version={FLEET_API}")).await?;
+        let sets: Value = self
+            .client
+            .get(&format!(
+                "{path}/virtualMachineScaleSets?api-version={FLEET_API}"
+            ))
+            .await?;
         let ids: Vec<String> = sets
             .get("value")
             .and_then(Value::as_array)
@@ -179,31 +224,52 @@ impl AzureApi for ArmAzureApi {
         for (index, id) in ids.into_iter().enumerate() {
             let client = self.client.clone();
             tasks.spawn(async move {
-                let set: Value = client.get(&format!("{id}?api-version={COMPUTE_API}")).await?;
-                let vms: Value = client.get(&format!("{id}/virtualMachines?api-version={COMPUTE_API}&$expand=instanceView")).await?;
+                let set: Value = client
+                    .get(&format!("{id}?api-version={COMPUTE_API}"))
+                    .await?;
+                let vms: Value = client
+                    .get(&format!(
+                        "{id}/virtualMachines?api-version={COMPUTE_API}&$expand=instanceView"
+                    ))
+                    .await?;
                 Ok::<_, AzureError>((index, id, set, vms))
             });
         }
         let mut by_index = BTreeMap::new();
         while let Some(joined) = tasks.join_next().await {
-            let (index, id, set, vms) = joined.map_err(|e| AzureError::Decode { url: path.clone(), reason: e.to_string() })??;
+            let (index, id, set, vms) = joined.map_err(|e| AzureError::Decode {
+                url: path.clone(),
+                reason: e.to_string(),
+            })??;
             by_index.insert(index, (id, set, vms));
         }
         let mut vms = Vec::new();
         for (id, set, list) in by_index.into_values() {
             let priority = match str_at(&set, "/properties/virtualMachineProfile/priority") {
-                Some(p) if p.eq_ignore_ascii_case("spot") || p.eq_ignore_ascii_case("low") => Priority::Spot,
+                Some(p) if p.eq_ignore_ascii_case("spot") || p.eq_ignore_ascii_case("low") => {
+                    Priority::Spot
+                }
                 _ => Priority::Regular,
             };
             let size = str_at(&set, "/sku/name").unwrap_or_default().to_string();
-            for vm in list.get("value").and_then(Value::as_array).into_iter().flatten() {
+            for vm in list
+                .get("value")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 vms.push(vm_from(vm, &id, priority, &size));
             }
         }
         let tier = |profile: &str| PriorityState {
             capacity: u32_at(&body, &format!("/properties/{profile}/capacity")),
             min_capacity: u32_at(&body, &format!("/properties/{profile}/minCapacity")),
-            allocation_strategy: str_at(&body, &format!("/properties/{profile}/allocationStrategy")).unwrap_or_default().to_string(),
+            allocation_strategy: str_at(
+                &body,
+                &format!("/properties/{profile}/allocationStrategy"),
+            )
+            .unwrap_or_default()
+            .to_string(),
             ..Default::default()
         };
         let mut state = FleetState {
@@ -213,12 +279,21 @@ impl AzureApi for ArmAzureApi {
             provisioning_state: summary.provisioning_state,
             spot: tier("spotPriorityProfile"),
             regular: tier("regularPriorityProfile"),
-            spot_max_price_per_vm: body.pointer("/properties/spotPriorityProfile/maxPricePerVM").and_then(Value::as_f64).unwrap_or(-1.0),
-            spot_eviction_policy: match str_at(&body, "/properties/spotPriorityProfile/evictionPolicy") {
+            spot_max_price_per_vm: body
+                .pointer("/properties/spotPriorityProfile/maxPricePerVM")
+                .and_then(Value::as_f64)
+                .unwrap_or(-1.0),
+            spot_eviction_policy: match str_at(
+                &body,
+                "/properties/spotPriorityProfile/evictionPolicy",
+            ) {
                 Some("Deallocate") => EvictionPolicy::Deallocate,
                 _ => EvictionPolicy::Delete,
             },
-            spot_maintain: body.pointer("/properties/spotPriorityProfile/maintain").and_then(Value::as_bool).unwrap_or(true),
+            spot_maintain: body
+                .pointer("/properties/spotPriorityProfile/maintain")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
             vm_sizes: summary.vm_sizes,
             vms,
             observed_at: OffsetDateTime::now_utc(),
@@ -236,10 +311,16 @@ impl AzureApi for ArmAzureApi {
     ) -> Result<(), AzureError> {
         let mut properties = serde_json::Map::new();
         if let Some(capacity) = spot_capacity {
-            properties.insert("spotPriorityProfile".into(), json!({ "capacity": capacity }));
+            properties.insert(
+                "spotPriorityProfile".into(),
+                json!({ "capacity": capacity }),
+            );
         }
         if let Some(capacity) = regular_capacity {
-            properties.insert("regularPriorityProfile".into(), json!({ "capacity": capacity }));
+            properties.insert(
+                "regularPriorityProfile".into(),
+                json!({ "capacity": capacity }),
+            );
         }
         if let Some(sizes) = vm_sizes {
             let sizes: Vec<Value> = sizes.iter().map(|s| json!({ "name": s })).collect();
@@ -249,20 +330,30 @@ impl AzureApi for ArmAzureApi {
             return Ok(());
         }
         let path = format!("{}?api-version={FLEET_API}", self.fleet_path(fleet));
-        self.client.patch(&path, &json!({ "properties": properties })).await
+        self.client
+            .patch(&path, &json!({ "properties": properties }))
+            .await
     }
 
     async fn delete_vms(&self, vm_ids: &[String]) -> Result<(), AzureError> {
         let mut by_set: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for id in vm_ids {
             let Some((set, instance)) = id.rsplit_once("/virtualMachines/") else {
-                return Err(AzureError::Decode { url: id.clone(), reason: "not a scale set VM id".into() });
+                return Err(AzureError::Decode {
+                    url: id.clone(),
+                    reason: "not a scale set VM id".into(),
+                });
             };
-            by_set.entry(set.to_string()).or_default().push(instance.to_string());
+            by_set
+                .entry(set.to_string())
+                .or_default()
+                .push(instance.to_string());
         }
         for (set, instances) in by_set {
             let path = format!("{set}/delete?api-version={COMPUTE_API}");
-            self.client.post(&path, &json!({ "instanceIds": instances })).await?;
+            self.client
+                .post(&path, &json!({ "instanceIds": instances }))
+                .await?;
         }
         Ok(())
     }

@@ -91,7 +91,9 @@ impl Store {
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -104,7 +106,10 @@ impl Store {
     /// # Errors
     /// When SQLite fails.
     pub fn save_proposal(&self, proposal: &Proposal) -> Result<(), StoreError> {
-        let body = serde_json::to_string(proposal).map_err(|source| StoreError::Decode { what: "proposal", source })?;
+        let body = serde_json::to_string(proposal).map_err(|source| StoreError::Decode {
+            what: "proposal",
+            source,
+        })?;
         self.conn().execute(
             "INSERT INTO proposals (id, resource_group, fleet, status, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(id) DO UPDATE SET status = excluded.status, body = excluded.body",
@@ -125,26 +130,51 @@ impl Store {
     /// # Errors
     /// When SQLite fails or the row does not decode.
     pub fn proposal(&self, id: &str) -> Result<Option<Proposal>, StoreError> {
-        let body: Option<String> =
-            self.conn().query_row("SELECT body FROM proposals WHERE id = ?1", params![id], |row| row.get(0)).optional()?;
-        body.map(|b| serde_json::from_str(&b).map_err(|source| StoreError::Decode { what: "proposal", source })).transpose()
+        let body: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT body FROM proposals WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        body.map(|b| {
+            serde_json::from_str(&b).map_err(|source| StoreError::Decode {
+                what: "proposal",
+                source,
+            })
+        })
+        .transpose()
     }
 
     /// Proposals, newest first, optionally for one fleet and one status.
     ///
     /// # Errors
     /// When SQLite fails or a row does not decode.
-    pub fn proposals(&self, fleet: Option<&str>, status: Option<ProposalStatus>, limit: u32) -> Result<Vec<Proposal>, StoreError> {
+    pub fn proposals(
+        &self,
+        fleet: Option<&str>,
+        status: Option<ProposalStatus>,
+        limit: u32,
+    ) -> Result<Vec<Proposal>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT body FROM proposals
              WHERE (?1 IS NULL OR fleet = ?1 COLLATE NOCASE) AND (?2 IS NULL OR status = ?2)
              ORDER BY created_at DESC, rowid DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![fleet, status.map(ProposalStatus::as_str), limit], |row| row.get::<_, String>(0))?;
+        let rows = stmt.query_map(
+            params![fleet, status.map(ProposalStatus::as_str), limit],
+            |row| row.get::<_, String>(0),
+        )?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(serde_json::from_str(&row?).map_err(|source| StoreError::Decode { what: "proposal", source })?);
+            out.push(
+                serde_json::from_str(&row?).map_err(|source| StoreError::Decode {
+                    what: "proposal",
+                    source,
+                })?,
+            );
         }
         Ok(out)
     }
@@ -153,10 +183,22 @@ impl Store {
     ///
     /// # Errors
     /// When SQLite fails.
-    pub fn journal(&self, proposal_id: &str, phase: &str, body: &serde_json::Value) -> Result<(), StoreError> {
+    pub fn journal(
+        &self,
+        proposal_id: &str,
+        phase: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO journal (proposal_id, phase, at, body) VALUES (?1, ?2, ?3, ?4)",
-            params![proposal_id, phase, OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(), body.to_string()],
+            params![
+                proposal_id,
+                phase,
+                OffsetDateTime::now_utc()
+                    .format(&Rfc3339)
+                    .unwrap_or_default(),
+                body.to_string()
+            ],
         )?;
         Ok(())
     }
@@ -174,7 +216,8 @@ impl Store {
                 proposal_id: row.get(1)?,
                 phase: row.get(2)?,
                 at: row.get(3)?,
-                body: serde_json::from_str(&row.get::<_, String>(4)?).unwrap_or(serde_json::Value::Null),
+                body: serde_json::from_str(&row.get::<_, String>(4)?)
+                    .unwrap_or(serde_json::Value::Null),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -193,6 +236,12 @@ impl Store {
                 |row| row.get(0),
             )
             .optional()?;
-        body.map(|b| serde_json::from_str(&b).map_err(|source| StoreError::Decode { what: "outcome", source })).transpose()
+        body.map(|b| {
+            serde_json::from_str(&b).map_err(|source| StoreError::Decode {
+                what: "outcome",
+                source,
+            })
+        })
+        .transpose()
     }
 }
