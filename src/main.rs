@@ -1,1 +1,155 @@
-fn main() {}
+//! The `fleetpilot` binary: parses configuration and flags and wires the crates together.
+
+mod config;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// fleetpilot lets an LLM agent scale Azure ML compute safely: typed tools over MCP,
+/// deterministic guardrails, an idempotent executor, and a local Azure emulator.
+///
+/// With no configuration it runs against the embedded emulator, which holds the source
+/// recipe's reference deployment (fleet `cf-ml-scaling` in `rg-ml-adaptive-scaling`).
+#[derive(Debug, Parser)]
+#[command(name = "fleetpilot", version, propagate_version = true)]
+struct Cli {
+    /// Configuration file (default: ./fleetpilot.toml when it exists).
+    #[arg(long, global = true, env = "FLEETPILOT_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "FLEETPILOT_LOG_FORMAT"
+    )]
+    log_format: run::LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by the commands that run fleetpilot's tools.
+#[derive(Debug, Clone, clap::Args)]
+struct RunArgs {
+    /// SQLite file for proposals and the journal (default: .fleetpilot/fleetpilot.db).
+    #[arg(long, env = "FLEETPILOT_STATE")]
+    state: Option<PathBuf>,
+
+    /// Embedded emulator: virtual seconds per real second (0 pauses time).
+    #[arg(long, env = "FLEETPILOT_EMULATOR_SPEED")]
+    speed: Option<f64>,
+
+    /// Embedded emulator: seed of every random draw.
+    #[arg(long, env = "FLEETPILOT_EMULATOR_SEED")]
+    seed: Option<u64>,
+
+    /// Embedded emulator: `reference` (the recipe's deployment) or `empty`.
+    #[arg(long)]
+    scenario: Option<String>,
+
+    /// Embedded emulator: address to listen on (default 127.0.0.1 on a free port).
+    #[arg(long, env = "FLEETPILOT_EMULATOR_LISTEN")]
+    emulator_listen: Option<String>,
+
+    /// Compute plans but change nothing, for every fleet.
+    #[arg(long, env = "FLEETPILOT_DRY_RUN")]
+    dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the tools over MCP streamable HTTP at /mcp, with /healthz.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "FLEETPILOT_LISTEN")]
+        listen: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Serve the tools over MCP on stdin/stdout (for IDE assistants). Logs go to stderr.
+    Mcp {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run the Azure emulator alone: ARM paths at its root, /healthz, /_emulator/clock.
+    Emulator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// Virtual seconds per real second (0 pauses time).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Seed of every random draw.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// `reference` (the recipe's deployment) or `empty`.
+        #[arg(long, default_value = "reference")]
+        scenario: String,
+    },
+    /// Validate the configuration and print what it resolves to.
+    CheckConfig,
+}
+
+fn overrides(listen: Option<String>, run: Option<&RunArgs>) -> config::Overrides {
+    let mut o = config::Overrides {
+        listen,
+        ..Default::default()
+    };
+    if let Some(run) = run {
+        o.state = run.state.clone();
+        o.speed = run.speed;
+        o.seed = run.seed;
+        o.scenario = run.scenario.clone();
+        o.emulator_listen = run.emulator_listen.clone();
+        o.dry_run = run.dry_run;
+    }
+    o
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    run::init_tracing(cli.log_format);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(async move {
+                match cli.command {
+                    Command::Serve { listen, run } => {
+                        let config =
+                            config::load(cli.config.as_deref(), &overrides(listen, Some(&run)))?;
+                        run::serve(config).await
+                    }
+                    Command::Mcp { run } => {
+                        let config =
+                            config::load(cli.config.as_deref(), &overrides(None, Some(&run)))?;
+                        run::mcp_stdio(config).await
+                    }
+                    Command::Emulator {
+                        listen,
+                        speed,
+                        seed,
+                        scenario,
+                    } => run::emulator(&listen, speed, seed, &scenario).await,
+                    Command::CheckConfig => {
+                        let config = config::load(cli.config.as_deref(), &overrides(None, None))?;
+                        println!("{config:#?}");
+                        Ok(())
+                    }
+                }
+            })
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

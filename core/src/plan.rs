@@ -62,13 +62,13 @@ impl Plan {
 pub fn plan(observed: &FleetState, target: &ScaleTarget) -> Plan {
     let mut actions = Vec::new();
     let mut busy_kept = 0;
-    if let Some(sizes) = &target.vm_sizes {
-        if !same_sizes(sizes, &observed.vm_sizes) {
-            actions.push(Action::SetVmSizes {
-                from: observed.vm_sizes.clone(),
-                to: sizes.clone(),
-            });
-        }
+    if let Some(sizes) = &target.vm_sizes
+        && !same_sizes(sizes, &observed.vm_sizes)
+    {
+        actions.push(Action::SetVmSizes {
+            from: observed.vm_sizes.clone(),
+            to: sizes.clone(),
+        });
     }
     let mut deletions = Vec::new();
     for priority in Priority::ALL {

@@ -278,14 +278,14 @@ pub fn scale_set_json(
     capacity: usize,
 ) -> Value {
     let mut profile = json!({ "priority": match priority { Priority::Spot => "Spot", Priority::Regular => "Regular" } });
-    if priority == Priority::Spot {
-        if let Some(spot) = &fleet.spot {
-            profile["evictionPolicy"] = json!(match spot.eviction_policy {
-                EvictionPolicy::Delete => "Delete",
-                EvictionPolicy::Deallocate => "Deallocate",
-            });
-            profile["billingProfile"] = json!({"maxPrice": spot.max_price_per_vm.unwrap_or(-1.0)});
-        }
+    if priority == Priority::Spot
+        && let Some(spot) = &fleet.spot
+    {
+        profile["evictionPolicy"] = json!(match spot.eviction_policy {
+            EvictionPolicy::Delete => "Delete",
+            EvictionPolicy::Deallocate => "Deallocate",
+        });
+        profile["billingProfile"] = json!({"maxPrice": spot.max_price_per_vm.unwrap_or(-1.0)});
     }
     json!({
         "id": scale_set_id(subscription, &fleet.resource_group, name),

@@ -455,17 +455,18 @@ impl World {
             }
             let mut pool = u32::MAX;
             if priority == Priority::Spot {
-                if let Some(max) = fleet.spot.as_ref().and_then(|s| s.max_price_per_vm) {
-                    if max >= 0.0 && info.spot_usd_hour > max {
-                        last_reason = (
-                            profile.name.clone(),
-                            format!(
-                                "spot price {} is above maxPricePerVM {max}",
-                                info.spot_usd_hour
-                            ),
-                        );
-                        continue;
-                    }
+                if let Some(max) = fleet.spot.as_ref().and_then(|s| s.max_price_per_vm)
+                    && max >= 0.0
+                    && info.spot_usd_hour > max
+                {
+                    last_reason = (
+                        profile.name.clone(),
+                        format!(
+                            "spot price {} is above maxPricePerVM {max}",
+                            info.spot_usd_hour
+                        ),
+                    );
+                    continue;
                 }
                 pool = self.spot_pool_left(info);
                 if pool == 0 {

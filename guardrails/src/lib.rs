@@ -106,19 +106,19 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy) -> Ve
             }
         }
     }
-    if let Some(limit) = policy.approval_above_delta {
-        if up + down > i64::from(limit) {
-            violations.push(Violation {
-                bound: "approval_above_delta".into(),
-                effect: Decision::NeedsApproval,
-                message: format!(
-                    "the change moves {} VMs; changes above {limit} need a human's approval",
-                    up + down
-                ),
-                limit: Some(f64::from(limit)),
-                requested: Some((up + down) as f64),
-            });
-        }
+    if let Some(limit) = policy.approval_above_delta
+        && up + down > i64::from(limit)
+    {
+        violations.push(Violation {
+            bound: "approval_above_delta".into(),
+            effect: Decision::NeedsApproval,
+            message: format!(
+                "the change moves {} VMs; changes above {limit} need a human's approval",
+                up + down
+            ),
+            limit: Some(f64::from(limit)),
+            requested: Some((up + down) as f64),
+        });
     }
     Verdict::from_violations(violations, policy.dry_run)
 }

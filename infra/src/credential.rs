@@ -104,10 +104,10 @@ impl TokenCache {
     /// When the credential cannot produce a token.
     pub async fn bearer(&self, scope: &str) -> Result<String, AzureError> {
         let mut tokens = self.tokens.lock().await;
-        if let Some(token) = tokens.get(scope) {
-            if token.expires_on - REFRESH_MARGIN > OffsetDateTime::now_utc() {
-                return Ok(token.token.secret().to_string());
-            }
+        if let Some(token) = tokens.get(scope)
+            && token.expires_on - REFRESH_MARGIN > OffsetDateTime::now_utc()
+        {
+            return Ok(token.token.secret().to_string());
         }
         let token = self
             .credential

@@ -100,11 +100,11 @@ impl Executor {
     ) -> Result<Applied, ExecuteError> {
         let lock = self.lock_for(&proposal.fleet);
         let _guard = lock.lock().await;
-        if let Some(outcome) = self.store.outcome_of(&proposal.id)? {
-            if outcome.error.is_none() {
-                tracing::info!("already applied; nothing to do");
-                return Ok(Applied::AlreadyApplied(outcome));
-            }
+        if let Some(outcome) = self.store.outcome_of(&proposal.id)?
+            && outcome.error.is_none()
+        {
+            tracing::info!("already applied; nothing to do");
+            return Ok(Applied::AlreadyApplied(outcome));
         }
         let observed = self.api.read_fleet(&proposal.fleet).await?;
         let verdict = recheck(&observed);
@@ -185,7 +185,17 @@ impl Executor {
             self.api
                 .update_fleet(&proposal.fleet, spot, regular, sizes.as_deref())
                 .await?;
-            let step = format!("patched fleet: spot={spot:?} regular={regular:?} sizes={sizes:?}");
+            let mut parts = Vec::new();
+            if let Some(to) = spot {
+                parts.push(format!("spot capacity {to}"));
+            }
+            if let Some(to) = regular {
+                parts.push(format!("regular capacity {to}"));
+            }
+            if let Some(to) = &sizes {
+                parts.push(format!("VM sizes {}", to.join(", ")));
+            }
+            let step = format!("set {}", parts.join(", "));
             self.store.journal(&proposal.id, "step", &json!(step))?;
             performed.push(step);
         }

@@ -1,0 +1,391 @@
+//! Configuration: `fleetpilot.toml` (optional) and flags, parsed in two stages — raw
+//! (syntax, with serde) then validated and typed — before any socket is bound or Azure is
+//! called. Errors name the key and the fix.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use fleetpilot_core::Secret;
+use fleetpilot_guardrails::{Policies, Policy};
+use fleetpilot_infra::CredentialConfig;
+use serde::Deserialize;
+
+/// The file as written, before validation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub state: RawState,
+    pub azure: Option<RawAzure>,
+    #[serde(default)]
+    pub emulator: RawEmulator,
+    #[serde(default)]
+    pub policy: RawPolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAzure {
+    #[serde(default = "default_arm_endpoint")]
+    pub endpoint: String,
+    pub subscription_id: String,
+    pub resource_group: Option<String>,
+    #[serde(default = "default_credential")]
+    pub credential: String,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    /// Name of the environment variable that holds the client secret.
+    pub client_secret_env: Option<String>,
+}
+
+fn default_arm_endpoint() -> String {
+    "https://management.azure.com".into()
+}
+
+fn default_credential() -> String {
+    "developer_tools".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmulator {
+    pub seed: Option<u64>,
+    pub speed: Option<f64>,
+    pub scenario: Option<String>,
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Applies to every fleet without its own table; fields left out keep fleetpilot's defaults.
+    #[serde(default)]
+    pub default: toml::Table,
+    /// Per fleet: fields left out fall back to `[policy.default]`.
+    #[serde(default)]
+    pub fleets: BTreeMap<String, toml::Table>,
+    /// Dry-run for every fleet.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Flags that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub state: Option<PathBuf>,
+    pub seed: Option<u64>,
+    pub speed: Option<f64>,
+    pub scenario: Option<String>,
+    pub emulator_listen: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Where Azure is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The embedded emulator.
+    Emulator(EmulatorSettings),
+    /// Real Azure (or anything speaking ARM at `endpoint`).
+    Azure {
+        endpoint: String,
+        subscription_id: String,
+        credential: CredentialConfig,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct EmulatorSettings {
+    pub seed: u64,
+    pub speed: f64,
+    pub scenario: fleetpilot_emulator::Scenario,
+    pub listen: SocketAddr,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub state_path: PathBuf,
+    pub target: Target,
+    pub default_resource_group: String,
+    pub policies: Policies,
+}
+
+/// Read `path` if given, else `fleetpilot.toml` in the working directory if it exists.
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config> {
+    let raw = match path {
+        Some(p) => read(p)?,
+        None if Path::new("fleetpilot.toml").exists() => read(Path::new("fleetpilot.toml"))?,
+        None => RawConfig::default(),
+    };
+    validate(raw, overrides)
+}
+
+fn read(path: &Path) -> Result<RawConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+fn parse_addr(value: &str, key: &str) -> Result<SocketAddr> {
+    value.parse().with_context(|| {
+        format!("`{key}` = {value:?} is not an address; write it as IP:PORT, e.g. 127.0.0.1:8080")
+    })
+}
+
+/// Merge TOML tables: `over` wins field by field.
+fn merged(base: &toml::Table, over: &toml::Table) -> toml::Table {
+    let mut out = base.clone();
+    for (k, v) in over {
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+fn policy_from(table: toml::Table, key: &str) -> Result<Policy> {
+    let policy: Policy = toml::Value::Table(table)
+        .try_into()
+        .with_context(|| format!("`{key}` is not a valid policy"))?;
+    if policy.min_spot > policy.max_spot {
+        bail!(
+            "`{key}`: min_spot ({}) is above max_spot ({}); lower min_spot or raise max_spot",
+            policy.min_spot,
+            policy.max_spot
+        );
+    }
+    if policy.min_regular > policy.max_regular {
+        bail!(
+            "`{key}`: min_regular ({}) is above max_regular ({}); lower min_regular or raise max_regular",
+            policy.min_regular,
+            policy.max_regular
+        );
+    }
+    Ok(policy)
+}
+
+/// Validate and type a raw configuration.
+pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
+    let listen = parse_addr(
+        overrides
+            .listen
+            .as_deref()
+            .or(raw.server.listen.as_deref())
+            .unwrap_or("127.0.0.1:8080"),
+        "server.listen",
+    )?;
+    let state_path = overrides
+        .state
+        .clone()
+        .or(raw.state.path)
+        .unwrap_or_else(|| PathBuf::from(".fleetpilot/fleetpilot.db"));
+    let mut allowed_hosts = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    allowed_hosts.extend(raw.server.allowed_hosts);
+
+    let default_table = raw.policy.default.clone();
+    let default_policy = {
+        let base = toml::Table::try_from(Policy::default()).context("default policy")?;
+        policy_from(merged(&base, &default_table), "policy.default")?
+    };
+    let mut fleets = BTreeMap::new();
+    for (name, table) in &raw.policy.fleets {
+        let base = toml::Table::try_from(&default_policy).context("default policy")?;
+        fleets.insert(
+            name.clone(),
+            policy_from(merged(&base, table), &format!("policy.fleets.{name}"))?,
+        );
+    }
+    let policies = Policies::new(default_policy, fleets)
+        .with_global_dry_run(raw.policy.dry_run || overrides.dry_run);
+
+    let (target, default_resource_group) = match raw.azure {
+        None => {
+            let scenario = overrides
+                .scenario
+                .as_deref()
+                .or(raw.emulator.scenario.as_deref())
+                .unwrap_or("reference");
+            let scenario = scenario
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("`emulator.scenario`: {e}"))?;
+            let speed = overrides.speed.or(raw.emulator.speed).unwrap_or(60.0);
+            if !(0.0..=100_000.0).contains(&speed) {
+                bail!("`emulator.speed` = {speed} is out of range; use 0 (paused) to 100000");
+            }
+            let emulator_listen = parse_addr(
+                overrides
+                    .emulator_listen
+                    .as_deref()
+                    .or(raw.emulator.listen.as_deref())
+                    .unwrap_or("127.0.0.1:0"),
+                "emulator.listen",
+            )?;
+            let settings = EmulatorSettings {
+                seed: overrides.seed.or(raw.emulator.seed).unwrap_or(42),
+                speed,
+                scenario,
+                listen: emulator_listen,
+            };
+            (
+                Target::Emulator(settings),
+                fleetpilot_emulator::scenario::REFERENCE_RESOURCE_GROUP.to_string(),
+            )
+        }
+        Some(azure) => {
+            if azure.subscription_id.trim().is_empty() {
+                bail!(
+                    "`azure.subscription_id` is empty; set it to the subscription that holds your fleets"
+                );
+            }
+            let credential = match azure.credential.as_str() {
+                "developer_tools" => CredentialConfig::DeveloperTools,
+                "managed_identity" => CredentialConfig::ManagedIdentity {
+                    client_id: azure.client_id.clone(),
+                },
+                "workload_identity" => CredentialConfig::WorkloadIdentity,
+                "client_secret" => {
+                    let tenant_id = azure.tenant_id.clone().context(
+                        "`azure.tenant_id` is required with credential = \"client_secret\"",
+                    )?;
+                    let client_id = azure.client_id.clone().context(
+                        "`azure.client_id` is required with credential = \"client_secret\"",
+                    )?;
+                    let var = azure
+                        .client_secret_env
+                        .clone()
+                        .unwrap_or_else(|| "AZURE_CLIENT_SECRET".into());
+                    let secret = std::env::var(&var).with_context(|| {
+                        format!("the client secret is read from ${var}, which is not set")
+                    })?;
+                    CredentialConfig::ClientSecret {
+                        tenant_id,
+                        client_id,
+                        secret: Secret::new(secret),
+                    }
+                }
+                "none" => CredentialConfig::None,
+                other => bail!(
+                    "`azure.credential` = {other:?} is unknown; use developer_tools, managed_identity, workload_identity, client_secret or none"
+                ),
+            };
+            let rg = azure.resource_group.clone().unwrap_or_default();
+            (
+                Target::Azure {
+                    endpoint: azure.endpoint,
+                    subscription_id: azure.subscription_id,
+                    credential,
+                },
+                rg,
+            )
+        }
+    };
+    Ok(Config {
+        listen,
+        allowed_hosts,
+        allowed_origins: raw.server.allowed_origins,
+        state_path,
+        target,
+        default_resource_group,
+        policies,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(toml_text: &str, expect_err: Option<&str>) -> Option<Config> {
+        let raw: RawConfig = match toml::from_str(toml_text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let want = expect_err.unwrap_or_else(|| panic!("unexpected parse error: {e}"));
+                assert!(e.to_string().contains(want), "{e}");
+                return None;
+            }
+        };
+        match (validate(raw, &Overrides::default()), expect_err) {
+            (Ok(config), None) => Some(config),
+            (Err(e), Some(want)) => {
+                assert!(format!("{e:#}").contains(want), "{e:#}");
+                None
+            }
+            (Ok(_), Some(want)) => panic!("expected an error containing {want:?}"),
+            (Err(e), None) => panic!("unexpected error: {e:#}"),
+        }
+    }
+
+    #[test]
+    fn empty_config_is_the_embedded_default() {
+        let config = check("", None).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert!(matches!(config.target, Target::Emulator(_)));
+        assert_eq!(config.default_resource_group, "rg-ml-adaptive-scaling");
+        assert_eq!(
+            config.policies.for_fleet("cf-ml-scaling"),
+            Policy::default()
+        );
+    }
+
+    #[test]
+    fn fleet_policies_fall_back_to_the_default_table() {
+        let config = check(
+            "[policy.default]\nmax_spot = 30\n[policy.fleets.a]\nmax_step_up = 2\n",
+            None,
+        )
+        .unwrap();
+        let a = config.policies.for_fleet("A");
+        assert_eq!((a.max_spot, a.max_step_up), (30, 2));
+        assert_eq!(config.policies.for_fleet("b").max_spot, 30);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        check("[server]\nlisten = \"nowhere\"\n", Some("`server.listen`"));
+        check(
+            "[policy.default]\nmin_spot = 5\nmax_spot = 2\n",
+            Some("min_spot (5) is above max_spot (2)"),
+        );
+        check(
+            "[policy.fleets.x]\nmax_spott = 2\n",
+            Some("`policy.fleets.x` is not a valid policy"),
+        );
+        check(
+            "[azure]\nsubscription_id = \"s\"\ncredential = \"magic\"\n",
+            Some("`azure.credential`"),
+        );
+        check("[emulator]\nspeed = -1.0\n", Some("`emulator.speed`"));
+        check("[nonsense]\n", Some("unknown field"));
+    }
+
+    #[test]
+    fn global_dry_run_reaches_every_fleet() {
+        let config = check("[policy]\ndry_run = true\n", None).unwrap();
+        assert!(config.policies.for_fleet("anything").dry_run);
+    }
+}

@@ -1,0 +1,213 @@
+//! Wiring: build the Azure client (or the embedded emulator), the store and the tools, and
+//! serve them until a shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use axum::routing::get;
+use fleetpilot_core::PriceTable;
+use fleetpilot_emulator::{Emulator, EmulatorConfig, WorldConfig};
+use fleetpilot_infra::{ArmAzureApi, ArmClient, ArmConfig, Store};
+use fleetpilot_tools::{FleetService, HttpConfig, ToolsConfig};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, EmulatorSettings, Target};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs go to stderr (stdout belongs to MCP over stdio). `RUST_LOG` overrides the level.
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// What the tools run against.
+struct Backend {
+    service: Arc<FleetService>,
+    emulator_url: Option<String>,
+}
+
+async fn start_emulator(
+    settings: &EmulatorSettings,
+    cancel: &CancellationToken,
+) -> Result<(String, String)> {
+    let emulator = Emulator::new(EmulatorConfig {
+        world: WorldConfig {
+            seed: settings.seed,
+            retry_after_secs: 0,
+            ..WorldConfig::default()
+        },
+        speed: settings.speed,
+        scenario: settings.scenario,
+        ..EmulatorConfig::default()
+    });
+    let subscription = emulator.lock_world().config.subscription_id.clone();
+    let (addr, _task) = fleetpilot_emulator::spawn(emulator, settings.listen, cancel.child_token())
+        .await
+        .with_context(|| format!("cannot bind the embedded emulator to {}", settings.listen))?;
+    Ok((format!("http://{addr}"), subscription))
+}
+
+async fn backend(config: &Config, cancel: &CancellationToken) -> Result<Backend> {
+    if let Some(dir) = config
+        .state_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    }
+    let store = Arc::new(Store::open(&config.state_path).with_context(|| {
+        format!(
+            "cannot open the state database {}",
+            config.state_path.display()
+        )
+    })?);
+    let (arm, emulator_url) = match &config.target {
+        Target::Emulator(settings) => {
+            let (url, subscription) = start_emulator(settings, cancel).await?;
+            tracing::info!(url = %url, speed = settings.speed, seed = settings.seed, "embedded Azure emulator listening");
+            (ArmConfig::new(url.clone(), subscription), Some(url))
+        }
+        Target::Azure {
+            endpoint,
+            subscription_id,
+            credential,
+        } => {
+            let mut arm = ArmConfig::new(endpoint.clone(), subscription_id.clone());
+            arm.credential = credential.clone();
+            tracing::info!(endpoint = %endpoint, subscription = %subscription_id, "using Azure Resource Manager");
+            (arm, None)
+        }
+    };
+    let api = Arc::new(ArmAzureApi::new(
+        ArmClient::new(arm).context("cannot build the Azure client")?,
+    ));
+    let tools = ToolsConfig {
+        default_resource_group: config.default_resource_group.clone(),
+        policies: config.policies.clone(),
+        prices: PriceTable::embedded(),
+    };
+    tracing::info!(path = %config.state_path.display(), "state database open");
+    Ok(Backend {
+        service: Arc::new(FleetService::new(api, store, tools)),
+        emulator_url,
+    })
+}
+
+/// `fleetpilot serve`.
+pub async fn serve(config: Config) -> Result<()> {
+    let started = Instant::now();
+    let cancel = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; pass --listen with a free address",
+                config.listen
+            )
+        })?;
+    let local: SocketAddr = listener.local_addr()?;
+    let backend = backend(&config, &cancel).await?;
+    let health = json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "emulator": backend.emulator_url});
+    let http = HttpConfig {
+        allowed_hosts: config.allowed_hosts.clone(),
+        allowed_origins: config.allowed_origins.clone(),
+        ..HttpConfig::default()
+    };
+    let app = fleetpilot_tools::http_router(backend.service, http, cancel.child_token()).route(
+        "/healthz",
+        get(move || std::future::ready(axum::Json(health.clone()))),
+    );
+    tracing::info!(
+        mcp = %format!("http://{local}/mcp"),
+        healthz = %format!("http://{local}/healthz"),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "fleetpilot listening"
+    );
+    let shutdown = cancel.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        })
+        .await
+        .context("server failed")?;
+    cancel.cancel();
+    Ok(())
+}
+
+/// `fleetpilot mcp`: the tools over stdio.
+pub async fn mcp_stdio(config: Config) -> Result<()> {
+    let cancel = CancellationToken::new();
+    let backend = backend(&config, &cancel).await?;
+    tracing::info!("serving MCP on stdio");
+    let result = fleetpilot_tools::serve_stdio(backend.service)
+        .await
+        .context("MCP stdio transport failed");
+    cancel.cancel();
+    result
+}
+
+/// `fleetpilot emulator`.
+pub async fn emulator(listen: &str, speed: f64, seed: u64, scenario: &str) -> Result<()> {
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen {listen:?} is not an address (IP:PORT)"))?;
+    let scenario = scenario
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--scenario: {e}"))?;
+    let settings = EmulatorSettings {
+        seed,
+        speed,
+        scenario,
+        listen: addr,
+    };
+    let cancel = CancellationToken::new();
+    let (url, subscription) = start_emulator(&settings, &cancel).await?;
+    tracing::info!(url = %url, subscription = %subscription, speed, seed, "Azure emulator listening (ARM paths at the root, /healthz, /_emulator/clock)");
+    shutdown_signal().await;
+    cancel.cancel();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

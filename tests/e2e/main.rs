@@ -1,0 +1,275 @@
+//! End-to-end: the real `fleetpilot` binary, driven by the rmcp client over streamable HTTP
+//! (`fleetpilot serve`) and over stdio (`fleetpilot mcp`), against the embedded emulator.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use fleetpilot_e2e::{Server, TempDir, advance, free_port};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_fleetpilot"))
+}
+
+type Client = RunningService<RoleClient, ()>;
+
+async fn call(client: &Client, tool: &str, args: Value) -> Result<CallToolResult> {
+    let args = args
+        .as_object()
+        .cloned()
+        .context("arguments must be an object")?;
+    Ok(client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
+        .await?)
+}
+
+fn structured(result: &CallToolResult) -> &Value {
+    result
+        .structured_content
+        .as_ref()
+        .expect("structured content")
+}
+
+/// Walk a JSON schema and fail on anything Azure AI Foundry rejects.
+fn assert_portable(tool: &str, schema: &Value) {
+    match schema {
+        Value::Object(map) => {
+            for key in ["anyOf", "allOf", "oneOf"] {
+                assert!(
+                    !map.contains_key(key),
+                    "{tool}: input schema uses {key}: {schema}"
+                );
+            }
+            if let Some(t) = map.get("type") {
+                assert!(t.is_string(), "{tool}: multi-type field {t}");
+            }
+            map.values().for_each(|v| assert_portable(tool, v));
+        }
+        Value::Array(items) => items.iter().for_each(|v| assert_portable(tool, v)),
+        _ => {}
+    }
+}
+
+/// The journey every transport must support.
+async fn journey(client: &Client, emulator: &str) -> Result<()> {
+    let tools = client.list_all_tools().await?;
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "apply_proposal",
+            "get_policy",
+            "list_fleets",
+            "list_proposals",
+            "propose_scale",
+            "read_fleet"
+        ]
+    );
+    for tool in &tools {
+        assert_portable(&tool.name, &Value::Object((*tool.input_schema).clone()));
+        assert!(
+            tool.output_schema.is_some(),
+            "{} has no output schema",
+            tool.name
+        );
+        let annotations = tool.annotations.as_ref().context("annotations")?;
+        let read_only = annotations.read_only_hint == Some(true);
+        assert_eq!(
+            read_only,
+            tool.name != "apply_proposal",
+            "{}: read-only hint",
+            tool.name
+        );
+    }
+
+    let listed = call(client, "list_fleets", json!({})).await?;
+    assert_eq!(
+        structured(&listed)["fleets"][0]["fleet"]["name"],
+        "cf-ml-scaling"
+    );
+
+    let fleet = call(client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
+    assert_eq!(fleet.is_error, Some(false));
+    let fleet = structured(&fleet);
+    assert_eq!(
+        (
+            fleet["spot"]["capacity"].as_u64(),
+            fleet["spot"]["running"].as_u64()
+        ),
+        (Some(20), Some(20))
+    );
+    assert_eq!(fleet["regular"]["capacity"], 10);
+
+    // Propose a scale-up within bounds: allowed, nothing changed yet.
+    let proposed = call(client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 24, "reason": "CPU above 75% for 10 minutes"})).await?;
+    assert_eq!(proposed.is_error, Some(false), "{proposed:?}");
+    let proposal = structured(&proposed);
+    assert_eq!(proposal["verdict"]["decision"], "allow");
+    let id = proposal["id"].as_str().context("proposal id")?.to_string();
+    let unchanged = call(client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
+    assert_eq!(
+        structured(&unchanged)["spot"]["capacity"],
+        20,
+        "propose_scale must not change anything"
+    );
+
+    // Apply it: four new spot VMs, booting.
+    let applied = call(client, "apply_proposal", json!({"proposal_id": id})).await?;
+    assert_eq!(applied.is_error, Some(false), "{applied:?}");
+    assert_eq!(structured(&applied)["result"], "applied");
+    assert_eq!(
+        structured(&applied)["proposal"]["outcome"]["verified"],
+        true
+    );
+    let after = call(client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
+    let spot = &structured(&after)["spot"];
+    assert_eq!(
+        (
+            spot["capacity"].as_u64(),
+            spot["creating"].as_u64(),
+            spot["running"].as_u64()
+        ),
+        (Some(24), Some(4), Some(20))
+    );
+
+    // Advance virtual time past the boot latency: Creating → Running.
+    advance(emulator, 300).await?;
+    let booted = call(client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
+    let spot = &structured(&booted)["spot"];
+    assert_eq!(
+        (spot["creating"].as_u64(), spot["running"].as_u64()),
+        (Some(0), Some(24))
+    );
+
+    // Beyond a bound: an error result naming the bound, never a protocol error.
+    let denied = call(
+        client,
+        "propose_scale",
+        json!({"fleet": "cf-ml-scaling", "spot_capacity": 100, "reason": "load test"}),
+    )
+    .await?;
+    assert_eq!(denied.is_error, Some(true));
+    let error = structured(&denied);
+    assert_eq!(error["code"], "denied");
+    let bounds: Vec<&str> = error["violations"]
+        .as_array()
+        .context("violations")?
+        .iter()
+        .filter_map(|v| v["bound"].as_str())
+        .collect();
+    assert!(bounds.contains(&"max_spot"), "{bounds:?}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max_spot")
+    );
+
+    // The same proposal again: nothing changes.
+    let again = call(client, "apply_proposal", json!({"proposal_id": id})).await?;
+    assert_eq!(again.is_error, Some(false));
+    assert_eq!(structured(&again)["result"], "already_applied");
+    let still = call(client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
+    let spot = &structured(&still)["spot"];
+    assert_eq!(
+        (
+            spot["capacity"].as_u64(),
+            spot["creating"].as_u64(),
+            spot["running"].as_u64()
+        ),
+        (Some(24), Some(0), Some(24))
+    );
+
+    // Unknown fleet: a readable tool error.
+    let missing = call(client, "read_fleet", json!({"fleet": "nope"})).await?;
+    assert_eq!(missing.is_error, Some(true));
+    assert_eq!(structured(&missing)["code"], "fleet_not_found");
+
+    let listed = call(client, "list_proposals", json!({"fleet": "cf-ml-scaling"})).await?;
+    let statuses: Vec<&str> = structured(&listed)["proposals"]
+        .as_array()
+        .context("proposals")?
+        .iter()
+        .filter_map(|p| p["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["denied", "applied"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn streamable_http_journey() -> Result<()> {
+    let server = Server::start(bin(), &[]).await?;
+    let client = ()
+        .serve(StreamableHttpClientTransport::from_uri(format!(
+            "{}/mcp",
+            server.base
+        )))
+        .await?;
+    journey(&client, &server.emulator).await?;
+    client.cancel().await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn stdio_journey() -> Result<()> {
+    let state = TempDir::new("stdio")?;
+    let emulator = format!("127.0.0.1:{}", free_port()?);
+    let mut command = tokio::process::Command::new(bin());
+    command
+        .args([
+            "mcp",
+            "--speed",
+            "0",
+            "--emulator-listen",
+            &emulator,
+            "--state",
+        ])
+        .arg(state.path().join("state.db"))
+        .stderr(std::process::Stdio::null());
+    let client = ().serve(TokioChildProcess::new(command)?).await?;
+    journey(&client, &format!("http://{emulator}")).await?;
+    client.cancel().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bad_host_header_is_refused() -> Result<()> {
+    let server = Server::start(bin(), &[]).await?;
+    let response = reqwest::Client::new()
+        .post(format!("{}/mcp", server.base))
+        .header("host", "evil.example")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 403);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_configuration_fails_before_binding() -> Result<()> {
+    let dir = TempDir::new("config")?;
+    let path = dir.path().join("fleetpilot.toml");
+    std::fs::write(&path, "[policy.default]\nmin_spot = 9\nmax_spot = 3\n")?;
+    let output = tokio::process::Command::new(bin())
+        .arg("--config")
+        .arg(&path)
+        .args(["serve", "--listen", "127.0.0.1:1"])
+        .output()
+        .await?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("min_spot (9) is above max_spot (3)"),
+        "{stderr}"
+    );
+    Ok(())
+}

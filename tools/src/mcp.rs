@@ -1,0 +1,244 @@
+//! The MCP server: fleetpilot's tools over stdio and streamable HTTP (rmcp).
+//!
+//! Tool failures a model should read — a guardrail denial, an unknown fleet — are tool
+//! results with `isError: true` and a structured [`ToolError`]; protocol errors are only for
+//! malformed requests.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::common::schema_for_output;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{
+    ErrorData as McpError, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router,
+};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::schema::{
+    ApplyProposalInput, ApplyResult, FleetList, FleetView, GetPolicyInput, ListFleetsInput,
+    ListProposalsInput, PolicyView, ProposalList, ProposeScaleInput, ReadFleetInput,
+};
+use crate::service::{FleetService, ToolError};
+
+/// The MCP server handler. Cheap to clone (one per HTTP request in stateless mode).
+#[derive(Clone)]
+pub struct FleetTools {
+    service: Arc<FleetService>,
+    tool_router: ToolRouter<Self>,
+    /// Who the caller is when the transport says nothing (stdio: the local operator).
+    transport: &'static str,
+}
+
+fn respond<T: Serialize>(result: Result<T, ToolError>) -> Result<CallToolResult, McpError> {
+    match result {
+        Ok(value) => {
+            let json = serde_json::to_value(value)
+                .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+            Ok(CallToolResult::structured(json))
+        }
+        Err(error) => {
+            let json = serde_json::to_value(&error)
+                .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+            Ok(CallToolResult::structured_error(json))
+        }
+    }
+}
+
+#[tool_router]
+impl FleetTools {
+    /// A handler for one transport (`stdio` or `http`).
+    pub fn new(service: Arc<FleetService>, transport: &'static str) -> Self {
+        Self {
+            service,
+            tool_router: Self::tool_router(),
+            transport,
+        }
+    }
+
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> String {
+        let client = ctx
+            .client_info()
+            .map(|info| info.name)
+            .unwrap_or_else(|| "unknown".into());
+        format!("mcp-{}:{client}", self.transport)
+    }
+
+    #[tool(
+        description = "List the Compute Fleets in a resource group, or in the whole subscription, with their target capacities.",
+        annotations(title = "List fleets", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<FleetList>()
+    )]
+    async fn list_fleets(
+        &self,
+        Parameters(input): Parameters<ListFleetsInput>,
+    ) -> Result<CallToolResult, McpError> {
+        respond(
+            self.service
+                .list_fleets(input)
+                .instrument(tracing::info_span!("tool.call", tool = "list_fleets"))
+                .await,
+        )
+    }
+
+    #[tool(
+        description = "Read one Compute Fleet as it is now: spot and regular target capacities, every VM with its size, priority and state (Creating, Running, Deallocated), and what it costs per hour.",
+        annotations(title = "Read fleet", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<FleetView>()
+    )]
+    async fn read_fleet(
+        &self,
+        Parameters(input): Parameters<ReadFleetInput>,
+    ) -> Result<CallToolResult, McpError> {
+        respond(
+            self.service
+                .read_fleet(input)
+                .instrument(tracing::info_span!("tool.call", tool = "read_fleet"))
+                .await,
+        )
+    }
+
+    #[tool(
+        description = "Show the guardrail policy of a fleet: capacity bounds per priority, step limits, allowed VM sizes, the approval threshold and dry-run.",
+        annotations(title = "Get policy", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<PolicyView>()
+    )]
+    async fn get_policy(
+        &self,
+        Parameters(input): Parameters<GetPolicyInput>,
+    ) -> Result<CallToolResult, McpError> {
+        let _span = tracing::info_span!("tool.call", tool = "get_policy").entered();
+        respond(self.service.get_policy(input))
+    }
+
+    #[tool(
+        description = "Propose a scale change for a fleet (new spot and/or regular target capacity, or VM sizes) with a reason. Checks it against the guardrails and records it; changes nothing in Azure. Returns the proposal with its verdict (allow, needs_approval, deny), every violated bound, and the plan. A denial is an error result.",
+        annotations(title = "Propose scale change", read_only_hint = true, destructive_hint = false, idempotent_hint = false, open_world_hint = false),
+        output_schema = schema_for_output::<fleetpilot_core::Proposal>()
+    )]
+    async fn propose_scale(
+        &self,
+        Parameters(input): Parameters<ProposeScaleInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        respond(
+            self.service
+                .propose_scale(input, &caller)
+                .instrument(tracing::info_span!(
+                    "tool.call",
+                    tool = "propose_scale",
+                    caller
+                ))
+                .await,
+        )
+    }
+
+    #[tool(
+        description = "Apply a proposal by id. Re-reads the fleet and re-checks the guardrails, then changes capacity (deleting surplus idle VMs on scale-in), waits for Azure and verifies the result. Applying the same proposal again does nothing. A proposal that needs approval or is denied is an error result.",
+        annotations(title = "Apply proposal", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true),
+        output_schema = schema_for_output::<ApplyResult>()
+    )]
+    async fn apply_proposal(
+        &self,
+        Parameters(input): Parameters<ApplyProposalInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        respond(
+            self.service
+                .apply_proposal(input)
+                .instrument(tracing::info_span!(
+                    "tool.call",
+                    tool = "apply_proposal",
+                    caller
+                ))
+                .await,
+        )
+    }
+
+    #[tool(
+        description = "List recorded proposals, newest first, optionally for one fleet or one status (proposed, needs_approval, denied, dry_run, applied, failed).",
+        annotations(title = "List proposals", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<ProposalList>()
+    )]
+    async fn list_proposals(
+        &self,
+        Parameters(input): Parameters<ListProposalsInput>,
+    ) -> Result<CallToolResult, McpError> {
+        let _span = tracing::info_span!("tool.call", tool = "list_proposals").entered();
+        respond(self.service.list_proposals(input))
+    }
+}
+
+#[tool_handler(router = self.tool_router, name = "fleetpilot", version = "0.1.0", instructions = "fleetpilot scales Azure Compute Fleets safely. Read with list_fleets, read_fleet and \
+get_policy. To change capacity, call propose_scale with a reason: it checks the change against the fleet's guardrails \
+and records a proposal without changing anything. Then call apply_proposal with the proposal id: it re-reads the \
+fleet, re-checks the guardrails and carries the change out. A denial comes back as an error result listing every \
+violated bound; change the proposal to fit them rather than retrying it.")]
+impl ServerHandler for FleetTools {}
+
+/// Serve the tools over stdio until the client closes the stream.
+///
+/// # Errors
+/// When the transport fails to start or breaks.
+pub async fn serve_stdio(service: Arc<FleetService>) -> std::io::Result<()> {
+    let running = FleetTools::new(service, "stdio")
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    running
+        .waiting()
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(())
+}
+
+/// Settings of the HTTP transport.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Host header values accepted (DNS-rebinding protection); loopback names by default.
+    pub allowed_hosts: Vec<String>,
+    /// Origin header values accepted; empty means Origin is not checked.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body accepted.
+    pub max_request_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: Vec::new(),
+            max_request_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// An axum router serving the tools at `/mcp` (streamable HTTP, stateless, JSON responses).
+pub fn http_router(
+    service: Arc<FleetService>,
+    config: HttpConfig,
+    cancel: CancellationToken,
+) -> axum::Router {
+    let mut mcp_config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(config.allowed_hosts)
+        .with_json_response(true)
+        .with_legacy_session_mode(false)
+        .with_max_request_body_bytes(config.max_request_body_bytes)
+        .with_cancellation_token(cancel);
+    if !config.allowed_origins.is_empty() {
+        mcp_config = mcp_config.with_allowed_origins(config.allowed_origins);
+    }
+    let mcp = StreamableHttpService::new(
+        move || Ok(FleetTools::new(service.clone(), "http")),
+        LocalSessionManager::default().into(),
+        mcp_config,
+    );
+    axum::Router::new().nest_service("/mcp", mcp)
+}

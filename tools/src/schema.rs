@@ -1,0 +1,128 @@
+//! Tool inputs and outputs. Input schemas are kept portable (Azure AI Foundry rejects
+//! multi-type fields and `anyOf`): optional inputs are plain types with defaults.
+
+use fleetpilot_core::{FleetState, FleetSummary, Proposal};
+use fleetpilot_guardrails::Policy;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Input of `list_fleets`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListFleetsInput {
+    /// Resource group to list; empty lists every fleet in the subscription.
+    #[serde(default)]
+    pub resource_group: String,
+}
+
+/// Output of `list_fleets`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FleetList {
+    /// The fleets.
+    pub fleets: Vec<FleetSummary>,
+}
+
+/// Input of `read_fleet`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadFleetInput {
+    /// Fleet name, e.g. `cf-ml-scaling`.
+    pub fleet: String,
+    /// Resource group; empty means the configured default.
+    #[serde(default)]
+    pub resource_group: String,
+}
+
+/// Output of `read_fleet`: the fleet as observed now, with what it costs.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FleetView {
+    /// Observed configuration and VMs.
+    #[serde(flatten)]
+    pub state: FleetState,
+    /// What the VMs that count towards the targets cost per hour, in USD, at list prices.
+    pub hourly_cost_usd: f64,
+}
+
+/// Input of `get_policy`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetPolicyInput {
+    /// Fleet name.
+    pub fleet: String,
+}
+
+/// Output of `get_policy`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PolicyView {
+    /// Fleet name.
+    pub fleet: String,
+    /// The bounds that apply to it.
+    pub policy: Policy,
+}
+
+/// Input of `propose_scale`. Leave a capacity out to keep it as it is.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposeScaleInput {
+    /// Fleet name.
+    pub fleet: String,
+    /// Resource group; empty means the configured default.
+    #[serde(default)]
+    pub resource_group: String,
+    /// New spot target capacity in VMs; leave out to keep the current one.
+    #[serde(default)]
+    #[schemars(with = "u32")]
+    pub spot_capacity: Option<u32>,
+    /// New regular target capacity in VMs; leave out to keep the current one.
+    #[serde(default)]
+    #[schemars(with = "u32")]
+    pub regular_capacity: Option<u32>,
+    /// New list of VM sizes; leave out or empty to keep the current ones.
+    #[serde(default)]
+    pub vm_sizes: Vec<String>,
+    /// Why: what was observed and what the change should achieve. Recorded verbatim.
+    pub reason: String,
+}
+
+/// Input of `apply_proposal`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyProposalInput {
+    /// Id returned by `propose_scale`.
+    pub proposal_id: String,
+}
+
+/// Output of `apply_proposal`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ApplyResult {
+    /// `applied`, `already_applied` or `dry_run`.
+    pub result: String,
+    /// The proposal, with its outcome.
+    pub proposal: Proposal,
+}
+
+/// Input of `list_proposals`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListProposalsInput {
+    /// Only this fleet; empty for all.
+    #[serde(default)]
+    pub fleet: String,
+    /// Only this status (`proposed`, `needs_approval`, `denied`, `dry_run`, `applied`, `failed`); empty for all.
+    #[serde(default)]
+    pub status: String,
+    /// Most proposals to return, newest first (default 20, at most 500).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+fn default_limit() -> u32 {
+    20
+}
+
+/// Output of `list_proposals`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProposalList {
+    /// Newest first.
+    pub proposals: Vec<Proposal>,
+}

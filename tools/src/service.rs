@@ -1,0 +1,410 @@
+//! What each tool does, independent of MCP. Every failure a model should read is a
+//! [`ToolError`] with a code and, for guardrail refusals, every violation.
+
+use std::sync::Arc;
+
+use fleetpilot_core::{
+    Decision, FleetRef, FleetState, PriceTable, Proposal, ProposalStatus, ScaleTarget, Violation,
+    VmState, plan,
+};
+use fleetpilot_guardrails::{Policies, check};
+use fleetpilot_infra::{Applied, AzureApi, AzureError, ExecuteError, Executor, Store, StoreError};
+use schemars::JsonSchema;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::schema::{
+    ApplyProposalInput, ApplyResult, FleetList, FleetView, GetPolicyInput, ListFleetsInput,
+    ListProposalsInput, PolicyView, ProposalList, ProposeScaleInput, ReadFleetInput,
+};
+
+/// What the tools are configured with.
+#[derive(Debug, Clone)]
+pub struct ToolsConfig {
+    /// Resource group used when a call leaves it empty.
+    pub default_resource_group: String,
+    /// Policies per fleet.
+    pub policies: Policies,
+    /// Prices for cost figures.
+    pub prices: PriceTable,
+}
+
+/// A failure the caller (often a model) should read and act on.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ToolError {
+    /// Machine-readable: `invalid_argument`, `fleet_not_found`, `proposal_not_found`,
+    /// `denied`, `needs_approval`, `azure_error`, `state_error`.
+    pub code: String,
+    /// What went wrong and what to do about it.
+    pub message: String,
+    /// For guardrail refusals: every violated bound.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+    /// The proposal concerned, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<Box<Proposal>>,
+    /// Whether trying again later may succeed.
+    pub retryable: bool,
+}
+
+impl ToolError {
+    fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            violations: Vec::new(),
+            proposal: None,
+            retryable: false,
+        }
+    }
+
+    fn azure(fleet: Option<&FleetRef>, error: AzureError) -> Self {
+        if let (Some(fleet), AzureError::Api { status: 404, .. }) = (fleet, &error) {
+            return Self::new(
+                "fleet_not_found",
+                format!(
+                    "fleet '{}' was not found in resource group '{}'; list_fleets shows the fleets there are",
+                    fleet.name, fleet.resource_group
+                ),
+            );
+        }
+        let retryable = error.is_transient();
+        Self {
+            retryable,
+            ..Self::new("azure_error", format!("{:#}", anyhow_like(&error)))
+        }
+    }
+
+    fn state(error: StoreError) -> Self {
+        Self::new("state_error", format!("{:#}", anyhow_like(&error)))
+    }
+}
+
+/// An error and its sources on one line.
+fn anyhow_like(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The tools' logic over Azure, the store and the executor.
+#[derive(Debug)]
+pub struct FleetService {
+    api: Arc<dyn AzureApi>,
+    store: Arc<Store>,
+    executor: Executor,
+    config: ToolsConfig,
+}
+
+impl FleetService {
+    /// Wire the service.
+    pub fn new(api: Arc<dyn AzureApi>, store: Arc<Store>, config: ToolsConfig) -> Self {
+        let executor = Executor::new(api.clone(), store.clone());
+        Self {
+            api,
+            store,
+            executor,
+            config,
+        }
+    }
+
+    fn fleet_ref(&self, resource_group: &str, name: &str) -> Result<FleetRef, ToolError> {
+        if name.trim().is_empty() {
+            return Err(ToolError::new(
+                "invalid_argument",
+                "'fleet' must name a fleet; list_fleets shows them",
+            ));
+        }
+        let resource_group = if resource_group.trim().is_empty() {
+            &self.config.default_resource_group
+        } else {
+            resource_group
+        };
+        Ok(FleetRef {
+            resource_group: resource_group.trim().to_string(),
+            name: name.trim().to_string(),
+        })
+    }
+
+    /// `list_fleets`.
+    ///
+    /// # Errors
+    /// Azure failures.
+    pub async fn list_fleets(&self, input: ListFleetsInput) -> Result<FleetList, ToolError> {
+        let rg = input.resource_group.trim();
+        let fleets = self
+            .api
+            .list_fleets((!rg.is_empty()).then_some(rg))
+            .await
+            .map_err(|e| ToolError::azure(None, e))?;
+        Ok(FleetList { fleets })
+    }
+
+    /// `read_fleet`.
+    ///
+    /// # Errors
+    /// Unknown fleet, Azure failures.
+    pub async fn read_fleet(&self, input: ReadFleetInput) -> Result<FleetView, ToolError> {
+        let fleet = self.fleet_ref(&input.resource_group, &input.fleet)?;
+        let state = self
+            .api
+            .read_fleet(&fleet)
+            .await
+            .map_err(|e| ToolError::azure(Some(&fleet), e))?;
+        let hourly_cost_usd = hourly_cost(&state, &self.config.prices);
+        Ok(FleetView {
+            state,
+            hourly_cost_usd,
+        })
+    }
+
+    /// `get_policy`.
+    ///
+    /// # Errors
+    /// An empty fleet name.
+    pub fn get_policy(&self, input: GetPolicyInput) -> Result<PolicyView, ToolError> {
+        let fleet = self.fleet_ref("", &input.fleet)?;
+        Ok(PolicyView {
+            policy: self.config.policies.for_fleet(&fleet.name),
+            fleet: fleet.name,
+        })
+    }
+
+    /// `propose_scale`: check a target and record the proposal. Changes nothing in Azure.
+    ///
+    /// # Errors
+    /// Bad input, unknown fleet, Azure failures; a guardrail denial is an error carrying the
+    /// recorded proposal and every violation.
+    pub async fn propose_scale(
+        &self,
+        input: ProposeScaleInput,
+        requested_by: &str,
+    ) -> Result<Proposal, ToolError> {
+        let fleet = self.fleet_ref(&input.resource_group, &input.fleet)?;
+        if input.reason.trim().is_empty() {
+            return Err(ToolError::new(
+                "invalid_argument",
+                "'reason' must say what was observed and what the change should achieve",
+            ));
+        }
+        let target = ScaleTarget {
+            spot_capacity: input.spot_capacity,
+            regular_capacity: input.regular_capacity,
+            vm_sizes: (!input.vm_sizes.is_empty()).then_some(input.vm_sizes),
+        };
+        if target.spot_capacity.is_none()
+            && target.regular_capacity.is_none()
+            && target.vm_sizes.is_none()
+        {
+            return Err(ToolError::new(
+                "invalid_argument",
+                "nothing to change: give spot_capacity, regular_capacity or vm_sizes",
+            ));
+        }
+        let observed = self
+            .api
+            .read_fleet(&fleet)
+            .await
+            .map_err(|e| ToolError::azure(Some(&fleet), e))?;
+        let policy = self.config.policies.for_fleet(&fleet.name);
+        let verdict = check(&target, &observed, &policy);
+        let status = match verdict.decision {
+            Decision::Allow => ProposalStatus::Proposed,
+            Decision::NeedsApproval => ProposalStatus::NeedsApproval,
+            Decision::Deny => ProposalStatus::Denied,
+        };
+        let proposal = Proposal {
+            id: format!("prop-{}", uuid::Uuid::new_v4().simple()),
+            fleet,
+            requested_by: requested_by.to_string(),
+            reason: input.reason,
+            created_at: OffsetDateTime::now_utc(),
+            observed_spot_capacity: observed.spot.capacity,
+            observed_regular_capacity: observed.regular.capacity,
+            plan: plan(&observed, &target),
+            target,
+            verdict,
+            status,
+            outcome: None,
+        };
+        self.store
+            .save_proposal(&proposal)
+            .map_err(ToolError::state)?;
+        tracing::info!(proposal.id = %proposal.id, fleet = %proposal.fleet, decision = ?proposal.verdict.decision, requested_by, "proposal recorded");
+        if proposal.status == ProposalStatus::Denied {
+            return Err(refusal("denied", &proposal, &proposal.verdict.violations));
+        }
+        Ok(proposal)
+    }
+
+    /// `apply_proposal`: carry out an allowed proposal; re-reads and re-checks first.
+    ///
+    /// # Errors
+    /// Unknown proposal, a denial now or before, a pending approval, Azure failures.
+    pub async fn apply_proposal(
+        &self,
+        input: ApplyProposalInput,
+    ) -> Result<ApplyResult, ToolError> {
+        let mut proposal = self
+            .store
+            .proposal(input.proposal_id.trim())
+            .map_err(ToolError::state)?
+            .ok_or_else(|| {
+                ToolError::new(
+                    "proposal_not_found",
+                    format!(
+                        "no proposal '{}'; list_proposals shows them",
+                        input.proposal_id
+                    ),
+                )
+            })?;
+        match proposal.status {
+            ProposalStatus::Denied => {
+                return Err(refusal("denied", &proposal, &proposal.verdict.violations));
+            }
+            ProposalStatus::Applied => {
+                return Ok(ApplyResult {
+                    result: "already_applied".into(),
+                    proposal,
+                });
+            }
+            _ => {}
+        }
+        let policy = self.config.policies.for_fleet(&proposal.fleet.name);
+        let target = proposal.target.clone();
+        let recheck = move |observed: &FleetState| check(&target, observed, &policy);
+        let applied = self.executor.apply(&proposal, false, &recheck).await;
+        let result = match applied {
+            Ok(Applied::Done(outcome, plan)) => {
+                proposal.status = ProposalStatus::Applied;
+                proposal.plan = plan;
+                proposal.outcome = Some(outcome);
+                "applied"
+            }
+            Ok(Applied::AlreadyApplied(outcome)) => {
+                proposal.status = ProposalStatus::Applied;
+                proposal.outcome = Some(outcome);
+                "already_applied"
+            }
+            Ok(Applied::DryRun(plan)) => {
+                proposal.status = ProposalStatus::DryRun;
+                proposal.plan = plan;
+                "dry_run"
+            }
+            Err(ExecuteError::Refused(verdict)) => {
+                proposal.status = match verdict.decision {
+                    Decision::NeedsApproval => ProposalStatus::NeedsApproval,
+                    _ => ProposalStatus::Denied,
+                };
+                proposal.verdict = verdict;
+                self.store
+                    .save_proposal(&proposal)
+                    .map_err(ToolError::state)?;
+                let code = if proposal.status == ProposalStatus::NeedsApproval {
+                    "needs_approval"
+                } else {
+                    "denied"
+                };
+                return Err(refusal(code, &proposal, &proposal.verdict.violations));
+            }
+            Err(ExecuteError::Azure(error)) => {
+                proposal.status = ProposalStatus::Failed;
+                proposal.outcome = self.store.outcome_of(&proposal.id).ok().flatten();
+                self.store
+                    .save_proposal(&proposal)
+                    .map_err(ToolError::state)?;
+                let mut e = ToolError::azure(Some(&proposal.fleet), error);
+                e.proposal = Some(Box::new(proposal));
+                return Err(e);
+            }
+            Err(ExecuteError::Store(error)) => return Err(ToolError::state(error)),
+        };
+        self.store
+            .save_proposal(&proposal)
+            .map_err(ToolError::state)?;
+        Ok(ApplyResult {
+            result: result.into(),
+            proposal,
+        })
+    }
+
+    /// `list_proposals`.
+    ///
+    /// # Errors
+    /// An unknown status, store failures.
+    pub fn list_proposals(&self, input: ListProposalsInput) -> Result<ProposalList, ToolError> {
+        let status = match input.status.trim() {
+            "" => None,
+            s => Some(parse_status(s).ok_or_else(|| {
+                ToolError::new("invalid_argument", format!("unknown status '{s}'; use proposed, needs_approval, denied, dry_run, applied or failed"))
+            })?),
+        };
+        let fleet = input.fleet.trim();
+        let proposals = self
+            .store
+            .proposals(
+                (!fleet.is_empty()).then_some(fleet),
+                status,
+                input.limit.clamp(1, 500),
+            )
+            .map_err(ToolError::state)?;
+        Ok(ProposalList { proposals })
+    }
+}
+
+fn parse_status(s: &str) -> Option<ProposalStatus> {
+    [
+        ProposalStatus::Proposed,
+        ProposalStatus::NeedsApproval,
+        ProposalStatus::Denied,
+        ProposalStatus::DryRun,
+        ProposalStatus::Applied,
+        ProposalStatus::Failed,
+    ]
+    .into_iter()
+    .find(|status| status.as_str() == s)
+}
+
+fn refusal(code: &str, proposal: &Proposal, violations: &[Violation]) -> ToolError {
+    let bounds: Vec<&str> = violations.iter().map(|v| v.bound.as_str()).collect();
+    let message = match code {
+        "needs_approval" => format!(
+            "proposal {} needs a human's approval ({}); it was not applied",
+            proposal.id,
+            bounds.join(", ")
+        ),
+        _ => format!(
+            "proposal {} is denied by the guardrails: {}",
+            proposal.id,
+            violations
+                .iter()
+                .map(|v| format!("{} ({})", v.bound, v.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    };
+    ToolError {
+        code: code.into(),
+        message,
+        violations: violations.to_vec(),
+        proposal: Some(Box::new(proposal.clone())),
+        retryable: false,
+    }
+}
+
+/// USD per hour of the VMs that count towards the targets (deallocated VMs bill disks only,
+/// which the price table does not cover, so they count as zero).
+fn hourly_cost(state: &FleetState, prices: &PriceTable) -> f64 {
+    let total: f64 = state
+        .vms
+        .iter()
+        .filter(|vm| matches!(vm.state, VmState::Creating | VmState::Running))
+        .filter_map(|vm| prices.get(&vm.size).map(|size| size.price(vm.priority)))
+        .sum();
+    (total * 10_000.0).round() / 10_000.0
+}
