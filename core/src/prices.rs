@@ -42,6 +42,8 @@ pub struct SizeInfo {
     /// Spot price, USD per hour, Linux.
     pub spot_usd_hour: f64,
     /// Published spot eviction band, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "EvictionBand")]
     pub eviction_band: Option<EvictionBand>,
 }
 

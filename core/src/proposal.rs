@@ -8,11 +8,17 @@ use crate::{FleetRef, Plan};
 /// What a caller asks a fleet to become. `None` leaves that part as it is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ScaleTarget {
-    /// Spot target capacity in VMs.
+    /// Spot target capacity in VMs; absent leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
     pub spot_capacity: Option<u32>,
-    /// Regular target capacity in VMs.
+    /// Regular target capacity in VMs; absent leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
     pub regular_capacity: Option<u32>,
-    /// The VM sizes the fleet may use.
+    /// The VM sizes the fleet may use; absent leaves them as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>")]
     pub vm_sizes: Option<Vec<String>>,
 }
 
@@ -38,8 +44,12 @@ pub struct Violation {
     /// A sentence a person or a model can act on.
     pub message: String,
     /// The policy's limit, where the bound is numeric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64")]
     pub limit: Option<f64>,
     /// What the proposal asked for, where numeric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64")]
     pub requested: Option<f64>,
 }
 
@@ -116,6 +126,8 @@ pub struct Outcome {
     /// Regular target capacity after the change.
     pub regular_capacity: u32,
     /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub error: Option<String>,
     /// When the executor finished.
     #[serde(with = "time::serde::rfc3339")]
@@ -151,5 +163,7 @@ pub struct Proposal {
     /// Where the proposal is in its life.
     pub status: ProposalStatus,
     /// The executor's outcome, once applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Outcome")]
     pub outcome: Option<Outcome>,
 }

@@ -24,6 +24,8 @@ pub struct Policy {
     /// VM sizes a change may use; empty allows any.
     pub allowed_vm_sizes: Vec<String>,
     /// Changes moving more VMs than this (added plus removed) need a human's approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
     pub approval_above_delta: Option<u32>,
     /// When true, applying computes the plan and changes nothing.
     pub dry_run: bool,

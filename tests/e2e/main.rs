@@ -34,6 +34,12 @@ fn structured(result: &CallToolResult) -> &Value {
         .expect("structured content")
 }
 
+/// The `ToolError` JSON of an error result (its first text block).
+fn error_of(result: &CallToolResult) -> Result<Value> {
+    let text = result.content.iter().find_map(|c| c.as_text().map(|t| t.text.clone())).context("error text")?;
+    Ok(serde_json::from_str(&text)?)
+}
+
 /// Walk a JSON schema and fail on anything Azure AI Foundry rejects.
 fn assert_portable(tool: &str, schema: &Value) {
     match schema {
@@ -146,29 +152,19 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
         (Some(0), Some(24))
     );
 
-    // Beyond a bound: an error result naming the bound, never a protocol error.
-    let denied = call(
-        client,
-        "propose_scale",
-        json!({"fleet": "cf-ml-scaling", "spot_capacity": 100, "reason": "load test"}),
-    )
-    .await?;
+    // Beyond a bound: an error result naming the bound, never a protocol error. The error
+    // (code, message, every violation) is the text content; the denied proposal, in the
+    // tool's output shape, is the structured content.
+    let denied = call(client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 100, "reason": "load test"})).await?;
     assert_eq!(denied.is_error, Some(true));
-    let error = structured(&denied);
+    let error = error_of(&denied)?;
     assert_eq!(error["code"], "denied");
-    let bounds: Vec<&str> = error["violations"]
-        .as_array()
-        .context("violations")?
-        .iter()
-        .filter_map(|v| v["bound"].as_str())
-        .collect();
+    let bounds: Vec<&str> = error["violations"].as_array().context("violations")?.iter().filter_map(|v| v["bound"].as_str()).collect();
     assert!(bounds.contains(&"max_spot"), "{bounds:?}");
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("max_spot")
-    );
+    assert!(error["message"].as_str().unwrap_or_default().contains("max_spot"));
+    let proposal = structured(&denied);
+    assert_eq!(proposal["status"], "denied");
+    assert_eq!(proposal["verdict"]["violations"][0]["bound"], "max_spot");
 
     // The same proposal again: nothing changes.
     let again = call(client, "apply_proposal", json!({"proposal_id": id})).await?;
@@ -188,7 +184,8 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
     // Unknown fleet: a readable tool error.
     let missing = call(client, "read_fleet", json!({"fleet": "nope"})).await?;
     assert_eq!(missing.is_error, Some(true));
-    assert_eq!(structured(&missing)["code"], "fleet_not_found");
+    assert!(missing.structured_content.is_none());
+    assert_eq!(error_of(&missing)?["code"], "fleet_not_found");
 
     let listed = call(client, "list_proposals", json!({"fleet": "cf-ml-scaling"})).await?;
     let statuses: Vec<&str> = structured(&listed)["proposals"]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::CallToolResult;
+use rmcp::model::{CallToolResult, ContentBlock};
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -35,19 +35,48 @@ pub struct FleetTools {
     transport: &'static str,
 }
 
-fn respond<T: Serialize>(result: Result<T, ToolError>) -> Result<CallToolResult, McpError> {
+/// Turn a tool's result into an MCP result.
+///
+/// Success: `structuredContent` in the tool's output shape. Failure: `isError: true`, the
+/// [`ToolError`] as JSON text, and — when the failure concerns something that has the tool's
+/// output shape (a denied proposal) — that as `structuredContent`, so clients that validate
+/// even error results against the output schema accept it.
+fn respond<T: Serialize>(
+    result: Result<T, ToolError>,
+    error_shape: impl FnOnce(&ToolError) -> Option<serde_json::Value>,
+) -> Result<CallToolResult, McpError> {
+    let internal = |e: serde_json::Error| McpError::internal_error(e.to_string(), None);
     match result {
-        Ok(value) => {
-            let json = serde_json::to_value(value)
-                .map_err(|e| McpError::internal_error(e.to_string(), None))?;
-            Ok(CallToolResult::structured(json))
-        }
+        Ok(value) => Ok(CallToolResult::structured(
+            serde_json::to_value(value).map_err(internal)?,
+        )),
         Err(error) => {
-            let json = serde_json::to_value(&error)
-                .map_err(|e| McpError::internal_error(e.to_string(), None))?;
-            Ok(CallToolResult::structured_error(json))
+            let text = serde_json::to_string(&error).map_err(internal)?;
+            let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
+            result.structured_content = error_shape(&error);
+            Ok(result)
         }
     }
+}
+
+fn no_shape(_: &ToolError) -> Option<serde_json::Value> {
+    None
+}
+
+fn proposal_shape(error: &ToolError) -> Option<serde_json::Value> {
+    error
+        .proposal
+        .as_ref()
+        .and_then(|p| serde_json::to_value(p).ok())
+}
+
+fn apply_shape(error: &ToolError) -> Option<serde_json::Value> {
+    let proposal = error.proposal.as_ref()?;
+    serde_json::to_value(ApplyResult {
+        result: error.code.clone(),
+        proposal: (**proposal).clone(),
+    })
+    .ok()
 }
 
 #[tool_router]
@@ -83,6 +112,7 @@ impl FleetTools {
                 .list_fleets(input)
                 .instrument(tracing::info_span!("tool.call", tool = "list_fleets"))
                 .await,
+            no_shape,
         )
     }
 
@@ -100,6 +130,7 @@ impl FleetTools {
                 .read_fleet(input)
                 .instrument(tracing::info_span!("tool.call", tool = "read_fleet"))
                 .await,
+            no_shape,
         )
     }
 
@@ -113,7 +144,7 @@ impl FleetTools {
         Parameters(input): Parameters<GetPolicyInput>,
     ) -> Result<CallToolResult, McpError> {
         let _span = tracing::info_span!("tool.call", tool = "get_policy").entered();
-        respond(self.service.get_policy(input))
+        respond(self.service.get_policy(input), no_shape)
     }
 
     #[tool(
@@ -136,6 +167,7 @@ impl FleetTools {
                     caller
                 ))
                 .await,
+            proposal_shape,
         )
     }
 
@@ -159,6 +191,7 @@ impl FleetTools {
                     caller
                 ))
                 .await,
+            apply_shape,
         )
     }
 
@@ -172,7 +205,7 @@ impl FleetTools {
         Parameters(input): Parameters<ListProposalsInput>,
     ) -> Result<CallToolResult, McpError> {
         let _span = tracing::info_span!("tool.call", tool = "list_proposals").entered();
-        respond(self.service.list_proposals(input))
+        respond(self.service.list_proposals(input), no_shape)
     }
 }
 

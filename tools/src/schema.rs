@@ -95,7 +95,8 @@ pub struct ApplyProposalInput {
 /// Output of `apply_proposal`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ApplyResult {
-    /// `applied`, `already_applied` or `dry_run`.
+    /// `applied`, `already_applied` or `dry_run`; on an error result `denied`,
+    /// `needs_approval` or `azure_error`.
     pub result: String,
     /// The proposal, with its outcome.
     pub proposal: Proposal,
