@@ -415,6 +415,28 @@ fn status_urls(
     )
 }
 
+/// Start a long-running operation on `resource_path` and answer 202 Accepted with its
+/// `Location` (and, when `async_header`, `Azure-AsyncOperation`) URL and `Retry-After`.
+fn accepted(
+    world: &mut World,
+    base: &str,
+    provider: &str,
+    location: &str,
+    resource_path: &str,
+    async_header: bool,
+) -> Reply {
+    let subscription = world.config.subscription_id.clone();
+    let op = world.start_operation(location, resource_path);
+    let (status_url, location_url) = status_urls(base, &subscription, provider, &op.id, location);
+    let mut reply = Reply::empty(StatusCode::ACCEPTED)
+        .header("location", location_url)
+        .header("retry-after", world.config.retry_after_secs.to_string());
+    if async_header {
+        reply = reply.header("azure-asyncoperation", status_url);
+    }
+    reply
+}
+
 fn operation(world: &mut World, kind: &str, id: &str) -> Option<Reply> {
     let op = world.poll_operation(id)?;
     let retry = world.config.retry_after_secs.to_string();
@@ -510,20 +532,15 @@ fn resource_group(
                 return Ok(Reply::empty(StatusCode::NOT_FOUND));
             };
             world.fleets.retain(|(rg_key, _), _| *rg_key != key);
-            let op = world.start_operation(
-                &rg.location,
-                &format!("/subscriptions/{subscription}/resourceGroups/{name}"),
-            );
-            let (_, location) = status_urls(
+            let path = format!("/subscriptions/{subscription}/resourceGroups/{name}");
+            Ok(accepted(
+                world,
                 base,
-                &subscription,
                 "Microsoft.Resources",
-                &op.id,
                 &rg.location,
-            );
-            Ok(Reply::empty(StatusCode::ACCEPTED)
-                .header("location", location)
-                .header("retry-after", world.config.retry_after_secs.to_string()))
+                &path,
+                false,
+            ))
         }
         _ => Err(ArmError::new(
             405,
@@ -775,16 +792,14 @@ fn fleet(
                 &op.id,
                 &location,
             );
-            Ok(Reply::json(
-                if existed {
-                    StatusCode::OK
-                } else {
-                    StatusCode::CREATED
-                },
-                json,
-            )
-            .header("azure-asyncoperation", status_url)
-            .header("retry-after", world.config.retry_after_secs.to_string()))
+            let status = if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok(Reply::json(status, json)
+                .header("azure-asyncoperation", status_url)
+                .header("retry-after", world.config.retry_after_secs.to_string()))
         }
         Method::PATCH => {
             let input: FleetPatch = parse_body(body)?;
@@ -903,35 +918,29 @@ fn fleet(
             let resource_path = wire::fleet_id(&subscription, &updated);
             world.fleets.insert(key.clone(), updated);
             world.seek_target(&key, false);
-            let op = world.start_operation(&location, &resource_path);
-            let (_, location_url) = status_urls(
+            Ok(accepted(
+                world,
                 base,
-                &subscription,
                 "Microsoft.AzureFleet",
-                &op.id,
                 &location,
-            );
-            Ok(Reply::empty(StatusCode::ACCEPTED)
-                .header("location", location_url)
-                .header("retry-after", world.config.retry_after_secs.to_string()))
+                &resource_path,
+                false,
+            ))
         }
         Method::DELETE => {
             let Some(mut record) = world.fleets.remove(&key) else {
                 return Ok(Reply::empty(StatusCode::NO_CONTENT));
             };
             record.provisioning_state = "Deleting".into();
-            let op =
-                world.start_operation(&record.location, &wire::fleet_id(&subscription, &record));
-            let (_, location_url) = status_urls(
+            let path = wire::fleet_id(&subscription, &record);
+            Ok(accepted(
+                world,
                 base,
-                &subscription,
                 "Microsoft.AzureFleet",
-                &op.id,
                 &record.location,
-            );
-            Ok(Reply::empty(StatusCode::ACCEPTED)
-                .header("location", location_url)
-                .header("retry-after", world.config.retry_after_secs.to_string()))
+                &path,
+                false,
+            ))
         }
         _ => Err(ArmError::new(
             405,
@@ -1058,11 +1067,12 @@ fn delete_instances(
         .retain(|vm| !(vm.scale_set == set_name && ids.contains(&vm.instance_id.to_string())));
     let location = fleet.location.clone();
     let resource_path = wire::scale_set_id(&subscription, &fleet.resource_group, set_name);
-    let op = world.start_operation(&location, &resource_path);
-    let (status_url, location_url) =
-        status_urls(base, &subscription, "Microsoft.Compute", &op.id, &location);
-    Ok(Reply::empty(StatusCode::ACCEPTED)
-        .header("azure-asyncoperation", status_url)
-        .header("location", location_url)
-        .header("retry-after", world.config.retry_after_secs.to_string()))
+    Ok(accepted(
+        world,
+        base,
+        "Microsoft.Compute",
+        &location,
+        &resource_path,
+        true,
+    ))
 }

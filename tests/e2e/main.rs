@@ -36,7 +36,11 @@ fn structured(result: &CallToolResult) -> &Value {
 
 /// The `ToolError` JSON of an error result (its first text block).
 fn error_of(result: &CallToolResult) -> Result<Value> {
-    let text = result.content.iter().find_map(|c| c.as_text().map(|t| t.text.clone())).context("error text")?;
+    let text = result
+        .content
+        .iter()
+        .find_map(|c| c.as_text().map(|t| t.text.clone()))
+        .context("error text")?;
     Ok(serde_json::from_str(&text)?)
 }
 
@@ -155,13 +159,28 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
     // Beyond a bound: an error result naming the bound, never a protocol error. The error
     // (code, message, every violation) is the text content; the denied proposal, in the
     // tool's output shape, is the structured content.
-    let denied = call(client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 100, "reason": "load test"})).await?;
+    let denied = call(
+        client,
+        "propose_scale",
+        json!({"fleet": "cf-ml-scaling", "spot_capacity": 100, "reason": "load test"}),
+    )
+    .await?;
     assert_eq!(denied.is_error, Some(true));
     let error = error_of(&denied)?;
     assert_eq!(error["code"], "denied");
-    let bounds: Vec<&str> = error["violations"].as_array().context("violations")?.iter().filter_map(|v| v["bound"].as_str()).collect();
+    let bounds: Vec<&str> = error["violations"]
+        .as_array()
+        .context("violations")?
+        .iter()
+        .filter_map(|v| v["bound"].as_str())
+        .collect();
     assert!(bounds.contains(&"max_spot"), "{bounds:?}");
-    assert!(error["message"].as_str().unwrap_or_default().contains("max_spot"));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max_spot")
+    );
     let proposal = structured(&denied);
     assert_eq!(proposal["status"], "denied");
     assert_eq!(proposal["verdict"]["violations"][0]["bound"], "max_spot");

@@ -1,0 +1,251 @@
+//! Benchmark of the MCP HTTP surface, against a bare axum JSON echo route as the ceiling.
+//!
+//! ```text
+//! cargo build --release --bin fleetpilot
+//! cargo run --release -p fleetpilot-e2e --bin fleetpilot-bench -- target/release/fleetpilot [SECONDS] [CLIENTS]
+//! ```
+//!
+//! Measures, in one run on this machine:
+//! - time from spawning `fleetpilot serve` to the first `/healthz` 200 (median of 5 starts),
+//!   and its resident memory after 2 s idle;
+//! - `read_fleet` and `propose_scale` over MCP streamable HTTP on loopback with CLIENTS
+//!   concurrent clients (default 50) for SECONDS each (default 10): calls per second, p50, p99;
+//! - the same load on a bare axum JSON echo route served by a separate process (this binary
+//!   re-run with `--echo-server`), as the ceiling of the machine and the HTTP stack.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use fleetpilot_e2e::{TempDir, free_port, wait_healthy};
+use serde_json::{Value, json};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--echo-server") {
+        return echo_server(args.get(2).context("port")?.parse()?).await;
+    }
+    let bin = PathBuf::from(
+        args.get(1)
+            .context("usage: fleetpilot-bench PATH-TO-fleetpilot [SECONDS] [CLIENTS]")?,
+    );
+    let seconds: u64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(10);
+    let clients: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(50);
+
+    let (startup, rss_kib) = startup(&bin).await?;
+    println!(
+        "startup to /healthz OK: median {:.1} ms over 5 starts; idle RSS {:.1} MiB",
+        startup.as_secs_f64() * 1000.0,
+        rss_kib as f64 / 1024.0
+    );
+
+    // The ceiling: a bare axum JSON echo route in its own process.
+    let echo_port = free_port()?;
+    let mut echo = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["--echo-server", &echo_port.to_string()])
+        .kill_on_drop(true)
+        .spawn()?;
+    let echo_url = format!("http://127.0.0.1:{echo_port}/echo");
+    wait_port(echo_port).await?;
+    let echo_body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_fleet", "arguments": {"fleet": "cf-ml-scaling"}}});
+    let echo_stats = load(&echo_url, echo_body, clients, seconds).await?;
+    let _ = echo.kill().await;
+
+    let state = TempDir::new("bench")?;
+    let port = free_port()?;
+    let mut server = spawn_serve(&bin, port, &state.path().join("state.db"))?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base).await?;
+    let mcp = format!("{base}/mcp");
+    let read = load(
+        &mcp,
+        tool_call("read_fleet", json!({"fleet": "cf-ml-scaling"})),
+        clients,
+        seconds,
+    )
+    .await?;
+    let propose = load(
+        &mcp,
+        tool_call(
+            "propose_scale",
+            json!({"fleet": "cf-ml-scaling", "spot_capacity": 22, "reason": "benchmark"}),
+        ),
+        clients,
+        seconds,
+    )
+    .await?;
+    let _ = server.kill().await;
+
+    println!("{clients} concurrent clients, {seconds} s each, loopback, one machine:");
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>8}",
+        "target", "calls/s", "p50 ms", "p99 ms", "errors"
+    );
+    for (name, s) in [
+        ("axum JSON echo (ceiling)", &echo_stats),
+        ("MCP read_fleet", &read),
+        ("MCP propose_scale", &propose),
+    ] {
+        println!(
+            "{name:<28} {:>10.0} {:>10.2} {:>10.2} {:>8}",
+            s.rate, s.p50_ms, s.p99_ms, s.errors
+        );
+    }
+    println!(
+        "ratio to the ceiling: read_fleet {:.3}, propose_scale {:.3}",
+        read.rate / echo_stats.rate,
+        propose.rate / echo_stats.rate
+    );
+    Ok(())
+}
+
+fn tool_call(name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
+}
+
+fn spawn_serve(bin: &Path, port: u16, state: &Path) -> Result<tokio::process::Child> {
+    Ok(tokio::process::Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--speed",
+            "0",
+            "--state",
+        ])
+        .arg(state)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+async fn startup(bin: &Path) -> Result<(Duration, u64)> {
+    let http = reqwest::Client::new();
+    let mut times = Vec::new();
+    let mut rss = 0;
+    for run in 0..5 {
+        let state = TempDir::new("bench-start")?;
+        let port = free_port()?;
+        let started = Instant::now();
+        let mut child = spawn_serve(bin, port, &state.path().join("state.db"))?;
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("serve did not become healthy");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        times.push(started.elapsed());
+        if run == 0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let pid = child.id().context("pid")?;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            rss = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+        }
+        let _ = child.kill().await;
+    }
+    times.sort();
+    Ok((times[times.len() / 2], rss))
+}
+
+struct Stats {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+}
+
+/// `clients` workers, each with its own connection, POSTing `body` back to back for `seconds`.
+async fn load(url: &str, body: Value, clients: usize, seconds: u64) -> Result<Stats> {
+    let body = Arc::new(serde_json::to_vec(&body)?);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let url = url.to_string();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?;
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let response = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-protocol-version", "2025-11-25")
+                    .body((*body).clone())
+                    .send()
+                    .await;
+                let ok = match response {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            Ok::<_, anyhow::Error>((latencies, errors))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await??;
+        all.extend(latencies);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Ok(Stats {
+        rate: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    })
+}
+
+async fn wait_port(port: u16) -> Result<()> {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("port {port} never opened")
+}
+
+async fn echo_server(port: u16) -> Result<()> {
+    let app = axum::Router::new().route(
+        "/echo",
+        axum::routing::post(|axum::Json(v): axum::Json<Value>| async move { axum::Json(v) }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
