@@ -7,6 +7,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// glibc's allocator contends on its arena locks under concurrent load (measured with
+/// `fleetpilot-bench`); mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// fleetpilot lets an LLM agent scale Azure ML compute safely: typed tools over MCP,
 /// deterministic guardrails, an idempotent executor, and a local Azure emulator.
 ///

@@ -48,12 +48,35 @@ pub trait AzureApi: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct ArmAzureApi {
     client: ArmClient,
+    /// Priority and VM size per scale set id. A fleet's scale set is created for one size and
+    /// one priority and never changes either, so one GET per scale set is enough.
+    scale_sets:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Priority, String)>>>,
 }
 
 impl ArmAzureApi {
     /// Wrap a client.
     pub fn new(client: ArmClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            scale_sets: Default::default(),
+        }
+    }
+
+    fn known_scale_set(&self, id: &str) -> Option<(Priority, String)> {
+        self.scale_sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id.to_ascii_lowercase())
+            .cloned()
+    }
+
+    fn remember_scale_set(&self, id: &str, priority: Priority, size: &str) {
+        let mut sets = self.scale_sets.lock().unwrap_or_else(|e| e.into_inner());
+        if sets.len() > 10_000 {
+            sets.clear();
+        }
+        sets.insert(id.to_ascii_lowercase(), (priority, size.to_string()));
     }
 
     /// The client underneath.
@@ -223,35 +246,49 @@ impl AzureApi for ArmAzureApi {
         let mut tasks = tokio::task::JoinSet::new();
         for (index, id) in ids.into_iter().enumerate() {
             let client = self.client.clone();
+            let known = self.known_scale_set(&id);
             tasks.spawn(async move {
-                let set: Value = client
-                    .get(&format!("{id}?api-version={COMPUTE_API}"))
-                    .await?;
+                let kind = match known {
+                    Some(kind) => kind,
+                    None => {
+                        let set: Value = client
+                            .get(&format!("{id}?api-version={COMPUTE_API}"))
+                            .await?;
+                        let priority =
+                            match str_at(&set, "/properties/virtualMachineProfile/priority") {
+                                Some(p)
+                                    if p.eq_ignore_ascii_case("spot")
+                                        || p.eq_ignore_ascii_case("low") =>
+                                {
+                                    Priority::Spot
+                                }
+                                _ => Priority::Regular,
+                            };
+                        (
+                            priority,
+                            str_at(&set, "/sku/name").unwrap_or_default().to_string(),
+                        )
+                    }
+                };
                 let vms: Value = client
                     .get(&format!(
                         "{id}/virtualMachines?api-version={COMPUTE_API}&$expand=instanceView"
                     ))
                     .await?;
-                Ok::<_, AzureError>((index, id, set, vms))
+                Ok::<_, AzureError>((index, id, kind, vms))
             });
         }
         let mut by_index = BTreeMap::new();
         while let Some(joined) = tasks.join_next().await {
-            let (index, id, set, vms) = joined.map_err(|e| AzureError::Decode {
+            let (index, id, kind, vms) = joined.map_err(|e| AzureError::Decode {
                 url: path.clone(),
                 reason: e.to_string(),
             })??;
-            by_index.insert(index, (id, set, vms));
+            self.remember_scale_set(&id, kind.0, &kind.1);
+            by_index.insert(index, (id, kind, vms));
         }
         let mut vms = Vec::new();
-        for (id, set, list) in by_index.into_values() {
-            let priority = match str_at(&set, "/properties/virtualMachineProfile/priority") {
-                Some(p) if p.eq_ignore_ascii_case("spot") || p.eq_ignore_ascii_case("low") => {
-                    Priority::Spot
-                }
-                _ => Priority::Regular,
-            };
-            let size = str_at(&set, "/sku/name").unwrap_or_default().to_string();
+        for (id, (priority, size), list) in by_index.into_values() {
             for vm in list
                 .get("value")
                 .and_then(Value::as_array)

@@ -83,9 +83,18 @@ fn apply_shape(error: &ToolError) -> Option<serde_json::Value> {
 impl FleetTools {
     /// A handler for one transport (`stdio` or `http`).
     pub fn new(service: Arc<FleetService>, transport: &'static str) -> Self {
+        Self::with_router(service, Self::tool_router(), transport)
+    }
+
+    /// A handler sharing an already built router (HTTP builds a handler per request).
+    fn with_router(
+        service: Arc<FleetService>,
+        tool_router: ToolRouter<Self>,
+        transport: &'static str,
+    ) -> Self {
         Self {
             service,
-            tool_router: Self::tool_router(),
+            tool_router,
             transport,
         }
     }
@@ -268,8 +277,15 @@ pub fn http_router(
     if !config.allowed_origins.is_empty() {
         mcp_config = mcp_config.with_allowed_origins(config.allowed_origins);
     }
+    let router = FleetTools::tool_router();
     let mcp = StreamableHttpService::new(
-        move || Ok(FleetTools::new(service.clone(), "http")),
+        move || {
+            Ok(FleetTools::with_router(
+                service.clone(),
+                router.clone(),
+                "http",
+            ))
+        },
         LocalSessionManager::default().into(),
         mcp_config,
     );

@@ -396,3 +396,43 @@ async fn store_survives_reopen() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A crash between the PATCH and the deletions leaves the capacity lowered and the surplus VMs
+/// in place. Applying the proposal again plans only what is left and finishes the job.
+#[tokio::test]
+async fn rerun_after_a_partial_apply_finishes_the_job() {
+    let env = start(Scenario::Reference).await;
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let p = proposal(
+        "p-partial",
+        ScaleTarget {
+            spot_capacity: Some(15),
+            ..Default::default()
+        },
+    );
+    store
+        .journal(
+            "p-partial",
+            "intent",
+            &json!({"plan": "as before the crash"}),
+        )
+        .unwrap();
+    env.client
+        .patch(
+            &format!("{}/resourceGroups/rg-ml-adaptive-scaling/providers/Microsoft.AzureFleet/fleets/cf-ml-scaling?api-version=2024-11-01", env.client.subscription_path()),
+            &json!({"properties": {"spotPriorityProfile": {"capacity": 15}}}),
+        )
+        .await
+        .unwrap();
+    let executor = Executor::new(env.api.clone(), store.clone());
+    let Applied::Done(outcome, plan) = executor.apply(&p, false, &allow_all).await.unwrap() else {
+        panic!()
+    };
+    assert!(outcome.verified);
+    assert!(
+        matches!(plan.actions.as_slice(), [fleetpilot_core::Action::DeleteVms { vm_ids, .. }] if vm_ids.len() == 5),
+        "only the deletions are left: {plan:?}"
+    );
+    let state = env.api.read_fleet(&reference()).await.unwrap();
+    assert_eq!((state.spot.capacity, state.spot.counted()), (15, 15));
+}

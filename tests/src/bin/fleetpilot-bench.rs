@@ -60,6 +60,29 @@ async fn main() -> Result<()> {
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base).await?;
     let mcp = format!("{base}/mcp");
+    let health: Value = reqwest::get(format!("{base}/healthz"))
+        .await?
+        .json()
+        .await?;
+    let emulator = health["emulator"]
+        .as_str()
+        .context("emulator url")?
+        .to_string();
+    let arm_get = load_get(
+        &format!(
+            "{emulator}/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/rg-ml-adaptive-scaling/providers/Microsoft.AzureFleet/fleets/cf-ml-scaling?api-version=2024-11-01"
+        ),
+        clients,
+        seconds,
+    )
+    .await?;
+    let policy = load(
+        &mcp,
+        tool_call("get_policy", json!({"fleet": "cf-ml-scaling"})),
+        clients,
+        seconds,
+    )
+    .await?;
     let read = load(
         &mcp,
         tool_call("read_fleet", json!({"fleet": "cf-ml-scaling"})),
@@ -86,6 +109,8 @@ async fn main() -> Result<()> {
     );
     for (name, s) in [
         ("axum JSON echo (ceiling)", &echo_stats),
+        ("emulator GET fleet (ARM)", &arm_get),
+        ("MCP get_policy (no Azure)", &policy),
         ("MCP read_fleet", &read),
         ("MCP propose_scale", &propose),
     ] {
@@ -95,7 +120,8 @@ async fn main() -> Result<()> {
         );
     }
     println!(
-        "ratio to the ceiling: read_fleet {:.3}, propose_scale {:.3}",
+        "ratio to the ceiling: get_policy {:.3}, read_fleet {:.3}, propose_scale {:.3}",
+        policy.rate / echo_stats.rate,
         read.rate / echo_stats.rate,
         propose.rate / echo_stats.rate
     );
@@ -159,6 +185,56 @@ async fn startup(bin: &Path) -> Result<(Duration, u64)> {
     }
     times.sort();
     Ok((times[times.len() / 2], rss))
+}
+
+/// Like [`load`], with GET requests.
+async fn load_get(url: &str, clients: usize, seconds: u64) -> Result<Stats> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let ok = match http.get(&url).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await?;
+        all.extend(latencies);
+        errors += e;
+    }
+    Ok(stats(all, errors, started.elapsed().as_secs_f64()))
+}
+
+fn stats(mut all: Vec<Duration>, errors: usize, elapsed: f64) -> Stats {
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Stats {
+        rate: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    }
 }
 
 struct Stats {
