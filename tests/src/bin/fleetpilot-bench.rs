@@ -160,10 +160,10 @@ async fn startup(bin: &Path) -> Result<(Duration, u64)> {
         let mut child = spawn_serve(bin, port, &state.path().join("state.db"))?;
         let url = format!("http://127.0.0.1:{port}/healthz");
         loop {
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status().is_success() {
-                    break;
-                }
+            if let Ok(r) = http.get(&url).send().await
+                && r.status().is_success()
+            {
+                break;
             }
             if started.elapsed() > Duration::from_secs(20) {
                 bail!("serve did not become healthy");
