@@ -15,6 +15,13 @@ struct Metadata {
 struct Package {
     name: String,
     dependencies: Vec<Dependency>,
+    targets: Vec<Target>,
+}
+
+#[derive(Deserialize)]
+struct Target {
+    name: String,
+    kind: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -272,4 +279,21 @@ fn only_the_executor_mutates_azure() {
         "mutations outside the executor:\n{}",
         offenders.join("\n")
     );
+}
+
+/// The README's quick start is `cargo run --release -- serve`: that needs exactly one binary
+/// in the workspace (benchmarks are examples).
+#[test]
+fn cargo_run_has_one_binary_to_run() {
+    let bins: Vec<String> = metadata()
+        .packages
+        .iter()
+        .flat_map(|p| {
+            p.targets
+                .iter()
+                .filter(|t| t.kind.iter().any(|k| k == "bin"))
+                .map(move |t| format!("{}:{}", p.name, t.name))
+        })
+        .collect();
+    assert_eq!(bins, ["fleetpilot:fleetpilot"]);
 }

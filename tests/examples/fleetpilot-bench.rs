@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release --bin fleetpilot
-//! cargo run --release -p fleetpilot-e2e --bin fleetpilot-bench -- target/release/fleetpilot [SECONDS] [CLIENTS]
+//! cargo run --release -p fleetpilot-e2e --example fleetpilot-bench -- target/release/fleetpilot [SECONDS] [CLIENTS]
 //! ```
 //!
 //! Measures, in one run on this machine:
