@@ -8,6 +8,7 @@
 
 pub mod arm;
 pub mod clock;
+pub mod kql;
 pub mod scenario;
 pub mod wire;
 pub mod world;

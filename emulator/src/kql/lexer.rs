@@ -33,8 +33,8 @@ pub struct Token {
 }
 
 const SYMBOLS: &[&str] = &[
-    "==", "!=", "<>", "<=", ">=", "=~", "!~", "=>", "..", "|", ",", "(", ")", "[", "]", "{", "}", "=", "<", ">", "+", "-", "*",
-    "/", "%", ".", ":", ";", "!", "$", "@",
+    "==", "!=", "<>", "<=", ">=", "=~", "!~", "=>", "..", "|", ",", "(", ")", "[", "]", "{", "}",
+    "=", "<", ">", "+", "-", "*", "/", "%", ".", ":", ";", "!", "$", "@",
 ];
 
 /// Split a query into tokens.
@@ -62,39 +62,57 @@ pub fn lex(src: &str) -> Result<Vec<Token>, KqlError> {
         let (verbatim, quote_at) = match c {
             b'@' if matches!(bytes.get(i + 1), Some(b'"' | b'\'')) => (true, i + 1),
             b'h' | b'H' if matches!(bytes.get(i + 1), Some(b'"' | b'\'')) => (false, i + 1),
-            b'h' | b'H' if bytes.get(i + 1) == Some(&b'@') && matches!(bytes.get(i + 2), Some(b'"' | b'\'')) => (true, i + 2),
+            b'h' | b'H'
+                if bytes.get(i + 1) == Some(&b'@')
+                    && matches!(bytes.get(i + 2), Some(b'"' | b'\'')) =>
+            {
+                (true, i + 2)
+            }
             b'"' | b'\'' => (false, i),
             _ => (false, usize::MAX),
         };
         if quote_at != usize::MAX {
             let (text, next) = lex_string(src, quote_at, verbatim)?;
-            out.push(Token { tok: Tok::Str(text), start, end: next });
+            out.push(Token {
+                tok: Tok::Str(text),
+                start,
+                end: next,
+            });
             i = next;
             continue;
         }
-        if c.is_ascii_digit() || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) && !prev_is_value(&out)) {
+        if c.is_ascii_digit()
+            || (c == b'.'
+                && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+                && !prev_is_value(&out))
+        {
             let (tok, next) = lex_number(src, i)?;
-            out.push(Token { tok, start, end: next });
+            out.push(Token {
+                tok,
+                start,
+                end: next,
+            });
             i = next;
             continue;
         }
-        if c.is_ascii_alphabetic() || c == b'_' || c == b'$' && bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphabetic()) {
+        if c.is_ascii_alphabetic()
+            || c == b'_'
+            || c == b'$' && bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphabetic())
+        {
             let mut j = i + 1;
             while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
                 j += 1;
             }
-            out.push(Token { tok: Tok::Ident(src[i..j].to_string()), start, end: j });
-            i = j;
-            continue;
-        }
-        if c == b'[' && matches!(bytes.get(i + 1), Some(b'"' | b'\'')) {
-            // ['name with spaces']
-            let (text, next) = lex_string(src, i + 1, false)?;
-            if bytes.get(next) != Some(&b']') {
-                return Err(KqlError::syntax(src, next, "expected ']' after a quoted name"));
+            // `in~` is one operator.
+            if &src[i..j] == "in" && bytes.get(j) == Some(&b'~') {
+                j += 1;
             }
-            out.push(Token { tok: Tok::Ident(text), start, end: next + 1 });
-            i = next + 1;
+            out.push(Token {
+                tok: Tok::Ident(src[i..j].to_string()),
+                start,
+                end: j,
+            });
+            i = j;
             continue;
         }
         if c == b'!' {
@@ -112,7 +130,11 @@ pub fn lex(src: &str) -> Result<Vec<Token>, KqlError> {
                     end += 1;
                 }
                 if let Some(sym) = NEGATED.iter().find(|s| **s == op) {
-                    out.push(Token { tok: Tok::Sym(sym), start, end });
+                    out.push(Token {
+                        tok: Tok::Sym(sym),
+                        start,
+                        end,
+                    });
                     i = end;
                     continue;
                 }
@@ -120,22 +142,50 @@ pub fn lex(src: &str) -> Result<Vec<Token>, KqlError> {
         }
         let Some(sym) = SYMBOLS.iter().find(|s| src[i..].starts_with(**s)) else {
             let ch = src[i..].chars().next().unwrap_or('?');
-            return Err(KqlError::syntax(src, i, &format!("unexpected character '{ch}'")));
+            return Err(KqlError::syntax(
+                src,
+                i,
+                &format!("unexpected character '{ch}'"),
+            ));
         };
-        out.push(Token { tok: Tok::Sym(sym), start, end: i + sym.len() });
+        out.push(Token {
+            tok: Tok::Sym(sym),
+            start,
+            end: i + sym.len(),
+        });
         i += sym.len();
     }
-    out.push(Token { tok: Tok::Eof, start: src.len(), end: src.len() });
+    out.push(Token {
+        tok: Tok::Eof,
+        start: src.len(),
+        end: src.len(),
+    });
     Ok(out)
 }
 
 const NEGATED: &[&str] = &[
-    "!has", "!has_cs", "!contains", "!contains_cs", "!startswith", "!startswith_cs", "!endswith", "!endswith_cs", "!in",
-    "!in~", "!between", "!hasprefix", "!hassuffix", "!has_any", "!has_all",
+    "!has",
+    "!has_cs",
+    "!contains",
+    "!contains_cs",
+    "!startswith",
+    "!startswith_cs",
+    "!endswith",
+    "!endswith_cs",
+    "!in",
+    "!in~",
+    "!between",
+    "!hasprefix",
+    "!hassuffix",
+    "!has_any",
+    "!has_all",
 ];
 
 fn prev_is_value(out: &[Token]) -> bool {
-    matches!(out.last().map(|t| &t.tok), Some(Tok::Ident(_) | Tok::Int(_) | Tok::Real(_) | Tok::Sym(")" | "]")))
+    matches!(
+        out.last().map(|t| &t.tok),
+        Some(Tok::Ident(_) | Tok::Int(_) | Tok::Real(_) | Tok::Sym(")" | "]"))
+    )
 }
 
 fn lex_string(src: &str, quote_at: usize, verbatim: bool) -> Result<(String, usize), KqlError> {
@@ -145,7 +195,11 @@ fn lex_string(src: &str, quote_at: usize, verbatim: bool) -> Result<(String, usi
     let mut i = quote_at + 1;
     loop {
         let Some(&c) = bytes.get(i) else {
-            return Err(KqlError::syntax(src, quote_at, "unterminated string literal"));
+            return Err(KqlError::syntax(
+                src,
+                quote_at,
+                "unterminated string literal",
+            ));
         };
         if c == quote {
             if verbatim && bytes.get(i + 1) == Some(&quote) {
@@ -157,7 +211,11 @@ fn lex_string(src: &str, quote_at: usize, verbatim: bool) -> Result<(String, usi
         }
         if c == b'\\' && !verbatim {
             let Some(&e) = bytes.get(i + 1) else {
-                return Err(KqlError::syntax(src, quote_at, "unterminated string literal"));
+                return Err(KqlError::syntax(
+                    src,
+                    quote_at,
+                    "unterminated string literal",
+                ));
             };
             match e {
                 b'n' => out.push('\n'),
@@ -168,13 +226,22 @@ fn lex_string(src: &str, quote_at: usize, verbatim: bool) -> Result<(String, usi
                 b'\'' => out.push('\''),
                 b'0' => out.push('\0'),
                 b'u' => {
-                    let hex = src.get(i + 2..i + 6).ok_or_else(|| KqlError::syntax(src, i, "bad \\u escape"))?;
-                    let code = u32::from_str_radix(hex, 16).map_err(|_| KqlError::syntax(src, i, "bad \\u escape"))?;
+                    let hex = src
+                        .get(i + 2..i + 6)
+                        .ok_or_else(|| KqlError::syntax(src, i, "bad \\u escape"))?;
+                    let code = u32::from_str_radix(hex, 16)
+                        .map_err(|_| KqlError::syntax(src, i, "bad \\u escape"))?;
                     out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
                     i += 6;
                     continue;
                 }
-                _ => return Err(KqlError::syntax(src, i, &format!("unknown escape '\\{}'", e as char))),
+                _ => {
+                    return Err(KqlError::syntax(
+                        src,
+                        i,
+                        &format!("unknown escape '\\{}'", e as char),
+                    ));
+                }
             }
             i += 2;
             continue;
@@ -193,7 +260,8 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), KqlError> {
         while j < bytes.len() && bytes[j].is_ascii_hexdigit() {
             j += 1;
         }
-        let v = i64::from_str_radix(&src[i + 2..j], 16).map_err(|_| KqlError::syntax(src, start, "bad hexadecimal literal"))?;
+        let v = i64::from_str_radix(&src[i + 2..j], 16)
+            .map_err(|_| KqlError::syntax(src, start, "bad hexadecimal literal"))?;
         return Ok((Tok::Int(v), j));
     }
     while i < bytes.len() && bytes[i].is_ascii_digit() {
@@ -230,16 +298,29 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), KqlError> {
         let literal = &src[start..j];
         return match super::value::parse_timespan_unit(literal) {
             Some(ticks) => Ok((Tok::TimeSpan(ticks), j)),
-            None => Err(KqlError::syntax(src, start, &format!("'{literal}' is not a number or a timespan"))),
+            None => Err(KqlError::syntax(
+                src,
+                start,
+                &format!("'{literal}' is not a number or a timespan"),
+            )),
         };
     }
     if real {
-        let v: f64 = number.parse().map_err(|_| KqlError::syntax(src, start, "bad real literal"))?;
+        let v: f64 = number
+            .parse()
+            .map_err(|_| KqlError::syntax(src, start, "bad real literal"))?;
         Ok((Tok::Real(v), i))
     } else {
         match number.parse::<i64>() {
             Ok(v) => Ok((Tok::Int(v), i)),
-            Err(_) => Ok((Tok::Real(number.parse().map_err(|_| KqlError::syntax(src, start, "bad number"))?), i)),
+            Err(_) => Ok((
+                Tok::Real(
+                    number
+                        .parse()
+                        .map_err(|_| KqlError::syntax(src, start, "bad number"))?,
+                ),
+                i,
+            )),
         }
     }
 }
