@@ -337,11 +337,11 @@ impl Acc {
                 }
             }
             Acc::Bag(map) => {
-                if let Value::Dynamic(j) = &args[0] {
-                    if let Some(o) = j.as_object() {
-                        for (k, val) in o {
-                            map.entry(k.clone()).or_insert_with(|| val.clone());
-                        }
+                if let Value::Dynamic(j) = &args[0]
+                    && let Some(o) = j.as_object()
+                {
+                    for (k, val) in o {
+                        map.entry(k.clone()).or_insert_with(|| val.clone());
                     }
                 }
             }

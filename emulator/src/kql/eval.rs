@@ -18,8 +18,11 @@ pub enum Binding {
     /// A table.
     Tabular(Arc<Table>),
     /// A user function.
-    Function(Arc<(Vec<(String, Option<Type>)>, Vec<super::ast::Statement>)>),
+    Function(Arc<FunctionDef>),
 }
+
+/// A user function: parameters (name, type; `None` = tabular) and body.
+pub type FunctionDef = (Vec<(String, Option<Type>)>, Vec<super::ast::Statement>);
 
 /// Names bound by `let`, innermost last.
 pub type Env = HashMap<String, Binding>;
@@ -197,13 +200,13 @@ impl Scope<'_> {
                 }
                 for item in list {
                     // A tabular name or a dynamic array literal expands into its values.
-                    if let Expr::Name { name, .. } = item {
-                        if let Some(Binding::Tabular(t)) = self.env.get(name) {
-                            if let Some(col) = t.columns.first() {
-                                set.extend(col.values.iter().cloned().map(CExpr::Const));
-                            }
-                            continue;
+                    if let Expr::Name { name, .. } = item
+                        && let Some(Binding::Tabular(t)) = self.env.get(name)
+                    {
+                        if let Some(col) = t.columns.first() {
+                            set.extend(col.values.iter().cloned().map(CExpr::Const));
                         }
+                        continue;
                     }
                     let item = self.compile(item)?;
                     match item.expr {
@@ -390,12 +393,12 @@ impl Scope<'_> {
             .collect::<Result<_, _>>()?;
         let types: Vec<Option<Type>> = compiled.iter().map(|c| c.ty).collect();
         let mut ty = functions::return_type(func, &types);
-        if func == functions::Func::ExtractRegex && args.len() == 4 {
-            if let Expr::Call { args: targs, .. } = &args[3] {
-                if let [Expr::Name { name: t, .. }] = targs.as_slice() {
-                    ty = Type::parse(t).or(ty);
-                }
-            }
+        if func == functions::Func::ExtractRegex
+            && args.len() == 4
+            && let Expr::Call { args: targs, .. } = &args[3]
+            && let [Expr::Name { name: t, .. }] = targs.as_slice()
+        {
+            ty = Type::parse(t).or(ty);
         }
         let mut exprs: Vec<CExpr> = compiled.into_iter().map(|c| c.expr).collect();
         // Fold calls whose arguments are all constants (now(), ago(1h), datetime math).
@@ -534,7 +537,7 @@ pub fn eval(c: &CExpr, table: &Table, row: usize, now: i64) -> Value {
         } => {
             let v = eval(e, table, row, now);
             if v.is_null() && any_of.is_none() {
-                return Value::Bool(*negated && !set.is_empty() && false);
+                return Value::Bool(*negated);
             }
             let found = set.iter().any(|item| {
                 let item = eval(item, table, row, now);

@@ -107,12 +107,39 @@ pub fn lex(src: &str) -> Result<Vec<Token>, KqlError> {
             if &src[i..j] == "in" && bytes.get(j) == Some(&b'~') {
                 j += 1;
             }
+            let word = &src[i..j];
             out.push(Token {
-                tok: Tok::Ident(src[i..j].to_string()),
+                tok: Tok::Ident(word.to_string()),
                 start,
                 end: j,
             });
             i = j;
+            // The bodies of datetime(…), timespan(…) and guid(…) are not tokens: keep them raw.
+            let raw_literal = matches!(
+                word.to_ascii_lowercase().as_str(),
+                "datetime" | "date" | "timespan" | "time" | "guid" | "uuid" | "uniqueid"
+            );
+            if raw_literal && bytes.get(i) == Some(&b'(') {
+                let Some(close) = src[i..].find(')').map(|k| i + k) else {
+                    return Err(KqlError::syntax(src, i, "unclosed '('"));
+                };
+                out.push(Token {
+                    tok: Tok::Sym("("),
+                    start: i,
+                    end: i + 1,
+                });
+                out.push(Token {
+                    tok: Tok::Str(src[i + 1..close].to_string()),
+                    start: i + 1,
+                    end: close,
+                });
+                out.push(Token {
+                    tok: Tok::Sym(")"),
+                    start: close,
+                    end: close + 1,
+                });
+                i = close + 1;
+            }
             continue;
         }
         if c == b'!' {

@@ -626,13 +626,12 @@ fn apply(
                 }
                 if let (Expr::Name { name: src_name, .. }, true) =
                     (&item.expr, item.names.len() <= 1)
+                    && let Some(i) = table.index_of(src_name)
                 {
-                    if let Some(i) = table.index_of(src_name) {
-                        let mut col = table.columns[i].clone();
-                        col.name = name;
-                        out.columns.push(col);
-                        continue;
-                    }
+                    let mut col = table.columns[i].clone();
+                    col.name = name;
+                    out.columns.push(col);
+                    continue;
                 }
                 let c = sc.compile(&item.expr)?;
                 out.columns.push(column_of(&c, &table, name, options));
@@ -1196,6 +1195,10 @@ fn extract_aggs(
             span: *span,
         },
         Expr::Name { name, span } => {
+            if matches!(sc.env.get(name), Some(Binding::Scalar(..))) || sc.locals.contains_key(name)
+            {
+                return Ok(e.clone());
+            }
             return Err(KqlError::semantic(
                 src,
                 span.start,
@@ -1421,7 +1424,7 @@ fn join(
             .map(|&c| KeyPart::of(&t.columns[c].values[row]))
             .collect();
         // Null keys never match.
-        if k.iter().any(|p| *p == KeyPart::Null) {
+        if k.contains(&KeyPart::Null) {
             None
         } else {
             Some(k)
@@ -1784,8 +1787,8 @@ fn make_series(
     let mut keys: Vec<Vec<Value>> = Vec::new();
     let mut accs: Vec<Vec<Vec<Acc>>> = Vec::new();
     let mut args = Vec::new();
-    for r in 0..table.rows {
-        let Some(x) = as_num(&on_values[r]) else {
+    for (r, on_value) in on_values.iter().enumerate() {
+        let Some(x) = as_num(on_value) else {
             continue;
         };
         if x < start || x >= end {

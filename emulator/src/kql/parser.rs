@@ -176,13 +176,13 @@ impl<'a> Parser<'a> {
             .ident("a tabular operator after '|'")?
             .to_ascii_lowercase();
         while self.is_sym("-") && self.tokens[self.pos].start == self.prev_end() {
-            if let Tok::Ident(next) = self.peek_at(1).clone() {
-                if self.tokens[self.pos + 1].start == self.tokens[self.pos].end {
-                    self.advance();
-                    self.advance();
-                    name = format!("{name}-{}", next.to_ascii_lowercase());
-                    continue;
-                }
+            if let Tok::Ident(next) = self.peek_at(1).clone()
+                && self.tokens[self.pos + 1].start == self.tokens[self.pos].end
+            {
+                self.advance();
+                self.advance();
+                name = format!("{name}-{}", next.to_ascii_lowercase());
+                continue;
             }
             break;
         }
@@ -271,11 +271,10 @@ impl<'a> Parser<'a> {
 
     /// After `let f = (`: is this a parameter list (`()` or `(x:type`)?
     fn looks_like_params(&self) -> bool {
-        match (self.peek_at(1), self.peek_at(2)) {
-            (Tok::Sym(")"), Tok::Sym("{")) => true,
-            (Tok::Ident(_), Tok::Sym(":")) => true,
-            _ => false,
-        }
+        matches!(
+            (self.peek_at(1), self.peek_at(2)),
+            (Tok::Sym(")"), Tok::Sym("{")) | (Tok::Ident(_), Tok::Sym(":"))
+        )
     }
 
     /// A statement that is either tabular (has a source keyword, or pipes) or scalar.
@@ -291,17 +290,15 @@ impl<'a> Parser<'a> {
         if self.is_sym("(") {
             // `(T | …)` or `(1 + 2)`: try tabular first.
             let save = self.pos;
-            if let Ok(p) = self.pipeline() {
-                if !matches!(p.source, Source::Nested(_))
+            if let Ok(p) = self.pipeline()
+                && (!matches!(p.source, Source::Nested(_))
                     || !p.ops.is_empty()
                     || self.is_sym(";")
                     || self.at_eof()
-                    || self.is_sym("}")
-                {
-                    if let Source::Nested(_) = p.source {
-                        return Ok(Statement::Tabular(p));
-                    }
-                }
+                    || self.is_sym("}"))
+                && let Source::Nested(_) = p.source
+            {
+                return Ok(Statement::Tabular(p));
             }
             self.pos = save;
         }
@@ -537,11 +534,11 @@ impl<'a> Parser<'a> {
             while self.is_sym("*") && self.tokens[self.pos].start == self.prev_end() {
                 self.advance();
                 name.push('*');
-                if let Tok::Ident(more) = self.peek().clone() {
-                    if self.tokens[self.pos].start == self.prev_end() {
-                        self.advance();
-                        name.push_str(&more);
-                    }
+                if let Tok::Ident(more) = self.peek().clone()
+                    && self.tokens[self.pos].start == self.prev_end()
+                {
+                    self.advance();
+                    name.push_str(&more);
                 }
             }
             out.push(name);
@@ -875,7 +872,8 @@ impl<'a> Parser<'a> {
             }
         }
         self.expect_word("on")?;
-        let on = self.expr()?;
+        // Not `expr()`: `on t in range(...)` must not parse as an `in` test.
+        let on = self.additive()?;
         let mut from = None;
         let mut to = None;
         if self.eat_word("in") {
@@ -966,7 +964,26 @@ impl<'a> Parser<'a> {
     fn args(&mut self) -> Result<Vec<Expr>, KqlError> {
         let mut args = Vec::new();
         while !self.is_sym(")") {
-            args.push(self.expr()?);
+            let start = self.start();
+            let arg = self.expr()?;
+            // A tabular argument: `toscalar(T | summarize …)`.
+            if self.is_sym("|") {
+                let source = match arg {
+                    Expr::Name { name, span } => Source::Name(name, span),
+                    Expr::Call { name, args, span } => Source::Call(name, args, span),
+                    _ => return Err(self.error_here("only a table can be piped")),
+                };
+                let ops = self.ops()?;
+                args.push(Expr::Sub {
+                    pipeline: Box::new(Pipeline { source, ops }),
+                    span: self.span_from(start),
+                });
+                if !self.eat_sym(",") {
+                    break;
+                }
+                continue;
+            }
+            args.push(arg);
             if !self.eat_sym(",") {
                 break;
             }
@@ -1093,19 +1110,20 @@ impl<'a> Parser<'a> {
                 // A tabular subquery: `in (T | project x)`.
                 let save = self.pos;
                 if let Tok::Ident(_) = self.peek() {
-                    if let Ok(p) = self.pipeline() {
-                        if !p.ops.is_empty() && self.is_sym(")") {
-                            self.advance();
-                            return Ok(Expr::In {
-                                e: Box::new(l),
-                                list: vec![],
-                                sub: Some(Box::new(p)),
-                                negated,
-                                ci,
-                                any_of,
-                                span: self.span_from(start),
-                            });
-                        }
+                    if let Ok(p) = self.pipeline()
+                        && !p.ops.is_empty()
+                        && self.is_sym(")")
+                    {
+                        self.advance();
+                        return Ok(Expr::In {
+                            e: Box::new(l),
+                            list: vec![],
+                            sub: Some(Box::new(p)),
+                            negated,
+                            ci,
+                            any_of,
+                            span: self.span_from(start),
+                        });
                     }
                     self.pos = save;
                 }
@@ -1304,13 +1322,14 @@ impl<'a> Parser<'a> {
                 let save = self.pos;
                 self.advance();
                 if let Tok::Ident(_) = self.peek() {
-                    if let Ok(p) = self.pipeline() {
-                        if !p.ops.is_empty() && self.eat_sym(")") {
-                            return Ok(Expr::Sub {
-                                pipeline: Box::new(p),
-                                span: self.span_from(start),
-                            });
-                        }
+                    if let Ok(p) = self.pipeline()
+                        && !p.ops.is_empty()
+                        && self.eat_sym(")")
+                    {
+                        return Ok(Expr::Sub {
+                            pipeline: Box::new(p),
+                            span: self.span_from(start),
+                        });
                     }
                     self.pos = save + 1;
                 }
@@ -1413,11 +1432,18 @@ impl<'a> Parser<'a> {
                 Type::TimeSpan => Value::TimeSpan(parse_timespan(raw).ok_or_else(|| bad(raw))?),
                 Type::Dynamic => Value::Dynamic(parse_dynamic(raw).map_err(|e| bad(&e))?.into()),
                 Type::Guid => Value::Guid(raw.to_ascii_lowercase().into()),
+                Type::Int | Type::Long | Type::Real | Type::Decimal | Type::Bool
+                    if !looks_literal(raw) =>
+                {
+                    return Ok(None);
+                }
                 Type::Bool => Value::Bool(match raw.to_ascii_lowercase().as_str() {
                     "true" | "1" => true,
                     "false" | "0" => false,
                     _ => return Err(bad(raw)),
                 }),
+                // `int(…)`, `long(…)`, `real(…)`, `double(…)`, `bool(…)` with something other
+                // than a literal inside are calls (a user function may be named `double`).
                 Type::Int => Value::Int(raw.parse().map_err(|_| bad(raw))?),
                 Type::Long => Value::Long(raw.parse().map_err(|_| bad(raw))?),
                 Type::Real | Type::Decimal => {
@@ -1444,6 +1470,14 @@ impl<'a> Parser<'a> {
             span: self.span_from(start),
         }))
     }
+}
+
+fn looks_literal(raw: &str) -> bool {
+    let r = raw.trim().to_ascii_lowercase();
+    matches!(
+        r.as_str(),
+        "true" | "false" | "nan" | "inf" | "+inf" | "-inf"
+    ) || r.parse::<f64>().is_ok()
 }
 
 fn is_word_operator(w: &str) -> bool {
