@@ -84,7 +84,23 @@ pub async fn handle(
         let now = emulator.clock.now();
         let mut world = emulator.lock_world();
         world.advance_to(now);
-        route(&mut world, &base, &method, &uri, &body)
+        let result = route(&mut world, &base, &method, &uri, &body);
+        if matches!(
+            method,
+            Method::PUT | Method::PATCH | Method::DELETE | Method::POST
+        ) {
+            let status = match &result {
+                Ok(reply) => reply.status.as_u16(),
+                Err(e) => e.status,
+            };
+            let caller = headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ua| ua.split('/').next())
+                .unwrap_or("unknown");
+            world.log_activity(method.as_str(), uri.path(), status, caller, &correlation);
+        }
+        result
     };
     let reply = result.unwrap_or_else(|e| {
         Reply::json(

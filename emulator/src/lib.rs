@@ -9,6 +9,7 @@
 pub mod arm;
 pub mod clock;
 pub mod kql;
+pub mod logs;
 pub mod scenario;
 pub mod wire;
 pub mod world;
@@ -97,6 +98,10 @@ impl Emulator {
             .route("/healthz", get(healthz))
             .route("/_emulator/clock", get(clock_get).post(clock_post))
             .route("/_emulator/events", get(events))
+            .route(
+                "/v1/workspaces/{workspace}/query",
+                get(la_get).post(la_post),
+            )
             .fallback(arm_fallback)
             .with_state(self.clone())
     }
@@ -155,6 +160,163 @@ async fn arm_fallback(
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     arm::handle(emulator, method, uri, headers, body).await
+}
+
+/// Body of `POST /v1/workspaces/{id}/query` (the spec's `queryBody`).
+#[derive(Debug, Deserialize)]
+struct QueryBody {
+    query: String,
+    #[serde(default)]
+    timespan: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    workspaces: Option<Vec<String>>,
+}
+
+/// Query string of `GET /v1/workspaces/{id}/query`.
+#[derive(Debug, Deserialize)]
+struct QueryParams {
+    query: Option<String>,
+    timespan: Option<String>,
+}
+
+fn la_error(status: axum::http::StatusCode, code: &str, message: &str) -> axum::response::Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+async fn la_post(
+    State(emulator): State<Arc<Emulator>>,
+    axum::extract::Path(workspace): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let body: QueryBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return la_error(
+                axum::http::StatusCode::BAD_REQUEST,
+                "BadArgumentError",
+                &format!("The request body is not a valid query body: {e}"),
+            );
+        }
+    };
+    la_query(emulator, &workspace, body.query, body.timespan, &headers).await
+}
+
+async fn la_get(
+    State(emulator): State<Arc<Emulator>>,
+    axum::extract::Path(workspace): axum::extract::Path<String>,
+    axum::extract::Query(params): axum::extract::Query<QueryParams>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let Some(query) = params.query else {
+        return la_error(
+            axum::http::StatusCode::BAD_REQUEST,
+            "BadArgumentError",
+            "The 'query' parameter is required.",
+        );
+    };
+    la_query(emulator, &workspace, query, params.timespan, &headers).await
+}
+
+/// Run a query against the workspace, as the Log Analytics query API does.
+async fn la_query(
+    emulator: Arc<Emulator>,
+    workspace: &str,
+    query: String,
+    timespan: Option<String>,
+    headers: &axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let config = emulator.lock_world().logs.config.clone();
+    if !workspace.eq_ignore_ascii_case(&config.workspace_id) {
+        return la_error(
+            StatusCode::NOT_FOUND,
+            "WorkspaceNotFoundError",
+            &format!("The workspace '{workspace}' could not be found."),
+        );
+    }
+    if query.len() > config.max_query_len {
+        return la_error(
+            StatusCode::BAD_REQUEST,
+            "BadArgumentError",
+            &format!(
+                "The query is {} characters long; the limit is {}.",
+                query.len(),
+                config.max_query_len
+            ),
+        );
+    }
+    let prefer = headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let include_render = prefer.contains("include-render=true");
+    let include_statistics = prefer.contains("include-statistics=true");
+    let wait = prefer
+        .split([',', ';'])
+        .find_map(|p| {
+            p.trim()
+                .strip_prefix("wait=")
+                .and_then(|w| w.parse::<u64>().ok())
+        })
+        .map_or(config.timeout, |s| Duration::from_secs(s.min(600)));
+    let (snapshot, now) = emulator.with_world(|w| {
+        let now = logs::ticks(w.now);
+        let window = timespan
+            .as_deref()
+            .and_then(|t| logs::parse_timespan_param(t, now));
+        (w.logs.snapshot(window), now)
+    });
+    if timespan
+        .as_deref()
+        .is_some_and(|t| logs::parse_timespan_param(t, now).is_none())
+    {
+        return la_error(
+            StatusCode::BAD_REQUEST,
+            "BadArgumentError",
+            "The 'timespan' is not an ISO-8601 duration or interval.",
+        );
+    }
+    let started = std::time::Instant::now();
+    let options = kql::Options {
+        now,
+        max_query_len: config.max_query_len,
+        deadline: Some(started + wait),
+    };
+    let max_rows = config.max_rows;
+    let result = tokio::task::spawn_blocking(move || kql::run(&query, &snapshot, &options)).await;
+    match result {
+        Ok(Ok(table)) => {
+            let mut body = kql::response::query_results(&table, max_rows, include_render);
+            if include_statistics {
+                body["statistics"] = json!({"query": {"executionTime": started.elapsed().as_secs_f64(), "resourceUsage": {}}});
+            }
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        Ok(Err(e)) if e.kind == kql::ErrorKind::Limit && e.message.contains("time limit") => {
+            la_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "GatewayTimeout",
+                "The query ran past its time limit.",
+            )
+        }
+        Ok(Err(e)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(kql::response::error_json(&e)),
+        )
+            .into_response(),
+        Err(e) => la_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            &e.to_string(),
+        ),
+    }
 }
 
 async fn healthz(State(emulator): State<Arc<Emulator>>) -> impl IntoResponse {

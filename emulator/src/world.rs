@@ -39,6 +39,8 @@ pub struct WorldConfig {
     pub spot_pool_base: u32,
     /// `Retry-After` seconds the emulator sends with long-running operations.
     pub retry_after_secs: u32,
+    /// The Log Analytics workspace.
+    pub logs: crate::logs::LogConfig,
 }
 
 impl Default for WorldConfig {
@@ -55,6 +57,7 @@ impl Default for WorldConfig {
             spot_vcpu_quota: 600,
             spot_pool_base: 40,
             retry_after_secs: 1,
+            logs: crate::logs::LogConfig::default(),
         }
     }
 }
@@ -254,6 +257,10 @@ pub struct World {
     /// Time up to which the world has been simulated.
     pub now: OffsetDateTime,
     next_operation: u64,
+    /// The Log Analytics workspace the world writes its telemetry to.
+    pub logs: crate::logs::LogStore,
+    /// How many of `events` have been written to the logs.
+    events_logged: usize,
 }
 
 const MAX_EVENTS: usize = 10_000;
@@ -262,7 +269,10 @@ impl World {
     /// An empty world at `start`.
     pub fn new(config: WorldConfig, prices: PriceTable, start: OffsetDateTime) -> Self {
         let rng = StdRng::seed_from_u64(config.seed);
+        let logs = crate::logs::LogStore::new(config.logs.clone(), config.seed);
         Self {
+            logs,
+            events_logged: 0,
             config,
             prices,
             rng,
@@ -279,8 +289,262 @@ impl World {
     pub fn advance_to(&mut self, t: OffsetDateTime) {
         let tick = self.config.tick;
         while self.now + tick <= t {
+            let before = self.now;
             self.now += tick;
             self.step();
+            // Telemetry is written once per virtual minute.
+            let minute = |t: OffsetDateTime| t.unix_timestamp().div_euclid(60);
+            if minute(self.now) != minute(before) {
+                let at =
+                    OffsetDateTime::from_unix_timestamp(minute(self.now) * 60).unwrap_or(self.now);
+                self.write_minute_telemetry(at);
+            }
+            self.log_events();
+            self.logs.ingest_until(self.now);
+        }
+    }
+
+    /// Per-fleet metrics (AzureMetrics) and a Heartbeat per running VM, for the minute `at`.
+    fn write_minute_telemetry(&mut self, at: OffsetDateTime) {
+        use crate::kql::Value as V;
+        let subscription = self.config.subscription_id.clone();
+        let mut rows: Vec<(&'static str, Vec<(&'static str, V)>)> = Vec::new();
+        for fleet in self.fleets.values() {
+            let id = format!(
+                "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.AzureFleet/fleets/{}",
+                fleet.resource_group, fleet.name
+            );
+            let running = |p: Priority| {
+                fleet
+                    .vms
+                    .iter()
+                    .filter(|v| v.priority == p && v.state == VmState::Running)
+                    .count() as f64
+            };
+            let spot_target = fleet.spot.as_ref().map_or(0, |s| s.capacity) as f64;
+            let regular_target = fleet.regular.as_ref().map_or(0, |r| r.capacity) as f64;
+            let cost_per_minute: f64 = fleet
+                .vms
+                .iter()
+                .filter(|v| matches!(v.state, VmState::Creating | VmState::Running))
+                .filter_map(|v| self.prices.get(&v.size).map(|s| s.price(v.priority) / 60.0))
+                .sum();
+            let metrics = [
+                (
+                    "SpotInstanceUtilization",
+                    if spot_target > 0.0 {
+                        100.0 * running(Priority::Spot) / spot_target
+                    } else {
+                        0.0
+                    },
+                    "Percent",
+                ),
+                (
+                    "RunningVMs",
+                    running(Priority::Spot) + running(Priority::Regular),
+                    "Count",
+                ),
+                ("SpotCapacity", spot_target, "Count"),
+                ("RegularCapacity", regular_target, "Count"),
+                ("TotalCost", cost_per_minute, "USD"),
+            ];
+            for (name, value, unit) in metrics {
+                rows.push((
+                    "AzureMetrics",
+                    vec![
+                        ("SourceSystem", V::str("Azure")),
+                        ("ResourceId", V::str(&id.to_ascii_uppercase())),
+                        ("_ResourceId", V::str(&id.to_ascii_lowercase())),
+                        ("MetricName", V::str(name)),
+                        ("Average", V::Real(value)),
+                        ("Total", V::Real(value)),
+                        ("Maximum", V::Real(value)),
+                        ("Minimum", V::Real(value)),
+                        ("Count", V::Real(1.0)),
+                        ("TimeGrain", V::str("PT1M")),
+                        ("UnitName", V::str(unit)),
+                        ("SubscriptionId", V::str(&subscription)),
+                        (
+                            "ResourceGroup",
+                            V::str(&fleet.resource_group.to_ascii_uppercase()),
+                        ),
+                        ("ResourceProvider", V::str("Microsoft.AzureFleet")),
+                        ("Resource", V::str(&fleet.name.to_ascii_uppercase())),
+                    ],
+                ));
+            }
+            for vm in fleet.vms.iter().filter(|v| v.state == VmState::Running) {
+                let vm_id = format!(
+                    "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}/virtualMachines/{}",
+                    fleet.resource_group, vm.scale_set, vm.instance_id
+                );
+                rows.push((
+                    "Heartbeat",
+                    vec![
+                        ("SourceSystem", V::str("Linux")),
+                        (
+                            "Computer",
+                            V::str(&format!("{}_{}", vm.scale_set, vm.instance_id)),
+                        ),
+                        ("Category", V::str("Azure Monitor Agent")),
+                        ("OSType", V::str("Linux")),
+                        ("OSName", V::str("Ubuntu")),
+                        ("Version", V::str("1.33")),
+                        ("ResourceId", V::str(&vm_id)),
+                        ("_ResourceId", V::str(&vm_id.to_ascii_lowercase())),
+                        ("ResourceGroup", V::str(&fleet.resource_group)),
+                        ("SubscriptionId", V::str(&subscription)),
+                        ("ResourceProvider", V::str("Microsoft.Compute")),
+                        ("Resource", V::str(&vm.scale_set)),
+                        ("ResourceType", V::str("virtualMachineScaleSets")),
+                    ],
+                ));
+            }
+        }
+        for (table, cells) in rows {
+            self.logs.write(table, at, &cells);
+        }
+    }
+
+    /// Evictions and allocation failures go to `ComputeFleetEvents_CL`.
+    fn log_events(&mut self) {
+        use crate::kql::Value as V;
+        let subscription = self.config.subscription_id.clone();
+        let start = self.events_logged.min(self.events.len());
+        let new: Vec<FleetEvent> = self.events[start..].to_vec();
+        self.events_logged = self.events.len();
+        for e in new {
+            let rg = self
+                .fleets
+                .values()
+                .find(|f| f.name == e.fleet)
+                .map(|f| f.resource_group.clone())
+                .unwrap_or_default();
+            let id = format!("/subscriptions/{subscription}/resourcegroups/{rg}/providers/microsoft.azurefleet/fleets/{}", e.fleet).to_ascii_lowercase();
+            let priority = if e.kind == "SpotEviction" { "Spot" } else { "" };
+            self.logs.write(
+                "ComputeFleetEvents_CL",
+                e.at,
+                &[
+                    ("Fleet", V::str(&e.fleet)),
+                    ("EventType", V::str(&e.kind)),
+                    ("VmSize", V::str(&e.size)),
+                    ("Priority", V::str(priority)),
+                    ("Message", V::str(&e.message)),
+                    ("_ResourceId", V::str(&id)),
+                ],
+            );
+        }
+    }
+
+    /// Record an ARM write in `AzureActivity`, as the Activity Log does.
+    pub fn log_activity(
+        &mut self,
+        method: &str,
+        path: &str,
+        status: u16,
+        caller: &str,
+        correlation: &str,
+    ) {
+        use crate::kql::Value as V;
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let provider_at = lower.iter().rposition(|s| s == "providers");
+        let (provider, resource_path) = match provider_at {
+            Some(i) if i + 1 < segments.len() => (segments[i + 1].to_string(), &segments[i + 2..]),
+            _ => (
+                "Microsoft.Resources".to_string(),
+                &segments[2.min(segments.len())..],
+            ),
+        };
+        // Resource types are the even positions of the path after the provider.
+        let types: Vec<&str> = resource_path.iter().step_by(2).copied().collect();
+        let mut operation = format!("{provider}/{}", types.join("/"));
+        if provider == "Microsoft.Resources" {
+            operation = "Microsoft.Resources/subscriptions/resourceGroups".into();
+        }
+        let action = match method {
+            "DELETE" => "delete".to_string(),
+            "POST" => format!(
+                "{}/action",
+                resource_path.last().copied().unwrap_or("action")
+            ),
+            _ => "write".to_string(),
+        };
+        let operation = if method == "POST" {
+            let base: Vec<&str> = resource_path[..resource_path.len().saturating_sub(1)]
+                .iter()
+                .step_by(2)
+                .copied()
+                .collect();
+            format!("{provider}/{}/{action}", base.join("/"))
+        } else {
+            format!("{operation}/{action}")
+        };
+        let resource_id = path.split('?').next().unwrap_or(path).to_string();
+        let resource_group = lower
+            .iter()
+            .position(|s| s == "resourcegroups")
+            .and_then(|i| segments.get(i + 1))
+            .copied()
+            .unwrap_or_default();
+        let ok = status < 400;
+        let mut ops = vec![operation.clone()];
+        // A capacity change of a fleet is the fleet writing its scale sets.
+        if method == "PATCH" && provider.eq_ignore_ascii_case("Microsoft.AzureFleet") && ok {
+            ops.push("Microsoft.AzureFleet/fleets/virtualMachineScaleSets/write".into());
+        }
+        let now = self.now;
+        for op in ops {
+            self.logs.write(
+                "AzureActivity",
+                now,
+                &[
+                    ("SourceSystem", V::str("Azure")),
+                    ("CategoryValue", V::str("Administrative")),
+                    ("CorrelationId", V::str(correlation)),
+                    ("Level", V::str(if ok { "Informational" } else { "Error" })),
+                    ("OperationNameValue", V::str(&op)),
+                    ("OperationName", V::str(&op)),
+                    ("Caller", V::str(caller)),
+                    ("CallerIpAddress", V::str("127.0.0.1")),
+                    (
+                        "EventSubmissionTimestamp",
+                        V::DateTime(crate::logs::ticks(now)),
+                    ),
+                    (
+                        "ActivityStatusValue",
+                        V::str(if ok { "Success" } else { "Failure" }),
+                    ),
+                    (
+                        "ActivityStatus",
+                        V::str(if ok { "Succeeded" } else { "Failed" }),
+                    ),
+                    ("ActivitySubstatusValue", V::str(&status.to_string())),
+                    (
+                        "ResourceGroup",
+                        V::str(&resource_group.to_ascii_uppercase()),
+                    ),
+                    (
+                        "ResourceProviderValue",
+                        V::str(&provider.to_ascii_uppercase()),
+                    ),
+                    ("ResourceProvider", V::str(&provider)),
+                    ("SubscriptionId", V::str(&self.config.subscription_id)),
+                    (
+                        "Resource",
+                        V::str(segments.last().copied().unwrap_or_default()),
+                    ),
+                    ("ResourceId", V::str(&resource_id.to_ascii_uppercase())),
+                    ("_ResourceId", V::str(&resource_id.to_ascii_lowercase())),
+                    (
+                        "Properties",
+                        V::Dynamic(std::sync::Arc::new(
+                            serde_json::json!({"statusCode": status, "httpMethod": method}),
+                        )),
+                    ),
+                ],
+            );
         }
     }
 

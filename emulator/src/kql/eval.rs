@@ -358,6 +358,16 @@ impl Scope<'_> {
                 ty: Some(Type::String),
             });
         }
+        if lower == "ingestion_time" {
+            let index = self
+                .schema
+                .iter()
+                .position(|(n, _)| n == crate::logs::INGESTION_COLUMN);
+            return Ok(Compiled {
+                expr: index.map_or(CExpr::Const(Value::Null), CExpr::Col),
+                ty: Some(Type::DateTime),
+            });
+        }
         if lower == "toscalar" {
             let [arg] = args else {
                 return Err(self.err(e, "toscalar() takes one argument"));

@@ -10,6 +10,7 @@ pub mod functions;
 pub mod lexer;
 pub mod ops;
 pub mod parser;
+pub mod response;
 pub mod table;
 pub mod value;
 

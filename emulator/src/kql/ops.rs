@@ -818,6 +818,7 @@ fn apply(
             Ok(table)
         }
         Op::Getschema => {
+            table.columns.retain(|c| !c.name.starts_with('$'));
             let n = table.columns.len();
             Ok(Table::new(vec![
                 Column {

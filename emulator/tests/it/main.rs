@@ -2,6 +2,7 @@
 //! schemas, and it answers bad requests the way ARM does.
 
 mod kql_cases;
+mod log_analytics;
 mod spec;
 
 use std::sync::Arc;

@@ -1,0 +1,438 @@
+//! Log Analytics: the emulated workspace's tables, the telemetry the world writes into them
+//! (with ingestion delays), and the query API (`POST|GET /v1/workspaces/{id}/query`).
+//!
+//! Table names and columns follow the Azure Monitor table schemas (a subset of columns).
+//! Rows become visible when their ingestion time has passed; `ingestion_time()` reads it
+//! from the internal `$IngestionTime` column, which queries never return.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use time::OffsetDateTime;
+
+use crate::kql::value::{TICKS_PER_SECOND, ticks_from_unix_seconds};
+use crate::kql::{self, Catalog, Column, Table, Type, Value};
+
+/// Internal column holding each row's ingestion time.
+pub const INGESTION_COLUMN: &str = "$IngestionTime";
+
+/// Settings of the emulated workspace.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Workspace (customer) id the query API answers for.
+    pub workspace_id: String,
+    /// Rows older than this (by `TimeGenerated`) are dropped.
+    pub retention: Duration,
+    /// Most rows returned by one query (Log Analytics: 500,000).
+    pub max_rows: usize,
+    /// Longest query text accepted.
+    pub max_query_len: usize,
+    /// Default query timeout (a `Prefer: wait=N` header may lower or raise it up to 10 min).
+    pub timeout: Duration,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            workspace_id: "5c6a0d6e-8b1f-4b5e-9d1a-0f3c2b7e4a91".into(),
+            retention: Duration::from_secs(2 * 86_400),
+            max_rows: 500_000,
+            max_query_len: 64 * 1024,
+            timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+/// Column layouts of the tables the emulator writes.
+pub fn schemas() -> BTreeMap<&'static str, Vec<(&'static str, Type)>> {
+    use Type::*;
+    BTreeMap::from([
+        (
+            "AzureMetrics",
+            vec![
+                ("TenantId", String),
+                ("SourceSystem", String),
+                ("TimeGenerated", DateTime),
+                ("ResourceId", String),
+                ("MetricName", String),
+                ("Total", Real),
+                ("Count", Real),
+                ("Maximum", Real),
+                ("Minimum", Real),
+                ("Average", Real),
+                ("TimeGrain", String),
+                ("UnitName", String),
+                ("Type", String),
+                ("_ResourceId", String),
+                ("SubscriptionId", String),
+                ("ResourceGroup", String),
+                ("ResourceProvider", String),
+                ("Resource", String),
+            ],
+        ),
+        (
+            "AzureActivity",
+            vec![
+                ("TenantId", String),
+                ("SourceSystem", String),
+                ("CallerIpAddress", String),
+                ("CategoryValue", String),
+                ("CorrelationId", String),
+                ("Level", String),
+                ("OperationNameValue", String),
+                ("Caller", String),
+                ("EventSubmissionTimestamp", DateTime),
+                ("ActivityStatusValue", String),
+                ("ActivitySubstatusValue", String),
+                ("ResourceGroup", String),
+                ("ResourceProviderValue", String),
+                ("SubscriptionId", String),
+                ("TimeGenerated", DateTime),
+                ("OperationName", String),
+                ("ActivityStatus", String),
+                ("ResourceProvider", String),
+                ("Resource", String),
+                ("ResourceId", String),
+                ("Properties", Dynamic),
+                ("_ResourceId", String),
+                ("Type", String),
+            ],
+        ),
+        (
+            "Heartbeat",
+            vec![
+                ("TenantId", String),
+                ("SourceSystem", String),
+                ("TimeGenerated", DateTime),
+                ("Computer", String),
+                ("Category", String),
+                ("OSType", String),
+                ("OSName", String),
+                ("Version", String),
+                ("ResourceId", String),
+                ("ResourceGroup", String),
+                ("SubscriptionId", String),
+                ("ResourceProvider", String),
+                ("Resource", String),
+                ("ResourceType", String),
+                ("_ResourceId", String),
+                ("Type", String),
+            ],
+        ),
+        (
+            "Perf",
+            vec![
+                ("TenantId", String),
+                ("Computer", String),
+                ("ObjectName", String),
+                ("CounterName", String),
+                ("InstanceName", String),
+                ("CounterValue", Real),
+                ("TimeGenerated", DateTime),
+                ("CounterPath", String),
+                ("SourceSystem", String),
+                ("_ResourceId", String),
+                ("Type", String),
+            ],
+        ),
+        (
+            "ComputeFleetEvents_CL",
+            vec![
+                ("TimeGenerated", DateTime),
+                ("Fleet", String),
+                ("EventType", String),
+                ("VmSize", String),
+                ("Priority", String),
+                ("Message", String),
+                ("_ResourceId", String),
+                ("Type", String),
+            ],
+        ),
+    ])
+}
+
+/// How long after `TimeGenerated` a table's rows become queryable (min, max), per the
+/// latencies Azure Monitor documents: agents 30 s–2 min, platform metrics ~3 min, Activity
+/// Log 3–20 min.
+fn ingestion_delay(table: &str) -> (u64, u64) {
+    match table {
+        "AzureActivity" => (180, 1200),
+        "AzureMetrics" => (120, 240),
+        "Heartbeat" | "Perf" => (30, 120),
+        _ => (30, 90),
+    }
+}
+
+/// The workspace's tables and the rows on their way in.
+#[derive(Debug)]
+pub struct LogStore {
+    /// Settings.
+    pub config: LogConfig,
+    tables: BTreeMap<String, Arc<Table>>,
+    /// Rows not yet ingested: (ingest at, table, row), in arrival order.
+    pending: Vec<(i64, String, Vec<Value>)>,
+    rng: StdRng,
+}
+
+/// Ticks of a time.
+pub fn ticks(t: OffsetDateTime) -> i64 {
+    ticks_from_unix_seconds(t.unix_timestamp(), i64::from(t.nanosecond()))
+}
+
+impl LogStore {
+    /// An empty workspace with the emulator's tables.
+    pub fn new(config: LogConfig, seed: u64) -> Self {
+        let mut tables = BTreeMap::new();
+        for (name, columns) in schemas() {
+            let mut cols: Vec<Column> = columns
+                .iter()
+                .map(|(n, t)| Column {
+                    name: (*n).into(),
+                    ty: *t,
+                    values: Vec::new(),
+                })
+                .collect();
+            cols.push(Column {
+                name: INGESTION_COLUMN.into(),
+                ty: Type::DateTime,
+                values: Vec::new(),
+            });
+            tables.insert(name.to_string(), Arc::new(Table::new(cols)));
+        }
+        Self {
+            config,
+            tables,
+            pending: Vec::new(),
+            rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)),
+        }
+    }
+
+    /// Queue a row for `table`, by column name; missing columns are null. `Type` is filled in.
+    pub fn write(&mut self, table: &str, time_generated: OffsetDateTime, cells: &[(&str, Value)]) {
+        let Some(t) = self.tables.get(table) else {
+            return;
+        };
+        let mut row: Vec<Value> = t.columns.iter().map(|_| Value::Null).collect();
+        for (name, v) in cells {
+            if let Some(i) = t.index_of(name) {
+                row[i] = v.clone();
+            }
+        }
+        if let Some(i) = t.index_of("TimeGenerated") {
+            row[i] = Value::DateTime(ticks(time_generated));
+        }
+        if let Some(i) = t.index_of("Type") {
+            row[i] = Value::str(table);
+        }
+        let (lo, hi) = ingestion_delay(table);
+        let delay = lo + (self.rng.random::<f64>() * (hi - lo) as f64) as u64;
+        self.pending.push((
+            ticks(time_generated) + delay as i64 * TICKS_PER_SECOND,
+            table.to_string(),
+            row,
+        ));
+    }
+
+    /// Make rows whose ingestion time has come visible, and drop rows past retention.
+    pub fn ingest_until(&mut self, now: OffsetDateTime) {
+        let now_ticks = ticks(now);
+        let mut ready: Vec<(i64, String, Vec<Value>)> = Vec::new();
+        self.pending.retain(|entry| {
+            if entry.0 <= now_ticks {
+                ready.push(entry.clone());
+                false
+            } else {
+                true
+            }
+        });
+        ready.sort_by_key(|e| e.0);
+        for (at, table, mut row) in ready {
+            let Some(t) = self.tables.get_mut(&table) else {
+                continue;
+            };
+            let t = Arc::make_mut(t);
+            if let Some(last) = row.last_mut() {
+                *last = Value::DateTime(at);
+            }
+            for (col, v) in t.columns.iter_mut().zip(row) {
+                col.values.push(v);
+            }
+            t.rows += 1;
+        }
+        let horizon = now_ticks - self.config.retention.as_secs() as i64 * TICKS_PER_SECOND;
+        for t in self.tables.values_mut() {
+            let Some(i) = t.index_of("TimeGenerated") else {
+                continue;
+            };
+            let old = t.columns[i]
+                .values
+                .iter()
+                .take_while(|v| matches!(v, Value::DateTime(x) if *x < horizon))
+                .count();
+            if old > 0 {
+                let t = Arc::make_mut(t);
+                for c in &mut t.columns {
+                    c.values.drain(..old);
+                }
+                t.rows -= old;
+            }
+        }
+    }
+
+    /// A snapshot of the tables for one query, limited to `[from, to)` by `TimeGenerated`
+    /// when a timespan was given.
+    pub fn snapshot(&self, window: Option<(i64, i64)>) -> Snapshot {
+        Snapshot {
+            tables: self.tables.clone(),
+            window,
+        }
+    }
+
+    /// Rows visible in a table (for tests and status).
+    pub fn rows(&self, table: &str) -> usize {
+        self.tables.get(table).map_or(0, |t| t.rows)
+    }
+}
+
+/// The tables as they were when a query started.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    tables: BTreeMap<String, Arc<Table>>,
+    window: Option<(i64, i64)>,
+}
+
+impl Catalog for Snapshot {
+    fn table(&self, name: &str) -> Option<Arc<Table>> {
+        let t = self.tables.get(name)?;
+        let Some((from, to)) = self.window else {
+            return Some(t.clone());
+        };
+        let i = t.index_of("TimeGenerated")?;
+        let keep: Vec<usize> = (0..t.rows)
+            .filter(
+                |&r| matches!(t.columns[i].values[r], Value::DateTime(x) if x >= from && x < to),
+            )
+            .collect();
+        Some(Arc::new(t.take_rows(&keep)))
+    }
+}
+
+/// Parse the query API's `timespan`: an ISO-8601 duration ending now (`PT12H`, `P1D`), or an
+/// interval `start/end` or `start/duration`.
+pub fn parse_timespan_param(text: &str, now: i64) -> Option<(i64, i64)> {
+    let duration = |d: &str| iso_duration(d);
+    match text.split_once('/') {
+        None => duration(text).map(|d| (now - d, now + 1)),
+        Some((a, b)) => {
+            let start = kql::value::parse_datetime(a)?;
+            let end = kql::value::parse_datetime(b).or_else(|| duration(b).map(|d| start + d))?;
+            Some((start, end))
+        }
+    }
+}
+
+/// An ISO-8601 duration (`P1DT2H30M`, `PT15M`, `P7D`) in ticks.
+pub fn iso_duration(text: &str) -> Option<i64> {
+    let t = text.trim().strip_prefix('P')?;
+    let (date, time) = t.split_once('T').unwrap_or((t, ""));
+    let mut total = 0f64;
+    let mut num = String::new();
+    for c in date.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let n: f64 = num.parse().ok()?;
+        num.clear();
+        total += n * match c {
+            'D' => 86_400.0,
+            'W' => 7.0 * 86_400.0,
+            _ => return None,
+        };
+    }
+    for c in time.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let n: f64 = num.parse().ok()?;
+        num.clear();
+        total += n * match c {
+            'H' => 3600.0,
+            'M' => 60.0,
+            'S' => 1.0,
+            _ => return None,
+        };
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    Some((total * TICKS_PER_SECOND as f64).round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn rows_become_visible_after_their_ingestion_delay() {
+        let mut store = LogStore::new(LogConfig::default(), 1);
+        let t0 = datetime!(2024-01-01 00:00 UTC);
+        store.write("Heartbeat", t0, &[("Computer", Value::str("vm-1"))]);
+        store.ingest_until(t0 + time::Duration::seconds(29));
+        assert_eq!(store.rows("Heartbeat"), 0);
+        store.ingest_until(t0 + time::Duration::seconds(121));
+        assert_eq!(store.rows("Heartbeat"), 1);
+        let snapshot = store.snapshot(None);
+        let t = snapshot.table("Heartbeat").unwrap();
+        assert_eq!(
+            t.columns[t.index_of("Type").unwrap()].values[0],
+            Value::str("Heartbeat")
+        );
+    }
+
+    #[test]
+    fn retention_drops_old_rows() {
+        let mut store = LogStore::new(
+            LogConfig {
+                retention: Duration::from_secs(3600),
+                ..LogConfig::default()
+            },
+            1,
+        );
+        let t0 = datetime!(2024-01-01 00:00 UTC);
+        store.write("Heartbeat", t0, &[]);
+        store.ingest_until(t0 + time::Duration::minutes(5));
+        assert_eq!(store.rows("Heartbeat"), 1);
+        store.ingest_until(t0 + time::Duration::minutes(61));
+        assert_eq!(store.rows("Heartbeat"), 0);
+    }
+
+    #[test]
+    fn timespan_parameters() {
+        let now = kql::value::parse_datetime("2024-01-10").unwrap();
+        let h = 3600 * TICKS_PER_SECOND;
+        assert_eq!(
+            parse_timespan_param("PT12H", now),
+            Some((now - 12 * h, now + 1))
+        );
+        assert_eq!(
+            parse_timespan_param("P1D", now),
+            Some((now - 24 * h, now + 1))
+        );
+        let start = kql::value::parse_datetime("2024-01-01").unwrap();
+        assert_eq!(
+            parse_timespan_param("2024-01-01T00:00:00Z/PT1H", now),
+            Some((start, start + h))
+        );
+        assert_eq!(
+            parse_timespan_param("2024-01-01/2024-01-02", now),
+            Some((start, start + 24 * h))
+        );
+        assert_eq!(parse_timespan_param("yesterday", now), None);
+    }
+}
