@@ -56,6 +56,15 @@ pub struct RawAzure {
     pub client_id: Option<String>,
     /// Name of the environment variable that holds the client secret.
     pub client_secret_env: Option<String>,
+    /// Log Analytics workspace (customer) id that `query_kql` queries.
+    pub log_analytics_workspace: Option<String>,
+    /// Log Analytics query endpoint.
+    #[serde(default = "default_logs_endpoint")]
+    pub log_analytics_endpoint: String,
+}
+
+fn default_logs_endpoint() -> String {
+    "https://api.loganalytics.io".into()
 }
 
 fn default_arm_endpoint() -> String {
@@ -107,11 +116,7 @@ pub enum Target {
     /// The embedded emulator.
     Emulator(EmulatorSettings),
     /// Real Azure (or anything speaking ARM at `endpoint`).
-    Azure {
-        endpoint: String,
-        subscription_id: String,
-        credential: CredentialConfig,
-    },
+    Azure { endpoint: String, subscription_id: String, credential: CredentialConfig, logs_endpoint: String, workspace: String },
 }
 
 #[derive(Debug, Clone)]
@@ -145,15 +150,12 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config> {
 }
 
 fn read(path: &Path) -> Result<RawConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 
 fn parse_addr(value: &str, key: &str) -> Result<SocketAddr> {
-    value.parse().with_context(|| {
-        format!("`{key}` = {value:?} is not an address; write it as IP:PORT, e.g. 127.0.0.1:8080")
-    })
+    value.parse().with_context(|| format!("`{key}` = {value:?} is not an address; write it as IP:PORT, e.g. 127.0.0.1:8080"))
 }
 
 /// Merge TOML tables: `over` wins field by field.
@@ -166,9 +168,7 @@ fn merged(base: &toml::Table, over: &toml::Table) -> toml::Table {
 }
 
 fn policy_from(table: toml::Table, key: &str) -> Result<Policy> {
-    let policy: Policy = toml::Value::Table(table)
-        .try_into()
-        .with_context(|| format!("`{key}` is not a valid policy"))?;
+    let policy: Policy = toml::Value::Table(table).try_into().with_context(|| format!("`{key}` is not a valid policy"))?;
     if policy.min_spot > policy.max_spot {
         bail!(
             "`{key}`: min_spot ({}) is above max_spot ({}); lower min_spot or raise max_spot",
@@ -188,24 +188,10 @@ fn policy_from(table: toml::Table, key: &str) -> Result<Policy> {
 
 /// Validate and type a raw configuration.
 pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
-    let listen = parse_addr(
-        overrides
-            .listen
-            .as_deref()
-            .or(raw.server.listen.as_deref())
-            .unwrap_or("127.0.0.1:8080"),
-        "server.listen",
-    )?;
-    let state_path = overrides
-        .state
-        .clone()
-        .or(raw.state.path)
-        .unwrap_or_else(|| PathBuf::from(".fleetpilot/fleetpilot.db"));
-    let mut allowed_hosts = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
+    let listen =
+        parse_addr(overrides.listen.as_deref().or(raw.server.listen.as_deref()).unwrap_or("127.0.0.1:8080"), "server.listen")?;
+    let state_path = overrides.state.clone().or(raw.state.path).unwrap_or_else(|| PathBuf::from(".fleetpilot/fleetpilot.db"));
+    let mut allowed_hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     allowed_hosts.extend(raw.server.allowed_hosts);
 
     let default_table = raw.policy.default.clone();
@@ -216,34 +202,20 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
     let mut fleets = BTreeMap::new();
     for (name, table) in &raw.policy.fleets {
         let base = toml::Table::try_from(&default_policy).context("default policy")?;
-        fleets.insert(
-            name.clone(),
-            policy_from(merged(&base, table), &format!("policy.fleets.{name}"))?,
-        );
+        fleets.insert(name.clone(), policy_from(merged(&base, table), &format!("policy.fleets.{name}"))?);
     }
-    let policies = Policies::new(default_policy, fleets)
-        .with_global_dry_run(raw.policy.dry_run || overrides.dry_run);
+    let policies = Policies::new(default_policy, fleets).with_global_dry_run(raw.policy.dry_run || overrides.dry_run);
 
     let (target, default_resource_group) = match raw.azure {
         None => {
-            let scenario = overrides
-                .scenario
-                .as_deref()
-                .or(raw.emulator.scenario.as_deref())
-                .unwrap_or("reference");
-            let scenario = scenario
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("`emulator.scenario`: {e}"))?;
+            let scenario = overrides.scenario.as_deref().or(raw.emulator.scenario.as_deref()).unwrap_or("reference");
+            let scenario = scenario.parse().map_err(|e: String| anyhow::anyhow!("`emulator.scenario`: {e}"))?;
             let speed = overrides.speed.or(raw.emulator.speed).unwrap_or(60.0);
             if !(0.0..=100_000.0).contains(&speed) {
                 bail!("`emulator.speed` = {speed} is out of range; use 0 (paused) to 100000");
             }
             let emulator_listen = parse_addr(
-                overrides
-                    .emulator_listen
-                    .as_deref()
-                    .or(raw.emulator.listen.as_deref())
-                    .unwrap_or("127.0.0.1:0"),
+                overrides.emulator_listen.as_deref().or(raw.emulator.listen.as_deref()).unwrap_or("127.0.0.1:0"),
                 "emulator.listen",
             )?;
             let settings = EmulatorSettings {
@@ -252,42 +224,25 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
                 scenario,
                 listen: emulator_listen,
             };
-            (
-                Target::Emulator(settings),
-                fleetpilot_emulator::scenario::REFERENCE_RESOURCE_GROUP.to_string(),
-            )
+            (Target::Emulator(settings), fleetpilot_emulator::scenario::REFERENCE_RESOURCE_GROUP.to_string())
         }
         Some(azure) => {
             if azure.subscription_id.trim().is_empty() {
-                bail!(
-                    "`azure.subscription_id` is empty; set it to the subscription that holds your fleets"
-                );
+                bail!("`azure.subscription_id` is empty; set it to the subscription that holds your fleets");
             }
             let credential = match azure.credential.as_str() {
                 "developer_tools" => CredentialConfig::DeveloperTools,
-                "managed_identity" => CredentialConfig::ManagedIdentity {
-                    client_id: azure.client_id.clone(),
-                },
+                "managed_identity" => CredentialConfig::ManagedIdentity { client_id: azure.client_id.clone() },
                 "workload_identity" => CredentialConfig::WorkloadIdentity,
                 "client_secret" => {
-                    let tenant_id = azure.tenant_id.clone().context(
-                        "`azure.tenant_id` is required with credential = \"client_secret\"",
-                    )?;
-                    let client_id = azure.client_id.clone().context(
-                        "`azure.client_id` is required with credential = \"client_secret\"",
-                    )?;
-                    let var = azure
-                        .client_secret_env
-                        .clone()
-                        .unwrap_or_else(|| "AZURE_CLIENT_SECRET".into());
-                    let secret = std::env::var(&var).with_context(|| {
-                        format!("the client secret is read from ${var}, which is not set")
-                    })?;
-                    CredentialConfig::ClientSecret {
-                        tenant_id,
-                        client_id,
-                        secret: Secret::new(secret),
-                    }
+                    let tenant_id =
+                        azure.tenant_id.clone().context("`azure.tenant_id` is required with credential = \"client_secret\"")?;
+                    let client_id =
+                        azure.client_id.clone().context("`azure.client_id` is required with credential = \"client_secret\"")?;
+                    let var = azure.client_secret_env.clone().unwrap_or_else(|| "AZURE_CLIENT_SECRET".into());
+                    let secret = std::env::var(&var)
+                        .with_context(|| format!("the client secret is read from ${var}, which is not set"))?;
+                    CredentialConfig::ClientSecret { tenant_id, client_id, secret: Secret::new(secret) }
                 }
                 "none" => CredentialConfig::None,
                 other => bail!(
@@ -295,14 +250,14 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
                 ),
             };
             let rg = azure.resource_group.clone().unwrap_or_default();
-            (
-                Target::Azure {
-                    endpoint: azure.endpoint,
-                    subscription_id: azure.subscription_id,
-                    credential,
-                },
-                rg,
-            )
+            let target = Target::Azure {
+                endpoint: azure.endpoint,
+                subscription_id: azure.subscription_id,
+                credential,
+                logs_endpoint: azure.log_analytics_endpoint,
+                workspace: azure.log_analytics_workspace.unwrap_or_default(),
+            };
+            (target, rg)
         }
     };
     Ok(Config {
@@ -346,19 +301,12 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert!(matches!(config.target, Target::Emulator(_)));
         assert_eq!(config.default_resource_group, "rg-ml-adaptive-scaling");
-        assert_eq!(
-            config.policies.for_fleet("cf-ml-scaling"),
-            Policy::default()
-        );
+        assert_eq!(config.policies.for_fleet("cf-ml-scaling"), Policy::default());
     }
 
     #[test]
     fn fleet_policies_fall_back_to_the_default_table() {
-        let config = check(
-            "[policy.default]\nmax_spot = 30\n[policy.fleets.a]\nmax_step_up = 2\n",
-            None,
-        )
-        .unwrap();
+        let config = check("[policy.default]\nmax_spot = 30\n[policy.fleets.a]\nmax_step_up = 2\n", None).unwrap();
         let a = config.policies.for_fleet("A");
         assert_eq!((a.max_spot, a.max_step_up), (30, 2));
         assert_eq!(config.policies.for_fleet("b").max_spot, 30);
@@ -367,18 +315,9 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         check("[server]\nlisten = \"nowhere\"\n", Some("`server.listen`"));
-        check(
-            "[policy.default]\nmin_spot = 5\nmax_spot = 2\n",
-            Some("min_spot (5) is above max_spot (2)"),
-        );
-        check(
-            "[policy.fleets.x]\nmax_spott = 2\n",
-            Some("`policy.fleets.x` is not a valid policy"),
-        );
-        check(
-            "[azure]\nsubscription_id = \"s\"\ncredential = \"magic\"\n",
-            Some("`azure.credential`"),
-        );
+        check("[policy.default]\nmin_spot = 5\nmax_spot = 2\n", Some("min_spot (5) is above max_spot (2)"));
+        check("[policy.fleets.x]\nmax_spott = 2\n", Some("`policy.fleets.x` is not a valid policy"));
+        check("[azure]\nsubscription_id = \"s\"\ncredential = \"magic\"\n", Some("`azure.credential`"));
         check("[emulator]\nspeed = -1.0\n", Some("`emulator.speed`"));
         check("[nonsense]\n", Some("unknown field"));
     }

@@ -1,6 +1,7 @@
 //! The `fleetpilot` binary: parses configuration and flags and wires the crates together.
 
 mod config;
+mod kql_cli;
 mod run;
 
 use std::path::PathBuf;
@@ -25,13 +26,7 @@ struct Cli {
     config: Option<PathBuf>,
 
     /// Log format on stderr.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value = "text",
-        env = "FLEETPILOT_LOG_FORMAT"
-    )]
+    #[arg(long, global = true, value_enum, default_value = "text", env = "FLEETPILOT_LOG_FORMAT")]
     log_format: run::LogFormat,
 
     #[command(subcommand)]
@@ -96,15 +91,27 @@ enum Command {
         #[arg(long, default_value = "reference")]
         scenario: String,
     },
+    /// Run a KQL query locally over files (CSV, CSV.gz, JSON array, JSON lines), without a server.
+    ///
+    /// A CSV header cell written `Name:type` (a KQL type) sets the column's type; otherwise
+    /// types are inferred. Example:
+    ///   fleetpilot kql --table Perf=perf.csv 'Perf | summarize avg(CounterValue) by Computer'
+    Kql {
+        /// A table: NAME=FILE (repeatable).
+        #[arg(long = "table", value_name = "NAME=FILE")]
+        tables: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: kql_cli::Format,
+        /// The query.
+        query: String,
+    },
     /// Validate the configuration and print what it resolves to.
     CheckConfig,
 }
 
 fn overrides(listen: Option<String>, run: Option<&RunArgs>) -> config::Overrides {
-    let mut o = config::Overrides {
-        listen,
-        ..Default::default()
-    };
+    let mut o = config::Overrides { listen, ..Default::default() };
     if let Some(run) = run {
         o.state = run.state.clone();
         o.speed = run.speed;
@@ -119,37 +126,33 @@ fn overrides(listen: Option<String>, run: Option<&RunArgs>) -> config::Overrides
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     run::init_tracing(cli.log_format);
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| {
-            rt.block_on(async move {
-                match cli.command {
-                    Command::Serve { listen, run } => {
-                        let config =
-                            config::load(cli.config.as_deref(), &overrides(listen, Some(&run)))?;
-                        run::serve(config).await
-                    }
-                    Command::Mcp { run } => {
-                        let config =
-                            config::load(cli.config.as_deref(), &overrides(None, Some(&run)))?;
-                        run::mcp_stdio(config).await
-                    }
-                    Command::Emulator {
-                        listen,
-                        speed,
-                        seed,
-                        scenario,
-                    } => run::emulator(&listen, speed, seed, &scenario).await,
-                    Command::CheckConfig => {
-                        let config = config::load(cli.config.as_deref(), &overrides(None, None))?;
-                        println!("{config:#?}");
-                        Ok(())
-                    }
+    let result = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| {
+        rt.block_on(async move {
+            match cli.command {
+                Command::Serve { listen, run } => {
+                    let config = config::load(cli.config.as_deref(), &overrides(listen, Some(&run)))?;
+                    run::serve(config).await
                 }
-            })
-        });
+                Command::Mcp { run } => {
+                    let config = config::load(cli.config.as_deref(), &overrides(None, Some(&run)))?;
+                    run::mcp_stdio(config).await
+                }
+                Command::Emulator { listen, speed, seed, scenario } => run::emulator(&listen, speed, seed, &scenario).await,
+                Command::Kql { tables, format, query } => {
+                    let code = kql_cli::run(&tables, format, &query)?;
+                    if code != std::process::ExitCode::SUCCESS {
+                        std::process::exit(2);
+                    }
+                    Ok(())
+                }
+                Command::CheckConfig => {
+                    let config = config::load(cli.config.as_deref(), &overrides(None, None))?;
+                    println!("{config:#?}");
+                    Ok(())
+                }
+            }
+        })
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

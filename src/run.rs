@@ -27,8 +27,8 @@ pub enum LogFormat {
 
 /// Logs go to stderr (stdout belongs to MCP over stdio). `RUST_LOG` overrides the level.
 pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -46,72 +46,74 @@ struct Backend {
     emulator_url: Option<String>,
 }
 
-async fn start_emulator(
-    settings: &EmulatorSettings,
-    cancel: &CancellationToken,
-) -> Result<(String, String)> {
+/// The embedded emulator's URL, subscription and Log Analytics workspace.
+struct EmulatorAt {
+    url: String,
+    subscription: String,
+    workspace: String,
+}
+
+async fn start_emulator(settings: &EmulatorSettings, cancel: &CancellationToken) -> Result<EmulatorAt> {
     let emulator = Emulator::new(EmulatorConfig {
-        world: WorldConfig {
-            seed: settings.seed,
-            retry_after_secs: 0,
-            ..WorldConfig::default()
-        },
+        world: WorldConfig { seed: settings.seed, retry_after_secs: 0, ..WorldConfig::default() },
         speed: settings.speed,
         scenario: settings.scenario,
         ..EmulatorConfig::default()
     });
-    let subscription = emulator.lock_world().config.subscription_id.clone();
+    let (subscription, workspace) = {
+        let world = emulator.lock_world();
+        (world.config.subscription_id.clone(), world.config.logs.workspace_id.clone())
+    };
     let (addr, _task) = fleetpilot_emulator::spawn(emulator, settings.listen, cancel.child_token())
         .await
         .with_context(|| format!("cannot bind the embedded emulator to {}", settings.listen))?;
-    Ok((format!("http://{addr}"), subscription))
+    Ok(EmulatorAt { url: format!("http://{addr}"), subscription, workspace })
 }
 
 async fn backend(config: &Config, cancel: &CancellationToken) -> Result<Backend> {
-    if let Some(dir) = config
-        .state_path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    if let Some(dir) = config.state_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the state directory {}", dir.display()))?;
     }
-    let store = Arc::new(Store::open(&config.state_path).with_context(|| {
-        format!(
-            "cannot open the state database {}",
-            config.state_path.display()
-        )
-    })?);
-    let (arm, emulator_url) = match &config.target {
+    let store = Arc::new(
+        Store::open(&config.state_path)
+            .with_context(|| format!("cannot open the state database {}", config.state_path.display()))?,
+    );
+    let (arm, logs, workspace, emulator_url) = match &config.target {
         Target::Emulator(settings) => {
-            let (url, subscription) = start_emulator(settings, cancel).await?;
-            tracing::info!(url = %url, speed = settings.speed, seed = settings.seed, "embedded Azure emulator listening");
-            (ArmConfig::new(url.clone(), subscription), Some(url))
+            let at = start_emulator(settings, cancel).await?;
+            tracing::info!(
+                url = %at.url,
+                speed = settings.speed,
+                seed = settings.seed,
+                workspace = %at.workspace,
+                "embedded Azure emulator listening (ARM and Log Analytics)"
+            );
+            let mut logs = ArmConfig::new(at.url.clone(), at.subscription.clone());
+            logs.token_scope = fleetpilot_infra::arm::LOG_ANALYTICS_SCOPE.into();
+            (ArmConfig::new(at.url.clone(), at.subscription), logs, at.workspace, Some(at.url))
         }
-        Target::Azure {
-            endpoint,
-            subscription_id,
-            credential,
-        } => {
+        Target::Azure { endpoint, subscription_id, credential, logs_endpoint, workspace } => {
             let mut arm = ArmConfig::new(endpoint.clone(), subscription_id.clone());
             arm.credential = credential.clone();
-            tracing::info!(endpoint = %endpoint, subscription = %subscription_id, "using Azure Resource Manager");
-            (arm, None)
+            let mut logs = ArmConfig::new(logs_endpoint.clone(), subscription_id.clone());
+            logs.credential = credential.clone();
+            logs.token_scope = fleetpilot_infra::arm::LOG_ANALYTICS_SCOPE.into();
+            tracing::info!(endpoint = %endpoint, subscription = %subscription_id, workspace = %workspace, "using Azure Resource Manager and Log Analytics");
+            (arm, logs, workspace.clone(), None)
         }
     };
-    let api = Arc::new(ArmAzureApi::new(
-        ArmClient::new(arm).context("cannot build the Azure client")?,
-    ));
+    let api = Arc::new(
+        ArmAzureApi::new(ArmClient::new(arm).context("cannot build the Azure client")?)
+            .with_logs(ArmClient::new(logs).context("cannot build the Log Analytics client")?),
+    );
     let tools = ToolsConfig {
         default_resource_group: config.default_resource_group.clone(),
         policies: config.policies.clone(),
         prices: PriceTable::embedded(),
+        default_workspace: workspace,
     };
     tracing::info!(path = %config.state_path.display(), "state database open");
-    Ok(Backend {
-        service: Arc::new(FleetService::new(api, store, tools)),
-        emulator_url,
-    })
+    Ok(Backend { service: Arc::new(FleetService::new(api, store, tools)), emulator_url })
 }
 
 /// `fleetpilot serve`.
@@ -120,12 +122,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let cancel = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; pass --listen with a free address",
-                config.listen
-            )
-        })?;
+        .with_context(|| format!("cannot listen on {}; pass --listen with a free address", config.listen))?;
     let local: SocketAddr = listener.local_addr()?;
     let backend = backend(&config, &cancel).await?;
     let health = json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "emulator": backend.emulator_url});
@@ -134,10 +131,8 @@ pub async fn serve(config: Config) -> Result<()> {
         allowed_origins: config.allowed_origins.clone(),
         ..HttpConfig::default()
     };
-    let app = fleetpilot_tools::http_router(backend.service, http, cancel.child_token()).route(
-        "/healthz",
-        get(move || std::future::ready(axum::Json(health.clone()))),
-    );
+    let app = fleetpilot_tools::http_router(backend.service, http, cancel.child_token())
+        .route("/healthz", get(move || std::future::ready(axum::Json(health.clone()))));
     tracing::info!(
         mcp = %format!("http://{local}/mcp"),
         healthz = %format!("http://{local}/healthz"),
@@ -162,30 +157,26 @@ pub async fn mcp_stdio(config: Config) -> Result<()> {
     let cancel = CancellationToken::new();
     let backend = backend(&config, &cancel).await?;
     tracing::info!("serving MCP on stdio");
-    let result = fleetpilot_tools::serve_stdio(backend.service)
-        .await
-        .context("MCP stdio transport failed");
+    let result = fleetpilot_tools::serve_stdio(backend.service).await.context("MCP stdio transport failed");
     cancel.cancel();
     result
 }
 
 /// `fleetpilot emulator`.
 pub async fn emulator(listen: &str, speed: f64, seed: u64, scenario: &str) -> Result<()> {
-    let addr: SocketAddr = listen
-        .parse()
-        .with_context(|| format!("--listen {listen:?} is not an address (IP:PORT)"))?;
-    let scenario = scenario
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--scenario: {e}"))?;
-    let settings = EmulatorSettings {
-        seed,
-        speed,
-        scenario,
-        listen: addr,
-    };
+    let addr: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not an address (IP:PORT)"))?;
+    let scenario = scenario.parse().map_err(|e: String| anyhow::anyhow!("--scenario: {e}"))?;
+    let settings = EmulatorSettings { seed, speed, scenario, listen: addr };
     let cancel = CancellationToken::new();
-    let (url, subscription) = start_emulator(&settings, &cancel).await?;
-    tracing::info!(url = %url, subscription = %subscription, speed, seed, "Azure emulator listening (ARM paths at the root, /healthz, /_emulator/clock)");
+    let at = start_emulator(&settings, &cancel).await?;
+    tracing::info!(
+        url = %at.url,
+        subscription = %at.subscription,
+        workspace = %at.workspace,
+        speed,
+        seed,
+        "Azure emulator listening: ARM at the root, Log Analytics at /v1/workspaces/<workspace>/query, /healthz, /_emulator/clock"
+    );
     shutdown_signal().await;
     cancel.cancel();
     Ok(())

@@ -4,9 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Which pricing tier a VM runs at. Compute Fleet sets capacity for each separately.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Spot: cheap, evictable.
@@ -35,9 +33,7 @@ impl std::fmt::Display for Priority {
 }
 
 /// Where a fleet lives: resource group and name (the subscription is the client's).
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct FleetRef {
     /// Resource group that holds the fleet.
     pub resource_group: String,
@@ -68,10 +64,7 @@ pub enum VmState {
 impl VmState {
     /// Whether the fleet counts this VM towards its target capacity.
     pub fn counts_towards_target(self) -> bool {
-        matches!(
-            self,
-            VmState::Creating | VmState::Running | VmState::Deallocated
-        )
+        matches!(self, VmState::Creating | VmState::Running | VmState::Deallocated)
     }
 }
 

@@ -10,9 +10,7 @@ pub mod plan;
 pub mod prices;
 pub mod proposal;
 
-pub use fleet::{
-    EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState,
-};
+pub use fleet::{EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState};
 pub use plan::{Action, Plan, plan};
 pub use prices::{EvictionBand, PriceTable, SizeInfo, vm_family};
 pub use proposal::{Decision, Outcome, Proposal, ProposalStatus, ScaleTarget, Verdict, Violation};
@@ -22,3 +20,5 @@ pub type Timestamp = time::OffsetDateTime;
 
 mod secret;
 pub use secret::Secret;
+
+pub mod logs;

@@ -65,10 +65,7 @@ pub fn plan(observed: &FleetState, target: &ScaleTarget) -> Plan {
     if let Some(sizes) = &target.vm_sizes
         && !same_sizes(sizes, &observed.vm_sizes)
     {
-        actions.push(Action::SetVmSizes {
-            from: observed.vm_sizes.clone(),
-            to: sizes.clone(),
-        });
+        actions.push(Action::SetVmSizes { from: observed.vm_sizes.clone(), to: sizes.clone() });
     }
     let mut deletions = Vec::new();
     for priority in Priority::ALL {
@@ -79,11 +76,7 @@ pub fn plan(observed: &FleetState, target: &ScaleTarget) -> Plan {
         let Some(to) = wanted else { continue };
         let tier = observed.tier(priority);
         if tier.capacity != to {
-            actions.push(Action::SetCapacity {
-                priority,
-                from: tier.capacity,
-                to,
-            });
+            actions.push(Action::SetCapacity { priority, from: tier.capacity, to });
         }
         let counted = tier.counted();
         if counted > to {
@@ -91,10 +84,7 @@ pub fn plan(observed: &FleetState, target: &ScaleTarget) -> Plan {
             let victims = choose_victims(&observed.vms, priority, surplus);
             busy_kept += (surplus - victims.len()) as u32;
             if !victims.is_empty() {
-                deletions.push(Action::DeleteVms {
-                    priority,
-                    vm_ids: victims,
-                });
+                deletions.push(Action::DeleteVms { priority, vm_ids: victims });
             }
         }
     }
@@ -114,22 +104,11 @@ fn choose_victims(vms: &[Vm], priority: Priority, count: usize) -> Vec<String> {
         VmState::Running => 2,
         VmState::Deleting => 3,
     };
-    let mut candidates: Vec<&Vm> = vms
-        .iter()
-        .filter(|vm| vm.priority == priority && !vm.busy && vm.state.counts_towards_target())
-        .collect();
+    let mut candidates: Vec<&Vm> =
+        vms.iter().filter(|vm| vm.priority == priority && !vm.busy && vm.state.counts_towards_target()).collect();
     // Newest first within a state: the oldest VMs are the warmest.
-    candidates.sort_by(|a, b| {
-        rank(a)
-            .cmp(&rank(b))
-            .then(b.created_at.cmp(&a.created_at))
-            .then(a.id.cmp(&b.id))
-    });
-    candidates
-        .into_iter()
-        .take(count)
-        .map(|vm| vm.id.clone())
-        .collect()
+    candidates.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.created_at.cmp(&a.created_at)).then(a.id.cmp(&b.id)));
+    candidates.into_iter().take(count).map(|vm| vm.id.clone()).collect()
 }
 
 #[cfg(test)]
@@ -153,21 +132,12 @@ mod tests {
 
     fn fleet(spot_capacity: u32, regular_capacity: u32, vms: Vec<Vm>) -> FleetState {
         let mut state = FleetState {
-            fleet: FleetRef {
-                resource_group: "rg".into(),
-                name: "f".into(),
-            },
+            fleet: FleetRef { resource_group: "rg".into(), name: "f".into() },
             id: "id".into(),
             location: "eastus".into(),
             provisioning_state: "Succeeded".into(),
-            spot: PriorityState {
-                capacity: spot_capacity,
-                ..Default::default()
-            },
-            regular: PriorityState {
-                capacity: regular_capacity,
-                ..Default::default()
-            },
+            spot: PriorityState { capacity: spot_capacity, ..Default::default() },
+            regular: PriorityState { capacity: regular_capacity, ..Default::default() },
             spot_max_price_per_vm: -1.0,
             spot_eviction_policy: EvictionPolicy::Delete,
             spot_maintain: true,
@@ -190,10 +160,7 @@ mod tests {
         let f = fleet(2, 1, vec![vm(1, Priority::Spot, VmState::Running, false)]);
         check(
             &f,
-            ScaleTarget {
-                spot_capacity: Some(5),
-                ..Default::default()
-            },
+            ScaleTarget { spot_capacity: Some(5), ..Default::default() },
             r#"{"actions":[{"kind":"set_capacity","priority":"spot","from":2,"to":5}],"busy_kept":0}"#,
         );
     }
@@ -212,38 +179,23 @@ mod tests {
         );
         check(
             &f,
-            ScaleTarget {
-                spot_capacity: Some(1),
-                ..Default::default()
-            },
+            ScaleTarget { spot_capacity: Some(1), ..Default::default() },
             r#"{"actions":[{"kind":"set_capacity","priority":"spot","from":4,"to":1},{"kind":"delete_vms","priority":"spot","vm_ids":["vm4","vm3","vm1"]}],"busy_kept":0}"#,
         );
         check(
             &f,
-            ScaleTarget {
-                spot_capacity: Some(0),
-                ..Default::default()
-            },
+            ScaleTarget { spot_capacity: Some(0), ..Default::default() },
             r#"{"actions":[{"kind":"set_capacity","priority":"spot","from":4,"to":0},{"kind":"delete_vms","priority":"spot","vm_ids":["vm4","vm3","vm1"]}],"busy_kept":1}"#,
         );
     }
 
     #[test]
     fn deallocated_go_first() {
-        let f = fleet(
-            2,
-            0,
-            vec![
-                vm(1, Priority::Spot, VmState::Deallocated, false),
-                vm(2, Priority::Spot, VmState::Running, false),
-            ],
-        );
+        let f =
+            fleet(2, 0, vec![vm(1, Priority::Spot, VmState::Deallocated, false), vm(2, Priority::Spot, VmState::Running, false)]);
         check(
             &f,
-            ScaleTarget {
-                spot_capacity: Some(1),
-                ..Default::default()
-            },
+            ScaleTarget { spot_capacity: Some(1), ..Default::default() },
             r#"{"actions":[{"kind":"set_capacity","priority":"spot","from":2,"to":1},{"kind":"delete_vms","priority":"spot","vm_ids":["vm1"]}],"busy_kept":0}"#,
         );
     }
@@ -253,11 +205,7 @@ mod tests {
         let f = fleet(1, 1, vec![vm(1, Priority::Spot, VmState::Running, false)]);
         let p = plan(
             &f,
-            &ScaleTarget {
-                spot_capacity: Some(1),
-                regular_capacity: Some(1),
-                vm_sizes: Some(vec!["standard_d4s_v5".into()]),
-            },
+            &ScaleTarget { spot_capacity: Some(1), regular_capacity: Some(1), vm_sizes: Some(vec!["standard_d4s_v5".into()]) },
         );
         assert!(p.is_noop(), "{p:?}");
     }

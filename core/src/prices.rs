@@ -101,22 +101,13 @@ impl PriceTable {
             if line.trim().is_empty() {
                 continue;
             }
-            let bad = |reason: String| PriceTableError::BadLine {
-                line: index + 1,
-                reason,
-            };
+            let bad = |reason: String| PriceTableError::BadLine { line: index + 1, reason };
             let cols: Vec<&str> = line.split(',').collect();
             if cols.len() < 7 {
-                return Err(bad(format!(
-                    "expected at least 7 columns, found {}",
-                    cols.len()
-                )));
+                return Err(bad(format!("expected at least 7 columns, found {}", cols.len())));
             }
             let num = |i: usize| -> Result<f64, PriceTableError> {
-                cols[i]
-                    .trim()
-                    .parse::<f64>()
-                    .map_err(|e| bad(format!("column {}: {e}", i + 1)))
+                cols[i].trim().parse::<f64>().map_err(|e| bad(format!("column {}: {e}", i + 1)))
             };
             let info = SizeInfo {
                 name: cols[0].trim().to_string(),
@@ -145,10 +136,7 @@ impl PriceTable {
 
 fn parse_band(text: &str) -> Option<EvictionBand> {
     let (low, high) = text.split_once('-')?;
-    Some(EvictionBand {
-        low_pct: low.trim().parse().ok()?,
-        high_pct: high.trim().parse().ok()?,
-    })
+    Some(EvictionBand { low_pct: low.trim().parse().ok()?, high_pct: high.trim().parse().ok()? })
 }
 
 /// The quota family of a VM size, in the spirit of Azure's family names:
@@ -162,11 +150,7 @@ pub fn vm_family(size: &str) -> String {
     };
     let mut family = String::new();
     for part in body.split('_') {
-        family.extend(
-            part.chars()
-                .filter(|c| !c.is_ascii_digit())
-                .map(|c| c.to_ascii_uppercase()),
-        );
+        family.extend(part.chars().filter(|c| !c.is_ascii_digit()).map(|c| c.to_ascii_uppercase()));
     }
     family.push_str(version);
     family
@@ -201,9 +185,6 @@ mod tests {
     #[test]
     fn bad_lines_are_reported_with_their_number() {
         let err = PriceTable::parse_csv("header\nStandard_X,1,2\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "price table line 2: expected at least 7 columns, found 3"
-        );
+        assert_eq!(err.to_string(), "price table line 2: expected at least 7 columns, found 3");
     }
 }

@@ -74,11 +74,7 @@ impl Verdict {
         } else {
             Decision::NeedsApproval
         };
-        Self {
-            decision,
-            violations,
-            dry_run,
-        }
+        Self { decision, violations, dry_run }
     }
 }
 

@@ -16,24 +16,10 @@ use crate::world::{ArmError, FleetRecord, ResourceGroup, World};
 /// api-versions the emulator serves, per resource provider.
 pub const FLEET_API_VERSIONS: &[&str] = &["2024-11-01"];
 /// Microsoft.Resources api-versions accepted for resource groups.
-pub const RESOURCES_API_VERSIONS: &[&str] = &[
-    "2025-04-01",
-    "2025-03-01",
-    "2024-11-01",
-    "2024-07-01",
-    "2024-03-01",
-    "2023-07-01",
-    "2022-09-01",
-    "2021-04-01",
-];
+pub const RESOURCES_API_VERSIONS: &[&str] =
+    &["2025-04-01", "2025-03-01", "2024-11-01", "2024-07-01", "2024-03-01", "2023-07-01", "2022-09-01", "2021-04-01"];
 /// Microsoft.Compute api-versions accepted for scale sets.
-pub const COMPUTE_API_VERSIONS: &[&str] = &[
-    "2025-04-01",
-    "2024-11-01",
-    "2024-07-01",
-    "2024-03-01",
-    "2023-09-01",
-];
+pub const COMPUTE_API_VERSIONS: &[&str] = &["2025-04-01", "2024-11-01", "2024-07-01", "2024-03-01", "2023-09-01"];
 
 /// A response in the making: status, JSON body, extra headers.
 struct Reply {
@@ -44,18 +30,10 @@ struct Reply {
 
 impl Reply {
     fn json(status: StatusCode, body: Value) -> Self {
-        Self {
-            status,
-            body: Some(body),
-            headers: Vec::new(),
-        }
+        Self { status, body: Some(body), headers: Vec::new() }
     }
     fn empty(status: StatusCode) -> Self {
-        Self {
-            status,
-            body: None,
-            headers: Vec::new(),
-        }
+        Self { status, body: None, headers: Vec::new() }
     }
     fn header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
@@ -64,13 +42,7 @@ impl Reply {
 }
 
 /// Handle one ARM request.
-pub async fn handle(
-    emulator: Arc<Emulator>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn handle(emulator: Arc<Emulator>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let correlation = headers
         .get("x-ms-correlation-request-id")
         .and_then(|v| v.to_str().ok())
@@ -85,19 +57,13 @@ pub async fn handle(
         let mut world = emulator.lock_world();
         world.advance_to(now);
         let result = route(&mut world, &base, &method, &uri, &body);
-        if matches!(
-            method,
-            Method::PUT | Method::PATCH | Method::DELETE | Method::POST
-        ) {
+        if matches!(method, Method::PUT | Method::PATCH | Method::DELETE | Method::POST) {
             let status = match &result {
                 Ok(reply) => reply.status.as_u16(),
                 Err(e) => e.status,
             };
-            let caller = headers
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|ua| ua.split('/').next())
-                .unwrap_or("unknown");
+            let caller =
+                headers.get("user-agent").and_then(|v| v.to_str().ok()).and_then(|ua| ua.split('/').next()).unwrap_or("unknown");
             world.log_activity(method.as_str(), uri.path(), status, caller, &correlation);
         }
         result
@@ -136,12 +102,7 @@ fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
 }
 
 /// Check the api-version query parameter as ARM does.
-fn api_version(
-    uri: &Uri,
-    supported: &[&str],
-    resource_type: &str,
-    location: &str,
-) -> Result<(), ArmError> {
+fn api_version(uri: &Uri, supported: &[&str], resource_type: &str, location: &str) -> Result<(), ArmError> {
     let Some(version) = query_param(uri, "api-version") else {
         return Err(ArmError::new(
             400,
@@ -153,21 +114,12 @@ fn api_version(
         return Ok(());
     }
     let looks_like_version = version.len() >= 10
-        && version[..10].chars().enumerate().all(|(i, c)| {
-            if i == 4 || i == 7 {
-                c == '-'
-            } else {
-                c.is_ascii_digit()
-            }
-        });
+        && version[..10].chars().enumerate().all(|(i, c)| if i == 4 || i == 7 { c == '-' } else { c.is_ascii_digit() });
     if !looks_like_version {
         return Err(ArmError::new(
             400,
             "InvalidApiVersionParameter",
-            format!(
-                "The api-version '{version}' is invalid. The supported versions are '{}'.",
-                supported.join(",")
-            ),
+            format!("The api-version '{version}' is invalid. The supported versions are '{}'.", supported.join(",")),
         ));
     }
     Err(ArmError::new(
@@ -191,25 +143,11 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ArmErro
     })
 }
 
-fn route(
-    world: &mut World,
-    base: &str,
-    method: &Method,
-    uri: &Uri,
-    body: &Bytes,
-) -> Result<Reply, ArmError> {
-    let segments: Vec<&str> = uri
-        .path()
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+fn route(world: &mut World, base: &str, method: &Method, uri: &Uri, body: &Bytes) -> Result<Reply, ArmError> {
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
-    if l.first() == Some(&"providers")
-        && l.get(1) == Some(&"microsoft.azurefleet")
-        && l.get(2) == Some(&"operations")
-    {
+    if l.first() == Some(&"providers") && l.get(1) == Some(&"microsoft.azurefleet") && l.get(2) == Some(&"operations") {
         api_version(uri, FLEET_API_VERSIONS, "operations", "eastus")?;
         return Ok(Reply::json(
             StatusCode::OK,
@@ -233,11 +171,8 @@ fn route(
     match &l[2..] {
         ["resourcegroups"] if method == Method::GET => {
             api_version(uri, RESOURCES_API_VERSIONS, "resourceGroups", "eastus")?;
-            let value: Vec<Value> = world
-                .resource_groups
-                .values()
-                .map(|rg| wire::resource_group_json(&subscription, rg))
-                .collect();
+            let value: Vec<Value> =
+                world.resource_groups.values().map(|rg| wire::resource_group_json(&subscription, rg)).collect();
             Ok(Reply::json(StatusCode::OK, json!({ "value": value })))
         }
         ["resourcegroups", _] => {
@@ -246,42 +181,16 @@ fn route(
         }
         ["providers", "microsoft.azurefleet", "fleets"] if method == Method::GET => {
             api_version(uri, FLEET_API_VERSIONS, "fleets", "eastus")?;
-            let value: Vec<Value> = world
-                .fleets
-                .values()
-                .map(|f| wire::fleet_json(&subscription, f))
-                .collect();
+            let value: Vec<Value> = world.fleets.values().map(|f| wire::fleet_json(&subscription, f)).collect();
             Ok(Reply::json(StatusCode::OK, json!({ "value": value })))
         }
-        [
-            "providers",
-            "microsoft.azurefleet" | "microsoft.compute" | "microsoft.resources",
-            "locations",
-            _,
-            kind,
-            id,
-        ] if method == Method::GET
-            && matches!(
-                *kind,
-                "operationstatuses" | "operationresults" | "operations"
-            ) =>
+        ["providers", "microsoft.azurefleet" | "microsoft.compute" | "microsoft.resources", "locations", _, kind, id]
+            if method == Method::GET && matches!(*kind, "operationstatuses" | "operationresults" | "operations") =>
         {
-            operation(world, kind, segments[7]).ok_or_else(|| {
-                ArmError::new(
-                    404,
-                    "OperationNotFound",
-                    format!("The operation '{id}' could not be found."),
-                )
-            })
+            operation(world, kind, segments[7])
+                .ok_or_else(|| ArmError::new(404, "OperationNotFound", format!("The operation '{id}' could not be found.")))
         }
-        [
-            "resourcegroups",
-            _,
-            "providers",
-            "microsoft.azurefleet",
-            "fleets",
-            rest @ ..,
-        ] => {
+        ["resourcegroups", _, "providers", "microsoft.azurefleet", "fleets", rest @ ..] => {
             api_version(uri, FLEET_API_VERSIONS, "fleets", "eastus")?;
             let rg = segments[3];
             require_rg(world, rg)?;
@@ -300,30 +209,15 @@ fn route(
                     let fleet = get_fleet(world, rg, segments[7])?;
                     let value: Vec<Value> = scale_sets(fleet)
                         .iter()
-                        .map(|(name, _, _)| {
-                            wire::fleet_scale_set_json(&subscription, &fleet.resource_group, name)
-                        })
+                        .map(|(name, _, _)| wire::fleet_scale_set_json(&subscription, &fleet.resource_group, name))
                         .collect();
                     Ok(Reply::json(StatusCode::OK, json!({ "value": value })))
                 }
                 _ => Err(method_or_path(method, uri)),
             }
         }
-        [
-            "resourcegroups",
-            _,
-            "providers",
-            "microsoft.compute",
-            "virtualmachinescalesets",
-            _,
-            rest @ ..,
-        ] => {
-            api_version(
-                uri,
-                COMPUTE_API_VERSIONS,
-                "virtualMachineScaleSets",
-                "eastus",
-            )?;
+        ["resourcegroups", _, "providers", "microsoft.compute", "virtualmachinescalesets", _, rest @ ..] => {
+            api_version(uri, COMPUTE_API_VERSIONS, "virtualMachineScaleSets", "eastus")?;
             let rg = segments[3];
             require_rg(world, rg)?;
             scale_set(world, base, method, rg, segments[7], rest, body)
@@ -333,28 +227,14 @@ fn route(
 }
 
 fn not_found_path(uri: &Uri) -> ArmError {
-    ArmError::new(
-        404,
-        "InvalidResourceType",
-        format!(
-            "The resource type could not be found for path '{}'.",
-            uri.path()
-        ),
-    )
+    ArmError::new(404, "InvalidResourceType", format!("The resource type could not be found for path '{}'.", uri.path()))
 }
 
 fn method_or_path(method: &Method, uri: &Uri) -> ArmError {
-    if matches!(
-        *method,
-        Method::GET | Method::PUT | Method::PATCH | Method::DELETE | Method::POST | Method::HEAD
-    ) {
+    if matches!(*method, Method::GET | Method::PUT | Method::PATCH | Method::DELETE | Method::POST | Method::HEAD) {
         not_found_path(uri)
     } else {
-        ArmError::new(
-            405,
-            "MethodNotAllowed",
-            format!("The method '{method}' is not allowed for '{}'.", uri.path()),
-        )
+        ArmError::new(405, "MethodNotAllowed", format!("The method '{method}' is not allowed for '{}'.", uri.path()))
     }
 }
 
@@ -362,11 +242,7 @@ fn require_rg(world: &World, rg: &str) -> Result<(), ArmError> {
     if world.resource_groups.contains_key(&rg.to_ascii_lowercase()) {
         Ok(())
     } else {
-        Err(ArmError::new(
-            404,
-            "ResourceGroupNotFound",
-            format!("Resource group '{rg}' could not be found."),
-        ))
+        Err(ArmError::new(404, "ResourceGroupNotFound", format!("Resource group '{rg}' could not be found.")))
     }
 }
 
@@ -386,10 +262,7 @@ fn fleet_not_found(rg: &str, name: &str) -> ArmError {
 }
 
 fn get_fleet<'w>(world: &'w World, rg: &str, name: &str) -> Result<&'w FleetRecord, ArmError> {
-    world
-        .fleets
-        .get(&fleet_key(rg, name))
-        .ok_or_else(|| fleet_not_found(rg, name))
+    world.fleets.get(&fleet_key(rg, name)).ok_or_else(|| fleet_not_found(rg, name))
 }
 
 /// Scale sets of a fleet: (name, size, priority), one per size and priority holding VMs.
@@ -404,18 +277,9 @@ fn scale_sets(fleet: &FleetRecord) -> Vec<(String, String, Priority)> {
     out
 }
 
-fn status_urls(
-    base: &str,
-    subscription: &str,
-    provider: &str,
-    op_id: &str,
-    location: &str,
-) -> (String, String) {
-    let (status, result) = if provider == "Microsoft.Compute" {
-        ("operations", "operations")
-    } else {
-        ("operationStatuses", "operationResults")
-    };
+fn status_urls(base: &str, subscription: &str, provider: &str, op_id: &str, location: &str) -> (String, String) {
+    let (status, result) =
+        if provider == "Microsoft.Compute" { ("operations", "operations") } else { ("operationStatuses", "operationResults") };
     let api = match provider {
         "Microsoft.Compute" => COMPUTE_API_VERSIONS[0],
         "Microsoft.Resources" => RESOURCES_API_VERSIONS[0],
@@ -433,14 +297,7 @@ fn status_urls(
 
 /// Start a long-running operation on `resource_path` and answer 202 Accepted with its
 /// `Location` (and, when `async_header`, `Azure-AsyncOperation`) URL and `Retry-After`.
-fn accepted(
-    world: &mut World,
-    base: &str,
-    provider: &str,
-    location: &str,
-    resource_path: &str,
-    async_header: bool,
-) -> Reply {
+fn accepted(world: &mut World, base: &str, provider: &str, location: &str, resource_path: &str, async_header: bool) -> Reply {
     let subscription = world.config.subscription_id.clone();
     let op = world.start_operation(location, resource_path);
     let (status_url, location_url) = status_urls(base, &subscription, provider, &op.id, location);
@@ -477,13 +334,7 @@ fn operation(world: &mut World, kind: &str, id: &str) -> Option<Reply> {
     Some(Reply::json(StatusCode::OK, body))
 }
 
-fn resource_group(
-    world: &mut World,
-    base: &str,
-    method: &Method,
-    name: &str,
-    body: &Bytes,
-) -> Result<Reply, ArmError> {
+fn resource_group(world: &mut World, base: &str, method: &Method, name: &str, body: &Bytes) -> Result<Reply, ArmError> {
     let subscription = world.config.subscription_id.clone();
     let key = name.to_ascii_lowercase();
     match *method {
@@ -491,21 +342,14 @@ fn resource_group(
             validate_rg_name(name)?;
             let input: ResourceGroupPut = parse_body(body)?;
             let location = input.location.ok_or_else(|| {
-                ArmError::new(
-                    400,
-                    "LocationRequired",
-                    "The location property is required for this definition.",
-                )
+                ArmError::new(400, "LocationRequired", "The location property is required for this definition.")
             })?;
             let existed = world.resource_groups.contains_key(&key);
-            let rg = world
-                .resource_groups
-                .entry(key)
-                .or_insert_with(|| ResourceGroup {
-                    name: name.to_string(),
-                    location: location.clone(),
-                    tags: Default::default(),
-                });
+            let rg = world.resource_groups.entry(key).or_insert_with(|| ResourceGroup {
+                name: name.to_string(),
+                location: location.clone(),
+                tags: Default::default(),
+            });
             if existed && !rg.location.eq_ignore_ascii_case(&location) {
                 return Err(ArmError::new(
                     409,
@@ -518,30 +362,16 @@ fn resource_group(
             }
             rg.tags = input.tags;
             let json = wire::resource_group_json(&subscription, rg);
-            Ok(Reply::json(
-                if existed {
-                    StatusCode::OK
-                } else {
-                    StatusCode::CREATED
-                },
-                json,
-            ))
+            Ok(Reply::json(if existed { StatusCode::OK } else { StatusCode::CREATED }, json))
         }
         Method::GET | Method::HEAD => {
             let rg = world.resource_groups.get(&key).ok_or_else(|| {
-                ArmError::new(
-                    404,
-                    "ResourceGroupNotFound",
-                    format!("Resource group '{name}' could not be found."),
-                )
+                ArmError::new(404, "ResourceGroupNotFound", format!("Resource group '{name}' could not be found."))
             })?;
             if *method == Method::HEAD {
                 return Ok(Reply::empty(StatusCode::NO_CONTENT));
             }
-            Ok(Reply::json(
-                StatusCode::OK,
-                wire::resource_group_json(&subscription, rg),
-            ))
+            Ok(Reply::json(StatusCode::OK, wire::resource_group_json(&subscription, rg)))
         }
         Method::DELETE => {
             let Some(rg) = world.resource_groups.remove(&key) else {
@@ -549,20 +379,9 @@ fn resource_group(
             };
             world.fleets.retain(|(rg_key, _), _| *rg_key != key);
             let path = format!("/subscriptions/{subscription}/resourceGroups/{name}");
-            Ok(accepted(
-                world,
-                base,
-                "Microsoft.Resources",
-                &rg.location,
-                &path,
-                false,
-            ))
+            Ok(accepted(world, base, "Microsoft.Resources", &rg.location, &path, false))
         }
-        _ => Err(ArmError::new(
-            405,
-            "MethodNotAllowed",
-            format!("The method '{method}' is not allowed for resource groups."),
-        )),
+        _ => Err(ArmError::new(405, "MethodNotAllowed", format!("The method '{method}' is not allowed for resource groups."))),
     }
 }
 
@@ -570,9 +389,7 @@ fn validate_rg_name(name: &str) -> Result<(), ArmError> {
     let ok = !name.is_empty()
         && name.len() <= 90
         && !name.ends_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'));
+        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'));
     if ok {
         Ok(())
     } else {
@@ -590,10 +407,7 @@ fn validate_fleet_name(name: &str) -> Result<(), ArmError> {
     // ^[^_\W][\w\-._]{0,79}(?<![-.])$
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_alphanumeric());
-    let rest_ok = name
-        .chars()
-        .skip(1)
-        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let rest_ok = name.chars().skip(1).all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
     let ok = first_ok && rest_ok && name.chars().count() <= 80 && !name.ends_with(['-', '.']);
     if ok {
         Ok(())
@@ -601,31 +415,17 @@ fn validate_fleet_name(name: &str) -> Result<(), ArmError> {
         Err(ArmError::new(
             400,
             "InvalidResourceName",
-            format!(
-                "The resource name '{name}' is invalid. It must match the pattern '^[^_\\W][\\w\\-._]{{0,79}}(?<![-.])$'."
-            ),
+            format!("The resource name '{name}' is invalid. It must match the pattern '^[^_\\W][\\w\\-._]{{0,79}}(?<![-.])$'."),
         ))
     }
 }
 
-fn validate_sizes(
-    world: &World,
-    sizes: &[crate::world::SizeProfile],
-    has_spot_maintain: bool,
-) -> Result<(), ArmError> {
+fn validate_sizes(world: &World, sizes: &[crate::world::SizeProfile], has_spot_maintain: bool) -> Result<(), ArmError> {
     if sizes.is_empty() {
-        return Err(ArmError::new(
-            400,
-            "InvalidParameter",
-            "The property 'vmSizesProfile' must list at least one VM size.",
-        ));
+        return Err(ArmError::new(400, "InvalidParameter", "The property 'vmSizesProfile' must list at least one VM size."));
     }
     if sizes.len() > 15 {
-        return Err(ArmError::new(
-            400,
-            "InvalidParameter",
-            "The property 'vmSizesProfile' may list at most 15 VM sizes.",
-        ));
+        return Err(ArmError::new(400, "InvalidParameter", "The property 'vmSizesProfile' may list at most 15 VM sizes."));
     }
     if has_spot_maintain && !(3..=10).contains(&sizes.len()) {
         return Err(ArmError::new(
@@ -639,75 +439,41 @@ fn validate_sizes(
             return Err(ArmError::new(
                 400,
                 "SkuNotAvailable",
-                format!(
-                    "The requested VM size '{}' is not available in location 'eastus'.",
-                    size.name
-                ),
+                format!("The requested VM size '{}' is not available in location 'eastus'.", size.name),
             ));
         }
     }
     Ok(())
 }
 
-fn fleet(
-    world: &mut World,
-    base: &str,
-    method: &Method,
-    rg: &str,
-    name: &str,
-    body: &Bytes,
-) -> Result<Reply, ArmError> {
+fn fleet(world: &mut World, base: &str, method: &Method, rg: &str, name: &str, body: &Bytes) -> Result<Reply, ArmError> {
     let subscription = world.config.subscription_id.clone();
     let key = fleet_key(rg, name);
     match *method {
-        Method::GET => Ok(Reply::json(
-            StatusCode::OK,
-            wire::fleet_json(&subscription, get_fleet(world, rg, name)?),
-        )),
+        Method::GET => Ok(Reply::json(StatusCode::OK, wire::fleet_json(&subscription, get_fleet(world, rg, name)?))),
         Method::PUT => {
             validate_fleet_name(name)?;
             let input: FleetPut = parse_body(body)?;
             let location = input.location.ok_or_else(|| {
-                ArmError::new(
-                    400,
-                    "LocationRequired",
-                    "The location property is required for this definition.",
-                )
+                ArmError::new(400, "LocationRequired", "The location property is required for this definition.")
             })?;
-            let props = input.properties.ok_or_else(|| {
-                ArmError::new(
-                    400,
-                    "InvalidParameter",
-                    "The property 'properties' is required.",
-                )
-            })?;
-            let sizes = props
-                .vm_sizes_profile
-                .as_deref()
-                .map(wire::sizes_from)
-                .ok_or_else(|| {
+            let props = input
+                .properties
+                .ok_or_else(|| ArmError::new(400, "InvalidParameter", "The property 'properties' is required."))?;
+            let sizes =
+                props.vm_sizes_profile.as_deref().map(wire::sizes_from).ok_or_else(|| {
+                    ArmError::new(400, "InvalidParameter", "The property 'properties.vmSizesProfile' is required.")
+                })?;
+            let compute_profile =
+                props.compute_profile.filter(|c| c.get("baseVirtualMachineProfile").is_some()).ok_or_else(|| {
                     ArmError::new(
                         400,
                         "InvalidParameter",
-                        "The property 'properties.vmSizesProfile' is required.",
+                        "The property 'properties.computeProfile.baseVirtualMachineProfile' is required.",
                     )
                 })?;
-            let compute_profile = props
-                .compute_profile
-                .filter(|c| c.get("baseVirtualMachineProfile").is_some())
-                .ok_or_else(|| {
-                    ArmError::new(400, "InvalidParameter", "The property 'properties.computeProfile.baseVirtualMachineProfile' is required.")
-                })?;
-            let spot = props
-                .spot_priority_profile
-                .as_ref()
-                .map(wire::spot_from)
-                .transpose()?;
-            let regular = props
-                .regular_priority_profile
-                .as_ref()
-                .map(wire::regular_from)
-                .transpose()?;
+            let spot = props.spot_priority_profile.as_ref().map(wire::spot_from).transpose()?;
+            let regular = props.regular_priority_profile.as_ref().map(wire::regular_from).transpose()?;
             if spot.is_none() && regular.is_none() {
                 return Err(ArmError::new(
                     400,
@@ -717,40 +483,23 @@ fn fleet(
             }
             validate_sizes(world, &sizes, spot.as_ref().is_some_and(|s| s.maintain))?;
             for (label, capacity, min) in [
-                (
-                    "spotPriorityProfile",
-                    spot.as_ref().map(|s| s.capacity),
-                    spot.as_ref().map(|s| s.min_capacity),
-                ),
-                (
-                    "regularPriorityProfile",
-                    regular.as_ref().map(|r| r.capacity),
-                    regular.as_ref().map(|r| r.min_capacity),
-                ),
+                ("spotPriorityProfile", spot.as_ref().map(|s| s.capacity), spot.as_ref().map(|s| s.min_capacity)),
+                ("regularPriorityProfile", regular.as_ref().map(|r| r.capacity), regular.as_ref().map(|r| r.min_capacity)),
             ] {
                 if let (Some(capacity), Some(min)) = (capacity, min) {
                     if min > capacity {
                         return Err(ArmError::new(
                             400,
                             "InvalidParameter",
-                            format!(
-                                "'{label}.minCapacity' ({min}) must not be greater than '{label}.capacity' ({capacity})."
-                            ),
+                            format!("'{label}.minCapacity' ({min}) must not be greater than '{label}.capacity' ({capacity})."),
                         ));
                     }
                     if capacity > 10_000 {
-                        return Err(ArmError::new(
-                            400,
-                            "InvalidParameter",
-                            format!("'{label}.capacity' must be at most 10000."),
-                        ));
+                        return Err(ArmError::new(400, "InvalidParameter", format!("'{label}.capacity' must be at most 10000.")));
                     }
                 }
             }
-            if regular
-                .as_ref()
-                .is_some_and(|r| r.allocation_strategy != "Prioritized")
-                && sizes.iter().any(|s| s.rank.is_some())
+            if regular.as_ref().is_some_and(|r| r.allocation_strategy != "Prioritized") && sizes.iter().any(|s| s.rank.is_some())
             {
                 return Err(ArmError::new(
                     400,
@@ -768,51 +517,34 @@ fn fleet(
                 )?;
             }
             let now = world.now;
-            let record = world
-                .fleets
-                .entry(key.clone())
-                .or_insert_with(|| FleetRecord {
-                    name: name.to_string(),
-                    resource_group: rg.to_string(),
-                    location: location.clone(),
-                    tags: Default::default(),
-                    spot: None,
-                    regular: None,
-                    vm_sizes: Vec::new(),
-                    compute_profile: Value::Null,
-                    provisioning_state: "Creating".into(),
-                    time_created: now,
-                    unique_id: uuid::Uuid::new_v4().to_string(),
-                    vms: Vec::new(),
-                    next_instance: Default::default(),
-                });
+            let record = world.fleets.entry(key.clone()).or_insert_with(|| FleetRecord {
+                name: name.to_string(),
+                resource_group: rg.to_string(),
+                location: location.clone(),
+                tags: Default::default(),
+                spot: None,
+                regular: None,
+                vm_sizes: Vec::new(),
+                compute_profile: Value::Null,
+                provisioning_state: "Creating".into(),
+                time_created: now,
+                unique_id: uuid::Uuid::new_v4().to_string(),
+                vms: Vec::new(),
+                next_instance: Default::default(),
+            });
             record.tags = input.tags;
             record.spot = spot;
             record.regular = regular;
             record.vm_sizes = sizes;
             record.compute_profile = compute_profile;
-            record.provisioning_state = if existed {
-                "Updating".into()
-            } else {
-                "Creating".into()
-            };
+            record.provisioning_state = if existed { "Updating".into() } else { "Creating".into() };
             let resource_path = wire::fleet_id(&subscription, record);
             let location = record.location.clone();
             world.seek_target(&key, false);
             let op = world.start_operation(&location, &resource_path);
             let json = wire::fleet_json(&subscription, &world.fleets[&key]);
-            let (status_url, _) = status_urls(
-                base,
-                &subscription,
-                "Microsoft.AzureFleet",
-                &op.id,
-                &location,
-            );
-            let status = if existed {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
+            let (status_url, _) = status_urls(base, &subscription, "Microsoft.AzureFleet", &op.id, &location);
+            let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
             Ok(Reply::json(status, json)
                 .header("azure-asyncoperation", status_url)
                 .header("retry-after", world.config.retry_after_secs.to_string()))
@@ -834,11 +566,7 @@ fn fleet(
                 }
                 if let Some(spot_in) = &props.spot_priority_profile {
                     let spot = updated.spot.as_mut().ok_or_else(|| {
-                        ArmError::new(
-                            400,
-                            "PropertyChangeNotAllowed",
-                            "The fleet has no spot priority profile to update.",
-                        )
+                        ArmError::new(400, "PropertyChangeNotAllowed", "The fleet has no spot priority profile to update.")
                     })?;
                     if spot_in.min_capacity.is_some_and(|m| m != spot.min_capacity) {
                         return Err(ArmError::new(
@@ -876,16 +604,9 @@ fn fleet(
                 }
                 if let Some(regular_in) = &props.regular_priority_profile {
                     let regular = updated.regular.as_mut().ok_or_else(|| {
-                        ArmError::new(
-                            400,
-                            "PropertyChangeNotAllowed",
-                            "The fleet has no regular priority profile to update.",
-                        )
+                        ArmError::new(400, "PropertyChangeNotAllowed", "The fleet has no regular priority profile to update.")
                     })?;
-                    if regular_in
-                        .min_capacity
-                        .is_some_and(|m| m != regular.min_capacity)
-                    {
+                    if regular_in.min_capacity.is_some_and(|m| m != regular.min_capacity) {
                         return Err(ArmError::new(
                             400,
                             "PropertyChangeNotAllowed",
@@ -908,23 +629,17 @@ fn fleet(
                 }
                 if let Some(sizes) = &props.vm_sizes_profile {
                     updated.vm_sizes = wire::sizes_from(sizes);
-                    validate_sizes(
-                        world,
-                        &updated.vm_sizes,
-                        updated.spot.as_ref().is_some_and(|s| s.maintain),
-                    )?;
+                    validate_sizes(world, &updated.vm_sizes, updated.spot.as_ref().is_some_and(|s| s.maintain))?;
                 }
             }
             for priority in Priority::ALL {
                 let (old, new) = match priority {
-                    Priority::Spot => (
-                        record.spot.as_ref().map_or(0, |s| s.capacity),
-                        updated.spot.as_ref().map_or(0, |s| s.capacity),
-                    ),
-                    Priority::Regular => (
-                        record.regular.as_ref().map_or(0, |r| r.capacity),
-                        updated.regular.as_ref().map_or(0, |r| r.capacity),
-                    ),
+                    Priority::Spot => {
+                        (record.spot.as_ref().map_or(0, |s| s.capacity), updated.spot.as_ref().map_or(0, |s| s.capacity))
+                    }
+                    Priority::Regular => {
+                        (record.regular.as_ref().map_or(0, |r| r.capacity), updated.regular.as_ref().map_or(0, |r| r.capacity))
+                    }
                 };
                 let extra = new.saturating_sub(old.max(record.counted(priority)));
                 world.check_quota_for(&updated.vm_sizes, priority, extra)?;
@@ -934,14 +649,7 @@ fn fleet(
             let resource_path = wire::fleet_id(&subscription, &updated);
             world.fleets.insert(key.clone(), updated);
             world.seek_target(&key, false);
-            Ok(accepted(
-                world,
-                base,
-                "Microsoft.AzureFleet",
-                &location,
-                &resource_path,
-                false,
-            ))
+            Ok(accepted(world, base, "Microsoft.AzureFleet", &location, &resource_path, false))
         }
         Method::DELETE => {
             let Some(mut record) = world.fleets.remove(&key) else {
@@ -949,20 +657,9 @@ fn fleet(
             };
             record.provisioning_state = "Deleting".into();
             let path = wire::fleet_id(&subscription, &record);
-            Ok(accepted(
-                world,
-                base,
-                "Microsoft.AzureFleet",
-                &record.location,
-                &path,
-                false,
-            ))
+            Ok(accepted(world, base, "Microsoft.AzureFleet", &record.location, &path, false))
         }
-        _ => Err(ArmError::new(
-            405,
-            "MethodNotAllowed",
-            format!("The method '{method}' is not allowed for fleets."),
-        )),
+        _ => Err(ArmError::new(405, "MethodNotAllowed", format!("The method '{method}' is not allowed for fleets."))),
     }
 }
 
@@ -990,38 +687,24 @@ fn scale_set(
         ArmError::new(
             404,
             "ResourceNotFound",
-            format!(
-                "The Resource 'Microsoft.Compute/virtualMachineScaleSets/{name}' under resource group '{rg}' was not found."
-            ),
+            format!("The Resource 'Microsoft.Compute/virtualMachineScaleSets/{name}' under resource group '{rg}' was not found."),
         )
     };
     let key = world
         .fleets
         .iter()
         .find(|(_, f)| {
-            f.resource_group.eq_ignore_ascii_case(rg)
-                && scale_sets(f)
-                    .iter()
-                    .any(|(n, _, _)| n.eq_ignore_ascii_case(name))
+            f.resource_group.eq_ignore_ascii_case(rg) && scale_sets(f).iter().any(|(n, _, _)| n.eq_ignore_ascii_case(name))
         })
         .map(|(k, _)| k.clone())
         .ok_or_else(not_found)?;
     let fleet = &world.fleets[&key];
-    let (set_name, size, priority) = scale_sets(fleet)
-        .into_iter()
-        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
-        .ok_or_else(not_found)?;
+    let (set_name, size, priority) =
+        scale_sets(fleet).into_iter().find(|(n, _, _)| n.eq_ignore_ascii_case(name)).ok_or_else(not_found)?;
     match (method.clone(), rest) {
         (Method::GET, []) => {
-            let capacity = fleet
-                .vms
-                .iter()
-                .filter(|vm| vm.scale_set == set_name)
-                .count();
-            Ok(Reply::json(
-                StatusCode::OK,
-                wire::scale_set_json(&subscription, fleet, &set_name, &size, priority, capacity),
-            ))
+            let capacity = fleet.vms.iter().filter(|vm| vm.scale_set == set_name).count();
+            Ok(Reply::json(StatusCode::OK, wire::scale_set_json(&subscription, fleet, &set_name, &size, priority, capacity)))
         }
         (Method::GET, ["virtualmachines"]) => {
             let value: Vec<Value> = fleet
@@ -1036,14 +719,8 @@ fn scale_set(
             let input: DeleteInstances = parse_body(body)?;
             delete_instances(world, base, &key, &set_name, &input.instance_ids)
         }
-        (Method::DELETE, ["virtualmachines", id]) => {
-            delete_instances(world, base, &key, &set_name, &[id.to_string()])
-        }
-        _ => Err(ArmError::new(
-            405,
-            "MethodNotAllowed",
-            format!("The method '{method}' is not allowed here."),
-        )),
+        (Method::DELETE, ["virtualmachines", id]) => delete_instances(world, base, &key, &set_name, &[id.to_string()]),
+        _ => Err(ArmError::new(405, "MethodNotAllowed", format!("The method '{method}' is not allowed here."))),
     }
 }
 
@@ -1056,39 +733,21 @@ fn delete_instances(
 ) -> Result<Reply, ArmError> {
     let subscription = world.config.subscription_id.clone();
     let Some(fleet) = world.fleets.get_mut(key) else {
-        return Err(ArmError::new(
-            404,
-            "ResourceNotFound",
-            "The fleet was deleted.",
-        ));
+        return Err(ArmError::new(404, "ResourceNotFound", "The fleet was deleted."));
     };
     for id in ids {
-        let known = fleet
-            .vms
-            .iter()
-            .any(|vm| vm.scale_set == set_name && vm.instance_id.to_string() == *id);
+        let known = fleet.vms.iter().any(|vm| vm.scale_set == set_name && vm.instance_id.to_string() == *id);
         if !known {
             return Err(ArmError::new(
                 400,
                 "InvalidParameter",
-                format!(
-                    "The instance id '{id}' is not a valid instance of virtual machine scale set '{set_name}'."
-                ),
+                format!("The instance id '{id}' is not a valid instance of virtual machine scale set '{set_name}'."),
             ));
         }
     }
     // Deletion is immediate here; Azure takes a while, which the operation stands for.
-    fleet
-        .vms
-        .retain(|vm| !(vm.scale_set == set_name && ids.contains(&vm.instance_id.to_string())));
+    fleet.vms.retain(|vm| !(vm.scale_set == set_name && ids.contains(&vm.instance_id.to_string())));
     let location = fleet.location.clone();
     let resource_path = wire::scale_set_id(&subscription, &fleet.resource_group, set_name);
-    Ok(accepted(
-        world,
-        base,
-        "Microsoft.Compute",
-        &location,
-        &resource_path,
-        true,
-    ))
+    Ok(accepted(world, base, "Microsoft.Compute", &location, &resource_path, true))
 }

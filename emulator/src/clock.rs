@@ -25,13 +25,7 @@ struct ClockState {
 impl VirtualClock {
     /// A clock that reads `start` now and runs at `speed` × real time (0 = paused).
     pub fn new(start: OffsetDateTime, speed: f64) -> Self {
-        Self {
-            inner: Mutex::new(ClockState {
-                anchor_virtual: start,
-                anchor_real: Instant::now(),
-                speed: speed.max(0.0),
-            }),
-        }
+        Self { inner: Mutex::new(ClockState { anchor_virtual: start, anchor_real: Instant::now(), speed: speed.max(0.0) }) }
     }
 
     /// Current virtual time.

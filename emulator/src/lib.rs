@@ -49,9 +49,7 @@ impl Default for EmulatorConfig {
     fn default() -> Self {
         Self {
             world: WorldConfig::default(),
-            start: OffsetDateTime::now_utc()
-                .replace_nanosecond(0)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            start: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::UNIX_EPOCH),
             speed: 1.0,
             scenario: Scenario::Reference,
         }
@@ -71,10 +69,7 @@ impl Emulator {
     pub fn new(config: EmulatorConfig) -> Arc<Self> {
         let mut world = World::new(config.world, PriceTable::embedded(), config.start);
         config.scenario.install(&mut world);
-        Arc::new(Self {
-            world: Mutex::new(world),
-            clock: VirtualClock::new(config.start, config.speed),
-        })
+        Arc::new(Self { world: Mutex::new(world), clock: VirtualClock::new(config.start, config.speed) })
     }
 
     /// Lock the world (without advancing it).
@@ -98,10 +93,7 @@ impl Emulator {
             .route("/healthz", get(healthz))
             .route("/_emulator/clock", get(clock_get).post(clock_post))
             .route("/_emulator/events", get(events))
-            .route(
-                "/v1/workspaces/{workspace}/query",
-                get(la_get).post(la_post),
-            )
+            .route("/v1/workspaces/{workspace}/query", get(la_get).post(la_post))
             .fallback(arm_fallback)
             .with_state(self.clone())
     }
@@ -111,16 +103,10 @@ impl Emulator {
     ///
     /// # Errors
     /// When the server fails.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: tokio::net::TcpListener,
-        cancel: CancellationToken,
-    ) -> std::io::Result<()> {
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener, cancel: CancellationToken) -> std::io::Result<()> {
         let ticker = tokio::spawn(self.clone().tick_until(cancel.child_token()));
         let router = self.router();
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await;
+        let result = axum::serve(listener, router).with_graceful_shutdown(cancel.cancelled_owned()).await;
         ticker.abort();
         result
     }
@@ -181,11 +167,7 @@ struct QueryParams {
 }
 
 fn la_error(status: axum::http::StatusCode, code: &str, message: &str) -> axum::response::Response {
-    (
-        status,
-        axum::Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
+    (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }
 
 async fn la_post(
@@ -214,11 +196,7 @@ async fn la_get(
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     let Some(query) = params.query else {
-        return la_error(
-            axum::http::StatusCode::BAD_REQUEST,
-            "BadArgumentError",
-            "The 'query' parameter is required.",
-        );
+        return la_error(axum::http::StatusCode::BAD_REQUEST, "BadArgumentError", "The 'query' parameter is required.");
     };
     la_query(emulator, &workspace, query, params.timespan, &headers).await
 }
@@ -244,51 +222,26 @@ async fn la_query(
         return la_error(
             StatusCode::BAD_REQUEST,
             "BadArgumentError",
-            &format!(
-                "The query is {} characters long; the limit is {}.",
-                query.len(),
-                config.max_query_len
-            ),
+            &format!("The query is {} characters long; the limit is {}.", query.len(), config.max_query_len),
         );
     }
-    let prefer = headers
-        .get("prefer")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let prefer = headers.get("prefer").and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
     let include_render = prefer.contains("include-render=true");
     let include_statistics = prefer.contains("include-statistics=true");
     let wait = prefer
         .split([',', ';'])
-        .find_map(|p| {
-            p.trim()
-                .strip_prefix("wait=")
-                .and_then(|w| w.parse::<u64>().ok())
-        })
+        .find_map(|p| p.trim().strip_prefix("wait=").and_then(|w| w.parse::<u64>().ok()))
         .map_or(config.timeout, |s| Duration::from_secs(s.min(600)));
     let (snapshot, now) = emulator.with_world(|w| {
         let now = logs::ticks(w.now);
-        let window = timespan
-            .as_deref()
-            .and_then(|t| logs::parse_timespan_param(t, now));
+        let window = timespan.as_deref().and_then(|t| logs::parse_timespan_param(t, now));
         (w.logs.snapshot(window), now)
     });
-    if timespan
-        .as_deref()
-        .is_some_and(|t| logs::parse_timespan_param(t, now).is_none())
-    {
-        return la_error(
-            StatusCode::BAD_REQUEST,
-            "BadArgumentError",
-            "The 'timespan' is not an ISO-8601 duration or interval.",
-        );
+    if timespan.as_deref().is_some_and(|t| logs::parse_timespan_param(t, now).is_none()) {
+        return la_error(StatusCode::BAD_REQUEST, "BadArgumentError", "The 'timespan' is not an ISO-8601 duration or interval.");
     }
     let started = std::time::Instant::now();
-    let options = kql::Options {
-        now,
-        max_query_len: config.max_query_len,
-        deadline: Some(started + wait),
-    };
+    let options = kql::Options { now, max_query_len: config.max_query_len, deadline: Some(started + wait) };
     let max_rows = config.max_rows;
     let result = tokio::task::spawn_blocking(move || kql::run(&query, &snapshot, &options)).await;
     match result {
@@ -300,22 +253,10 @@ async fn la_query(
             (StatusCode::OK, axum::Json(body)).into_response()
         }
         Ok(Err(e)) if e.kind == kql::ErrorKind::Limit && e.message.contains("time limit") => {
-            la_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "GatewayTimeout",
-                "The query ran past its time limit.",
-            )
+            la_error(StatusCode::GATEWAY_TIMEOUT, "GatewayTimeout", "The query ran past its time limit.")
         }
-        Ok(Err(e)) => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(kql::response::error_json(&e)),
-        )
-            .into_response(),
-        Err(e) => la_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            &e.to_string(),
-        ),
+        Ok(Err(e)) => (StatusCode::BAD_REQUEST, axum::Json(kql::response::error_json(&e))).into_response(),
+        Err(e) => la_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &e.to_string()),
     }
 }
 
@@ -344,17 +285,12 @@ struct ClockChange {
     speed: Option<f64>,
 }
 
-async fn clock_post(
-    State(emulator): State<Arc<Emulator>>,
-    axum::Json(change): axum::Json<ClockChange>,
-) -> impl IntoResponse {
+async fn clock_post(State(emulator): State<Arc<Emulator>>, axum::Json(change): axum::Json<ClockChange>) -> impl IntoResponse {
     if let Some(speed) = change.speed {
         emulator.clock.set_speed(speed);
     }
     if change.advance_seconds > 0 {
-        emulator
-            .clock
-            .advance(Duration::from_secs(change.advance_seconds));
+        emulator.clock.advance(Duration::from_secs(change.advance_seconds));
     }
     axum::Json(clock_json(&emulator))
 }

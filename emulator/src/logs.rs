@@ -187,27 +187,12 @@ impl LogStore {
     pub fn new(config: LogConfig, seed: u64) -> Self {
         let mut tables = BTreeMap::new();
         for (name, columns) in schemas() {
-            let mut cols: Vec<Column> = columns
-                .iter()
-                .map(|(n, t)| Column {
-                    name: (*n).into(),
-                    ty: *t,
-                    values: Vec::new(),
-                })
-                .collect();
-            cols.push(Column {
-                name: INGESTION_COLUMN.into(),
-                ty: Type::DateTime,
-                values: Vec::new(),
-            });
+            let mut cols: Vec<Column> =
+                columns.iter().map(|(n, t)| Column { name: (*n).into(), ty: *t, values: Vec::new() }).collect();
+            cols.push(Column { name: INGESTION_COLUMN.into(), ty: Type::DateTime, values: Vec::new() });
             tables.insert(name.to_string(), Arc::new(Table::new(cols)));
         }
-        Self {
-            config,
-            tables,
-            pending: Vec::new(),
-            rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)),
-        }
+        Self { config, tables, pending: Vec::new(), rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)) }
     }
 
     /// Queue a row for `table`, by column name; missing columns are null. `Type` is filled in.
@@ -229,11 +214,7 @@ impl LogStore {
         }
         let (lo, hi) = ingestion_delay(table);
         let delay = lo + (self.rng.random::<f64>() * (hi - lo) as f64) as u64;
-        self.pending.push((
-            ticks(time_generated) + delay as i64 * TICKS_PER_SECOND,
-            table.to_string(),
-            row,
-        ));
+        self.pending.push((ticks(time_generated) + delay as i64 * TICKS_PER_SECOND, table.to_string(), row));
     }
 
     /// Make rows whose ingestion time has come visible, and drop rows past retention.
@@ -267,11 +248,7 @@ impl LogStore {
             let Some(i) = t.index_of("TimeGenerated") else {
                 continue;
             };
-            let old = t.columns[i]
-                .values
-                .iter()
-                .take_while(|v| matches!(v, Value::DateTime(x) if *x < horizon))
-                .count();
+            let old = t.columns[i].values.iter().take_while(|v| matches!(v, Value::DateTime(x) if *x < horizon)).count();
             if old > 0 {
                 let t = Arc::make_mut(t);
                 for c in &mut t.columns {
@@ -285,10 +262,7 @@ impl LogStore {
     /// A snapshot of the tables for one query, limited to `[from, to)` by `TimeGenerated`
     /// when a timespan was given.
     pub fn snapshot(&self, window: Option<(i64, i64)>) -> Snapshot {
-        Snapshot {
-            tables: self.tables.clone(),
-            window,
-        }
+        Snapshot { tables: self.tables.clone(), window }
     }
 
     /// Rows visible in a table (for tests and status).
@@ -311,11 +285,8 @@ impl Catalog for Snapshot {
             return Some(t.clone());
         };
         let i = t.index_of("TimeGenerated")?;
-        let keep: Vec<usize> = (0..t.rows)
-            .filter(
-                |&r| matches!(t.columns[i].values[r], Value::DateTime(x) if x >= from && x < to),
-            )
-            .collect();
+        let keep: Vec<usize> =
+            (0..t.rows).filter(|&r| matches!(t.columns[i].values[r], Value::DateTime(x) if x >= from && x < to)).collect();
         Some(Arc::new(t.take_rows(&keep)))
     }
 }
@@ -389,21 +360,12 @@ mod tests {
         assert_eq!(store.rows("Heartbeat"), 1);
         let snapshot = store.snapshot(None);
         let t = snapshot.table("Heartbeat").unwrap();
-        assert_eq!(
-            t.columns[t.index_of("Type").unwrap()].values[0],
-            Value::str("Heartbeat")
-        );
+        assert_eq!(t.columns[t.index_of("Type").unwrap()].values[0], Value::str("Heartbeat"));
     }
 
     #[test]
     fn retention_drops_old_rows() {
-        let mut store = LogStore::new(
-            LogConfig {
-                retention: Duration::from_secs(3600),
-                ..LogConfig::default()
-            },
-            1,
-        );
+        let mut store = LogStore::new(LogConfig { retention: Duration::from_secs(3600), ..LogConfig::default() }, 1);
         let t0 = datetime!(2024-01-01 00:00 UTC);
         store.write("Heartbeat", t0, &[]);
         store.ingest_until(t0 + time::Duration::minutes(5));
@@ -416,23 +378,11 @@ mod tests {
     fn timespan_parameters() {
         let now = kql::value::parse_datetime("2024-01-10").unwrap();
         let h = 3600 * TICKS_PER_SECOND;
-        assert_eq!(
-            parse_timespan_param("PT12H", now),
-            Some((now - 12 * h, now + 1))
-        );
-        assert_eq!(
-            parse_timespan_param("P1D", now),
-            Some((now - 24 * h, now + 1))
-        );
+        assert_eq!(parse_timespan_param("PT12H", now), Some((now - 12 * h, now + 1)));
+        assert_eq!(parse_timespan_param("P1D", now), Some((now - 24 * h, now + 1)));
         let start = kql::value::parse_datetime("2024-01-01").unwrap();
-        assert_eq!(
-            parse_timespan_param("2024-01-01T00:00:00Z/PT1H", now),
-            Some((start, start + h))
-        );
-        assert_eq!(
-            parse_timespan_param("2024-01-01/2024-01-02", now),
-            Some((start, start + 24 * h))
-        );
+        assert_eq!(parse_timespan_param("2024-01-01T00:00:00Z/PT1H", now), Some((start, start + h)));
+        assert_eq!(parse_timespan_param("2024-01-01/2024-01-02", now), Some((start, start + 24 * h)));
         assert_eq!(parse_timespan_param("yesterday", now), None);
     }
 }

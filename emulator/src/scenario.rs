@@ -26,9 +26,7 @@ impl std::str::FromStr for Scenario {
         match s {
             "empty" => Ok(Scenario::Empty),
             "reference" => Ok(Scenario::Reference),
-            other => Err(format!(
-                "unknown scenario '{other}' (expected 'reference' or 'empty')"
-            )),
+            other => Err(format!("unknown scenario '{other}' (expected 'reference' or 'empty')")),
         }
     }
 }
@@ -47,11 +45,7 @@ impl Scenario {
         let subscription = world.config.subscription_id.clone();
         world.resource_groups.insert(
             REFERENCE_RESOURCE_GROUP.to_ascii_lowercase(),
-            ResourceGroup {
-                name: REFERENCE_RESOURCE_GROUP.into(),
-                location: "eastus".into(),
-                tags: Default::default(),
-            },
+            ResourceGroup { name: REFERENCE_RESOURCE_GROUP.into(), location: "eastus".into(), tags: Default::default() },
         );
         let compute_profile: serde_json::Value = serde_json::from_str(
             &RECIPE_COMPUTE_PROFILE
@@ -59,10 +53,7 @@ impl Scenario {
                 .replace("${RESOURCE_GROUP}", REFERENCE_RESOURCE_GROUP),
         )
         .unwrap_or_default();
-        let key = (
-            REFERENCE_RESOURCE_GROUP.to_ascii_lowercase(),
-            REFERENCE_FLEET.to_string(),
-        );
+        let key = (REFERENCE_RESOURCE_GROUP.to_ascii_lowercase(), REFERENCE_FLEET.to_string());
         world.fleets.insert(
             key.clone(),
             FleetRecord {
@@ -78,17 +69,10 @@ impl Scenario {
                     allocation_strategy: "PriceCapacityOptimized".into(),
                     maintain: true,
                 }),
-                regular: Some(RegularProfile {
-                    capacity: 10,
-                    min_capacity: 1,
-                    allocation_strategy: "LowestPrice".into(),
-                }),
+                regular: Some(RegularProfile { capacity: 10, min_capacity: 1, allocation_strategy: "LowestPrice".into() }),
                 vm_sizes: ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"]
                     .iter()
-                    .map(|n| SizeProfile {
-                        name: (*n).into(),
-                        rank: None,
-                    })
+                    .map(|n| SizeProfile { name: (*n).into(), rank: None })
                     .collect(),
                 compute_profile,
                 provisioning_state: "Succeeded".into(),

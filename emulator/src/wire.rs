@@ -7,9 +7,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::world::{
-    ArmError, EmuVm, FleetRecord, RegularProfile, ResourceGroup, SizeProfile, SpotProfile,
-};
+use crate::world::{ArmError, EmuVm, FleetRecord, RegularProfile, ResourceGroup, SizeProfile, SpotProfile};
 
 /// `Fleet` as sent in a PUT.
 #[derive(Debug, Deserialize)]
@@ -101,8 +99,7 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-pub const SPOT_STRATEGIES: [&str; 3] =
-    ["PriceCapacityOptimized", "LowestPrice", "CapacityOptimized"];
+pub const SPOT_STRATEGIES: [&str; 3] = ["PriceCapacityOptimized", "LowestPrice", "CapacityOptimized"];
 pub const REGULAR_STRATEGIES: [&str; 2] = ["LowestPrice", "Prioritized"];
 
 fn invalid(message: String) -> ArmError {
@@ -110,40 +107,23 @@ fn invalid(message: String) -> ArmError {
 }
 
 fn enum_value(value: &str, allowed: &[&str], field: &str) -> Result<String, ArmError> {
-    allowed
-        .iter()
-        .find(|a| a.eq_ignore_ascii_case(value))
-        .map(|a| a.to_string())
-        .ok_or_else(|| {
-            invalid(format!(
-                "The value '{value}' of property '{field}' is not valid. Allowed values: {}.",
-                allowed.join(", ")
-            ))
-        })
+    allowed.iter().find(|a| a.eq_ignore_ascii_case(value)).map(|a| a.to_string()).ok_or_else(|| {
+        invalid(format!("The value '{value}' of property '{field}' is not valid. Allowed values: {}.", allowed.join(", ")))
+    })
 }
 
 /// Build a new spot profile from input, with the API's defaults.
 pub fn spot_from(input: &SpotIn) -> Result<SpotProfile, ArmError> {
     let eviction_policy = match input.eviction_policy.as_deref() {
         None => EvictionPolicy::Delete,
-        Some(p) => match enum_value(
-            p,
-            &["Delete", "Deallocate"],
-            "spotPriorityProfile.evictionPolicy",
-        )?
-        .as_str()
-        {
+        Some(p) => match enum_value(p, &["Delete", "Deallocate"], "spotPriorityProfile.evictionPolicy")?.as_str() {
             "Deallocate" => EvictionPolicy::Deallocate,
             _ => EvictionPolicy::Delete,
         },
     };
     let allocation_strategy = match input.allocation_strategy.as_deref() {
         None => "PriceCapacityOptimized".to_string(),
-        Some(s) => enum_value(
-            s,
-            &SPOT_STRATEGIES,
-            "spotPriorityProfile.allocationStrategy",
-        )?,
+        Some(s) => enum_value(s, &SPOT_STRATEGIES, "spotPriorityProfile.allocationStrategy")?,
     };
     Ok(SpotProfile {
         capacity: input.capacity.unwrap_or(0),
@@ -159,11 +139,7 @@ pub fn spot_from(input: &SpotIn) -> Result<SpotProfile, ArmError> {
 pub fn regular_from(input: &RegularIn) -> Result<RegularProfile, ArmError> {
     let allocation_strategy = match input.allocation_strategy.as_deref() {
         None => "LowestPrice".to_string(),
-        Some(s) => enum_value(
-            s,
-            &REGULAR_STRATEGIES,
-            "regularPriorityProfile.allocationStrategy",
-        )?,
+        Some(s) => enum_value(s, &REGULAR_STRATEGIES, "regularPriorityProfile.allocationStrategy")?,
     };
     Ok(RegularProfile {
         capacity: input.capacity.unwrap_or(0),
@@ -173,13 +149,7 @@ pub fn regular_from(input: &RegularIn) -> Result<RegularProfile, ArmError> {
 }
 
 pub fn sizes_from(input: &[SizeIn]) -> Vec<SizeProfile> {
-    input
-        .iter()
-        .map(|s| SizeProfile {
-            name: s.name.clone(),
-            rank: s.rank,
-        })
-        .collect()
+    input.iter().map(|s| SizeProfile { name: s.name.clone(), rank: s.rank }).collect()
 }
 
 /// ARM id of a fleet.

@@ -165,19 +165,13 @@ pub struct FleetRecord {
 impl FleetRecord {
     /// The scale set that holds VMs of a size and priority.
     pub fn scale_set_name(&self, size: &str, priority: Priority) -> String {
-        let short = size
-            .strip_prefix("Standard_")
-            .unwrap_or(size)
-            .to_ascii_lowercase();
+        let short = size.strip_prefix("Standard_").unwrap_or(size).to_ascii_lowercase();
         format!("{}-{}-{}", self.name, priority.as_str(), short)
     }
 
     /// VMs of a priority that count towards its target.
     pub fn counted(&self, priority: Priority) -> u32 {
-        self.vms
-            .iter()
-            .filter(|vm| vm.priority == priority && vm.state.counts_towards_target())
-            .count() as u32
+        self.vms.iter().filter(|vm| vm.priority == priority && vm.state.counts_towards_target()).count() as u32
     }
 }
 
@@ -230,11 +224,7 @@ pub struct ArmError {
 impl ArmError {
     /// Build an error.
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code: code.into(),
-            message: message.into(),
-        }
+        Self { status, code: code.into(), message: message.into() }
     }
 }
 
@@ -295,8 +285,7 @@ impl World {
             // Telemetry is written once per virtual minute.
             let minute = |t: OffsetDateTime| t.unix_timestamp().div_euclid(60);
             if minute(self.now) != minute(before) {
-                let at =
-                    OffsetDateTime::from_unix_timestamp(minute(self.now) * 60).unwrap_or(self.now);
+                let at = OffsetDateTime::from_unix_timestamp(minute(self.now) * 60).unwrap_or(self.now);
                 self.write_minute_telemetry(at);
             }
             self.log_events();
@@ -314,13 +303,8 @@ impl World {
                 "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.AzureFleet/fleets/{}",
                 fleet.resource_group, fleet.name
             );
-            let running = |p: Priority| {
-                fleet
-                    .vms
-                    .iter()
-                    .filter(|v| v.priority == p && v.state == VmState::Running)
-                    .count() as f64
-            };
+            let running =
+                |p: Priority| fleet.vms.iter().filter(|v| v.priority == p && v.state == VmState::Running).count() as f64;
             let spot_target = fleet.spot.as_ref().map_or(0, |s| s.capacity) as f64;
             let regular_target = fleet.regular.as_ref().map_or(0, |r| r.capacity) as f64;
             let cost_per_minute: f64 = fleet
@@ -332,18 +316,10 @@ impl World {
             let metrics = [
                 (
                     "SpotInstanceUtilization",
-                    if spot_target > 0.0 {
-                        100.0 * running(Priority::Spot) / spot_target
-                    } else {
-                        0.0
-                    },
+                    if spot_target > 0.0 { 100.0 * running(Priority::Spot) / spot_target } else { 0.0 },
                     "Percent",
                 ),
-                (
-                    "RunningVMs",
-                    running(Priority::Spot) + running(Priority::Regular),
-                    "Count",
-                ),
+                ("RunningVMs", running(Priority::Spot) + running(Priority::Regular), "Count"),
                 ("SpotCapacity", spot_target, "Count"),
                 ("RegularCapacity", regular_target, "Count"),
                 ("TotalCost", cost_per_minute, "USD"),
@@ -364,10 +340,7 @@ impl World {
                         ("TimeGrain", V::str("PT1M")),
                         ("UnitName", V::str(unit)),
                         ("SubscriptionId", V::str(&subscription)),
-                        (
-                            "ResourceGroup",
-                            V::str(&fleet.resource_group.to_ascii_uppercase()),
-                        ),
+                        ("ResourceGroup", V::str(&fleet.resource_group.to_ascii_uppercase())),
                         ("ResourceProvider", V::str("Microsoft.AzureFleet")),
                         ("Resource", V::str(&fleet.name.to_ascii_uppercase())),
                     ],
@@ -382,10 +355,7 @@ impl World {
                     "Heartbeat",
                     vec![
                         ("SourceSystem", V::str("Linux")),
-                        (
-                            "Computer",
-                            V::str(&format!("{}_{}", vm.scale_set, vm.instance_id)),
-                        ),
+                        ("Computer", V::str(&format!("{}_{}", vm.scale_set, vm.instance_id))),
                         ("Category", V::str("Azure Monitor Agent")),
                         ("OSType", V::str("Linux")),
                         ("OSName", V::str("Ubuntu")),
@@ -414,13 +384,10 @@ impl World {
         let new: Vec<FleetEvent> = self.events[start..].to_vec();
         self.events_logged = self.events.len();
         for e in new {
-            let rg = self
-                .fleets
-                .values()
-                .find(|f| f.name == e.fleet)
-                .map(|f| f.resource_group.clone())
-                .unwrap_or_default();
-            let id = format!("/subscriptions/{subscription}/resourcegroups/{rg}/providers/microsoft.azurefleet/fleets/{}", e.fleet).to_ascii_lowercase();
+            let rg = self.fleets.values().find(|f| f.name == e.fleet).map(|f| f.resource_group.clone()).unwrap_or_default();
+            let id =
+                format!("/subscriptions/{subscription}/resourcegroups/{rg}/providers/microsoft.azurefleet/fleets/{}", e.fleet)
+                    .to_ascii_lowercase();
             let priority = if e.kind == "SpotEviction" { "Spot" } else { "" };
             self.logs.write(
                 "ComputeFleetEvents_CL",
@@ -438,24 +405,14 @@ impl World {
     }
 
     /// Record an ARM write in `AzureActivity`, as the Activity Log does.
-    pub fn log_activity(
-        &mut self,
-        method: &str,
-        path: &str,
-        status: u16,
-        caller: &str,
-        correlation: &str,
-    ) {
+    pub fn log_activity(&mut self, method: &str, path: &str, status: u16, caller: &str, correlation: &str) {
         use crate::kql::Value as V;
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
         let provider_at = lower.iter().rposition(|s| s == "providers");
         let (provider, resource_path) = match provider_at {
             Some(i) if i + 1 < segments.len() => (segments[i + 1].to_string(), &segments[i + 2..]),
-            _ => (
-                "Microsoft.Resources".to_string(),
-                &segments[2.min(segments.len())..],
-            ),
+            _ => ("Microsoft.Resources".to_string(), &segments[2.min(segments.len())..]),
         };
         // Resource types are the even positions of the path after the provider.
         let types: Vec<&str> = resource_path.iter().step_by(2).copied().collect();
@@ -465,29 +422,18 @@ impl World {
         }
         let action = match method {
             "DELETE" => "delete".to_string(),
-            "POST" => format!(
-                "{}/action",
-                resource_path.last().copied().unwrap_or("action")
-            ),
+            "POST" => format!("{}/action", resource_path.last().copied().unwrap_or("action")),
             _ => "write".to_string(),
         };
         let operation = if method == "POST" {
-            let base: Vec<&str> = resource_path[..resource_path.len().saturating_sub(1)]
-                .iter()
-                .step_by(2)
-                .copied()
-                .collect();
+            let base: Vec<&str> = resource_path[..resource_path.len().saturating_sub(1)].iter().step_by(2).copied().collect();
             format!("{provider}/{}/{action}", base.join("/"))
         } else {
             format!("{operation}/{action}")
         };
         let resource_id = path.split('?').next().unwrap_or(path).to_string();
-        let resource_group = lower
-            .iter()
-            .position(|s| s == "resourcegroups")
-            .and_then(|i| segments.get(i + 1))
-            .copied()
-            .unwrap_or_default();
+        let resource_group =
+            lower.iter().position(|s| s == "resourcegroups").and_then(|i| segments.get(i + 1)).copied().unwrap_or_default();
         let ok = status < 400;
         let mut ops = vec![operation.clone()];
         // A capacity change of a fleet is the fleet writing its scale sets.
@@ -508,40 +454,20 @@ impl World {
                     ("OperationName", V::str(&op)),
                     ("Caller", V::str(caller)),
                     ("CallerIpAddress", V::str("127.0.0.1")),
-                    (
-                        "EventSubmissionTimestamp",
-                        V::DateTime(crate::logs::ticks(now)),
-                    ),
-                    (
-                        "ActivityStatusValue",
-                        V::str(if ok { "Success" } else { "Failure" }),
-                    ),
-                    (
-                        "ActivityStatus",
-                        V::str(if ok { "Succeeded" } else { "Failed" }),
-                    ),
+                    ("EventSubmissionTimestamp", V::DateTime(crate::logs::ticks(now))),
+                    ("ActivityStatusValue", V::str(if ok { "Success" } else { "Failure" })),
+                    ("ActivityStatus", V::str(if ok { "Succeeded" } else { "Failed" })),
                     ("ActivitySubstatusValue", V::str(&status.to_string())),
-                    (
-                        "ResourceGroup",
-                        V::str(&resource_group.to_ascii_uppercase()),
-                    ),
-                    (
-                        "ResourceProviderValue",
-                        V::str(&provider.to_ascii_uppercase()),
-                    ),
+                    ("ResourceGroup", V::str(&resource_group.to_ascii_uppercase())),
+                    ("ResourceProviderValue", V::str(&provider.to_ascii_uppercase())),
                     ("ResourceProvider", V::str(&provider)),
                     ("SubscriptionId", V::str(&self.config.subscription_id)),
-                    (
-                        "Resource",
-                        V::str(segments.last().copied().unwrap_or_default()),
-                    ),
+                    ("Resource", V::str(segments.last().copied().unwrap_or_default())),
                     ("ResourceId", V::str(&resource_id.to_ascii_uppercase())),
                     ("_ResourceId", V::str(&resource_id.to_ascii_lowercase())),
                     (
                         "Properties",
-                        V::Dynamic(std::sync::Arc::new(
-                            serde_json::json!({"statusCode": status, "httpMethod": method}),
-                        )),
+                        V::Dynamic(std::sync::Arc::new(serde_json::json!({"statusCode": status, "httpMethod": method}))),
                     ),
                 ],
             );
@@ -566,23 +492,12 @@ impl World {
                         vm.state = VmState::Running;
                     }
                 }
-                let policy = fleet
-                    .spot
-                    .as_ref()
-                    .map(|s| s.eviction_policy)
-                    .unwrap_or(EvictionPolicy::Delete);
+                let policy = fleet.spot.as_ref().map(|s| s.eviction_policy).unwrap_or(EvictionPolicy::Delete);
                 for (index, vm) in fleet.vms.iter_mut().enumerate() {
-                    if vm.priority != Priority::Spot
-                        || !matches!(vm.state, VmState::Running | VmState::Creating)
-                    {
+                    if vm.priority != Priority::Spot || !matches!(vm.state, VmState::Running | VmState::Creating) {
                         continue;
                     }
-                    let band = self
-                        .prices
-                        .get(&vm.size)
-                        .and_then(|s| s.eviction_band)
-                        .map(|b| b.mid_fraction())
-                        .unwrap_or(0.05);
+                    let band = self.prices.get(&vm.size).and_then(|s| s.eviction_band).map(|b| b.mid_fraction()).unwrap_or(0.05);
                     let p = (1.0 - (1.0 - band).powf(tick_secs / period)) * multiplier;
                     if self.rng.random::<f64>() < p {
                         evictions.push(index);
@@ -590,8 +505,7 @@ impl World {
                 }
                 for &index in evictions.iter().rev() {
                     let vm = &mut fleet.vms[index];
-                    let message =
-                        format!("{}_{} evicted ({policy:?})", vm.scale_set, vm.instance_id);
+                    let message = format!("{}_{} evicted ({policy:?})", vm.scale_set, vm.instance_id);
                     let size = vm.size.clone();
                     match policy {
                         EvictionPolicy::Deallocate => vm.state = VmState::Deallocated,
@@ -639,11 +553,7 @@ impl World {
             let missing = target.saturating_sub(fleet.counted(priority));
             for _ in 0..missing {
                 if let Err(failure) = self.allocate_one(key, priority) {
-                    let fleet_name = self
-                        .fleets
-                        .get(key)
-                        .map(|f| f.name.clone())
-                        .unwrap_or_default();
+                    let fleet_name = self.fleets.get(key).map(|f| f.name.clone()).unwrap_or_default();
                     // One event per tick and tier is enough to see the failure.
                     self.events.push(FleetEvent {
                         at: self.now,
@@ -660,11 +570,7 @@ impl World {
 
     /// Allocate one VM of a priority by the fleet's allocation strategy.
     /// Returns `(size, reason)` when no size can take it.
-    fn allocate_one(
-        &mut self,
-        key: &(String, String),
-        priority: Priority,
-    ) -> Result<(), (String, String)> {
+    fn allocate_one(&mut self, key: &(String, String), priority: Priority) -> Result<(), (String, String)> {
         let size = self.choose_size(key, priority)?;
         let now = self.now;
         let info = self.prices.get(&size).cloned();
@@ -694,23 +600,13 @@ impl World {
         Ok(())
     }
 
-    fn choose_size(
-        &self,
-        key: &(String, String),
-        priority: Priority,
-    ) -> Result<String, (String, String)> {
-        let fleet = self
-            .fleets
-            .get(key)
-            .ok_or_else(|| (String::new(), "fleet vanished".to_string()))?;
+    fn choose_size(&self, key: &(String, String), priority: Priority) -> Result<String, (String, String)> {
+        let fleet = self.fleets.get(key).ok_or_else(|| (String::new(), "fleet vanished".to_string()))?;
         let mut candidates: Vec<(&SizeProfile, &SizeInfo, u32)> = Vec::new();
         let mut last_reason = (String::new(), "the fleet lists no VM sizes".to_string());
         for profile in &fleet.vm_sizes {
             let Some(info) = self.prices.get(&profile.name) else {
-                last_reason = (
-                    profile.name.clone(),
-                    format!("unknown VM size {}", profile.name),
-                );
+                last_reason = (profile.name.clone(), format!("unknown VM size {}", profile.name));
                 continue;
             };
             if let Err(reason) = self.quota_allows(info, priority) {
@@ -723,21 +619,13 @@ impl World {
                     && max >= 0.0
                     && info.spot_usd_hour > max
                 {
-                    last_reason = (
-                        profile.name.clone(),
-                        format!(
-                            "spot price {} is above maxPricePerVM {max}",
-                            info.spot_usd_hour
-                        ),
-                    );
+                    last_reason =
+                        (profile.name.clone(), format!("spot price {} is above maxPricePerVM {max}", info.spot_usd_hour));
                     continue;
                 }
                 pool = self.spot_pool_left(info);
                 if pool == 0 {
-                    last_reason = (
-                        profile.name.clone(),
-                        format!("no spot capacity left for {}", info.name),
-                    );
+                    last_reason = (profile.name.clone(), format!("no spot capacity left for {}", info.name));
                     continue;
                 }
             }
@@ -745,43 +633,22 @@ impl World {
         }
         let strategy = match priority {
             Priority::Spot => fleet.spot.as_ref().map(|s| s.allocation_strategy.as_str()),
-            Priority::Regular => fleet
-                .regular
-                .as_ref()
-                .map(|r| r.allocation_strategy.as_str()),
+            Priority::Regular => fleet.regular.as_ref().map(|r| r.allocation_strategy.as_str()),
         }
         .unwrap_or("LowestPrice");
-        let position = |p: &SizeProfile| {
-            fleet
-                .vm_sizes
-                .iter()
-                .position(|q| q.name == p.name)
-                .unwrap_or(usize::MAX)
-        };
+        let position = |p: &SizeProfile| fleet.vm_sizes.iter().position(|q| q.name == p.name).unwrap_or(usize::MAX);
         let price = |i: &SizeInfo| i.price(priority);
         let best = match strategy {
             "Prioritized" => candidates.iter().min_by(|a, b| {
-                a.0.rank
-                    .unwrap_or(u32::MAX)
-                    .cmp(&b.0.rank.unwrap_or(u32::MAX))
-                    .then(position(a.0).cmp(&position(b.0)))
+                a.0.rank.unwrap_or(u32::MAX).cmp(&b.0.rank.unwrap_or(u32::MAX)).then(position(a.0).cmp(&position(b.0)))
             }),
             // Most spare capacity first, price ignored.
-            "CapacityOptimized" => candidates
-                .iter()
-                .max_by(|a, b| a.2.cmp(&b.2).then(position(b.0).cmp(&position(a.0)))),
+            "CapacityOptimized" => candidates.iter().max_by(|a, b| a.2.cmp(&b.2).then(position(b.0).cmp(&position(a.0)))),
             // Deepest capacity bucket first, then the lowest price within it.
             "PriceCapacityOptimized" => candidates.iter().min_by(|a, b| {
-                (b.2 / 10)
-                    .cmp(&(a.2 / 10))
-                    .then(price(a.1).total_cmp(&price(b.1)))
-                    .then(position(a.0).cmp(&position(b.0)))
+                (b.2 / 10).cmp(&(a.2 / 10)).then(price(a.1).total_cmp(&price(b.1))).then(position(a.0).cmp(&position(b.0)))
             }),
-            _ => candidates.iter().min_by(|a, b| {
-                price(a.1)
-                    .total_cmp(&price(b.1))
-                    .then(position(a.0).cmp(&position(b.0)))
-            }),
+            _ => candidates.iter().min_by(|a, b| price(a.1).total_cmp(&price(b.1)).then(position(a.0).cmp(&position(b.0)))),
         };
         best.map(|c| c.1.name.clone()).ok_or(last_reason)
     }
@@ -806,20 +673,14 @@ impl World {
                 let used = self.vcpus_in_use(Some(&family), priority);
                 let limit = self.config.family_vcpu_quota;
                 if used + info.vcpus > limit {
-                    return Err(format!(
-                        "QuotaExceeded: family {family} would use {} of {limit} vCPUs",
-                        used + info.vcpus
-                    ));
+                    return Err(format!("QuotaExceeded: family {family} would use {} of {limit} vCPUs", used + info.vcpus));
                 }
             }
             Priority::Spot => {
                 let used = self.vcpus_in_use(None, priority);
                 let limit = self.config.spot_vcpu_quota;
                 if used + info.vcpus > limit {
-                    return Err(format!(
-                        "QuotaExceeded: spot would use {} of {limit} vCPUs",
-                        used + info.vcpus
-                    ));
+                    return Err(format!("QuotaExceeded: spot would use {} of {limit} vCPUs", used + info.vcpus));
                 }
             }
         }
@@ -843,56 +704,34 @@ impl World {
             .values()
             .flat_map(|f| &f.vms)
             .filter(|vm| {
-                vm.priority == Priority::Spot
-                    && vm.state != VmState::Deleting
-                    && vm.size.eq_ignore_ascii_case(&info.name)
+                vm.priority == Priority::Spot && vm.state != VmState::Deleting && vm.size.eq_ignore_ascii_case(&info.name)
             })
             .count() as u32;
         pool.saturating_sub(used)
     }
 
     /// vCPUs a capacity would need at the least, with the smallest listed size.
-    pub fn check_quota_for(
-        &self,
-        sizes: &[SizeProfile],
-        priority: Priority,
-        extra_vms: u32,
-    ) -> Result<(), ArmError> {
+    pub fn check_quota_for(&self, sizes: &[SizeProfile], priority: Priority, extra_vms: u32) -> Result<(), ArmError> {
         if extra_vms == 0 {
             return Ok(());
         }
-        let smallest = sizes
-            .iter()
-            .filter_map(|s| self.prices.get(&s.name))
-            .min_by_key(|i| i.vcpus);
+        let smallest = sizes.iter().filter_map(|s| self.prices.get(&s.name)).min_by_key(|i| i.vcpus);
         let Some(smallest) = smallest else {
             return Ok(());
         };
         let need = smallest.vcpus * extra_vms;
         let (used, limit, what) = match priority {
-            Priority::Spot => (
-                self.vcpus_in_use(None, priority),
-                self.config.spot_vcpu_quota,
-                "Total Regional Spot vCPUs".to_string(),
-            ),
+            Priority::Spot => {
+                (self.vcpus_in_use(None, priority), self.config.spot_vcpu_quota, "Total Regional Spot vCPUs".to_string())
+            }
             Priority::Regular => {
                 // Any listed family may take the VMs: the quota left is the sum over families.
-                let mut families: Vec<String> = sizes
-                    .iter()
-                    .filter_map(|s| self.prices.get(&s.name))
-                    .map(|i| i.family())
-                    .collect();
+                let mut families: Vec<String> =
+                    sizes.iter().filter_map(|s| self.prices.get(&s.name)).map(|i| i.family()).collect();
                 families.sort();
                 families.dedup();
-                let used: u32 = families
-                    .iter()
-                    .map(|f| self.vcpus_in_use(Some(f), priority))
-                    .sum();
-                (
-                    used,
-                    self.config.family_vcpu_quota * families.len() as u32,
-                    format!("{} vCPUs", families.join(", ")),
-                )
+                let used: u32 = families.iter().map(|f| self.vcpus_in_use(Some(f), priority)).sum();
+                (used, self.config.family_vcpu_quota * families.len() as u32, format!("{} vCPUs", families.join(", ")))
             }
         };
         if used + need > limit {
@@ -912,10 +751,7 @@ impl World {
 
     /// Start a long-running operation on a resource; it completes on its first status poll.
     pub fn start_operation(&mut self, location: &str, resource_path: &str) -> Operation {
-        let id = format!(
-            "{:08x}-0000-4000-8000-{:012x}",
-            self.next_operation, self.config.seed
-        );
+        let id = format!("{:08x}-0000-4000-8000-{:012x}", self.next_operation, self.config.seed);
         self.next_operation += 1;
         let op = Operation {
             id: id.clone(),
@@ -945,9 +781,7 @@ impl World {
                     fleet.resource_group.to_ascii_lowercase(),
                     fleet.name.to_ascii_lowercase()
                 );
-                if path.ends_with(&fleet_path)
-                    && matches!(fleet.provisioning_state.as_str(), "Creating" | "Updating")
-                {
+                if path.ends_with(&fleet_path) && matches!(fleet.provisioning_state.as_str(), "Creating" | "Updating") {
                     fleet.provisioning_state = "Succeeded".into();
                 }
             }
@@ -961,17 +795,8 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    fn world_with_fleet(
-        spot: u32,
-        regular: u32,
-        strategy: &str,
-        eviction: EvictionPolicy,
-    ) -> (World, (String, String)) {
-        let mut world = World::new(
-            WorldConfig::default(),
-            PriceTable::embedded(),
-            datetime!(2026-01-01 00:00 UTC),
-        );
+    fn world_with_fleet(spot: u32, regular: u32, strategy: &str, eviction: EvictionPolicy) -> (World, (String, String)) {
+        let mut world = World::new(WorldConfig::default(), PriceTable::embedded(), datetime!(2026-01-01 00:00 UTC));
         let key = ("rg".to_string(), "f".to_string());
         world.fleets.insert(
             key.clone(),
@@ -988,17 +813,10 @@ mod tests {
                     allocation_strategy: strategy.into(),
                     maintain: true,
                 }),
-                regular: Some(RegularProfile {
-                    capacity: regular,
-                    min_capacity: 0,
-                    allocation_strategy: "LowestPrice".into(),
-                }),
+                regular: Some(RegularProfile { capacity: regular, min_capacity: 0, allocation_strategy: "LowestPrice".into() }),
                 vm_sizes: ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"]
                     .iter()
-                    .map(|n| SizeProfile {
-                        name: n.to_string(),
-                        rank: None,
-                    })
+                    .map(|n| SizeProfile { name: n.to_string(), rank: None })
                     .collect(),
                 compute_profile: serde_json::json!({}),
                 provisioning_state: "Succeeded".into(),
@@ -1014,11 +832,7 @@ mod tests {
 
     fn sizes(world: &World, key: &(String, String), priority: Priority) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
-        for vm in world.fleets[key]
-            .vms
-            .iter()
-            .filter(|v| v.priority == priority)
-        {
+        for vm in world.fleets[key].vms.iter().filter(|v| v.priority == priority) {
             *out.entry(vm.size.clone()).or_default() += 1;
         }
         out
@@ -1027,47 +841,23 @@ mod tests {
     #[test]
     fn vms_boot_after_their_latency() {
         let (mut world, key) = world_with_fleet(2, 1, "LowestPrice", EvictionPolicy::Delete);
-        assert!(
-            world.fleets[&key]
-                .vms
-                .iter()
-                .all(|v| v.state == VmState::Creating)
-        );
+        assert!(world.fleets[&key].vms.iter().all(|v| v.state == VmState::Creating));
         world.advance_to(datetime!(2026-01-01 00:01 UTC));
-        assert!(
-            world.fleets[&key]
-                .vms
-                .iter()
-                .all(|v| v.state == VmState::Creating),
-            "72 s minimum boot"
-        );
+        assert!(world.fleets[&key].vms.iter().all(|v| v.state == VmState::Creating), "72 s minimum boot");
         world.advance_to(datetime!(2026-01-01 00:02 UTC));
-        assert!(
-            world.fleets[&key]
-                .vms
-                .iter()
-                .all(|v| v.state == VmState::Running),
-            "108 s maximum boot"
-        );
+        assert!(world.fleets[&key].vms.iter().all(|v| v.state == VmState::Running), "108 s maximum boot");
     }
 
     #[test]
     fn lowest_price_fills_the_cheapest_size() {
         let (world, key) = world_with_fleet(5, 3, "LowestPrice", EvictionPolicy::Delete);
-        assert_eq!(
-            sizes(&world, &key, Priority::Spot),
-            BTreeMap::from([("Standard_D4s_v5".into(), 5)])
-        );
-        assert_eq!(
-            sizes(&world, &key, Priority::Regular),
-            BTreeMap::from([("Standard_D4s_v5".into(), 3)])
-        );
+        assert_eq!(sizes(&world, &key, Priority::Spot), BTreeMap::from([("Standard_D4s_v5".into(), 5)]));
+        assert_eq!(sizes(&world, &key, Priority::Regular), BTreeMap::from([("Standard_D4s_v5".into(), 3)]));
     }
 
     #[test]
     fn price_capacity_optimized_spreads_as_pools_drain() {
-        let (world, key) =
-            world_with_fleet(20, 0, "PriceCapacityOptimized", EvictionPolicy::Delete);
+        let (world, key) = world_with_fleet(20, 0, "PriceCapacityOptimized", EvictionPolicy::Delete);
         let got = sizes(&world, &key, Priority::Spot);
         assert_eq!(got.values().sum::<usize>(), 20);
         assert!(got.len() >= 2, "expected several sizes, got {got:?}");
@@ -1076,40 +866,16 @@ mod tests {
     #[test]
     fn max_price_excludes_expensive_sizes() {
         let (mut world, key) = world_with_fleet(0, 0, "CapacityOptimized", EvictionPolicy::Delete);
-        world
-            .fleets
-            .get_mut(&key)
-            .unwrap()
-            .spot
-            .as_mut()
-            .unwrap()
-            .max_price_per_vm = Some(0.045);
-        world
-            .fleets
-            .get_mut(&key)
-            .unwrap()
-            .spot
-            .as_mut()
-            .unwrap()
-            .capacity = 3;
+        world.fleets.get_mut(&key).unwrap().spot.as_mut().unwrap().max_price_per_vm = Some(0.045);
+        world.fleets.get_mut(&key).unwrap().spot.as_mut().unwrap().capacity = 3;
         world.seek_target(&key, false);
-        assert_eq!(
-            sizes(&world, &key, Priority::Spot),
-            BTreeMap::from([("Standard_D4s_v5".into(), 3)])
-        );
+        assert_eq!(sizes(&world, &key, Priority::Spot), BTreeMap::from([("Standard_D4s_v5".into(), 3)]));
     }
 
     #[test]
     fn lowering_the_target_deletes_nothing() {
         let (mut world, key) = world_with_fleet(6, 0, "LowestPrice", EvictionPolicy::Delete);
-        world
-            .fleets
-            .get_mut(&key)
-            .unwrap()
-            .spot
-            .as_mut()
-            .unwrap()
-            .capacity = 2;
+        world.fleets.get_mut(&key).unwrap().spot.as_mut().unwrap().capacity = 2;
         world.advance_to(datetime!(2026-01-01 00:10 UTC));
         assert_eq!(world.fleets[&key].counted(Priority::Spot), 6);
     }
@@ -1118,14 +884,7 @@ mod tests {
     fn quota_stops_allocation_and_records_a_failure() {
         let (mut world, key) = world_with_fleet(0, 0, "LowestPrice", EvictionPolicy::Delete);
         world.config.family_vcpu_quota = 8;
-        world
-            .fleets
-            .get_mut(&key)
-            .unwrap()
-            .regular
-            .as_mut()
-            .unwrap()
-            .capacity = 10;
+        world.fleets.get_mut(&key).unwrap().regular.as_mut().unwrap().capacity = 10;
         world.seek_target(&key, false);
         // 2 × D4s_v5 (DSv5, 8 vCPUs) + 2 × E4s_v5 (ESv5, 8 vCPUs), then nothing fits.
         assert_eq!(world.fleets[&key].counted(Priority::Regular), 4);
@@ -1138,37 +897,18 @@ mod tests {
             let (mut world, key) = world_with_fleet(20, 0, "PriceCapacityOptimized", policy);
             world.config.eviction_multiplier = 200.0;
             world.advance_to(datetime!(2026-01-01 06:00 UTC));
-            let evictions = world
-                .events
-                .iter()
-                .filter(|e| e.kind == "SpotEviction")
-                .count();
-            let deallocated = world.fleets[&key]
-                .vms
-                .iter()
-                .filter(|v| v.state == VmState::Deallocated)
-                .count();
-            (
-                evictions,
-                deallocated,
-                world.fleets[&key].counted(Priority::Spot),
-            )
+            let evictions = world.events.iter().filter(|e| e.kind == "SpotEviction").count();
+            let deallocated = world.fleets[&key].vms.iter().filter(|v| v.state == VmState::Deallocated).count();
+            (evictions, deallocated, world.fleets[&key].counted(Priority::Spot))
         };
         let (evicted, deallocated, counted) = run(EvictionPolicy::Deallocate);
         assert!(evicted > 0);
-        assert_eq!(
-            deallocated, evicted,
-            "deallocated VMs stay and are not replaced"
-        );
+        assert_eq!(deallocated, evicted, "deallocated VMs stay and are not replaced");
         assert_eq!(counted, 20);
         let (evicted_delete, deallocated_delete, counted_delete) = run(EvictionPolicy::Delete);
         assert!(evicted_delete > 0);
         assert_eq!(deallocated_delete, 0);
         assert_eq!(counted_delete, 20, "maintain replaces deleted VMs");
-        assert_eq!(
-            run(EvictionPolicy::Deallocate),
-            (evicted, deallocated, counted),
-            "same seed, same world"
-        );
+        assert_eq!(run(EvictionPolicy::Deallocate), (evicted, deallocated, counted), "same seed, same world");
     }
 }

@@ -14,11 +14,7 @@ pub fn pass_hat_k(successes: u32, trials: u32, k: u32) -> Option<f64> {
         return Some(0.0);
     }
     // C(c,k)/C(n,k) = prod_{i=0}^{k-1} (c-i)/(n-i)
-    Some(
-        (0..k)
-            .map(|i| f64::from(successes - i) / f64::from(trials - i))
-            .product(),
-    )
+    Some((0..k).map(|i| f64::from(successes - i) / f64::from(trials - i)).product())
 }
 
 #[cfg(test)]

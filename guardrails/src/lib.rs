@@ -24,11 +24,7 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy) -> Ve
     for priority in Priority::ALL {
         let (requested, min, max) = match priority {
             Priority::Spot => (target.spot_capacity, policy.min_spot, policy.max_spot),
-            Priority::Regular => (
-                target.regular_capacity,
-                policy.min_regular,
-                policy.max_regular,
-            ),
+            Priority::Regular => (target.regular_capacity, policy.min_regular, policy.max_regular),
         };
         let Some(requested) = requested else { continue };
         if requested > max {
@@ -57,10 +53,7 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy) -> Ve
     if up > i64::from(policy.max_step_up) {
         violations.push(deny(
             "max_step_up",
-            format!(
-                "the change adds {up} VMs; the policy allows at most {} per change",
-                policy.max_step_up
-            ),
+            format!("the change adds {up} VMs; the policy allows at most {} per change", policy.max_step_up),
             policy.max_step_up,
             up as u32,
         ));
@@ -68,10 +61,7 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy) -> Ve
     if down > i64::from(policy.max_step_down) {
         violations.push(deny(
             "max_step_down",
-            format!(
-                "the change removes {down} VMs; the policy allows at most {} per change",
-                policy.max_step_down
-            ),
+            format!("the change removes {down} VMs; the policy allows at most {} per change", policy.max_step_down),
             policy.max_step_down,
             down as u32,
         ));
@@ -87,19 +77,13 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy) -> Ve
             });
         }
         for size in sizes {
-            let allowed = policy.allowed_vm_sizes.is_empty()
-                || policy
-                    .allowed_vm_sizes
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(size));
+            let allowed =
+                policy.allowed_vm_sizes.is_empty() || policy.allowed_vm_sizes.iter().any(|a| a.eq_ignore_ascii_case(size));
             if !allowed {
                 violations.push(Violation {
                     bound: "allowed_vm_sizes".into(),
                     effect: Decision::Deny,
-                    message: format!(
-                        "VM size {size} is not allowed; allowed sizes are {}",
-                        policy.allowed_vm_sizes.join(", ")
-                    ),
+                    message: format!("VM size {size} is not allowed; allowed sizes are {}", policy.allowed_vm_sizes.join(", ")),
                     limit: None,
                     requested: None,
                 });
@@ -112,10 +96,7 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy) -> Ve
         violations.push(Violation {
             bound: "approval_above_delta".into(),
             effect: Decision::NeedsApproval,
-            message: format!(
-                "the change moves {} VMs; changes above {limit} need a human's approval",
-                up + down
-            ),
+            message: format!("the change moves {} VMs; changes above {limit} need a human's approval", up + down),
             limit: Some(f64::from(limit)),
             requested: Some((up + down) as f64),
         });

@@ -41,11 +41,7 @@ impl Default for Policy {
             max_regular: 20,
             max_step_up: 10,
             max_step_down: 10,
-            allowed_vm_sizes: vec![
-                "Standard_D4s_v5".into(),
-                "Standard_D8s_v5".into(),
-                "Standard_E4s_v5".into(),
-            ],
+            allowed_vm_sizes: vec!["Standard_D4s_v5".into(), "Standard_D8s_v5".into(), "Standard_E4s_v5".into()],
             approval_above_delta: Some(8),
             dry_run: false,
         }
@@ -63,11 +59,7 @@ pub struct Policies {
 impl Policies {
     /// Build from a default and complete per-fleet policies (merging is the config layer's job).
     pub fn new(default: Policy, fleets: BTreeMap<String, Policy>) -> Self {
-        Self {
-            default,
-            fleets,
-            global_dry_run: false,
-        }
+        Self { default, fleets, global_dry_run: false }
     }
 
     /// Force dry-run on every fleet, whatever its policy says.

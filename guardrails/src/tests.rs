@@ -35,21 +35,12 @@ struct Expect {
 
 fn observed(o: &Observed) -> FleetState {
     FleetState {
-        fleet: FleetRef {
-            resource_group: "rg".into(),
-            name: "f".into(),
-        },
+        fleet: FleetRef { resource_group: "rg".into(), name: "f".into() },
         id: "id".into(),
         location: "eastus".into(),
         provisioning_state: "Succeeded".into(),
-        spot: PriorityState {
-            capacity: o.spot,
-            ..Default::default()
-        },
-        regular: PriorityState {
-            capacity: o.regular,
-            ..Default::default()
-        },
+        spot: PriorityState { capacity: o.spot, ..Default::default() },
+        regular: PriorityState { capacity: o.regular, ..Default::default() },
         spot_max_price_per_vm: -1.0,
         spot_eviction_policy: EvictionPolicy::Delete,
         spot_maintain: true,
@@ -66,17 +57,10 @@ fn run_case(path: &Path) -> Result<(), String> {
     let verdict = check(&case.target, &observed(&case.observed), &case.policy);
     let decision = serde_json::to_value(verdict.decision).unwrap();
     let bounds: Vec<String> = verdict.violations.iter().map(|v| v.bound.clone()).collect();
-    if decision != case.expect.decision.as_str()
-        || bounds != case.expect.bounds
-        || verdict.dry_run != case.expect.dry_run
-    {
+    if decision != case.expect.decision.as_str() || bounds != case.expect.bounds || verdict.dry_run != case.expect.dry_run {
         return Err(format!(
             "expected {} {:?} (dry_run {}), got {decision} {bounds:?} (dry_run {}): {:#?}",
-            case.expect.decision,
-            case.expect.bounds,
-            case.expect.dry_run,
-            verdict.dry_run,
-            verdict.violations
+            case.expect.decision, case.expect.bounds, case.expect.dry_run, verdict.dry_run, verdict.violations
         ));
     }
     Ok(())
@@ -85,30 +69,14 @@ fn run_case(path: &Path) -> Result<(), String> {
 #[test]
 fn check_cases() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/check");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     paths.sort();
-    assert!(
-        paths.len() >= 10,
-        "expected the case files under {}",
-        dir.display()
-    );
+    assert!(paths.len() >= 10, "expected the case files under {}", dir.display());
     let failures: Vec<String> = paths
         .iter()
-        .filter_map(|p| {
-            run_case(p)
-                .err()
-                .map(|e| format!("{}: {e}", p.file_name().unwrap().to_string_lossy()))
-        })
+        .filter_map(|p| run_case(p).err().map(|e| format!("{}: {e}", p.file_name().unwrap().to_string_lossy())))
         .collect();
-    assert!(
-        failures.is_empty(),
-        "{} case(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -118,27 +86,7 @@ fn every_violation_is_listed_not_only_the_first() {
         regular_capacity: Some(0),
         vm_sizes: Some(vec!["Standard_NC24ads_A100_v4".into()]),
     };
-    let verdict = check(
-        &target,
-        &observed(&Observed {
-            spot: 20,
-            regular: 10,
-        }),
-        &Policy::default(),
-    );
-    let bounds: Vec<&str> = verdict
-        .violations
-        .iter()
-        .map(|v| v.bound.as_str())
-        .collect();
-    assert_eq!(
-        bounds,
-        [
-            "max_spot",
-            "min_regular",
-            "max_step_up",
-            "allowed_vm_sizes",
-            "approval_above_delta"
-        ]
-    );
+    let verdict = check(&target, &observed(&Observed { spot: 20, regular: 10 }), &Policy::default());
+    let bounds: Vec<&str> = verdict.violations.iter().map(|v| v.bound.as_str()).collect();
+    assert_eq!(bounds, ["max_spot", "min_regular", "max_step_up", "allowed_vm_sizes", "approval_above_delta"]);
 }

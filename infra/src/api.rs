@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use fleetpilot_core::{
-    EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState,
-};
+use fleetpilot_core::logs::{LogColumn, LogQueryResult, LogTable};
+use fleetpilot_core::{EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -23,10 +22,7 @@ pub const RESOURCES_API: &str = "2025-04-01";
 #[async_trait]
 pub trait AzureApi: Send + Sync + std::fmt::Debug {
     /// Fleets in a resource group, or in the whole subscription.
-    async fn list_fleets(
-        &self,
-        resource_group: Option<&str>,
-    ) -> Result<Vec<FleetSummary>, AzureError>;
+    async fn list_fleets(&self, resource_group: Option<&str>) -> Result<Vec<FleetSummary>, AzureError>;
 
     /// One fleet with its VMs.
     async fn read_fleet(&self, fleet: &FleetRef) -> Result<FleetState, AzureError>;
@@ -42,6 +38,10 @@ pub trait AzureApi: Send + Sync + std::fmt::Debug {
 
     /// Delete VMs by ARM id (scale set VMs), grouped per scale set.
     async fn delete_vms(&self, vm_ids: &[String]) -> Result<(), AzureError>;
+
+    /// Run a KQL query against a Log Analytics workspace (`timespan`: ISO-8601 duration or
+    /// interval). Read-only.
+    async fn query_logs(&self, workspace: &str, query: &str, timespan: Option<&str>) -> Result<LogQueryResult, AzureError>;
 }
 
 /// [`AzureApi`] over the ARM REST API.
@@ -50,25 +50,25 @@ pub struct ArmAzureApi {
     client: ArmClient,
     /// Priority and VM size per scale set id. A fleet's scale set is created for one size and
     /// one priority and never changes either, so one GET per scale set is enough.
-    scale_sets:
-        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Priority, String)>>>,
+    scale_sets: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Priority, String)>>>,
+    /// The Log Analytics query endpoint (`https://api.loganalytics.io` in Azure).
+    logs: Option<ArmClient>,
 }
 
 impl ArmAzureApi {
     /// Wrap a client.
     pub fn new(client: ArmClient) -> Self {
-        Self {
-            client,
-            scale_sets: Default::default(),
-        }
+        Self { client, scale_sets: Default::default(), logs: None }
+    }
+
+    /// Use `logs` (a client for the Log Analytics endpoint) for `query_logs`.
+    pub fn with_logs(mut self, logs: ArmClient) -> Self {
+        self.logs = Some(logs);
+        self
     }
 
     fn known_scale_set(&self, id: &str) -> Option<(Priority, String)> {
-        self.scale_sets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id.to_ascii_lowercase())
-            .cloned()
+        self.scale_sets.lock().unwrap_or_else(|e| e.into_inner()).get(&id.to_ascii_lowercase()).cloned()
     }
 
     fn remember_scale_set(&self, id: &str, priority: Priority, size: &str) {
@@ -116,19 +116,12 @@ fn resource_group_of(id: &str) -> Option<String> {
 fn summary_from(fleet: &Value) -> Result<FleetSummary, AzureError> {
     let id = str_at(fleet, "/id").unwrap_or_default().to_string();
     let name = str_at(fleet, "/name").unwrap_or_default().to_string();
-    let resource_group = resource_group_of(&id).ok_or_else(|| AzureError::Decode {
-        url: id.clone(),
-        reason: "fleet id has no resource group".into(),
-    })?;
+    let resource_group = resource_group_of(&id)
+        .ok_or_else(|| AzureError::Decode { url: id.clone(), reason: "fleet id has no resource group".into() })?;
     Ok(FleetSummary {
-        fleet: FleetRef {
-            resource_group,
-            name,
-        },
+        fleet: FleetRef { resource_group, name },
         location: str_at(fleet, "/location").unwrap_or_default().to_string(),
-        provisioning_state: str_at(fleet, "/properties/provisioningState")
-            .unwrap_or("Succeeded")
-            .to_string(),
+        provisioning_state: str_at(fleet, "/properties/provisioningState").unwrap_or("Succeeded").to_string(),
         spot_capacity: u32_at(fleet, "/properties/spotPriorityProfile/capacity"),
         regular_capacity: u32_at(fleet, "/properties/regularPriorityProfile/capacity"),
         vm_sizes: sizes_of(fleet),
@@ -140,13 +133,7 @@ fn sizes_of(fleet: &Value) -> Vec<String> {
     fleet
         .pointer("/properties/vmSizesProfile")
         .and_then(Value::as_array)
-        .map(|sizes| {
-            sizes
-                .iter()
-                .filter_map(|s| s.get("name").and_then(Value::as_str))
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|sizes| sizes.iter().filter_map(|s| s.get("name").and_then(Value::as_str)).map(str::to_string).collect())
         .unwrap_or_default()
 }
 
@@ -156,10 +143,7 @@ fn vm_from(vm: &Value, scale_set: &str, priority: Priority, size: &str) -> Vm {
         .pointer("/properties/instanceView/statuses")
         .and_then(Value::as_array)
         .and_then(|statuses| {
-            statuses
-                .iter()
-                .filter_map(|s| s.get("code").and_then(Value::as_str))
-                .find(|c| c.starts_with("PowerState/"))
+            statuses.iter().filter_map(|s| s.get("code").and_then(Value::as_str)).find(|c| c.starts_with("PowerState/"))
         })
         .unwrap_or("PowerState/running");
     let state = match (provisioning, power) {
@@ -176,10 +160,7 @@ fn vm_from(vm: &Value, scale_set: &str, priority: Priority, size: &str) -> Vm {
         id: str_at(vm, "/id").unwrap_or_default().to_string(),
         scale_set: scale_set.to_string(),
         instance_id: str_at(vm, "/instanceId").unwrap_or_default().to_string(),
-        size: str_at(vm, "/properties/hardwareProfile/vmSize")
-            .or(str_at(vm, "/sku/name"))
-            .unwrap_or(size)
-            .to_string(),
+        size: str_at(vm, "/properties/hardwareProfile/vmSize").or(str_at(vm, "/sku/name")).unwrap_or(size).to_string(),
         priority,
         state,
         busy: str_at(vm, "/tags/workload.busy") == Some("true"),
@@ -189,30 +170,19 @@ fn vm_from(vm: &Value, scale_set: &str, priority: Priority, size: &str) -> Vm {
 
 #[async_trait]
 impl AzureApi for ArmAzureApi {
-    async fn list_fleets(
-        &self,
-        resource_group: Option<&str>,
-    ) -> Result<Vec<FleetSummary>, AzureError> {
+    async fn list_fleets(&self, resource_group: Option<&str>) -> Result<Vec<FleetSummary>, AzureError> {
         let mut path = match resource_group {
             Some(rg) => format!(
                 "{}/resourceGroups/{rg}/providers/Microsoft.AzureFleet/fleets?api-version={FLEET_API}",
                 self.client.subscription_path()
             ),
-            None => format!(
-                "{}/providers/Microsoft.AzureFleet/fleets?api-version={FLEET_API}",
-                self.client.subscription_path()
-            ),
+            None => format!("{}/providers/Microsoft.AzureFleet/fleets?api-version={FLEET_API}", self.client.subscription_path()),
         };
         let mut out = Vec::new();
         // Follow nextLink pages.
         loop {
             let page: Value = self.client.get(&path).await?;
-            for fleet in page
-                .get("value")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for fleet in page.get("value").and_then(Value::as_array).into_iter().flatten() {
                 out.push(summary_from(fleet)?);
             }
             match page.get("nextLink").and_then(Value::as_str) {
@@ -225,17 +195,9 @@ impl AzureApi for ArmAzureApi {
 
     async fn read_fleet(&self, fleet: &FleetRef) -> Result<FleetState, AzureError> {
         let path = self.fleet_path(fleet);
-        let body: Value = self
-            .client
-            .get(&format!("{path}?api-version={FLEET_API}"))
-            .await?;
+        let body: Value = self.client.get(&format!("{path}?api-version={FLEET_API}")).await?;
         let summary = summary_from(&body)?;
-        let sets: Value = self
-            .client
-            .get(&format!(
-                "{path}/virtualMachineScaleSets?api-version={FLEET_API}"
-            ))
-            .await?;
+        let sets: Value = self.client.get(&format!("{path}/virtualMachineScaleSets?api-version={FLEET_API}")).await?;
         let ids: Vec<String> = sets
             .get("value")
             .and_then(Value::as_array)
@@ -251,62 +213,38 @@ impl AzureApi for ArmAzureApi {
                 let kind = match known {
                     Some(kind) => kind,
                     None => {
-                        let set: Value = client
-                            .get(&format!("{id}?api-version={COMPUTE_API}"))
-                            .await?;
-                        let priority =
-                            match str_at(&set, "/properties/virtualMachineProfile/priority") {
-                                Some(p)
-                                    if p.eq_ignore_ascii_case("spot")
-                                        || p.eq_ignore_ascii_case("low") =>
-                                {
-                                    Priority::Spot
-                                }
-                                _ => Priority::Regular,
-                            };
-                        (
-                            priority,
-                            str_at(&set, "/sku/name").unwrap_or_default().to_string(),
-                        )
+                        let set: Value = client.get(&format!("{id}?api-version={COMPUTE_API}")).await?;
+                        let priority = match str_at(&set, "/properties/virtualMachineProfile/priority") {
+                            Some(p) if p.eq_ignore_ascii_case("spot") || p.eq_ignore_ascii_case("low") => Priority::Spot,
+                            _ => Priority::Regular,
+                        };
+                        (priority, str_at(&set, "/sku/name").unwrap_or_default().to_string())
                     }
                 };
-                let vms: Value = client
-                    .get(&format!(
-                        "{id}/virtualMachines?api-version={COMPUTE_API}&$expand=instanceView"
-                    ))
-                    .await?;
+                let vms: Value =
+                    client.get(&format!("{id}/virtualMachines?api-version={COMPUTE_API}&$expand=instanceView")).await?;
                 Ok::<_, AzureError>((index, id, kind, vms))
             });
         }
         let mut by_index = BTreeMap::new();
         while let Some(joined) = tasks.join_next().await {
-            let (index, id, kind, vms) = joined.map_err(|e| AzureError::Decode {
-                url: path.clone(),
-                reason: e.to_string(),
-            })??;
+            let (index, id, kind, vms) =
+                joined.map_err(|e| AzureError::Decode { url: path.clone(), reason: e.to_string() })??;
             self.remember_scale_set(&id, kind.0, &kind.1);
             by_index.insert(index, (id, kind, vms));
         }
         let mut vms = Vec::new();
         for (id, (priority, size), list) in by_index.into_values() {
-            for vm in list
-                .get("value")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for vm in list.get("value").and_then(Value::as_array).into_iter().flatten() {
                 vms.push(vm_from(vm, &id, priority, &size));
             }
         }
         let tier = |profile: &str| PriorityState {
             capacity: u32_at(&body, &format!("/properties/{profile}/capacity")),
             min_capacity: u32_at(&body, &format!("/properties/{profile}/minCapacity")),
-            allocation_strategy: str_at(
-                &body,
-                &format!("/properties/{profile}/allocationStrategy"),
-            )
-            .unwrap_or_default()
-            .to_string(),
+            allocation_strategy: str_at(&body, &format!("/properties/{profile}/allocationStrategy"))
+                .unwrap_or_default()
+                .to_string(),
             ..Default::default()
         };
         let mut state = FleetState {
@@ -320,17 +258,11 @@ impl AzureApi for ArmAzureApi {
                 .pointer("/properties/spotPriorityProfile/maxPricePerVM")
                 .and_then(Value::as_f64)
                 .unwrap_or(-1.0),
-            spot_eviction_policy: match str_at(
-                &body,
-                "/properties/spotPriorityProfile/evictionPolicy",
-            ) {
+            spot_eviction_policy: match str_at(&body, "/properties/spotPriorityProfile/evictionPolicy") {
                 Some("Deallocate") => EvictionPolicy::Deallocate,
                 _ => EvictionPolicy::Delete,
             },
-            spot_maintain: body
-                .pointer("/properties/spotPriorityProfile/maintain")
-                .and_then(Value::as_bool)
-                .unwrap_or(true),
+            spot_maintain: body.pointer("/properties/spotPriorityProfile/maintain").and_then(Value::as_bool).unwrap_or(true),
             vm_sizes: summary.vm_sizes,
             vms,
             observed_at: OffsetDateTime::now_utc(),
@@ -348,16 +280,10 @@ impl AzureApi for ArmAzureApi {
     ) -> Result<(), AzureError> {
         let mut properties = serde_json::Map::new();
         if let Some(capacity) = spot_capacity {
-            properties.insert(
-                "spotPriorityProfile".into(),
-                json!({ "capacity": capacity }),
-            );
+            properties.insert("spotPriorityProfile".into(), json!({ "capacity": capacity }));
         }
         if let Some(capacity) = regular_capacity {
-            properties.insert(
-                "regularPriorityProfile".into(),
-                json!({ "capacity": capacity }),
-            );
+            properties.insert("regularPriorityProfile".into(), json!({ "capacity": capacity }));
         }
         if let Some(sizes) = vm_sizes {
             let sizes: Vec<Value> = sizes.iter().map(|s| json!({ "name": s })).collect();
@@ -367,31 +293,67 @@ impl AzureApi for ArmAzureApi {
             return Ok(());
         }
         let path = format!("{}?api-version={FLEET_API}", self.fleet_path(fleet));
-        self.client
-            .patch(&path, &json!({ "properties": properties }))
-            .await
+        self.client.patch(&path, &json!({ "properties": properties })).await
     }
 
     async fn delete_vms(&self, vm_ids: &[String]) -> Result<(), AzureError> {
         let mut by_set: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for id in vm_ids {
             let Some((set, instance)) = id.rsplit_once("/virtualMachines/") else {
-                return Err(AzureError::Decode {
-                    url: id.clone(),
-                    reason: "not a scale set VM id".into(),
-                });
+                return Err(AzureError::Decode { url: id.clone(), reason: "not a scale set VM id".into() });
             };
-            by_set
-                .entry(set.to_string())
-                .or_default()
-                .push(instance.to_string());
+            by_set.entry(set.to_string()).or_default().push(instance.to_string());
         }
         for (set, instances) in by_set {
             let path = format!("{set}/delete?api-version={COMPUTE_API}");
-            self.client
-                .post(&path, &json!({ "instanceIds": instances }))
-                .await?;
+            self.client.post(&path, &json!({ "instanceIds": instances })).await?;
         }
         Ok(())
+    }
+
+    async fn query_logs(&self, workspace: &str, query: &str, timespan: Option<&str>) -> Result<LogQueryResult, AzureError> {
+        let Some(logs) = &self.logs else {
+            return Err(AzureError::Decode {
+                url: "log analytics".into(),
+                reason: "no Log Analytics endpoint is configured".into(),
+            });
+        };
+        let mut body = json!({ "query": query });
+        if let Some(t) = timespan.filter(|t| !t.is_empty()) {
+            body["timespan"] = json!(t);
+        }
+        let path = format!("/v1/workspaces/{workspace}/query");
+        let response = logs.post_json(&path, &body).await?;
+        let tables = response
+            .get("tables")
+            .and_then(Value::as_array)
+            .ok_or_else(|| AzureError::Decode { url: path.clone(), reason: "no 'tables' in the response".into() })?
+            .iter()
+            .map(|t| LogTable {
+                name: str_at(t, "/name").unwrap_or("PrimaryResult").to_string(),
+                columns: t
+                    .get("columns")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|c| LogColumn {
+                        name: str_at(c, "/name").unwrap_or_default().to_string(),
+                        ty: str_at(c, "/type").unwrap_or("string").to_string(),
+                    })
+                    .collect(),
+                rows: t
+                    .get("rows")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.as_array().cloned().unwrap_or_default())
+                    .collect(),
+            })
+            .collect();
+        let partial_error = response.pointer("/error/message").and_then(Value::as_str).map(|m| {
+            let detail = response.pointer("/error/details/0/message").and_then(Value::as_str).unwrap_or_default();
+            if detail.is_empty() { m.to_string() } else { format!("{m} {detail}") }
+        });
+        Ok(LogQueryResult { tables, partial_error })
     }
 }

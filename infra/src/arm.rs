@@ -14,6 +14,8 @@ use crate::credential::{CredentialConfig, TokenCache};
 
 /// Scope of ARM tokens.
 pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
+/// Scope of Log Analytics query tokens.
+pub const LOG_ANALYTICS_SCOPE: &str = "https://api.loganalytics.io/.default";
 
 /// How transient failures are retried.
 #[derive(Debug, Clone)]
@@ -56,6 +58,8 @@ pub struct ArmConfig {
     pub operation_timeout: Duration,
     /// Poll interval when the server sends no `Retry-After`.
     pub default_poll: Duration,
+    /// OAuth scope of the tokens for this endpoint.
+    pub token_scope: String,
 }
 
 impl ArmConfig {
@@ -69,6 +73,7 @@ impl ArmConfig {
             request_timeout: Duration::from_secs(30),
             operation_timeout: Duration::from_secs(600),
             default_poll: Duration::from_secs(5),
+            token_scope: ARM_SCOPE.into(),
         }
     }
 }
@@ -86,10 +91,7 @@ pub struct ArmResponse {
 
 impl ArmResponse {
     fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
 
     fn retry_after(&self) -> Option<Duration> {
@@ -116,24 +118,13 @@ impl ArmClient {
     /// # Errors
     /// When the credential cannot be built or the HTTP client cannot start.
     pub fn new(config: ArmConfig) -> Result<Self, AzureError> {
-        let tokens = config
-            .credential
-            .build()?
-            .map(|c| std::sync::Arc::new(TokenCache::new(c)));
+        let tokens = config.credential.build()?.map(|c| std::sync::Arc::new(TokenCache::new(c)));
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .user_agent(concat!("fleetpilot/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|source| AzureError::Transport {
-                method: "BUILD".into(),
-                url: config.endpoint.clone(),
-                source,
-            })?;
-        Ok(Self {
-            http,
-            config: std::sync::Arc::new(config),
-            tokens,
-        })
+            .map_err(|source| AzureError::Transport { method: "BUILD".into(), url: config.endpoint.clone(), source })?;
+        Ok(Self { http, config: std::sync::Arc::new(config), tokens })
     }
 
     /// `/subscriptions/{id}`.
@@ -180,6 +171,15 @@ impl ArmClient {
         self.wait(&Method::POST, path, &response).await.map(|_| ())
     }
 
+    /// POST a request that answers with a body at once (no long-running operation), e.g. a
+    /// Log Analytics query.
+    ///
+    /// # Errors
+    /// Any [`AzureError`].
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, AzureError> {
+        Ok(self.call(Method::POST, path, Some(body)).await?.body)
+    }
+
     /// DELETE a resource and wait for its long-running operation. A resource that is already
     /// gone (404, 204) is success: deleting is idempotent.
     ///
@@ -187,25 +187,16 @@ impl ArmClient {
     /// Any [`AzureError`] but 404.
     pub async fn delete(&self, path: &str) -> Result<(), AzureError> {
         match self.call(Method::DELETE, path, None).await {
-            Ok(response) => self
-                .wait(&Method::DELETE, path, &response)
-                .await
-                .map(|_| ()),
+            Ok(response) => self.wait(&Method::DELETE, path, &response).await.map(|_| ()),
             Err(e) if e.status() == Some(404) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     /// One logical call: retried on transient errors, with one correlation id for all attempts.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<ArmResponse, AzureError> {
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<ArmResponse, AzureError> {
         let correlation = uuid::Uuid::new_v4().to_string();
-        let span =
-            tracing::debug_span!("arm.request", %method, path, correlation_id = %correlation);
+        let span = tracing::debug_span!("arm.request", %method, path, correlation_id = %correlation);
         let retry = &self.config.retry;
         let backoff = ExponentialBuilder::default()
             .with_min_delay(retry.min_delay)
@@ -216,12 +207,8 @@ impl ArmClient {
         (|| self.send_once(method.clone(), path, body, &correlation))
             .retry(backoff)
             .when(AzureError::is_transient)
-            .adjust(move |e, delay| {
-                delay.map(|d| e.retry_after().map_or(d, |ra| ra.min(max_retry_after)))
-            })
-            .notify(
-                |e, delay| tracing::warn!(error = %e, ?delay, "transient Azure error, retrying"),
-            )
+            .adjust(move |e, delay| delay.map(|d| e.retry_after().map_or(d, |ra| ra.min(max_retry_after))))
+            .notify(|e, delay| tracing::warn!(error = %e, ?delay, "transient Azure error, retrying"))
             .instrument(span)
             .await
     }
@@ -244,66 +231,50 @@ impl ArmClient {
             .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string())
             .header("x-ms-correlation-request-id", correlation);
         if let Some(tokens) = &self.tokens {
-            request = request.bearer_auth(tokens.bearer(ARM_SCOPE).await?);
+            request = request.bearer_auth(tokens.bearer(&self.config.token_scope).await?);
         }
         if let Some(body) = body {
             request = request.json(body);
         }
-        let transport = |source| AzureError::Transport {
-            method: method.to_string(),
-            url: url.clone(),
-            source,
-        };
-        let response = request
-            .send()
-            .instrument(tracing::trace_span!("http"))
-            .await
-            .map_err(transport)?;
+        let transport = |source| AzureError::Transport { method: method.to_string(), url: url.clone(), source };
+        let response = request.send().instrument(tracing::trace_span!("http")).await.map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(transport)?;
-        let body: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
+        let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         if status.is_success() {
-            return Ok(ArmResponse {
-                status,
-                headers,
-                body,
-            });
+            return Ok(ArmResponse { status, headers, body });
         }
         let error = body.get("error").unwrap_or(&body);
         let text = |key: &str| error.get(key).and_then(Value::as_str).map(str::to_string);
+        // Log Analytics nests the useful part (line and position of a query error) in
+        // `innererror`s: keep the deepest message too.
+        let mut deepest = error;
+        while let Some(inner) = deepest.get("innererror") {
+            deepest = inner;
+        }
+        let inner_message = (!std::ptr::eq(deepest, error)).then(|| deepest.get("message").and_then(Value::as_str)).flatten();
         Err(AzureError::Api {
             method: method.to_string(),
             path: url.split('?').next().unwrap_or(&url).to_string(),
             status: status.as_u16(),
-            code: text("code")
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_string()),
-            message: text("message")
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(500).collect()),
+            code: text("code").unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_string()),
+            message: match (text("message"), inner_message) {
+                (Some(m), Some(inner)) => format!("{m}: {inner}"),
+                (Some(m), None) => m,
+                (None, _) => String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            },
             retry_after: parse_retry_after(&headers),
         })
     }
 
     /// Wait for the operation a response started, if it started one. Returns whether it did.
-    async fn wait(
-        &self,
-        method: &Method,
-        path: &str,
-        response: &ArmResponse,
-    ) -> Result<bool, AzureError> {
-        let running_state = response
-            .body
-            .pointer("/properties/provisioningState")
-            .and_then(Value::as_str)
-            .is_some_and(|s| !is_terminal(s));
+    async fn wait(&self, method: &Method, path: &str, response: &ArmResponse) -> Result<bool, AzureError> {
+        let running_state =
+            response.body.pointer("/properties/provisioningState").and_then(Value::as_str).is_some_and(|s| !is_terminal(s));
         // A 201 alone does not prove an operation is running: only a status URL, a 202, or a
         // non-terminal provisioningState does.
-        let has_status_url = response.headers.contains_key("azure-asyncoperation")
-            || response.headers.contains_key("location");
+        let has_status_url = response.headers.contains_key("azure-asyncoperation") || response.headers.contains_key("location");
         let started = response.status == StatusCode::ACCEPTED
             || (response.status == StatusCode::CREATED && has_status_url)
             || (matches!(*method, Method::PUT | Method::PATCH) && running_state);
@@ -316,26 +287,13 @@ impl ArmClient {
             loop {
                 self.sleep_until_poll(delay, deadline, &url).await?;
                 let poll = self.call(Method::GET, &url, None).await?;
-                let status = poll
-                    .body
-                    .get("status")
-                    .and_then(Value::as_str)
-                    .unwrap_or("InProgress")
-                    .to_string();
+                let status = poll.body.get("status").and_then(Value::as_str).unwrap_or("InProgress").to_string();
                 match status.as_str() {
                     "Succeeded" => return Ok(true),
                     "Failed" | "Canceled" => {
-                        let message = poll
-                            .body
-                            .pointer("/error/message")
-                            .and_then(Value::as_str)
-                            .unwrap_or("no message")
-                            .to_string();
-                        return Err(AzureError::OperationFailed {
-                            url,
-                            status,
-                            message,
-                        });
+                        let message =
+                            poll.body.pointer("/error/message").and_then(Value::as_str).unwrap_or("no message").to_string();
+                        return Err(AzureError::OperationFailed { url, status, message });
                     }
                     _ => delay = poll.retry_after().unwrap_or(self.config.default_poll),
                 }
@@ -355,11 +313,7 @@ impl ArmClient {
         loop {
             self.sleep_until_poll(delay, deadline, path).await?;
             let poll = self.call(Method::GET, path, None).await?;
-            let state = poll
-                .body
-                .pointer("/properties/provisioningState")
-                .and_then(Value::as_str)
-                .unwrap_or("Succeeded");
+            let state = poll.body.pointer("/properties/provisioningState").and_then(Value::as_str).unwrap_or("Succeeded");
             match state {
                 "Succeeded" => return Ok(true),
                 "Failed" | "Canceled" => {
@@ -374,18 +328,10 @@ impl ArmClient {
         }
     }
 
-    async fn sleep_until_poll(
-        &self,
-        delay: Duration,
-        deadline: Instant,
-        url: &str,
-    ) -> Result<(), AzureError> {
+    async fn sleep_until_poll(&self, delay: Duration, deadline: Instant, url: &str) -> Result<(), AzureError> {
         let delay = delay.min(self.config.retry.max_retry_after);
         if Instant::now() + delay > deadline {
-            return Err(AzureError::OperationTimeout {
-                url: url.to_string(),
-                after: self.config.operation_timeout,
-            });
+            return Err(AzureError::OperationTimeout { url: url.to_string(), after: self.config.operation_timeout });
         }
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -399,8 +345,5 @@ fn is_terminal(state: &str) -> bool {
 }
 
 fn decode<T: DeserializeOwned>(path: &str, body: Value) -> Result<T, AzureError> {
-    serde_json::from_value(body).map_err(|e| AzureError::Decode {
-        url: path.to_string(),
-        reason: e.to_string(),
-    })
+    serde_json::from_value(body).map_err(|e| AzureError::Decode { url: path.to_string(), reason: e.to_string() })
 }

@@ -46,28 +46,20 @@ impl CredentialConfig {
         let wrap = |kind: &'static str| move |source| AzureError::CredentialConfig { kind, source };
         Ok(Some(match self {
             CredentialConfig::None => return Ok(None),
-            CredentialConfig::DeveloperTools => azure_identity::DeveloperToolsCredential::new(None)
-                .map_err(wrap("developer tools"))?
-                as Arc<dyn TokenCredential>,
+            CredentialConfig::DeveloperTools => {
+                azure_identity::DeveloperToolsCredential::new(None).map_err(wrap("developer tools"))? as Arc<dyn TokenCredential>
+            }
             CredentialConfig::ManagedIdentity { client_id } => {
                 let options = azure_identity::ManagedIdentityCredentialOptions {
-                    user_assigned_id: client_id
-                        .clone()
-                        .map(azure_identity::UserAssignedId::ClientId),
+                    user_assigned_id: client_id.clone().map(azure_identity::UserAssignedId::ClientId),
                     ..Default::default()
                 };
-                azure_identity::ManagedIdentityCredential::new(Some(options))
-                    .map_err(wrap("managed identity"))?
+                azure_identity::ManagedIdentityCredential::new(Some(options)).map_err(wrap("managed identity"))?
             }
             CredentialConfig::WorkloadIdentity => {
-                azure_identity::WorkloadIdentityCredential::new(None)
-                    .map_err(wrap("workload identity"))?
+                azure_identity::WorkloadIdentityCredential::new(None).map_err(wrap("workload identity"))?
             }
-            CredentialConfig::ClientSecret {
-                tenant_id,
-                client_id,
-                secret,
-            } => azure_identity::ClientSecretCredential::new(
+            CredentialConfig::ClientSecret { tenant_id, client_id, secret } => azure_identity::ClientSecretCredential::new(
                 tenant_id,
                 client_id.clone(),
                 azure_core::credentials::Secret::new(secret.expose().to_string()),
@@ -92,10 +84,7 @@ const REFRESH_MARGIN: time::Duration = time::Duration::minutes(5);
 impl TokenCache {
     /// Wrap a credential.
     pub fn new(credential: Arc<dyn TokenCredential>) -> Self {
-        Self {
-            credential,
-            tokens: Mutex::new(HashMap::new()),
-        }
+        Self { credential, tokens: Mutex::new(HashMap::new()) }
     }
 
     /// A bearer token for `scope`, from the cache when it is fresh enough.
@@ -113,10 +102,7 @@ impl TokenCache {
             .credential
             .get_token(&[scope], None)
             .await
-            .map_err(|source| AzureError::Credential {
-                scope: scope.to_string(),
-                source,
-            })?;
+            .map_err(|source| AzureError::Credential { scope: scope.to_string(), source })?;
         let bearer = token.token.secret().to_string();
         tokens.insert(scope.to_string(), token);
         Ok(bearer)
@@ -142,35 +128,22 @@ mod tests {
             _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
         ) -> azure_core::Result<AccessToken> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
-            Ok(AccessToken::new(
-                format!("token-{n}"),
-                OffsetDateTime::now_utc() + self.lifetime,
-            ))
+            Ok(AccessToken::new(format!("token-{n}"), OffsetDateTime::now_utc() + self.lifetime))
         }
     }
 
     #[tokio::test]
     async fn fresh_tokens_are_reused_and_stale_ones_refreshed() {
-        let fresh = Arc::new(Counting {
-            calls: AtomicU32::new(0),
-            lifetime: time::Duration::hours(1),
-        });
+        let fresh = Arc::new(Counting { calls: AtomicU32::new(0), lifetime: time::Duration::hours(1) });
         let cache = TokenCache::new(fresh.clone());
         assert_eq!(cache.bearer("s").await.unwrap(), "token-0");
         assert_eq!(cache.bearer("s").await.unwrap(), "token-0");
         assert_eq!(cache.bearer("other").await.unwrap(), "token-1");
 
-        let stale = Arc::new(Counting {
-            calls: AtomicU32::new(0),
-            lifetime: time::Duration::minutes(4),
-        });
+        let stale = Arc::new(Counting { calls: AtomicU32::new(0), lifetime: time::Duration::minutes(4) });
         let cache = TokenCache::new(stale);
         assert_eq!(cache.bearer("s").await.unwrap(), "token-0");
-        assert_eq!(
-            cache.bearer("s").await.unwrap(),
-            "token-1",
-            "expires within the margin: refreshed"
-        );
+        assert_eq!(cache.bearer("s").await.unwrap(), "token-1", "expires within the margin: refreshed");
     }
 
     #[test]

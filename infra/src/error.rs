@@ -84,9 +84,7 @@ impl AzureError {
     pub fn is_transient(&self) -> bool {
         match self {
             AzureError::Api { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-            AzureError::Transport { source, .. } => {
-                source.is_timeout() || source.is_connect() || source.is_request()
-            }
+            AzureError::Transport { source, .. } => source.is_timeout() || source.is_connect() || source.is_request(),
             AzureError::OperationTimeout { .. } => true,
             _ => false,
         }

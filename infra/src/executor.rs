@@ -9,9 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use fleetpilot_core::{
-    Action, Decision, FleetRef, FleetState, Outcome, Plan, Priority, Proposal, Verdict, plan,
-};
+use fleetpilot_core::{Action, Decision, FleetRef, FleetState, Outcome, Plan, Priority, Proposal, Verdict, plan};
 use serde_json::json;
 use time::OffsetDateTime;
 use tracing::Instrument;
@@ -54,11 +52,7 @@ pub struct Executor {
 impl Executor {
     /// An executor over an Azure API and a journal.
     pub fn new(api: Arc<dyn AzureApi>, store: Arc<Store>) -> Self {
-        Self {
-            api,
-            store,
-            locks: Mutex::new(HashMap::new()),
-        }
+        Self { api, store, locks: Mutex::new(HashMap::new()) }
     }
 
     fn lock_for(&self, fleet: &FleetRef) -> Arc<tokio::sync::Mutex<()>> {
@@ -87,9 +81,7 @@ impl Executor {
         recheck: &(dyn Fn(&FleetState) -> Verdict + Send + Sync),
     ) -> Result<Applied, ExecuteError> {
         let span = tracing::info_span!("executor.apply", proposal.id = %proposal.id, fleet = %proposal.fleet);
-        self.apply_locked(proposal, approved, recheck)
-            .instrument(span)
-            .await
+        self.apply_locked(proposal, approved, recheck).instrument(span).await
     }
 
     async fn apply_locked(
@@ -114,8 +106,7 @@ impl Executor {
             Decision::Deny => false,
         };
         if !allowed {
-            self.store
-                .journal(&proposal.id, "refused", &json!(verdict))?;
+            self.store.journal(&proposal.id, "refused", &json!(verdict))?;
             return Err(ExecuteError::Refused(verdict));
         }
         let plan = plan(&observed, &proposal.target);
@@ -123,7 +114,11 @@ impl Executor {
             self.store.journal(&proposal.id, "dry_run", &json!(plan))?;
             return Ok(Applied::DryRun(plan));
         }
-        self.store.journal(&proposal.id, "intent", &json!({ "plan": plan, "observed_spot": observed.spot.capacity, "observed_regular": observed.regular.capacity }))?;
+        self.store.journal(
+            &proposal.id,
+            "intent",
+            &json!({ "plan": plan, "observed_spot": observed.spot.capacity, "observed_regular": observed.regular.capacity }),
+        )?;
         match self.carry_out(proposal, &plan).await {
             Ok(performed) => {
                 let after = self.api.read_fleet(&proposal.fleet).await?;
@@ -135,8 +130,7 @@ impl Executor {
                     error: None,
                     finished_at: OffsetDateTime::now_utc(),
                 };
-                self.store
-                    .journal(&proposal.id, "outcome", &json!(outcome))?;
+                self.store.journal(&proposal.id, "outcome", &json!(outcome))?;
                 tracing::info!(verified = outcome.verified, "applied");
                 Ok(Applied::Done(outcome, plan))
             }
@@ -149,8 +143,7 @@ impl Executor {
                     error: Some(format!("{error:#}")),
                     finished_at: OffsetDateTime::now_utc(),
                 };
-                self.store
-                    .journal(&proposal.id, "outcome", &json!(outcome))?;
+                self.store.journal(&proposal.id, "outcome", &json!(outcome))?;
                 tracing::warn!(error = %error, transient = error.is_transient(), "apply failed");
                 Err(ExecuteError::Azure(error))
             }
@@ -158,33 +151,19 @@ impl Executor {
         }
     }
 
-    async fn carry_out(
-        &self,
-        proposal: &Proposal,
-        plan: &Plan,
-    ) -> Result<Vec<String>, ExecuteError> {
+    async fn carry_out(&self, proposal: &Proposal, plan: &Plan) -> Result<Vec<String>, ExecuteError> {
         let mut performed = Vec::new();
         let (mut spot, mut regular, mut sizes) = (None, None, None);
         for action in &plan.actions {
             match action {
-                Action::SetCapacity {
-                    priority: Priority::Spot,
-                    to,
-                    ..
-                } => spot = Some(*to),
-                Action::SetCapacity {
-                    priority: Priority::Regular,
-                    to,
-                    ..
-                } => regular = Some(*to),
+                Action::SetCapacity { priority: Priority::Spot, to, .. } => spot = Some(*to),
+                Action::SetCapacity { priority: Priority::Regular, to, .. } => regular = Some(*to),
                 Action::SetVmSizes { to, .. } => sizes = Some(to.clone()),
                 Action::DeleteVms { .. } => {}
             }
         }
         if spot.is_some() || regular.is_some() || sizes.is_some() {
-            self.api
-                .update_fleet(&proposal.fleet, spot, regular, sizes.as_deref())
-                .await?;
+            self.api.update_fleet(&proposal.fleet, spot, regular, sizes.as_deref()).await?;
             let mut parts = Vec::new();
             if let Some(to) = spot {
                 parts.push(format!("spot capacity {to}"));
@@ -203,11 +182,7 @@ impl Executor {
             if let Action::DeleteVms { priority, vm_ids } = action {
                 self.api.delete_vms(vm_ids).await?;
                 let step = format!("deleted {} {priority} VMs", vm_ids.len());
-                self.store.journal(
-                    &proposal.id,
-                    "step",
-                    &json!({ "step": step, "vm_ids": vm_ids }),
-                )?;
+                self.store.journal(&proposal.id, "step", &json!({ "step": step, "vm_ids": vm_ids }))?;
                 performed.push(step);
             }
         }
@@ -227,11 +202,7 @@ fn verify(after: &FleetState, proposal: &Proposal, plan: &Plan) -> bool {
     let sizes_ok = match &proposal.target.vm_sizes {
         None => true,
         Some(sizes) => {
-            sizes.len() == after.vm_sizes.len()
-                && sizes
-                    .iter()
-                    .zip(&after.vm_sizes)
-                    .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            sizes.len() == after.vm_sizes.len() && sizes.iter().zip(&after.vm_sizes).all(|(a, b)| a.eq_ignore_ascii_case(b))
         }
     };
     tier_ok(Priority::Spot, proposal.target.spot_capacity)

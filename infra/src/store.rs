@@ -91,9 +91,7 @@ impl Store {
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { conn: Mutex::new(conn) })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -106,10 +104,7 @@ impl Store {
     /// # Errors
     /// When SQLite fails.
     pub fn save_proposal(&self, proposal: &Proposal) -> Result<(), StoreError> {
-        let body = serde_json::to_string(proposal).map_err(|source| StoreError::Decode {
-            what: "proposal",
-            source,
-        })?;
+        let body = serde_json::to_string(proposal).map_err(|source| StoreError::Decode { what: "proposal", source })?;
         self.conn().execute(
             "INSERT INTO proposals (id, resource_group, fleet, status, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(id) DO UPDATE SET status = excluded.status, body = excluded.body",
@@ -130,21 +125,9 @@ impl Store {
     /// # Errors
     /// When SQLite fails or the row does not decode.
     pub fn proposal(&self, id: &str) -> Result<Option<Proposal>, StoreError> {
-        let body: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT body FROM proposals WHERE id = ?1",
-                params![id],
-                |row| row.get(0),
-            )
-            .optional()?;
-        body.map(|b| {
-            serde_json::from_str(&b).map_err(|source| StoreError::Decode {
-                what: "proposal",
-                source,
-            })
-        })
-        .transpose()
+        let body: Option<String> =
+            self.conn().query_row("SELECT body FROM proposals WHERE id = ?1", params![id], |row| row.get(0)).optional()?;
+        body.map(|b| serde_json::from_str(&b).map_err(|source| StoreError::Decode { what: "proposal", source })).transpose()
     }
 
     /// Proposals, newest first, optionally for one fleet and one status.
@@ -163,18 +146,10 @@ impl Store {
              WHERE (?1 IS NULL OR fleet = ?1 COLLATE NOCASE) AND (?2 IS NULL OR status = ?2)
              ORDER BY created_at DESC, rowid DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(
-            params![fleet, status.map(ProposalStatus::as_str), limit],
-            |row| row.get::<_, String>(0),
-        )?;
+        let rows = stmt.query_map(params![fleet, status.map(ProposalStatus::as_str), limit], |row| row.get::<_, String>(0))?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(
-                serde_json::from_str(&row?).map_err(|source| StoreError::Decode {
-                    what: "proposal",
-                    source,
-                })?,
-            );
+            out.push(serde_json::from_str(&row?).map_err(|source| StoreError::Decode { what: "proposal", source })?);
         }
         Ok(out)
     }
@@ -183,22 +158,10 @@ impl Store {
     ///
     /// # Errors
     /// When SQLite fails.
-    pub fn journal(
-        &self,
-        proposal_id: &str,
-        phase: &str,
-        body: &serde_json::Value,
-    ) -> Result<(), StoreError> {
+    pub fn journal(&self, proposal_id: &str, phase: &str, body: &serde_json::Value) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO journal (proposal_id, phase, at, body) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                proposal_id,
-                phase,
-                OffsetDateTime::now_utc()
-                    .format(&Rfc3339)
-                    .unwrap_or_default(),
-                body.to_string()
-            ],
+            params![proposal_id, phase, OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(), body.to_string()],
         )?;
         Ok(())
     }
@@ -209,15 +172,15 @@ impl Store {
     /// When SQLite fails.
     pub fn journal_of(&self, proposal_id: &str) -> Result<Vec<JournalEntry>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT seq, proposal_id, phase, at, body FROM journal WHERE proposal_id = ?1 ORDER BY seq")?;
+        let mut stmt =
+            conn.prepare("SELECT seq, proposal_id, phase, at, body FROM journal WHERE proposal_id = ?1 ORDER BY seq")?;
         let rows = stmt.query_map(params![proposal_id], |row| {
             Ok(JournalEntry {
                 seq: row.get(0)?,
                 proposal_id: row.get(1)?,
                 phase: row.get(2)?,
                 at: row.get(3)?,
-                body: serde_json::from_str(&row.get::<_, String>(4)?)
-                    .unwrap_or(serde_json::Value::Null),
+                body: serde_json::from_str(&row.get::<_, String>(4)?).unwrap_or(serde_json::Value::Null),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -236,12 +199,6 @@ impl Store {
                 |row| row.get(0),
             )
             .optional()?;
-        body.map(|b| {
-            serde_json::from_str(&b).map_err(|source| StoreError::Decode {
-                what: "outcome",
-                source,
-            })
-        })
-        .transpose()
+        body.map(|b| serde_json::from_str(&b).map_err(|source| StoreError::Decode { what: "outcome", source })).transpose()
     }
 }

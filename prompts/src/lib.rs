@@ -39,11 +39,7 @@ pub struct SystemInputs<'a> {
 pub fn system(inputs: &SystemInputs<'_>) -> Result<String, RenderError> {
     render(
         SYSTEM,
-        &BTreeMap::from([
-            ("fleet", inputs.fleet),
-            ("resource_group", inputs.resource_group),
-            ("apply_rule", inputs.apply_rule),
-        ]),
+        &BTreeMap::from([("fleet", inputs.fleet), ("resource_group", inputs.resource_group), ("apply_rule", inputs.apply_rule)]),
     )
 }
 
@@ -59,13 +55,9 @@ pub fn render(template: &str, values: &BTreeMap<&str, &str>) -> Result<String, R
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or(RenderError::Unclosed(offset + start))?;
+        let end = after.find("}}").ok_or(RenderError::Unclosed(offset + start))?;
         let name = after[..end].trim();
-        let value = values
-            .get(name)
-            .ok_or_else(|| RenderError::Missing(name.to_string()))?;
+        let value = values.get(name).ok_or_else(|| RenderError::Missing(name.to_string()))?;
         out.push_str(value);
         used.insert(name);
         let consumed = start + 2 + end + 2;
@@ -90,11 +82,7 @@ mod tests {
 
     #[test]
     fn renders_and_refuses_half_filled_prompts() {
-        check(
-            "a {{x}} b {{ y }}",
-            &[("x", "1"), ("y", "2")],
-            Ok("a 1 b 2"),
-        );
+        check("a {{x}} b {{ y }}", &[("x", "1"), ("y", "2")], Ok("a 1 b 2"));
         check("a {{x}}", &[], Err(RenderError::Missing("x".into())));
         check("a", &[("x", "1")], Err(RenderError::Unused("x".into())));
         check("a {{x", &[("x", "1")], Err(RenderError::Unclosed(2)));
@@ -102,12 +90,8 @@ mod tests {
 
     #[test]
     fn the_system_prompt_renders() {
-        let text = system(&SystemInputs {
-            fleet: "cf-ml-scaling",
-            resource_group: "rg",
-            apply_rule: "the verdict is allow",
-        })
-        .unwrap();
+        let text =
+            system(&SystemInputs { fleet: "cf-ml-scaling", resource_group: "rg", apply_rule: "the verdict is allow" }).unwrap();
         assert!(text.contains("Compute Fleet cf-ml-scaling in resource group rg"));
         assert!(!text.contains("{{"));
     }

@@ -18,29 +18,17 @@ fn bin() -> &'static Path {
 type Client = RunningService<RoleClient, ()>;
 
 async fn call(client: &Client, tool: &str, args: Value) -> Result<CallToolResult> {
-    let args = args
-        .as_object()
-        .cloned()
-        .context("arguments must be an object")?;
-    Ok(client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
-        .await?)
+    let args = args.as_object().cloned().context("arguments must be an object")?;
+    Ok(client.call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args)).await?)
 }
 
 fn structured(result: &CallToolResult) -> &Value {
-    result
-        .structured_content
-        .as_ref()
-        .expect("structured content")
+    result.structured_content.as_ref().expect("structured content")
 }
 
 /// The `ToolError` JSON of an error result (its first text block).
 fn error_of(result: &CallToolResult) -> Result<Value> {
-    let text = result
-        .content
-        .iter()
-        .find_map(|c| c.as_text().map(|t| t.text.clone()))
-        .context("error text")?;
+    let text = result.content.iter().find_map(|c| c.as_text().map(|t| t.text.clone())).context("error text")?;
     Ok(serde_json::from_str(&text)?)
 }
 
@@ -49,10 +37,7 @@ fn assert_portable(tool: &str, schema: &Value) {
     match schema {
         Value::Object(map) => {
             for key in ["anyOf", "allOf", "oneOf"] {
-                assert!(
-                    !map.contains_key(key),
-                    "{tool}: input schema uses {key}: {schema}"
-                );
+                assert!(!map.contains_key(key), "{tool}: input schema uses {key}: {schema}");
             }
             if let Some(t) = map.get("type") {
                 assert!(t.is_string(), "{tool}: multi-type field {t}");
@@ -71,116 +56,77 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
     names.sort();
     assert_eq!(
         names,
-        [
-            "apply_proposal",
-            "get_policy",
-            "list_fleets",
-            "list_proposals",
-            "propose_scale",
-            "read_fleet"
-        ]
+        ["apply_proposal", "get_policy", "list_fleets", "list_proposals", "propose_scale", "query_kql", "read_fleet"]
     );
     for tool in &tools {
         assert_portable(&tool.name, &Value::Object((*tool.input_schema).clone()));
-        assert!(
-            tool.output_schema.is_some(),
-            "{} has no output schema",
-            tool.name
-        );
+        assert!(tool.output_schema.is_some(), "{} has no output schema", tool.name);
         let annotations = tool.annotations.as_ref().context("annotations")?;
         let read_only = annotations.read_only_hint == Some(true);
-        assert_eq!(
-            read_only,
-            tool.name != "apply_proposal",
-            "{}: read-only hint",
-            tool.name
-        );
+        assert_eq!(read_only, tool.name != "apply_proposal", "{}: read-only hint", tool.name);
     }
 
     let listed = call(client, "list_fleets", json!({})).await?;
-    assert_eq!(
-        structured(&listed)["fleets"][0]["fleet"]["name"],
-        "cf-ml-scaling"
-    );
+    assert_eq!(structured(&listed)["fleets"][0]["fleet"]["name"], "cf-ml-scaling");
 
     let fleet = call(client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
     assert_eq!(fleet.is_error, Some(false));
     let fleet = structured(&fleet);
-    assert_eq!(
-        (
-            fleet["spot"]["capacity"].as_u64(),
-            fleet["spot"]["running"].as_u64()
-        ),
-        (Some(20), Some(20))
-    );
+    assert_eq!((fleet["spot"]["capacity"].as_u64(), fleet["spot"]["running"].as_u64()), (Some(20), Some(20)));
     assert_eq!(fleet["regular"]["capacity"], 10);
 
     // Propose a scale-up within bounds: allowed, nothing changed yet.
-    let proposed = call(client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 24, "reason": "CPU above 75% for 10 minutes"})).await?;
+    let proposed = call(
+        client,
+        "propose_scale",
+        json!({"fleet": "cf-ml-scaling", "spot_capacity": 24, "reason": "CPU above 75% for 10 minutes"}),
+    )
+    .await?;
     assert_eq!(proposed.is_error, Some(false), "{proposed:?}");
     let proposal = structured(&proposed);
     assert_eq!(proposal["verdict"]["decision"], "allow");
     let id = proposal["id"].as_str().context("proposal id")?.to_string();
     let unchanged = call(client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
-    assert_eq!(
-        structured(&unchanged)["spot"]["capacity"],
-        20,
-        "propose_scale must not change anything"
-    );
+    assert_eq!(structured(&unchanged)["spot"]["capacity"], 20, "propose_scale must not change anything");
 
     // Apply it: four new spot VMs, booting.
     let applied = call(client, "apply_proposal", json!({"proposal_id": id})).await?;
     assert_eq!(applied.is_error, Some(false), "{applied:?}");
     assert_eq!(structured(&applied)["result"], "applied");
-    assert_eq!(
-        structured(&applied)["proposal"]["outcome"]["verified"],
-        true
-    );
+    assert_eq!(structured(&applied)["proposal"]["outcome"]["verified"], true);
     let after = call(client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
     let spot = &structured(&after)["spot"];
-    assert_eq!(
-        (
-            spot["capacity"].as_u64(),
-            spot["creating"].as_u64(),
-            spot["running"].as_u64()
-        ),
-        (Some(24), Some(4), Some(20))
-    );
+    assert_eq!((spot["capacity"].as_u64(), spot["creating"].as_u64(), spot["running"].as_u64()), (Some(24), Some(4), Some(20)));
 
     // Advance virtual time past the boot latency: Creating → Running.
     advance(emulator, 300).await?;
     let booted = call(client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
     let spot = &structured(&booted)["spot"];
-    assert_eq!(
-        (spot["creating"].as_u64(), spot["running"].as_u64()),
-        (Some(0), Some(24))
-    );
+    assert_eq!((spot["creating"].as_u64(), spot["running"].as_u64()), (Some(0), Some(24)));
+
+    // The telemetry the emulated world wrote, through query_kql (Log Analytics API).
+    let heartbeats = call(client, "query_kql", json!({"query": "Heartbeat | summarize vms = dcount(Computer)"})).await?;
+    assert_eq!(heartbeats.is_error, Some(false), "{heartbeats:?}");
+    let vms = structured(&heartbeats)["tables"][0]["rows"][0][0].as_i64().context("dcount")?;
+    assert!((20..=34).contains(&vms), "{vms} VMs sent heartbeats");
+    let bad = call(client, "query_kql", json!({"query": "Heartbeat | whre Computer != ''"})).await?;
+    assert_eq!(bad.is_error, Some(true));
+    let error = error_of(&bad)?;
+    assert_eq!(error["code"], "kql_error");
+    assert!(error["message"].as_str().unwrap_or_default().contains("line [1,12]"), "{error}");
 
     // Beyond a bound: an error result naming the bound, never a protocol error. The error
     // (code, message, every violation) is the text content; the denied proposal, in the
     // tool's output shape, is the structured content.
-    let denied = call(
-        client,
-        "propose_scale",
-        json!({"fleet": "cf-ml-scaling", "spot_capacity": 100, "reason": "load test"}),
-    )
-    .await?;
+    let denied =
+        call(client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 100, "reason": "load test"})).await?;
     assert_eq!(denied.is_error, Some(true));
     let error = error_of(&denied)?;
     assert_eq!(error["code"], "denied");
-    let bounds: Vec<&str> = error["violations"]
-        .as_array()
-        .context("violations")?
-        .iter()
-        .filter_map(|v| v["bound"].as_str())
-        .collect();
+    let bounds: Vec<&str> =
+        error["violations"].as_array().context("violations")?.iter().filter_map(|v| v["bound"].as_str()).collect();
     assert!(bounds.contains(&"max_spot"), "{bounds:?}");
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("max_spot")
-    );
+    assert!(error["message"].as_str().unwrap_or_default().contains("max_spot"));
     let proposal = structured(&denied);
     assert_eq!(proposal["status"], "denied");
     assert_eq!(proposal["verdict"]["violations"][0]["bound"], "max_spot");
@@ -191,14 +137,7 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
     assert_eq!(structured(&again)["result"], "already_applied");
     let still = call(client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
     let spot = &structured(&still)["spot"];
-    assert_eq!(
-        (
-            spot["capacity"].as_u64(),
-            spot["creating"].as_u64(),
-            spot["running"].as_u64()
-        ),
-        (Some(24), Some(0), Some(24))
-    );
+    assert_eq!((spot["capacity"].as_u64(), spot["creating"].as_u64(), spot["running"].as_u64()), (Some(24), Some(0), Some(24)));
 
     // Unknown fleet: a readable tool error.
     let missing = call(client, "read_fleet", json!({"fleet": "nope"})).await?;
@@ -207,12 +146,8 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
     assert_eq!(error_of(&missing)?["code"], "fleet_not_found");
 
     let listed = call(client, "list_proposals", json!({"fleet": "cf-ml-scaling"})).await?;
-    let statuses: Vec<&str> = structured(&listed)["proposals"]
-        .as_array()
-        .context("proposals")?
-        .iter()
-        .filter_map(|p| p["status"].as_str())
-        .collect();
+    let statuses: Vec<&str> =
+        structured(&listed)["proposals"].as_array().context("proposals")?.iter().filter_map(|p| p["status"].as_str()).collect();
     assert_eq!(statuses, ["denied", "applied"]);
     Ok(())
 }
@@ -220,12 +155,7 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
 #[tokio::test]
 async fn streamable_http_journey() -> Result<()> {
     let server = Server::start(bin(), &[]).await?;
-    let client = ()
-        .serve(StreamableHttpClientTransport::from_uri(format!(
-            "{}/mcp",
-            server.base
-        )))
-        .await?;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base))).await?;
     journey(&client, &server.emulator).await?;
     client.cancel().await?;
     server.stop().await;
@@ -238,14 +168,7 @@ async fn stdio_journey() -> Result<()> {
     let emulator = format!("127.0.0.1:{}", free_port()?);
     let mut command = tokio::process::Command::new(bin());
     command
-        .args([
-            "mcp",
-            "--speed",
-            "0",
-            "--emulator-listen",
-            &emulator,
-            "--state",
-        ])
+        .args(["mcp", "--speed", "0", "--emulator-listen", &emulator, "--state"])
         .arg(state.path().join("state.db"))
         .stderr(std::process::Stdio::null());
     let client = ().serve(TokioChildProcess::new(command)?).await?;
@@ -283,9 +206,56 @@ async fn bad_configuration_fails_before_binding() -> Result<()> {
         .await?;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("min_spot (9) is above max_spot (3)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("min_spot (9) is above max_spot (3)"), "{stderr}");
+    Ok(())
+}
+
+async fn kql_cli(args: &[&str]) -> Result<std::process::Output> {
+    Ok(tokio::process::Command::new(bin()).arg("kql").args(args).output().await?)
+}
+
+#[tokio::test]
+async fn kql_over_csv_json_and_jsonl_files() -> Result<()> {
+    let dir = TempDir::new("kql")?;
+    let csv = dir.path().join("perf.csv");
+    std::fs::write(
+        &csv,
+        "TimeGenerated,Computer,CounterValue:real\n2024-01-01T00:00:00Z,vm-a,10\n2024-01-01T00:01:00Z,vm-a,30\n2024-01-01T00:00:00Z,vm-b,5\n",
+    )?;
+    let json = dir.path().join("inv.json");
+    std::fs::write(&json, r#"[{"k":"vm-a","team":"ml"},{"k":"vm-b","team":"web"}]"#)?;
+    let jsonl = dir.path().join("x.jsonl");
+    std::fs::write(&jsonl, "{\"k\":\"vm-a\",\"n\":1}\n{\"k\":\"vm-a\",\"n\":2}\n")?;
+    let perf = format!("Perf={}", csv.display());
+    let out = kql_cli(&[
+        "--table",
+        &perf,
+        "--format",
+        "json",
+        "Perf | summarize avg(CounterValue) by Computer | order by Computer asc",
+    ])
+    .await?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let body: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(body["tables"][0]["columns"][1], json!({"name": "avg_CounterValue", "type": "real"}));
+    assert_eq!(body["tables"][0]["rows"], json!([["vm-a", 20.0], ["vm-b", 5.0]]));
+    let inv = format!("I={}", json.display());
+    let x = format!("X={}", jsonl.display());
+    let out = kql_cli(&[
+        "--table",
+        &inv,
+        "--table",
+        &x,
+        "--format",
+        "csv",
+        "I | join kind=inner (X | summarize n = sum(n) by k) on k | project k, team, n",
+    ])
+    .await?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout)?, "k,team,n\nvm-a,ml,3\n");
+    let out = kql_cli(&["--table", &perf, "Perf | whre x"]).await?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown tabular operator 'whre'") && stderr.contains("line 1, position 7"), "{stderr}");
     Ok(())
 }

@@ -28,10 +28,7 @@ async fn main() -> Result<()> {
     if args.get(1).map(String::as_str) == Some("--echo-server") {
         return echo_server(args.get(2).context("port")?.parse()?).await;
     }
-    let bin = PathBuf::from(
-        args.get(1)
-            .context("usage: fleetpilot-bench PATH-TO-fleetpilot [SECONDS] [CLIENTS]")?,
-    );
+    let bin = PathBuf::from(args.get(1).context("usage: fleetpilot-bench PATH-TO-fleetpilot [SECONDS] [CLIENTS]")?);
     let seconds: u64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(10);
     let clients: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(50);
 
@@ -60,14 +57,8 @@ async fn main() -> Result<()> {
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base).await?;
     let mcp = format!("{base}/mcp");
-    let health: Value = reqwest::get(format!("{base}/healthz"))
-        .await?
-        .json()
-        .await?;
-    let emulator = health["emulator"]
-        .as_str()
-        .context("emulator url")?
-        .to_string();
+    let health: Value = reqwest::get(format!("{base}/healthz")).await?.json().await?;
+    let emulator = health["emulator"].as_str().context("emulator url")?.to_string();
     let arm_get = load_get(
         &format!(
             "{emulator}/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/rg-ml-adaptive-scaling/providers/Microsoft.AzureFleet/fleets/cf-ml-scaling?api-version=2024-11-01"
@@ -76,26 +67,11 @@ async fn main() -> Result<()> {
         seconds,
     )
     .await?;
-    let policy = load(
-        &mcp,
-        tool_call("get_policy", json!({"fleet": "cf-ml-scaling"})),
-        clients,
-        seconds,
-    )
-    .await?;
-    let read = load(
-        &mcp,
-        tool_call("read_fleet", json!({"fleet": "cf-ml-scaling"})),
-        clients,
-        seconds,
-    )
-    .await?;
+    let policy = load(&mcp, tool_call("get_policy", json!({"fleet": "cf-ml-scaling"})), clients, seconds).await?;
+    let read = load(&mcp, tool_call("read_fleet", json!({"fleet": "cf-ml-scaling"})), clients, seconds).await?;
     let propose = load(
         &mcp,
-        tool_call(
-            "propose_scale",
-            json!({"fleet": "cf-ml-scaling", "spot_capacity": 22, "reason": "benchmark"}),
-        ),
+        tool_call("propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 22, "reason": "benchmark"})),
         clients,
         seconds,
     )
@@ -103,10 +79,7 @@ async fn main() -> Result<()> {
     let _ = server.kill().await;
 
     println!("{clients} concurrent clients, {seconds} s each, loopback, one machine:");
-    println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>8}",
-        "target", "calls/s", "p50 ms", "p99 ms", "errors"
-    );
+    println!("{:<28} {:>10} {:>10} {:>10} {:>8}", "target", "calls/s", "p50 ms", "p99 ms", "errors");
     for (name, s) in [
         ("axum JSON echo (ceiling)", &echo_stats),
         ("emulator GET fleet (ARM)", &arm_get),
@@ -114,10 +87,7 @@ async fn main() -> Result<()> {
         ("MCP read_fleet", &read),
         ("MCP propose_scale", &propose),
     ] {
-        println!(
-            "{name:<28} {:>10.0} {:>10.2} {:>10.2} {:>8}",
-            s.rate, s.p50_ms, s.p99_ms, s.errors
-        );
+        println!("{name:<28} {:>10.0} {:>10.2} {:>10.2} {:>8}", s.rate, s.p50_ms, s.p99_ms, s.errors);
     }
     println!(
         "ratio to the ceiling: get_policy {:.3}, read_fleet {:.3}, propose_scale {:.3}",
@@ -134,14 +104,7 @@ fn tool_call(name: &str, arguments: Value) -> Value {
 
 fn spawn_serve(bin: &Path, port: u16, state: &Path) -> Result<tokio::process::Child> {
     Ok(tokio::process::Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--speed",
-            "0",
-            "--state",
-        ])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--speed", "0", "--state"])
         .arg(state)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -225,16 +188,8 @@ async fn load_get(url: &str, clients: usize, seconds: u64) -> Result<Stats> {
 
 fn stats(mut all: Vec<Duration>, errors: usize, elapsed: f64) -> Stats {
     all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    Stats {
-        rate: all.len() as f64 / elapsed,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        errors,
-    }
+    let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    Stats { rate: all.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors }
 }
 
 struct Stats {
@@ -254,9 +209,7 @@ async fn load(url: &str, body: Value, clients: usize, seconds: u64) -> Result<St
         let url = url.to_string();
         let body = body.clone();
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()?;
+            let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
             let mut latencies = Vec::new();
             let mut errors = 0usize;
             while Instant::now() < deadline {
@@ -291,24 +244,13 @@ async fn load(url: &str, body: Value, clients: usize, seconds: u64) -> Result<St
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    Ok(Stats {
-        rate: all.len() as f64 / elapsed,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        errors,
-    })
+    let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    Ok(Stats { rate: all.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors })
 }
 
 async fn wait_port(port: u16) -> Result<()> {
     for _ in 0..400 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -317,10 +259,8 @@ async fn wait_port(port: u16) -> Result<()> {
 }
 
 async fn echo_server(port: u16) -> Result<()> {
-    let app = axum::Router::new().route(
-        "/echo",
-        axum::routing::post(|axum::Json(v): axum::Json<Value>| async move { axum::Json(v) }),
-    );
+    let app =
+        axum::Router::new().route("/echo", axum::routing::post(|axum::Json(v): axum::Json<Value>| async move { axum::Json(v) }));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     axum::serve(listener, app).await?;
     Ok(())

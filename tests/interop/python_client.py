@@ -22,7 +22,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/debug/fleetpilot"
-EXPECTED_TOOLS = ["apply_proposal", "get_policy", "list_fleets", "list_proposals", "propose_scale", "read_fleet"]
+EXPECTED_TOOLS = ["apply_proposal", "get_policy", "list_fleets", "list_proposals", "propose_scale", "query_kql", "read_fleet"]
 
 
 def free_port() -> int:

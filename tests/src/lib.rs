@@ -28,11 +28,7 @@ impl TempDir {
     /// # Errors
     /// When it cannot be created.
     pub fn new(label: &str) -> Result<Self> {
-        let path = std::env::temp_dir().join(format!(
-            "fleetpilot-{label}-{}-{}",
-            std::process::id(),
-            free_port()?
-        ));
+        let path = std::env::temp_dir().join(format!("fleetpilot-{label}-{}-{}", std::process::id(), free_port()?));
         std::fs::create_dir_all(&path)?;
         Ok(Self(path))
     }
@@ -71,13 +67,7 @@ impl Server {
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
         let child = tokio::process::Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--speed",
-                "0",
-            ])
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--speed", "0"])
             .arg("--state")
             .arg(state.path().join("state.db"))
             .args(extra)
@@ -88,16 +78,8 @@ impl Server {
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let health = wait_healthy(&base).await?;
-        let emulator = health["emulator"]
-            .as_str()
-            .context("healthz names no emulator")?
-            .to_string();
-        Ok(Self {
-            child,
-            base,
-            emulator,
-            _state: state,
-        })
+        let emulator = health["emulator"].as_str().context("healthz names no emulator")?.to_string();
+        Ok(Self { child, base, emulator, _state: state })
     }
 
     /// Stop the server.

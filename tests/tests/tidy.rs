@@ -33,21 +33,11 @@ struct Dependency {
 fn metadata() -> Metadata {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = std::process::Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("cargo metadata output")
 }
 
@@ -55,16 +45,7 @@ fn metadata() -> Metadata {
 fn graph(meta: &Metadata) -> BTreeMap<String, BTreeSet<String>> {
     meta.packages
         .iter()
-        .map(|p| {
-            (
-                p.name.clone(),
-                p.dependencies
-                    .iter()
-                    .filter(|d| d.kind.is_none())
-                    .map(|d| d.name.clone())
-                    .collect(),
-            )
-        })
+        .map(|p| (p.name.clone(), p.dependencies.iter().filter(|d| d.kind.is_none()).map(|d| d.name.clone()).collect()))
         .collect()
 }
 
@@ -108,13 +89,7 @@ fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
         "fleetpilot-agent",
     ]);
     let mut guardrails = ASYNC_OR_IO.to_vec();
-    guardrails.extend([
-        "async-openai",
-        "fleetpilot-emulator",
-        "fleetpilot-infra",
-        "fleetpilot-tools",
-        "fleetpilot-agent",
-    ]);
+    guardrails.extend(["async-openai", "fleetpilot-emulator", "fleetpilot-infra", "fleetpilot-tools", "fleetpilot-agent"]);
     vec![
         ("fleetpilot-core", core),
         ("fleetpilot-guardrails", guardrails),
@@ -132,40 +107,11 @@ fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
         ),
         (
             "fleetpilot-infra",
-            vec![
-                "fleetpilot-emulator",
-                "fleetpilot-guardrails",
-                "fleetpilot-tools",
-                "fleetpilot-agent",
-                "rmcp",
-                "async-openai",
-            ],
+            vec!["fleetpilot-emulator", "fleetpilot-guardrails", "fleetpilot-tools", "fleetpilot-agent", "rmcp", "async-openai"],
         ),
-        (
-            "fleetpilot-tools",
-            vec!["fleetpilot-emulator", "fleetpilot-agent", "async-openai"],
-        ),
-        (
-            "fleetpilot-agent",
-            vec![
-                "fleetpilot-infra",
-                "fleetpilot-emulator",
-                "fleetpilot-tools",
-                "azure_core",
-                "azure_identity",
-            ],
-        ),
-        (
-            "fleetpilot-prompts",
-            vec![
-                "tokio",
-                "reqwest",
-                "rmcp",
-                "fleetpilot-infra",
-                "fleetpilot-tools",
-                "fleetpilot-agent",
-            ],
-        ),
+        ("fleetpilot-tools", vec!["fleetpilot-emulator", "fleetpilot-agent", "async-openai"]),
+        ("fleetpilot-agent", vec!["fleetpilot-infra", "fleetpilot-emulator", "fleetpilot-tools", "azure_core", "azure_identity"]),
+        ("fleetpilot-prompts", vec!["tokio", "reqwest", "rmcp", "fleetpilot-infra", "fleetpilot-tools", "fleetpilot-agent"]),
     ]
 }
 
@@ -175,10 +121,7 @@ fn forbidden_dependencies_are_absent() {
     let graph = graph(&meta);
     let mut broken = Vec::new();
     for (package, forbidden) in rules() {
-        assert!(
-            graph.contains_key(package),
-            "workspace has no package {package}"
-        );
+        assert!(graph.contains_key(package), "workspace has no package {package}");
         let reached = reach(&graph, package);
         for f in forbidden {
             if reached.contains(f) {
@@ -186,28 +129,15 @@ fn forbidden_dependencies_are_absent() {
             }
         }
     }
-    assert!(
-        broken.is_empty(),
-        "architecture rules broken:\n{}",
-        broken.join("\n")
-    );
+    assert!(broken.is_empty(), "architecture rules broken:\n{}", broken.join("\n"));
 }
 
 #[test]
 fn the_rules_would_catch_a_violation() {
     let mut graph = BTreeMap::new();
-    graph.insert(
-        "fleetpilot-agent".to_string(),
-        BTreeSet::from(["fleetpilot-tools".to_string()]),
-    );
-    graph.insert(
-        "fleetpilot-tools".to_string(),
-        BTreeSet::from(["fleetpilot-infra".to_string()]),
-    );
-    assert!(
-        reach(&graph, "fleetpilot-agent").contains("fleetpilot-infra"),
-        "transitive reach"
-    );
+    graph.insert("fleetpilot-agent".to_string(), BTreeSet::from(["fleetpilot-tools".to_string()]));
+    graph.insert("fleetpilot-tools".to_string(), BTreeSet::from(["fleetpilot-infra".to_string()]));
+    assert!(reach(&graph, "fleetpilot-agent").contains("fleetpilot-infra"), "transitive reach");
 }
 
 #[test]
@@ -233,10 +163,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.is_dir() {
-            if !matches!(
-                path.file_name().and_then(|n| n.to_str()),
-                Some("target" | "tests" | ".git" | "node_modules")
-            ) {
+            if !matches!(path.file_name().and_then(|n| n.to_str()), Some("target" | "tests" | ".git" | "node_modules")) {
                 rust_files(&path, out);
             }
         } else if path.extension().is_some_and(|e| e == "rs") {
@@ -254,16 +181,10 @@ fn only_the_executor_mutates_azure() {
     let mut files = Vec::new();
     rust_files(&meta.workspace_root, &mut files);
     assert!(files.len() > 20, "found only {} source files", files.len());
-    let allowed = [
-        Path::new("infra/src/executor.rs"),
-        Path::new("infra/src/api.rs"),
-    ];
+    let allowed = [Path::new("infra/src/executor.rs"), Path::new("infra/src/api.rs")];
     let mut offenders = Vec::new();
     for file in files {
-        let relative = file
-            .strip_prefix(&meta.workspace_root)
-            .unwrap_or(&file)
-            .to_path_buf();
+        let relative = file.strip_prefix(&meta.workspace_root).unwrap_or(&file).to_path_buf();
         if allowed.iter().any(|a| relative == *a) {
             continue;
         }
@@ -274,11 +195,7 @@ fn only_the_executor_mutates_azure() {
             }
         }
     }
-    assert!(
-        offenders.is_empty(),
-        "mutations outside the executor:\n{}",
-        offenders.join("\n")
-    );
+    assert!(offenders.is_empty(), "mutations outside the executor:\n{}", offenders.join("\n"));
 }
 
 /// The README's quick start is `cargo run --release -- serve`: that needs exactly one binary
@@ -289,10 +206,7 @@ fn cargo_run_has_one_binary_to_run() {
         .packages
         .iter()
         .flat_map(|p| {
-            p.targets
-                .iter()
-                .filter(|t| t.kind.iter().any(|k| k == "bin"))
-                .map(move |t| format!("{}:{}", p.name, t.name))
+            p.targets.iter().filter(|t| t.kind.iter().any(|k| k == "bin")).map(move |t| format!("{}:{}", p.name, t.name))
         })
         .collect();
     assert_eq!(bins, ["fleetpilot:fleetpilot"]);

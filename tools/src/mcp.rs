@@ -13,16 +13,14 @@ use rmcp::model::{CallToolResult, ContentBlock};
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{
-    ErrorData as McpError, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router,
-};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::schema::{
-    ApplyProposalInput, ApplyResult, FleetList, FleetView, GetPolicyInput, ListFleetsInput,
-    ListProposalsInput, PolicyView, ProposalList, ProposeScaleInput, ReadFleetInput,
+    ApplyProposalInput, ApplyResult, FleetList, FleetView, GetPolicyInput, ListFleetsInput, ListProposalsInput, PolicyView,
+    ProposalList, ProposeScaleInput, QueryKqlInput, QueryKqlResult, ReadFleetInput,
 };
 use crate::service::{FleetService, ToolError};
 
@@ -47,9 +45,7 @@ fn respond<T: Serialize>(
 ) -> Result<CallToolResult, McpError> {
     let internal = |e: serde_json::Error| McpError::internal_error(e.to_string(), None);
     match result {
-        Ok(value) => Ok(CallToolResult::structured(
-            serde_json::to_value(value).map_err(internal)?,
-        )),
+        Ok(value) => Ok(CallToolResult::structured(serde_json::to_value(value).map_err(internal)?)),
         Err(error) => {
             let text = serde_json::to_string(&error).map_err(internal)?;
             let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
@@ -64,19 +60,12 @@ fn no_shape(_: &ToolError) -> Option<serde_json::Value> {
 }
 
 fn proposal_shape(error: &ToolError) -> Option<serde_json::Value> {
-    error
-        .proposal
-        .as_ref()
-        .and_then(|p| serde_json::to_value(p).ok())
+    error.proposal.as_ref().and_then(|p| serde_json::to_value(p).ok())
 }
 
 fn apply_shape(error: &ToolError) -> Option<serde_json::Value> {
     let proposal = error.proposal.as_ref()?;
-    serde_json::to_value(ApplyResult {
-        result: error.code.clone(),
-        proposal: (**proposal).clone(),
-    })
-    .ok()
+    serde_json::to_value(ApplyResult { result: error.code.clone(), proposal: (**proposal).clone() }).ok()
 }
 
 #[tool_router]
@@ -87,23 +76,12 @@ impl FleetTools {
     }
 
     /// A handler sharing an already built router (HTTP builds a handler per request).
-    fn with_router(
-        service: Arc<FleetService>,
-        tool_router: ToolRouter<Self>,
-        transport: &'static str,
-    ) -> Self {
-        Self {
-            service,
-            tool_router,
-            transport,
-        }
+    fn with_router(service: Arc<FleetService>, tool_router: ToolRouter<Self>, transport: &'static str) -> Self {
+        Self { service, tool_router, transport }
     }
 
     fn caller(&self, ctx: &RequestContext<RoleServer>) -> String {
-        let client = ctx
-            .client_info()
-            .map(|info| info.name)
-            .unwrap_or_else(|| "unknown".into());
+        let client = ctx.client_info().map(|info| info.name).unwrap_or_else(|| "unknown".into());
         format!("mcp-{}:{client}", self.transport)
     }
 
@@ -112,15 +90,9 @@ impl FleetTools {
         annotations(title = "List fleets", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<FleetList>()
     )]
-    async fn list_fleets(
-        &self,
-        Parameters(input): Parameters<ListFleetsInput>,
-    ) -> Result<CallToolResult, McpError> {
+    async fn list_fleets(&self, Parameters(input): Parameters<ListFleetsInput>) -> Result<CallToolResult, McpError> {
         respond(
-            self.service
-                .list_fleets(input)
-                .instrument(tracing::info_span!("tool.call", tool = "list_fleets"))
-                .await,
+            self.service.list_fleets(input).instrument(tracing::info_span!("tool.call", tool = "list_fleets")).await,
             no_shape,
         )
     }
@@ -130,17 +102,8 @@ impl FleetTools {
         annotations(title = "Read fleet", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<FleetView>()
     )]
-    async fn read_fleet(
-        &self,
-        Parameters(input): Parameters<ReadFleetInput>,
-    ) -> Result<CallToolResult, McpError> {
-        respond(
-            self.service
-                .read_fleet(input)
-                .instrument(tracing::info_span!("tool.call", tool = "read_fleet"))
-                .await,
-            no_shape,
-        )
+    async fn read_fleet(&self, Parameters(input): Parameters<ReadFleetInput>) -> Result<CallToolResult, McpError> {
+        respond(self.service.read_fleet(input).instrument(tracing::info_span!("tool.call", tool = "read_fleet")).await, no_shape)
     }
 
     #[tool(
@@ -148,10 +111,7 @@ impl FleetTools {
         annotations(title = "Get policy", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<PolicyView>()
     )]
-    async fn get_policy(
-        &self,
-        Parameters(input): Parameters<GetPolicyInput>,
-    ) -> Result<CallToolResult, McpError> {
+    async fn get_policy(&self, Parameters(input): Parameters<GetPolicyInput>) -> Result<CallToolResult, McpError> {
         let _span = tracing::info_span!("tool.call", tool = "get_policy").entered();
         respond(self.service.get_policy(input), no_shape)
     }
@@ -170,11 +130,7 @@ impl FleetTools {
         respond(
             self.service
                 .propose_scale(input, &caller)
-                .instrument(tracing::info_span!(
-                    "tool.call",
-                    tool = "propose_scale",
-                    caller
-                ))
+                .instrument(tracing::info_span!("tool.call", tool = "propose_scale", caller))
                 .await,
             proposal_shape,
         )
@@ -194,14 +150,19 @@ impl FleetTools {
         respond(
             self.service
                 .apply_proposal(input)
-                .instrument(tracing::info_span!(
-                    "tool.call",
-                    tool = "apply_proposal",
-                    caller
-                ))
+                .instrument(tracing::info_span!("tool.call", tool = "apply_proposal", caller))
                 .await,
             apply_shape,
         )
+    }
+
+    #[tool(
+        description = "Run a read-only KQL query against the Log Analytics workspace (AzureMetrics, AzureActivity, Heartbeat, Perf, ComputeFleetEvents_CL, …). Returns the result tables; a query error is an error result that quotes the line and position, so the query can be fixed. Use a timespan (PT1H, P1D) or a where clause on TimeGenerated to keep queries small.",
+        annotations(title = "Query logs (KQL)", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<QueryKqlResult>()
+    )]
+    async fn query_kql(&self, Parameters(input): Parameters<QueryKqlInput>) -> Result<CallToolResult, McpError> {
+        respond(self.service.query_kql(input).instrument(tracing::info_span!("tool.call", tool = "query_kql")).await, no_shape)
     }
 
     #[tool(
@@ -209,17 +170,14 @@ impl FleetTools {
         annotations(title = "List proposals", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<ProposalList>()
     )]
-    async fn list_proposals(
-        &self,
-        Parameters(input): Parameters<ListProposalsInput>,
-    ) -> Result<CallToolResult, McpError> {
+    async fn list_proposals(&self, Parameters(input): Parameters<ListProposalsInput>) -> Result<CallToolResult, McpError> {
         let _span = tracing::info_span!("tool.call", tool = "list_proposals").entered();
         respond(self.service.list_proposals(input), no_shape)
     }
 }
 
 #[tool_handler(router = self.tool_router, name = "fleetpilot", version = "0.1.0", instructions = "fleetpilot scales Azure Compute Fleets safely. Read with list_fleets, read_fleet and \
-get_policy. To change capacity, call propose_scale with a reason: it checks the change against the fleet's guardrails \
+get_policy; look at telemetry with query_kql. To change capacity, call propose_scale with a reason: it checks the change against the fleet's guardrails \
 and records a proposal without changing anything. Then call apply_proposal with the proposal id: it re-reads the \
 fleet, re-checks the guardrails and carries the change out. A denial comes back as an error result listing every \
 violated bound; change the proposal to fit them rather than retrying it.")]
@@ -234,10 +192,7 @@ pub async fn serve_stdio(service: Arc<FleetService>) -> std::io::Result<()> {
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    running
-        .waiting()
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    running.waiting().await.map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(())
 }
 
@@ -263,11 +218,7 @@ impl Default for HttpConfig {
 }
 
 /// An axum router serving the tools at `/mcp` (streamable HTTP, stateless, JSON responses).
-pub fn http_router(
-    service: Arc<FleetService>,
-    config: HttpConfig,
-    cancel: CancellationToken,
-) -> axum::Router {
+pub fn http_router(service: Arc<FleetService>, config: HttpConfig, cancel: CancellationToken) -> axum::Router {
     let mut mcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(config.allowed_hosts)
         .with_json_response(true)
@@ -279,13 +230,7 @@ pub fn http_router(
     }
     let router = FleetTools::tool_router();
     let mcp = StreamableHttpService::new(
-        move || {
-            Ok(FleetTools::with_router(
-                service.clone(),
-                router.clone(),
-                "http",
-            ))
-        },
+        move || Ok(FleetTools::with_router(service.clone(), router.clone(), "http")),
         LocalSessionManager::default().into(),
         mcp_config,
     );

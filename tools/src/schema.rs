@@ -1,6 +1,7 @@
 //! Tool inputs and outputs. Input schemas are kept portable (Azure AI Foundry rejects
 //! multi-type fields and `anyOf`): optional inputs are plain types with defaults.
 
+use fleetpilot_core::logs::LogTable;
 use fleetpilot_core::{FleetState, FleetSummary, Proposal};
 use fleetpilot_guardrails::Policy;
 use schemars::JsonSchema;
@@ -126,4 +127,39 @@ fn default_limit() -> u32 {
 pub struct ProposalList {
     /// Newest first.
     pub proposals: Vec<Proposal>,
+}
+
+/// Input of `query_kql`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryKqlInput {
+    /// The KQL query, e.g. `AzureMetrics | where MetricName == "SpotInstanceUtilization" | summarize avg(Average) by bin(TimeGenerated, 5m)`.
+    pub query: String,
+    /// ISO-8601 duration or interval to limit `TimeGenerated` to (`PT1H`, `P1D`,
+    /// `2024-01-01T00:00:00Z/PT6H`); empty for no limit beyond the query's own.
+    #[serde(default)]
+    pub timespan: String,
+    /// Log Analytics workspace id; empty means the configured one.
+    #[serde(default)]
+    pub workspace: String,
+    /// Most rows to return to the caller (default 200, at most 10000); the rest is counted.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: u32,
+}
+
+fn default_max_rows() -> u32 {
+    200
+}
+
+/// Output of `query_kql`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct QueryKqlResult {
+    /// Result tables (`PrimaryResult` first).
+    pub tables: Vec<LogTable>,
+    /// Rows of the first table left out because of `max_rows`.
+    pub rows_omitted: u64,
+    /// Set when Log Analytics itself cut the result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub partial_error: Option<String>,
 }

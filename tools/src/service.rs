@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use fleetpilot_core::{
-    Decision, FleetRef, FleetState, PriceTable, Proposal, ProposalStatus, ScaleTarget, Violation,
-    VmState, plan,
+    Decision, FleetRef, FleetState, PriceTable, Proposal, ProposalStatus, ScaleTarget, Violation, VmState, plan,
 };
 use fleetpilot_guardrails::{Policies, check};
 use fleetpilot_infra::{Applied, AzureApi, AzureError, ExecuteError, Executor, Store, StoreError};
@@ -14,8 +13,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::schema::{
-    ApplyProposalInput, ApplyResult, FleetList, FleetView, GetPolicyInput, ListFleetsInput,
-    ListProposalsInput, PolicyView, ProposalList, ProposeScaleInput, ReadFleetInput,
+    ApplyProposalInput, ApplyResult, FleetList, FleetView, GetPolicyInput, ListFleetsInput, ListProposalsInput, PolicyView,
+    ProposalList, ProposeScaleInput, QueryKqlInput, QueryKqlResult, ReadFleetInput,
 };
 
 /// What the tools are configured with.
@@ -27,6 +26,8 @@ pub struct ToolsConfig {
     pub policies: Policies,
     /// Prices for cost figures.
     pub prices: PriceTable,
+    /// Log Analytics workspace used when `query_kql` leaves it empty.
+    pub default_workspace: String,
 }
 
 /// A failure the caller (often a model) should read and act on.
@@ -49,13 +50,7 @@ pub struct ToolError {
 
 impl ToolError {
     fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-            violations: Vec::new(),
-            proposal: None,
-            retryable: false,
-        }
+        Self { code: code.into(), message: message.into(), violations: Vec::new(), proposal: None, retryable: false }
     }
 
     fn azure(fleet: Option<&FleetRef>, error: AzureError) -> Self {
@@ -69,10 +64,7 @@ impl ToolError {
             );
         }
         let retryable = error.is_transient();
-        Self {
-            retryable,
-            ..Self::new("azure_error", format!("{:#}", anyhow_like(&error)))
-        }
+        Self { retryable, ..Self::new("azure_error", format!("{:#}", anyhow_like(&error))) }
     }
 
     fn state(error: StoreError) -> Self {
@@ -105,30 +97,15 @@ impl FleetService {
     /// Wire the service.
     pub fn new(api: Arc<dyn AzureApi>, store: Arc<Store>, config: ToolsConfig) -> Self {
         let executor = Executor::new(api.clone(), store.clone());
-        Self {
-            api,
-            store,
-            executor,
-            config,
-        }
+        Self { api, store, executor, config }
     }
 
     fn fleet_ref(&self, resource_group: &str, name: &str) -> Result<FleetRef, ToolError> {
         if name.trim().is_empty() {
-            return Err(ToolError::new(
-                "invalid_argument",
-                "'fleet' must name a fleet; list_fleets shows them",
-            ));
+            return Err(ToolError::new("invalid_argument", "'fleet' must name a fleet; list_fleets shows them"));
         }
-        let resource_group = if resource_group.trim().is_empty() {
-            &self.config.default_resource_group
-        } else {
-            resource_group
-        };
-        Ok(FleetRef {
-            resource_group: resource_group.trim().to_string(),
-            name: name.trim().to_string(),
-        })
+        let resource_group = if resource_group.trim().is_empty() { &self.config.default_resource_group } else { resource_group };
+        Ok(FleetRef { resource_group: resource_group.trim().to_string(), name: name.trim().to_string() })
     }
 
     /// `list_fleets`.
@@ -137,11 +114,7 @@ impl FleetService {
     /// Azure failures.
     pub async fn list_fleets(&self, input: ListFleetsInput) -> Result<FleetList, ToolError> {
         let rg = input.resource_group.trim();
-        let fleets = self
-            .api
-            .list_fleets((!rg.is_empty()).then_some(rg))
-            .await
-            .map_err(|e| ToolError::azure(None, e))?;
+        let fleets = self.api.list_fleets((!rg.is_empty()).then_some(rg)).await.map_err(|e| ToolError::azure(None, e))?;
         Ok(FleetList { fleets })
     }
 
@@ -151,16 +124,9 @@ impl FleetService {
     /// Unknown fleet, Azure failures.
     pub async fn read_fleet(&self, input: ReadFleetInput) -> Result<FleetView, ToolError> {
         let fleet = self.fleet_ref(&input.resource_group, &input.fleet)?;
-        let state = self
-            .api
-            .read_fleet(&fleet)
-            .await
-            .map_err(|e| ToolError::azure(Some(&fleet), e))?;
+        let state = self.api.read_fleet(&fleet).await.map_err(|e| ToolError::azure(Some(&fleet), e))?;
         let hourly_cost_usd = hourly_cost(&state, &self.config.prices);
-        Ok(FleetView {
-            state,
-            hourly_cost_usd,
-        })
+        Ok(FleetView { state, hourly_cost_usd })
     }
 
     /// `get_policy`.
@@ -169,10 +135,7 @@ impl FleetService {
     /// An empty fleet name.
     pub fn get_policy(&self, input: GetPolicyInput) -> Result<PolicyView, ToolError> {
         let fleet = self.fleet_ref("", &input.fleet)?;
-        Ok(PolicyView {
-            policy: self.config.policies.for_fleet(&fleet.name),
-            fleet: fleet.name,
-        })
+        Ok(PolicyView { policy: self.config.policies.for_fleet(&fleet.name), fleet: fleet.name })
     }
 
     /// `propose_scale`: check a target and record the proposal. Changes nothing in Azure.
@@ -180,11 +143,7 @@ impl FleetService {
     /// # Errors
     /// Bad input, unknown fleet, Azure failures; a guardrail denial is an error carrying the
     /// recorded proposal and every violation.
-    pub async fn propose_scale(
-        &self,
-        input: ProposeScaleInput,
-        requested_by: &str,
-    ) -> Result<Proposal, ToolError> {
+    pub async fn propose_scale(&self, input: ProposeScaleInput, requested_by: &str) -> Result<Proposal, ToolError> {
         let fleet = self.fleet_ref(&input.resource_group, &input.fleet)?;
         if input.reason.trim().is_empty() {
             return Err(ToolError::new(
@@ -197,20 +156,13 @@ impl FleetService {
             regular_capacity: input.regular_capacity,
             vm_sizes: (!input.vm_sizes.is_empty()).then_some(input.vm_sizes),
         };
-        if target.spot_capacity.is_none()
-            && target.regular_capacity.is_none()
-            && target.vm_sizes.is_none()
-        {
+        if target.spot_capacity.is_none() && target.regular_capacity.is_none() && target.vm_sizes.is_none() {
             return Err(ToolError::new(
                 "invalid_argument",
                 "nothing to change: give spot_capacity, regular_capacity or vm_sizes",
             ));
         }
-        let observed = self
-            .api
-            .read_fleet(&fleet)
-            .await
-            .map_err(|e| ToolError::azure(Some(&fleet), e))?;
+        let observed = self.api.read_fleet(&fleet).await.map_err(|e| ToolError::azure(Some(&fleet), e))?;
         let policy = self.config.policies.for_fleet(&fleet.name);
         let verdict = check(&target, &observed, &policy);
         let status = match verdict.decision {
@@ -232,9 +184,7 @@ impl FleetService {
             status,
             outcome: None,
         };
-        self.store
-            .save_proposal(&proposal)
-            .map_err(ToolError::state)?;
+        self.store.save_proposal(&proposal).map_err(ToolError::state)?;
         tracing::info!(proposal.id = %proposal.id, fleet = %proposal.fleet, decision = ?proposal.verdict.decision, requested_by, "proposal recorded");
         if proposal.status == ProposalStatus::Denied {
             return Err(refusal("denied", &proposal, &proposal.verdict.violations));
@@ -246,32 +196,16 @@ impl FleetService {
     ///
     /// # Errors
     /// Unknown proposal, a denial now or before, a pending approval, Azure failures.
-    pub async fn apply_proposal(
-        &self,
-        input: ApplyProposalInput,
-    ) -> Result<ApplyResult, ToolError> {
-        let mut proposal = self
-            .store
-            .proposal(input.proposal_id.trim())
-            .map_err(ToolError::state)?
-            .ok_or_else(|| {
-                ToolError::new(
-                    "proposal_not_found",
-                    format!(
-                        "no proposal '{}'; list_proposals shows them",
-                        input.proposal_id
-                    ),
-                )
-            })?;
+    pub async fn apply_proposal(&self, input: ApplyProposalInput) -> Result<ApplyResult, ToolError> {
+        let mut proposal = self.store.proposal(input.proposal_id.trim()).map_err(ToolError::state)?.ok_or_else(|| {
+            ToolError::new("proposal_not_found", format!("no proposal '{}'; list_proposals shows them", input.proposal_id))
+        })?;
         match proposal.status {
             ProposalStatus::Denied => {
                 return Err(refusal("denied", &proposal, &proposal.verdict.violations));
             }
             ProposalStatus::Applied => {
-                return Ok(ApplyResult {
-                    result: "already_applied".into(),
-                    proposal,
-                });
+                return Ok(ApplyResult { result: "already_applied".into(), proposal });
             }
             _ => {}
         }
@@ -302,35 +236,80 @@ impl FleetService {
                     _ => ProposalStatus::Denied,
                 };
                 proposal.verdict = verdict;
-                self.store
-                    .save_proposal(&proposal)
-                    .map_err(ToolError::state)?;
-                let code = if proposal.status == ProposalStatus::NeedsApproval {
-                    "needs_approval"
-                } else {
-                    "denied"
-                };
+                self.store.save_proposal(&proposal).map_err(ToolError::state)?;
+                let code = if proposal.status == ProposalStatus::NeedsApproval { "needs_approval" } else { "denied" };
                 return Err(refusal(code, &proposal, &proposal.verdict.violations));
             }
             Err(ExecuteError::Azure(error)) => {
                 proposal.status = ProposalStatus::Failed;
                 proposal.outcome = self.store.outcome_of(&proposal.id).ok().flatten();
-                self.store
-                    .save_proposal(&proposal)
-                    .map_err(ToolError::state)?;
+                self.store.save_proposal(&proposal).map_err(ToolError::state)?;
                 let mut e = ToolError::azure(Some(&proposal.fleet), error);
                 e.proposal = Some(Box::new(proposal));
                 return Err(e);
             }
             Err(ExecuteError::Store(error)) => return Err(ToolError::state(error)),
         };
-        self.store
-            .save_proposal(&proposal)
-            .map_err(ToolError::state)?;
-        Ok(ApplyResult {
-            result: result.into(),
-            proposal,
-        })
+        self.store.save_proposal(&proposal).map_err(ToolError::state)?;
+        Ok(ApplyResult { result: result.into(), proposal })
+    }
+
+    /// `query_kql`: run a read-only KQL query against Log Analytics.
+    ///
+    /// # Errors
+    /// An empty or over-long query, a control command, a query error (with its line and
+    /// position), Azure failures.
+    pub async fn query_kql(&self, input: QueryKqlInput) -> Result<QueryKqlResult, ToolError> {
+        const MAX_QUERY_CHARS: usize = 10_000;
+        let query = input.query.trim();
+        if query.is_empty() {
+            return Err(ToolError::new(
+                "invalid_argument",
+                "'query' is empty; write a KQL query such as `Heartbeat | summarize count() by Computer`",
+            ));
+        }
+        if query.chars().count() > MAX_QUERY_CHARS {
+            return Err(ToolError::new(
+                "invalid_argument",
+                format!("the query is longer than {MAX_QUERY_CHARS} characters; shorten it"),
+            ));
+        }
+        if query.starts_with('.') {
+            return Err(ToolError::new(
+                "invalid_argument",
+                "control commands (.drop, .set, .ingest, …) are not allowed; only queries are",
+            ));
+        }
+        let workspace = if input.workspace.trim().is_empty() {
+            self.config.default_workspace.clone()
+        } else {
+            input.workspace.trim().to_string()
+        };
+        if workspace.is_empty() {
+            return Err(ToolError::new("invalid_argument", "no Log Analytics workspace is configured; pass 'workspace'"));
+        }
+        let timespan = input.timespan.trim();
+        let mut result =
+            self.api.query_logs(&workspace, query, (!timespan.is_empty()).then_some(timespan)).await.map_err(|e| match &e {
+                AzureError::Api { status: 400, message, .. } => ToolError::new("kql_error", message.clone()),
+                AzureError::Api { status: 504, .. } => ToolError {
+                    retryable: true,
+                    ..ToolError::new(
+                        "query_timeout",
+                        "the query ran past its time limit; narrow it with a timespan or a where clause",
+                    )
+                },
+                _ => ToolError::azure(None, e),
+            })?;
+        let max_rows = input.max_rows.clamp(1, 10_000) as usize;
+        let mut rows_omitted = 0;
+        if let Some(first) = result.tables.first_mut()
+            && first.rows.len() > max_rows
+        {
+            rows_omitted = (first.rows.len() - max_rows) as u64;
+            first.rows.truncate(max_rows);
+        }
+        Ok(QueryKqlResult { tables: result.tables, rows_omitted, partial_error: result.partial_error })
     }
 
     /// `list_proposals`.
@@ -341,17 +320,16 @@ impl FleetService {
         let status = match input.status.trim() {
             "" => None,
             s => Some(parse_status(s).ok_or_else(|| {
-                ToolError::new("invalid_argument", format!("unknown status '{s}'; use proposed, needs_approval, denied, dry_run, applied or failed"))
+                ToolError::new(
+                    "invalid_argument",
+                    format!("unknown status '{s}'; use proposed, needs_approval, denied, dry_run, applied or failed"),
+                )
             })?),
         };
         let fleet = input.fleet.trim();
         let proposals = self
             .store
-            .proposals(
-                (!fleet.is_empty()).then_some(fleet),
-                status,
-                input.limit.clamp(1, 500),
-            )
+            .proposals((!fleet.is_empty()).then_some(fleet), status, input.limit.clamp(1, 500))
             .map_err(ToolError::state)?;
         Ok(ProposalList { proposals })
     }
@@ -373,19 +351,13 @@ fn parse_status(s: &str) -> Option<ProposalStatus> {
 fn refusal(code: &str, proposal: &Proposal, violations: &[Violation]) -> ToolError {
     let bounds: Vec<&str> = violations.iter().map(|v| v.bound.as_str()).collect();
     let message = match code {
-        "needs_approval" => format!(
-            "proposal {} needs a human's approval ({}); it was not applied",
-            proposal.id,
-            bounds.join(", ")
-        ),
+        "needs_approval" => {
+            format!("proposal {} needs a human's approval ({}); it was not applied", proposal.id, bounds.join(", "))
+        }
         _ => format!(
             "proposal {} is denied by the guardrails: {}",
             proposal.id,
-            violations
-                .iter()
-                .map(|v| format!("{} ({})", v.bound, v.message))
-                .collect::<Vec<_>>()
-                .join("; ")
+            violations.iter().map(|v| format!("{} ({})", v.bound, v.message)).collect::<Vec<_>>().join("; ")
         ),
     };
     ToolError {

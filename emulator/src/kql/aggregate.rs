@@ -113,21 +113,11 @@ impl AggKind {
                 Some(Type::DateTime) => Type::DateTime,
                 _ => Type::Real,
             },
-            AggKind::Stdev | AggKind::StdevIf | AggKind::Variance | AggKind::VarianceIf => {
-                Type::Real
+            AggKind::Stdev | AggKind::StdevIf | AggKind::Variance | AggKind::VarianceIf => Type::Real,
+            AggKind::MakeList | AggKind::MakeListIf | AggKind::MakeSet | AggKind::MakeSetIf | AggKind::MakeBag => Type::Dynamic,
+            AggKind::Min | AggKind::Max | AggKind::MinIf | AggKind::MaxIf | AggKind::Any | AggKind::ArgMax | AggKind::ArgMin => {
+                arg.unwrap_or(Type::String)
             }
-            AggKind::MakeList
-            | AggKind::MakeListIf
-            | AggKind::MakeSet
-            | AggKind::MakeSetIf
-            | AggKind::MakeBag => Type::Dynamic,
-            AggKind::Min
-            | AggKind::Max
-            | AggKind::MinIf
-            | AggKind::MaxIf
-            | AggKind::Any
-            | AggKind::ArgMax
-            | AggKind::ArgMin => arg.unwrap_or(Type::String),
             AggKind::Percentiles(_) => arg.unwrap_or(Type::Real),
         }
     }
@@ -180,24 +170,12 @@ impl KeyPart {
 #[derive(Debug, Clone)]
 pub enum Acc {
     Count(i64),
-    Sum {
-        int: i64,
-        real: f64,
-        any_real: bool,
-        seen: bool,
-    },
-    Avg {
-        sum: f64,
-        n: i64,
-    },
+    Sum { int: i64, real: f64, any_real: bool, seen: bool },
+    Avg { sum: f64, n: i64 },
     Best(Option<Value>),
     Distinct(HashSet<KeyPart>),
     Values(Vec<Value>),
-    Moments {
-        n: f64,
-        mean: f64,
-        m2: f64,
-    },
+    Moments { n: f64, mean: f64, m2: f64 },
     List(Vec<serde_json::Value>),
     Set(Vec<serde_json::Value>, HashSet<String>),
     Bag(serde_json::Map<String, serde_json::Value>),
@@ -213,22 +191,13 @@ impl Acc {
     pub fn new(kind: &AggKind) -> Acc {
         match kind {
             AggKind::Count | AggKind::CountIf => Acc::Count(0),
-            AggKind::Sum | AggKind::SumIf => Acc::Sum {
-                int: 0,
-                real: 0.0,
-                any_real: false,
-                seen: false,
-            },
+            AggKind::Sum | AggKind::SumIf => Acc::Sum { int: 0, real: 0.0, any_real: false, seen: false },
             AggKind::Avg | AggKind::AvgIf => Acc::Avg { sum: 0.0, n: 0 },
             AggKind::Min | AggKind::Max | AggKind::MinIf | AggKind::MaxIf => Acc::Best(None),
             AggKind::DCount | AggKind::DCountIf => Acc::Distinct(HashSet::new()),
             AggKind::Percentiles(_) => Acc::Values(Vec::new()),
             AggKind::Stdev | AggKind::StdevIf | AggKind::Variance | AggKind::VarianceIf => {
-                Acc::Moments {
-                    n: 0.0,
-                    mean: 0.0,
-                    m2: 0.0,
-                }
+                Acc::Moments { n: 0.0, mean: 0.0, m2: 0.0 }
             }
             AggKind::MakeList | AggKind::MakeListIf => Acc::List(Vec::new()),
             AggKind::MakeSet | AggKind::MakeSetIf => Acc::Set(Vec::new(), HashSet::new()),
@@ -258,12 +227,7 @@ impl Acc {
                 }
                 *n += 1;
             }
-            Acc::Sum {
-                int,
-                real,
-                any_real,
-                seen,
-            } => match v {
+            Acc::Sum { int, real, any_real, seen } => match v {
                 Value::Int(i) => {
                     *int = int.wrapping_add(i64::from(i));
                     *seen = true;
@@ -297,9 +261,7 @@ impl Acc {
                 let want_max = matches!(kind, AggKind::Max | AggKind::MaxIf);
                 let replace = match best {
                     None => true,
-                    Some(b) => {
-                        compare(&v, b).is_some_and(|o| if want_max { o.is_gt() } else { o.is_lt() })
-                    }
+                    Some(b) => compare(&v, b).is_some_and(|o| if want_max { o.is_gt() } else { o.is_lt() }),
                 };
                 if replace {
                     *best = Some(v);
@@ -352,9 +314,7 @@ impl Acc {
                 let want_max = matches!(kind, AggKind::ArgMax);
                 let replace = match best {
                     None => true,
-                    Some((b, _)) => {
-                        compare(&v, b).is_some_and(|o| if want_max { o.is_gt() } else { o.is_lt() })
-                    }
+                    Some((b, _)) => compare(&v, b).is_some_and(|o| if want_max { o.is_gt() } else { o.is_lt() }),
                 };
                 if replace {
                     *best = Some((v, args[1..].to_vec()));
@@ -372,12 +332,7 @@ impl Acc {
     pub fn finish(&self, kind: &AggKind, arg_type: Option<Type>, extra: usize) -> Vec<Value> {
         match self {
             Acc::Count(n) => vec![Value::Long(*n)],
-            Acc::Sum {
-                int,
-                real,
-                any_real,
-                seen,
-            } => vec![if !seen {
+            Acc::Sum { int, real, any_real, seen } => vec![if !seen {
                 match arg_type {
                     Some(Type::Int | Type::Long) => Value::Long(0),
                     _ => Value::Null,
@@ -432,25 +387,13 @@ impl Acc {
                     AggKind::Stdev | AggKind::StdevIf => variance.sqrt(),
                     _ => variance,
                 };
-                vec![if v.is_nan() {
-                    Value::Null
-                } else {
-                    Value::Real(v)
-                }]
+                vec![if v.is_nan() { Value::Null } else { Value::Real(v) }]
             }
-            Acc::List(list) => vec![Value::Dynamic(
-                serde_json::Value::Array(list.clone()).into(),
-            )],
-            Acc::Set(list, _) => vec![Value::Dynamic(
-                serde_json::Value::Array(list.clone()).into(),
-            )],
-            Acc::Bag(map) => vec![Value::Dynamic(
-                serde_json::Value::Object(map.clone()).into(),
-            )],
+            Acc::List(list) => vec![Value::Dynamic(serde_json::Value::Array(list.clone()).into())],
+            Acc::Set(list, _) => vec![Value::Dynamic(serde_json::Value::Array(list.clone()).into())],
+            Acc::Bag(map) => vec![Value::Dynamic(serde_json::Value::Object(map.clone()).into())],
             Acc::Arg(best) => match best {
-                Some((v, rest)) => std::iter::once(v.clone())
-                    .chain(rest.iter().cloned())
-                    .collect(),
+                Some((v, rest)) => std::iter::once(v.clone()).chain(rest.iter().cloned()).collect(),
                 None => vec![Value::Null; 1 + extra],
             },
             Acc::Any(row) => match row {

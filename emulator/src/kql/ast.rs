@@ -53,58 +53,23 @@ pub enum StrOp {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
     /// A literal; `ty` is set for typed nulls such as `int(null)`.
-    Lit {
-        value: Value,
-        ty: Option<Type>,
-        span: Span,
-    },
+    Lit { value: Value, ty: Option<Type>, span: Span },
     /// A column, or a scalar `let`.
     Name { name: String, span: Span },
     /// A function call (scalar, aggregate, or user-defined).
-    Call {
-        name: String,
-        args: Vec<Expr>,
-        span: Span,
-    },
+    Call { name: String, args: Vec<Expr>, span: Span },
     /// `l op r`.
-    Bin {
-        op: BinOp,
-        l: Box<Expr>,
-        r: Box<Expr>,
-        span: Span,
-    },
+    Bin { op: BinOp, l: Box<Expr>, r: Box<Expr>, span: Span },
     /// `-e`.
     Neg { e: Box<Expr>, span: Span },
     /// `e in (a, b)`, `e !in~ (…)`, `e has_any (…)`; `list` may hold one tabular subquery.
-    In {
-        e: Box<Expr>,
-        list: Vec<Expr>,
-        sub: Option<Box<Pipeline>>,
-        negated: bool,
-        ci: bool,
-        any_of: Option<StrOp>,
-        span: Span,
-    },
+    In { e: Box<Expr>, list: Vec<Expr>, sub: Option<Box<Pipeline>>, negated: bool, ci: bool, any_of: Option<StrOp>, span: Span },
     /// `e between (lo .. hi)`.
-    Between {
-        e: Box<Expr>,
-        lo: Box<Expr>,
-        hi: Box<Expr>,
-        negated: bool,
-        span: Span,
-    },
+    Between { e: Box<Expr>, lo: Box<Expr>, hi: Box<Expr>, negated: bool, span: Span },
     /// `e.name` on a dynamic value.
-    Member {
-        e: Box<Expr>,
-        name: String,
-        span: Span,
-    },
+    Member { e: Box<Expr>, name: String, span: Span },
     /// `e[i]` on a dynamic value.
-    Index {
-        e: Box<Expr>,
-        index: Box<Expr>,
-        span: Span,
-    },
+    Index { e: Box<Expr>, index: Box<Expr>, span: Span },
     /// `*` (in `arg_max(x, *)`, `distinct *`).
     Star { span: Span },
     /// A tabular subquery used as a scalar (`toscalar(T | …)`).
@@ -194,47 +159,18 @@ pub enum Op {
     ProjectRename(Vec<(String, String)>),
     ProjectReorder(Vec<String>),
     Extend(Vec<NamedExpr>),
-    Summarize {
-        aggs: Vec<NamedExpr>,
-        by: Vec<NamedExpr>,
-    },
+    Summarize { aggs: Vec<NamedExpr>, by: Vec<NamedExpr> },
     Count,
     Take(Expr),
-    Top {
-        n: Expr,
-        key: SortKey,
-    },
+    Top { n: Expr, key: SortKey },
     Sort(Vec<SortKey>),
     Distinct(Vec<NamedExpr>),
-    Join {
-        kind: JoinKind,
-        right: Box<Pipeline>,
-        on: Vec<(String, String)>,
-    },
-    Union {
-        tables: Vec<Pipeline>,
-        inner: bool,
-    },
-    MvExpand {
-        columns: Vec<(Option<String>, Expr, Option<Type>)>,
-        limit: Option<usize>,
-    },
-    MakeSeries {
-        aggs: Vec<SeriesAgg>,
-        on: Expr,
-        from: Option<Expr>,
-        to: Option<Expr>,
-        step: Expr,
-        by: Vec<NamedExpr>,
-    },
-    Parse {
-        expr: Expr,
-        pattern: Vec<ParsePart>,
-    },
-    Render {
-        visualization: String,
-        properties: Vec<(String, String)>,
-    },
+    Join { kind: JoinKind, right: Box<Pipeline>, on: Vec<(String, String)> },
+    Union { tables: Vec<Pipeline>, inner: bool },
+    MvExpand { columns: Vec<(Option<String>, Expr, Option<Type>)>, limit: Option<usize> },
+    MakeSeries { aggs: Vec<SeriesAgg>, on: Expr, from: Option<Expr>, to: Option<Expr>, step: Expr, by: Vec<NamedExpr> },
+    Parse { expr: Expr, pattern: Vec<ParsePart> },
+    Render { visualization: String, properties: Vec<(String, String)> },
     Serialize(Vec<NamedExpr>),
     Getschema,
 }
@@ -247,18 +183,9 @@ pub enum Source {
     /// A tabular function call.
     Call(String, Vec<Expr>, Span),
     /// `datatable(a:long, …) [values…]`.
-    Datatable {
-        columns: Vec<(String, Type)>,
-        values: Vec<Expr>,
-        span: Span,
-    },
+    Datatable { columns: Vec<(String, Type)>, values: Vec<Expr>, span: Span },
     /// `range x from a to b step s`.
-    Range {
-        column: String,
-        from: Expr,
-        to: Expr,
-        step: Expr,
-    },
+    Range { column: String, from: Expr, to: Expr, step: Expr },
     /// `print a = 1, …`.
     Print(Vec<NamedExpr>),
     /// `union T1, T2`.
@@ -284,10 +211,7 @@ pub enum LetValue {
     /// A tabular expression.
     Tabular(Pipeline),
     /// A function: parameters (name, type; `None` type = tabular) and a body.
-    Function {
-        params: Vec<(String, Option<Type>)>,
-        body: Vec<Statement>,
-    },
+    Function { params: Vec<(String, Option<Type>)>, body: Vec<Statement> },
 }
 
 /// A statement.

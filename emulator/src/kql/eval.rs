@@ -51,26 +51,11 @@ pub enum CExpr {
     Call(functions::Func, Vec<CExpr>),
     Bin(BinOp, Box<CExpr>, Box<CExpr>),
     Neg(Box<CExpr>),
-    In {
-        e: Box<CExpr>,
-        set: Vec<CExpr>,
-        negated: bool,
-        ci: bool,
-        any_of: Option<StrOp>,
-    },
-    Between {
-        e: Box<CExpr>,
-        lo: Box<CExpr>,
-        hi: Box<CExpr>,
-        negated: bool,
-    },
+    In { e: Box<CExpr>, set: Vec<CExpr>, negated: bool, ci: bool, any_of: Option<StrOp> },
+    Between { e: Box<CExpr>, lo: Box<CExpr>, hi: Box<CExpr>, negated: bool },
     Member(Box<CExpr>, String),
     Index(Box<CExpr>, Box<CExpr>),
-    Regex {
-        e: Box<CExpr>,
-        re: Arc<regex::Regex>,
-        negated: bool,
-    },
+    Regex { e: Box<CExpr>, re: Arc<regex::Regex>, negated: bool },
 }
 
 /// A compiled expression and its static type (when it can be known).
@@ -93,36 +78,21 @@ impl Scope<'_> {
     /// Unknown names and functions, wrong argument counts, aggregates outside `summarize`.
     pub fn compile(&self, e: &Expr) -> Result<Compiled, KqlError> {
         Ok(match e {
-            Expr::Lit { value, ty, .. } => Compiled {
-                ty: ty.or(value.ty()),
-                expr: CExpr::Const(value.clone()),
-            },
+            Expr::Lit { value, ty, .. } => Compiled { ty: ty.or(value.ty()), expr: CExpr::Const(value.clone()) },
             Expr::Name { name, .. } => {
                 if let Some(local) = self.locals.get(name) {
                     return Ok(local.clone());
                 }
                 if let Some(i) = self.schema.iter().position(|(n, _)| n == name) {
-                    return Ok(Compiled {
-                        expr: CExpr::Col(i),
-                        ty: Some(self.schema[i].1),
-                    });
+                    return Ok(Compiled { expr: CExpr::Col(i), ty: Some(self.schema[i].1) });
                 }
                 match self.env.get(name) {
-                    Some(Binding::Scalar(v, ty)) => Compiled {
-                        expr: CExpr::Const(v.clone()),
-                        ty: ty.or(v.ty()),
-                    },
+                    Some(Binding::Scalar(v, ty)) => Compiled { expr: CExpr::Const(v.clone()), ty: ty.or(v.ty()) },
                     Some(Binding::Tabular(_)) => {
-                        return Err(self.err(
-                            e,
-                            &format!("'{name}' is a table; it cannot be used as a scalar"),
-                        ));
+                        return Err(self.err(e, &format!("'{name}' is a table; it cannot be used as a scalar")));
                     }
                     Some(Binding::Function(_)) => {
-                        return Err(self.err(
-                            e,
-                            &format!("'{name}' is a function; call it with '{name}()'"),
-                        ));
+                        return Err(self.err(e, &format!("'{name}' is a function; call it with '{name}()'")));
                     }
                     None => {
                         let hint = self
@@ -131,69 +101,33 @@ impl Scope<'_> {
                             .find(|(n, _)| n.eq_ignore_ascii_case(name))
                             .map(|(n, _)| format!("; did you mean '{n}'?"))
                             .unwrap_or_default();
-                        return Err(self.err(
-                            e,
-                            &format!("Failed to resolve scalar expression named '{name}'{hint}"),
-                        ));
+                        return Err(self.err(e, &format!("Failed to resolve scalar expression named '{name}'{hint}")));
                     }
                 }
             }
             Expr::Call { name, args, .. } => return self.compile_call(e, name, args),
             Expr::Bin { op, l, r, .. } => {
                 let l = self.compile(l)?;
-                if let (
-                    BinOp::Str(StrOp::MatchesRegex, negated),
-                    Expr::Lit {
-                        value: Value::String(p),
-                        ..
-                    },
-                ) = (op, &**r)
-                {
-                    let re = regex::Regex::new(p).map_err(|err| {
-                        self.err(r, &format!("invalid regular expression: {err}"))
-                    })?;
+                if let (BinOp::Str(StrOp::MatchesRegex, negated), Expr::Lit { value: Value::String(p), .. }) = (op, &**r) {
+                    let re = regex::Regex::new(p).map_err(|err| self.err(r, &format!("invalid regular expression: {err}")))?;
                     return Ok(Compiled {
-                        expr: CExpr::Regex {
-                            e: Box::new(l.expr),
-                            re: Arc::new(re),
-                            negated: *negated,
-                        },
+                        expr: CExpr::Regex { e: Box::new(l.expr), re: Arc::new(re), negated: *negated },
                         ty: Some(Type::Bool),
                     });
                 }
                 let r = self.compile(r)?;
                 let ty = binary_type(*op, l.ty, r.ty);
-                Compiled {
-                    expr: CExpr::Bin(*op, Box::new(l.expr), Box::new(r.expr)),
-                    ty,
-                }
+                Compiled { expr: CExpr::Bin(*op, Box::new(l.expr), Box::new(r.expr)), ty }
             }
             Expr::Neg { e, .. } => {
                 let c = self.compile(e)?;
-                Compiled {
-                    ty: c.ty,
-                    expr: CExpr::Neg(Box::new(c.expr)),
-                }
+                Compiled { ty: c.ty, expr: CExpr::Neg(Box::new(c.expr)) }
             }
-            Expr::In {
-                e,
-                list,
-                sub,
-                negated,
-                ci,
-                any_of,
-                ..
-            } => {
+            Expr::In { e, list, sub, negated, ci, any_of, .. } => {
                 let c = self.compile(e)?;
                 let mut set = Vec::new();
                 if let Some(sub) = sub {
-                    let table = super::ops::run_pipeline(
-                        self.src,
-                        sub,
-                        self.env,
-                        self.catalog,
-                        self.options,
-                    )?;
+                    let table = super::ops::run_pipeline(self.src, sub, self.env, self.catalog, self.options)?;
                     if let Some(col) = table.columns.first() {
                         set.extend(col.values.iter().cloned().map(CExpr::Const));
                     }
@@ -211,30 +145,17 @@ impl Scope<'_> {
                     let item = self.compile(item)?;
                     match item.expr {
                         CExpr::Const(Value::Dynamic(j)) if j.is_array() => {
-                            set.extend(
-                                j.as_array()
-                                    .into_iter()
-                                    .flatten()
-                                    .map(|v| CExpr::Const(from_json(v))),
-                            );
+                            set.extend(j.as_array().into_iter().flatten().map(|v| CExpr::Const(from_json(v))));
                         }
                         other => set.push(other),
                     }
                 }
                 Compiled {
-                    expr: CExpr::In {
-                        e: Box::new(c.expr),
-                        set,
-                        negated: *negated,
-                        ci: *ci,
-                        any_of: *any_of,
-                    },
+                    expr: CExpr::In { e: Box::new(c.expr), set, negated: *negated, ci: *ci, any_of: *any_of },
                     ty: Some(Type::Bool),
                 }
             }
-            Expr::Between {
-                e, lo, hi, negated, ..
-            } => Compiled {
+            Expr::Between { e, lo, hi, negated, .. } => Compiled {
                 expr: CExpr::Between {
                     e: Box::new(self.compile(e)?.expr),
                     lo: Box::new(self.compile(lo)?.expr),
@@ -246,35 +167,18 @@ impl Scope<'_> {
             Expr::Member { e: inner, name, .. } => {
                 // `$left.x` outside a join is meaningless.
                 let c = self.compile(inner)?;
-                Compiled {
-                    expr: CExpr::Member(Box::new(c.expr), name.clone()),
-                    ty: Some(Type::Dynamic),
-                }
+                Compiled { expr: CExpr::Member(Box::new(c.expr), name.clone()), ty: Some(Type::Dynamic) }
             }
-            Expr::Index {
-                e: inner, index, ..
-            } => {
+            Expr::Index { e: inner, index, .. } => {
                 let c = self.compile(inner)?;
                 let i = self.compile(index)?;
-                Compiled {
-                    expr: CExpr::Index(Box::new(c.expr), Box::new(i.expr)),
-                    ty: Some(Type::Dynamic),
-                }
+                Compiled { expr: CExpr::Index(Box::new(c.expr), Box::new(i.expr)), ty: Some(Type::Dynamic) }
             }
             Expr::Star { .. } => return Err(self.err(e, "'*' is not allowed here")),
             Expr::Sub { pipeline, .. } => {
-                let table = super::ops::run_pipeline(
-                    self.src,
-                    pipeline,
-                    self.env,
-                    self.catalog,
-                    self.options,
-                )?;
+                let table = super::ops::run_pipeline(self.src, pipeline, self.env, self.catalog, self.options)?;
                 let (v, ty) = first_cell(&table);
-                Compiled {
-                    expr: CExpr::Const(v),
-                    ty,
-                }
+                Compiled { expr: CExpr::Const(v), ty }
             }
         })
     }
@@ -284,14 +188,7 @@ impl Scope<'_> {
         if let Some(Binding::Function(def)) = self.env.get(name) {
             let (params, body) = &**def;
             if args.len() > params.len() {
-                return Err(self.err(
-                    e,
-                    &format!(
-                        "function '{name}' takes {} arguments, {} given",
-                        params.len(),
-                        args.len()
-                    ),
-                ));
+                return Err(self.err(e, &format!("function '{name}' takes {} arguments, {} given", params.len(), args.len())));
             }
             let mut locals = self.locals.clone();
             for ((pname, _), arg) in params.iter().zip(args) {
@@ -314,28 +211,16 @@ impl Scope<'_> {
                             let c = scope.compile(x)?;
                             locals.insert(name.clone(), c);
                         } else {
-                            super::ops::bind_let(
-                                self.src,
-                                &mut env,
-                                name,
-                                value,
-                                self.catalog,
-                                self.options,
-                            )?;
+                            super::ops::bind_let(self.src, &mut env, name, value, self.catalog, self.options)?;
                         }
                     }
                     super::ast::Statement::Scalar(x) => last = Some(x),
                     super::ast::Statement::Tabular(_) => {
-                        return Err(self.err(
-                            e,
-                            &format!("function '{name}' is tabular; use it as a table"),
-                        ));
+                        return Err(self.err(e, &format!("function '{name}' is tabular; use it as a table")));
                     }
                 }
             }
-            let body = last.ok_or_else(|| {
-                self.err(e, &format!("function '{name}' has no result expression"))
-            })?;
+            let body = last.ok_or_else(|| self.err(e, &format!("function '{name}' has no result expression")))?;
             let scope = Scope {
                 src: self.src,
                 schema: self.schema.clone(),
@@ -353,20 +238,11 @@ impl Scope<'_> {
                 return Err(self.err(e, "typeof() takes a type name"));
             };
             let ty = Type::parse(t).ok_or_else(|| self.err(e, &format!("unknown type '{t}'")))?;
-            return Ok(Compiled {
-                expr: CExpr::Const(Value::str(ty.name())),
-                ty: Some(Type::String),
-            });
+            return Ok(Compiled { expr: CExpr::Const(Value::str(ty.name())), ty: Some(Type::String) });
         }
         if lower == "ingestion_time" {
-            let index = self
-                .schema
-                .iter()
-                .position(|(n, _)| n == crate::logs::INGESTION_COLUMN);
-            return Ok(Compiled {
-                expr: index.map_or(CExpr::Const(Value::Null), CExpr::Col),
-                ty: Some(Type::DateTime),
-            });
+            let index = self.schema.iter().position(|(n, _)| n == crate::logs::INGESTION_COLUMN);
+            return Ok(Compiled { expr: index.map_or(CExpr::Const(Value::Null), CExpr::Col), ty: Some(Type::DateTime) });
         }
         if lower == "toscalar" {
             let [arg] = args else {
@@ -389,18 +265,9 @@ impl Scope<'_> {
             } else {
                 format!("{min} to {max}")
             };
-            return Err(self.err(
-                e,
-                &format!(
-                    "function '{name}' expects {expected} arguments, {} given",
-                    args.len()
-                ),
-            ));
+            return Err(self.err(e, &format!("function '{name}' expects {expected} arguments, {} given", args.len())));
         }
-        let compiled: Vec<Compiled> = args
-            .iter()
-            .map(|a| self.compile(a))
-            .collect::<Result<_, _>>()?;
+        let compiled: Vec<Compiled> = args.iter().map(|a| self.compile(a)).collect::<Result<_, _>>()?;
         let types: Vec<Option<Type>> = compiled.iter().map(|c| c.ty).collect();
         let mut ty = functions::return_type(func, &types);
         if func == functions::Func::ExtractRegex
@@ -413,35 +280,19 @@ impl Scope<'_> {
         let mut exprs: Vec<CExpr> = compiled.into_iter().map(|c| c.expr).collect();
         // Fold calls whose arguments are all constants (now(), ago(1h), datetime math).
         if exprs.iter().all(|a| matches!(a, CExpr::Const(_))) {
-            let values: Vec<Value> = exprs
-                .iter()
-                .map(|a| {
-                    if let CExpr::Const(v) = a {
-                        v.clone()
-                    } else {
-                        Value::Null
-                    }
-                })
-                .collect();
+            let values: Vec<Value> =
+                exprs.iter().map(|a| if let CExpr::Const(v) = a { v.clone() } else { Value::Null }).collect();
             let v = functions::call(func, &values, self.options.now);
-            return Ok(Compiled {
-                expr: CExpr::Const(v),
-                ty,
-            });
+            return Ok(Compiled { expr: CExpr::Const(v), ty });
         }
         if func == functions::Func::ExtractRegex || func == functions::Func::ReplaceRegex {
             // Validate a constant pattern now, so the error has a position.
             if let Some(CExpr::Const(Value::String(p))) = exprs.first() {
-                regex::Regex::new(p).map_err(|err| {
-                    self.err(&args[0], &format!("invalid regular expression: {err}"))
-                })?;
+                regex::Regex::new(p).map_err(|err| self.err(&args[0], &format!("invalid regular expression: {err}")))?;
             }
         }
         exprs.shrink_to_fit();
-        Ok(Compiled {
-            expr: CExpr::Call(func, exprs),
-            ty,
-        })
+        Ok(Compiled { expr: CExpr::Call(func, exprs), ty })
     }
 }
 
@@ -503,8 +354,9 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         Value::Bool(b) => serde_json::Value::Bool(*b),
         Value::Int(i) => (*i).into(),
         Value::Long(i) => (*i).into(),
-        Value::Real(f) | Value::Decimal(f) => serde_json::Number::from_f64(*f)
-            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Value::Real(f) | Value::Decimal(f) => {
+            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number)
+        }
         Value::Dynamic(j) => (**j).clone(),
         other => serde_json::Value::String(to_display(other)),
     }
@@ -538,13 +390,7 @@ pub fn eval(c: &CExpr, table: &Table, row: usize, now: i64) -> Value {
             Value::TimeSpan(t) => Value::TimeSpan(-t),
             _ => Value::Null,
         },
-        CExpr::In {
-            e,
-            set,
-            negated,
-            ci,
-            any_of,
-        } => {
+        CExpr::In { e, set, negated, ci, any_of } => {
             let v = eval(e, table, row, now);
             if v.is_null() && any_of.is_none() {
                 return Value::Bool(*negated);
@@ -563,9 +409,7 @@ pub fn eval(c: &CExpr, table: &Table, row: usize, now: i64) -> Value {
             });
             if any_of == &Some(StrOp::HasCs) {
                 // has_all
-                let all = set
-                    .iter()
-                    .all(|item| str_op(StrOp::Has, &v, &eval(item, table, row, now)));
+                let all = set.iter().all(|item| str_op(StrOp::Has, &v, &eval(item, table, row, now)));
                 return Value::Bool(all != *negated);
             }
             Value::Bool(found != *negated)
@@ -580,28 +424,22 @@ pub fn eval(c: &CExpr, table: &Table, row: usize, now: i64) -> Value {
             if v.is_null() || lo.is_null() || hi.is_null() {
                 return Value::Null;
             }
-            let inside = compare(&v, &lo).is_some_and(|o| o.is_ge())
-                && compare(&v, &hi).is_some_and(|o| o.is_le());
+            let inside = compare(&v, &lo).is_some_and(|o| o.is_ge()) && compare(&v, &hi).is_some_and(|o| o.is_le());
             Value::Bool(inside != *negated)
         }
         CExpr::Member(e, name) => match eval(e, table, row, now) {
-            Value::Dynamic(j) => j
-                .get(name)
-                .map_or(Value::Null, |v| Value::Dynamic(Arc::new(v.clone()))),
+            Value::Dynamic(j) => j.get(name).map_or(Value::Null, |v| Value::Dynamic(Arc::new(v.clone()))),
             _ => Value::Null,
         },
         CExpr::Index(e, i) => {
             let base = eval(e, table, row, now);
             let index = eval(i, table, row, now);
             match (base, index) {
-                (Value::Dynamic(j), Value::String(k)) => j
-                    .get(&*k)
-                    .map_or(Value::Null, |v| Value::Dynamic(Arc::new(v.clone()))),
+                (Value::Dynamic(j), Value::String(k)) => j.get(&*k).map_or(Value::Null, |v| Value::Dynamic(Arc::new(v.clone()))),
                 (Value::Dynamic(j), idx) => match (j.as_array(), idx.as_i64()) {
                     (Some(a), Some(i)) => {
                         let i = if i < 0 { a.len() as i64 + i } else { i };
-                        a.get(i as usize)
-                            .map_or(Value::Null, |v| Value::Dynamic(Arc::new(v.clone())))
+                        a.get(i as usize).map_or(Value::Null, |v| Value::Dynamic(Arc::new(v.clone())))
                     }
                     _ => Value::Null,
                 },
@@ -640,9 +478,7 @@ pub fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
         | (Value::Guid(x), Value::Guid(y))
         | (Value::String(x), Value::Guid(y))
         | (Value::Guid(x), Value::String(y)) => Some(x.cmp(y)),
-        (Value::DateTime(x), Value::DateTime(y)) | (Value::TimeSpan(x), Value::TimeSpan(y)) => {
-            Some(x.cmp(y))
-        }
+        (Value::DateTime(x), Value::DateTime(y)) | (Value::TimeSpan(x), Value::TimeSpan(y)) => Some(x.cmp(y)),
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
         (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
         (Value::Long(x), Value::Long(y)) => Some(x.cmp(y)),
@@ -668,9 +504,7 @@ pub fn binary(op: BinOp, l: &Value, r: &Value) -> Value {
             match (as_bool(l), as_bool(r), op) {
                 (Some(a), Some(b), BinOp::And) => Value::Bool(a && b),
                 (Some(a), Some(b), _) => Value::Bool(a || b),
-                (Some(false), None, BinOp::And) | (None, Some(false), BinOp::And) => {
-                    Value::Bool(false)
-                }
+                (Some(false), None, BinOp::And) | (None, Some(false), BinOp::And) => Value::Bool(false),
                 (Some(true), None, BinOp::Or) | (None, Some(true), BinOp::Or) => Value::Bool(true),
                 _ => Value::Null,
             }
@@ -697,9 +531,7 @@ pub fn binary(op: BinOp, l: &Value, r: &Value) -> Value {
             })
         }
         BinOp::EqCi | BinOp::NeCi => match (l.as_text(), r.as_text()) {
-            (Some(a), Some(b)) => {
-                Value::Bool((a.to_lowercase() == b.to_lowercase()) == (op == BinOp::EqCi))
-            }
+            (Some(a), Some(b)) => Value::Bool((a.to_lowercase() == b.to_lowercase()) == (op == BinOp::EqCi)),
             _ => Value::Null,
         },
         BinOp::Str(s, negated) => {
@@ -709,9 +541,7 @@ pub fn binary(op: BinOp, l: &Value, r: &Value) -> Value {
             }
             Value::Bool(str_op(s, l, r) != negated)
         }
-        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => {
-            arithmetic(op, &undyn(l), &undyn(r))
-        }
+        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => arithmetic(op, &undyn(l), &undyn(r)),
     }
 }
 
@@ -737,18 +567,12 @@ fn arithmetic(op: BinOp, l: &Value, r: &Value) -> Value {
             let x = n.as_f64().unwrap_or(0.0);
             match op {
                 BinOp::Mul => TimeSpan((*a as f64 * x).round() as i64),
-                BinOp::Div if matches!(l, TimeSpan(_)) && x != 0.0 => {
-                    TimeSpan((*a as f64 / x).round() as i64)
-                }
+                BinOp::Div if matches!(l, TimeSpan(_)) && x != 0.0 => TimeSpan((*a as f64 / x).round() as i64),
                 _ => Null,
             }
         }
-        (Int(a), Int(b)) => {
-            int_op(op, i64::from(*a), i64::from(*b)).map_or(Null, |v| Int(v as i32))
-        }
-        (Int(_) | Long(_), Int(_) | Long(_)) => {
-            int_op(op, l.as_i64().unwrap_or(0), r.as_i64().unwrap_or(0)).map_or(Null, Long)
-        }
+        (Int(a), Int(b)) => int_op(op, i64::from(*a), i64::from(*b)).map_or(Null, |v| Int(v as i32)),
+        (Int(_) | Long(_), Int(_) | Long(_)) => int_op(op, l.as_i64().unwrap_or(0), r.as_i64().unwrap_or(0)).map_or(Null, Long),
         _ => match (l.as_f64(), r.as_f64()) {
             (Some(a), Some(b)) => {
                 let v = match op {
@@ -758,11 +582,7 @@ fn arithmetic(op: BinOp, l: &Value, r: &Value) -> Value {
                     BinOp::Div => a / b,
                     _ => a % b,
                 };
-                if matches!(l, Decimal(_)) || matches!(r, Decimal(_)) {
-                    Decimal(v)
-                } else {
-                    Real(v)
-                }
+                if matches!(l, Decimal(_)) || matches!(r, Decimal(_)) { Decimal(v) } else { Real(v) }
             }
             _ => Null,
         },
@@ -792,15 +612,9 @@ fn find_term(hay: &str, needle: &str, need_start: bool, need_end: bool) -> bool 
     while let Some(i) = hay[from..].find(needle) {
         let at = from + i;
         let end = at + needle.len();
-        let start_ok = !need_start
-            || hay[..at]
-                .chars()
-                .next_back()
-                .is_none_or(|c| !is_term_char(c))
-            || !needle.starts_with(is_term_char);
-        let end_ok = !need_end
-            || hay[end..].chars().next().is_none_or(|c| !is_term_char(c))
-            || !needle.ends_with(is_term_char);
+        let start_ok =
+            !need_start || hay[..at].chars().next_back().is_none_or(|c| !is_term_char(c)) || !needle.starts_with(is_term_char);
+        let end_ok = !need_end || hay[end..].chars().next().is_none_or(|c| !is_term_char(c)) || !needle.ends_with(is_term_char);
         if start_ok && end_ok {
             return true;
         }

@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use super::eval::{to_json, undyn};
 use super::value::{
-    TICKS_PER_DAY, TICKS_PER_SECOND, Type, Value, format_datetime_iso, parse_datetime,
-    parse_timespan, to_display,
+    TICKS_PER_DAY, TICKS_PER_SECOND, Type, Value, format_datetime_iso, parse_datetime, parse_timespan, to_display,
 };
 
 macro_rules! funcs {
@@ -169,26 +168,15 @@ pub fn return_type(f: Func, args: &[Option<Type>]) -> Option<Type> {
             Type::Int | Type::Long => Type::Real,
             t => t,
         },
-        Iff => args
-            .get(1)
-            .copied()
-            .flatten()
-            .or(args.get(2).copied().flatten())?,
-        Case => args
-            .iter()
-            .skip(1)
-            .step_by(2)
-            .find_map(|t| *t)
-            .or(args.last().copied().flatten())?,
+        Iff => args.get(1).copied().flatten().or(args.get(2).copied().flatten())?,
+        Case => args.iter().skip(1).step_by(2).find_map(|t| *t).or(args.last().copied().flatten())?,
         Coalesce | MinOf | MaxOf => args.iter().find_map(|t| *t)?,
-        IsNull | IsNotNull | IsEmpty | IsNotEmpty | IsNan | IsFinite | Not | ToBool
-        | SetHasElement => Type::Bool,
-        ToString | Strcat | StrcatDelim | Substring | ToLower | ToUpper | Trim | ReplaceString
-        | ReplaceRegex | Reverse | FormatDateTime | FormatTimeSpan | TypeOf => Type::String,
+        IsNull | IsNotNull | IsEmpty | IsNotEmpty | IsNan | IsFinite | Not | ToBool | SetHasElement => Type::Bool,
+        ToString | Strcat | StrcatDelim | Substring | ToLower | ToUpper | Trim | ReplaceString | ReplaceRegex | Reverse
+        | FormatDateTime | FormatTimeSpan | TypeOf => Type::String,
         ExtractRegex => args.get(3).copied().flatten().unwrap_or(Type::String),
         ToInt | HourOfDay | DayOfMonth | DayOfYear | GetYear | GetMonth => Type::Int,
-        ToLong | Strlen | DateTimeDiff | DateTimePart | ArrayLength | IndexOf | CountOf
-        | ArrayIndexOf => Type::Long,
+        ToLong | Strlen | DateTimeDiff | DateTimePart | ArrayLength | IndexOf | CountOf | ArrayIndexOf => Type::Long,
         ToReal | Sqrt | Log | Log10 | Log2 | Exp | Pow => Type::Real,
         ToDecimal => Type::Decimal,
         ToTimeSpan | DayOfWeek => Type::TimeSpan,
@@ -243,19 +231,13 @@ fn to_timespan(v: &Value) -> Option<i64> {
 }
 
 fn floor_to(v: i64, size: i64) -> i64 {
-    if size <= 0 {
-        v
-    } else {
-        v.div_euclid(size) * size
-    }
+    if size <= 0 { v } else { v.div_euclid(size) * size }
 }
 
 fn bin(v: &Value, size: &Value) -> Value {
     match (undyn(v), undyn(size)) {
         (Value::DateTime(t), s) => match to_timespan(&s) {
-            Some(step) if step > 0 => {
-                Value::DateTime(floor_to(t + EPOCH_OFFSET_TICKS, step) - EPOCH_OFFSET_TICKS)
-            }
+            Some(step) if step > 0 => Value::DateTime(floor_to(t + EPOCH_OFFSET_TICKS, step) - EPOCH_OFFSET_TICKS),
             _ => Value::Null,
         },
         (Value::TimeSpan(t), s) => match to_timespan(&s) {
@@ -265,17 +247,11 @@ fn bin(v: &Value, size: &Value) -> Value {
         (Value::Long(x), Value::Long(s)) if s > 0 => Value::Long(floor_to(x, s)),
         (Value::Int(x), Value::Long(s)) if s > 0 => Value::Int(floor_to(i64::from(x), s) as i32),
         (Value::Long(x), Value::Int(s)) if s > 0 => Value::Long(floor_to(x, i64::from(s))),
-        (Value::Int(x), Value::Int(s)) if s > 0 => {
-            Value::Int(floor_to(i64::from(x), i64::from(s)) as i32)
-        }
+        (Value::Int(x), Value::Int(s)) if s > 0 => Value::Int(floor_to(i64::from(x), i64::from(s)) as i32),
         (x, s) => match (x.as_f64(), s.as_f64()) {
             (Some(a), Some(b)) if b > 0.0 => {
                 let r = (a / b).floor() * b;
-                if matches!(x, Value::Long(_) | Value::Int(_)) {
-                    Value::Long(r as i64)
-                } else {
-                    Value::Real(r)
-                }
+                if matches!(x, Value::Long(_) | Value::Int(_)) { Value::Long(r as i64) } else { Value::Real(r) }
             }
             _ => Value::Null,
         },
@@ -291,13 +267,9 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
         Now => Value::DateTime(now + args.first().and_then(to_timespan).unwrap_or(0)),
         Bin => bin(&a(0), &a(1)),
         BinAt => match (to_datetime(&a(0)), to_timespan(&a(1)), to_datetime(&a(2))) {
-            (Some(t), Some(step), Some(at)) if step > 0 => {
-                Value::DateTime(floor_to(t - at, step) + at)
-            }
+            (Some(t), Some(step), Some(at)) if step > 0 => Value::DateTime(floor_to(t - at, step) + at),
             _ => match (real(&a(0)), real(&a(1)), real(&a(2))) {
-                (Some(x), Some(s), Some(at)) if s > 0.0 => {
-                    Value::Real(((x - at) / s).floor() * s + at)
-                }
+                (Some(x), Some(s), Some(at)) if s > 0.0 => Value::Real(((x - at) / s).floor() * s + at),
                 _ => Value::Null,
             },
         },
@@ -332,11 +304,9 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
             }
             args.last().cloned().unwrap_or(Value::Null)
         }
-        Coalesce => args
-            .iter()
-            .find(|v| !v.is_null() && !matches!(v, Value::String(s) if s.is_empty()))
-            .cloned()
-            .unwrap_or(Value::Null),
+        Coalesce => {
+            args.iter().find(|v| !v.is_null() && !matches!(v, Value::String(s) if s.is_empty())).cloned().unwrap_or(Value::Null)
+        }
         IsNull => Value::Bool(a(0).is_null()),
         IsNotNull => Value::Bool(!a(0).is_null()),
         IsEmpty => Value::Bool(is_empty(&a(0))),
@@ -349,11 +319,7 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
         },
         ToString => {
             let v = a(0);
-            if matches!(v, Value::Null) {
-                Value::str("")
-            } else {
-                Value::String(to_display(&v).into())
-            }
+            if matches!(v, Value::Null) { Value::str("") } else { Value::String(to_display(&v).into()) }
         }
         ToInt => to_long(&a(0)).map_or(Value::Null, |v| Value::Int(v as i32)),
         ToLong => to_long(&a(0)).map_or(Value::Null, Value::Long),
@@ -374,9 +340,7 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
             },
             v => v.as_f64().map_or(Value::Null, |x| Value::Bool(x != 0.0)),
         },
-        ToGuid => text(&a(0))
-            .filter(|s| s.len() == 36)
-            .map_or(Value::Null, |s| Value::Guid(s.to_ascii_lowercase().into())),
+        ToGuid => text(&a(0)).filter(|s| s.len() == 36).map_or(Value::Null, |s| Value::Guid(s.to_ascii_lowercase().into())),
         ToDynamic => match a(0) {
             Value::String(s) => match serde_json::from_str::<serde_json::Value>(&s) {
                 Ok(j) => Value::Dynamic(Arc::new(j)),
@@ -389,14 +353,7 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
         Strcat => Value::String(args.iter().map(to_display).collect::<String>().into()),
         StrcatDelim => {
             let delim = to_display(&a(0));
-            Value::String(
-                args[1..]
-                    .iter()
-                    .map(to_display)
-                    .collect::<Vec<_>>()
-                    .join(&delim)
-                    .into(),
-            )
+            Value::String(args[1..].iter().map(to_display).collect::<Vec<_>>().join(&delim).into())
         }
         Strlen => text(&a(0)).map_or(Value::Null, |s| Value::Long(s.chars().count() as i64)),
         Substring => {
@@ -404,20 +361,9 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
                 return Value::Null;
             };
             let chars: Vec<char> = s.chars().collect();
-            let start = undyn(&a(1))
-                .as_i64()
-                .unwrap_or(0)
-                .clamp(0, chars.len() as i64) as usize;
-            let len = args
-                .get(2)
-                .and_then(|l| undyn(l).as_i64())
-                .map_or(chars.len() - start, |l| l.max(0) as usize);
-            Value::String(
-                chars[start..(start + len).min(chars.len())]
-                    .iter()
-                    .collect::<String>()
-                    .into(),
-            )
+            let start = undyn(&a(1)).as_i64().unwrap_or(0).clamp(0, chars.len() as i64) as usize;
+            let len = args.get(2).and_then(|l| undyn(l).as_i64()).map_or(chars.len() - start, |l| l.max(0) as usize);
+            Value::String(chars[start..(start + len).min(chars.len())].iter().collect::<String>().into())
         }
         ToLower => text(&a(0)).map_or(Value::Null, |s| Value::String(s.to_lowercase().into())),
         ToUpper => text(&a(0)).map_or(Value::Null, |s| Value::String(s.to_uppercase().into())),
@@ -435,38 +381,29 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
             let pieces: Vec<serde_json::Value> = if d.is_empty() {
                 vec![serde_json::Value::String(s.clone())]
             } else {
-                s.split(d.as_str())
-                    .map(|p| serde_json::Value::String(p.to_string()))
-                    .collect()
+                s.split(d.as_str()).map(|p| serde_json::Value::String(p.to_string())).collect()
             };
             match args.get(2).and_then(|i| undyn(i).as_i64()) {
-                Some(i) => pieces.get(i as usize).map_or(Value::Null, |p| {
-                    Value::Dynamic(Arc::new(serde_json::Value::Array(vec![p.clone()])))
-                }),
+                Some(i) => pieces
+                    .get(i as usize)
+                    .map_or(Value::Null, |p| Value::Dynamic(Arc::new(serde_json::Value::Array(vec![p.clone()])))),
                 None => Value::Dynamic(Arc::new(serde_json::Value::Array(pieces))),
             }
         }
         ReplaceString => match (text(&a(0)), text(&a(1)), text(&a(2))) {
-            (Some(s), Some(from), Some(to)) if !from.is_empty() => {
-                Value::String(s.replace(&from, &to).into())
-            }
+            (Some(s), Some(from), Some(to)) if !from.is_empty() => Value::String(s.replace(&from, &to).into()),
             (Some(s), _, _) => Value::String(s.into()),
             _ => Value::Null,
         },
         ReplaceRegex => match (text(&a(0)), text(&a(1)), text(&a(2))) {
             (Some(s), Some(p), Some(to)) => match regex::Regex::new(&p) {
-                Ok(re) => Value::String(
-                    re.replace_all(&s, kusto_replacement(&to).as_str())
-                        .into_owned()
-                        .into(),
-                ),
+                Ok(re) => Value::String(re.replace_all(&s, kusto_replacement(&to).as_str()).into_owned().into()),
                 Err(_) => Value::Null,
             },
             _ => Value::Null,
         },
         ExtractRegex => {
-            let (Some(p), Some(group), Some(s)) = (text(&a(0)), undyn(&a(1)).as_i64(), text(&a(2)))
-            else {
+            let (Some(p), Some(group), Some(s)) = (text(&a(0)), undyn(&a(1)).as_i64(), text(&a(2))) else {
                 return Value::Null;
             };
             let Ok(re) = regex::Regex::new(&p) else {
@@ -484,11 +421,7 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
         }
         IndexOf => match (text(&a(0)), text(&a(1))) {
             (Some(s), Some(needle)) => {
-                let start = args
-                    .get(2)
-                    .and_then(|v| undyn(v).as_i64())
-                    .unwrap_or(0)
-                    .max(0) as usize;
+                let start = args.get(2).and_then(|v| undyn(v).as_i64()).unwrap_or(0).max(0) as usize;
                 let chars: Vec<char> = s.chars().collect();
                 let tail: String = chars.iter().skip(start).collect();
                 match tail.find(&needle) {
@@ -501,18 +434,14 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
         CountOf => match (text(&a(0)), text(&a(1))) {
             (Some(s), Some(needle)) if !needle.is_empty() => {
                 if args.get(2).and_then(text).as_deref() == Some("regex") {
-                    regex::Regex::new(&needle).map_or(Value::Null, |re| {
-                        Value::Long(re.find_iter(&s).count() as i64)
-                    })
+                    regex::Regex::new(&needle).map_or(Value::Null, |re| Value::Long(re.find_iter(&s).count() as i64))
                 } else {
                     Value::Long(s.matches(&needle).count() as i64)
                 }
             }
             _ => Value::Null,
         },
-        Reverse => text(&a(0)).map_or(Value::Null, |s| {
-            Value::String(s.chars().rev().collect::<String>().into())
-        }),
+        Reverse => text(&a(0)).map_or(Value::Null, |s| Value::String(s.chars().rev().collect::<String>().into())),
         FormatDateTime => match (to_datetime(&a(0)), text(&a(1))) {
             (Some(t), Some(fmt)) => Value::String(format_datetime(t, &fmt).into()),
             _ => Value::Null,
@@ -522,15 +451,11 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
             _ => Value::Null,
         },
         DateTimeDiff => match (text(&a(0)), to_datetime(&a(1)), to_datetime(&a(2))) {
-            (Some(part), Some(x), Some(y)) => {
-                datetime_diff(&part, x, y).map_or(Value::Null, Value::Long)
-            }
+            (Some(part), Some(x), Some(y)) => datetime_diff(&part, x, y).map_or(Value::Null, Value::Long),
             _ => Value::Null,
         },
         DateTimeAdd => match (text(&a(0)), undyn(&a(1)).as_i64(), to_datetime(&a(2))) {
-            (Some(part), Some(n), Some(t)) => {
-                datetime_add(&part, n, t).map_or(Value::Null, Value::DateTime)
-            }
+            (Some(part), Some(n), Some(t)) => datetime_add(&part, n, t).map_or(Value::Null, Value::DateTime),
             _ => Value::Null,
         },
         DateTimePart => match (text(&a(0)), to_datetime(&a(1)).and_then(parts)) {
@@ -548,101 +473,62 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
             }),
             _ => Value::Null,
         },
-        StartOfDay => to_datetime(&a(0)).map_or(Value::Null, |t| {
-            Value::DateTime(floor_to(t, TICKS_PER_DAY) + offset_days(args.get(1)) * TICKS_PER_DAY)
-        }),
+        StartOfDay => to_datetime(&a(0))
+            .map_or(Value::Null, |t| Value::DateTime(floor_to(t, TICKS_PER_DAY) + offset_days(args.get(1)) * TICKS_PER_DAY)),
         EndOfDay => to_datetime(&a(0)).map_or(Value::Null, |t| {
-            Value::DateTime(
-                floor_to(t, TICKS_PER_DAY) + (offset_days(args.get(1)) + 1) * TICKS_PER_DAY - 1,
-            )
+            Value::DateTime(floor_to(t, TICKS_PER_DAY) + (offset_days(args.get(1)) + 1) * TICKS_PER_DAY - 1)
         }),
-        StartOfHour => to_datetime(&a(0)).map_or(Value::Null, |t| {
-            Value::DateTime(floor_to(t, 3600 * TICKS_PER_SECOND))
-        }),
+        StartOfHour => to_datetime(&a(0)).map_or(Value::Null, |t| Value::DateTime(floor_to(t, 3600 * TICKS_PER_SECOND))),
         StartOfWeek => to_datetime(&a(0)).map_or(Value::Null, |t| {
             // Weeks start on Sunday; 1970-01-01 was a Thursday (4 days after Sunday).
             let day = floor_to(t, TICKS_PER_DAY);
             let dow = (day / TICKS_PER_DAY + 4).rem_euclid(7);
-            Value::DateTime(
-                day - dow * TICKS_PER_DAY + offset_days(args.get(1)) * 7 * TICKS_PER_DAY,
-            )
+            Value::DateTime(day - dow * TICKS_PER_DAY + offset_days(args.get(1)) * 7 * TICKS_PER_DAY)
         }),
         StartOfMonth => to_datetime(&a(0)).and_then(parts).map_or(Value::Null, |t| {
-            let months = i64::from(t.year()) * 12 + i64::from(u8::from(t.month())) - 1
-                + offset_days(args.get(1));
-            ymd_ticks(
-                months.div_euclid(12) as i32,
-                (months.rem_euclid(12) + 1) as u8,
-                1,
-            )
-            .map_or(Value::Null, Value::DateTime)
+            let months = i64::from(t.year()) * 12 + i64::from(u8::from(t.month())) - 1 + offset_days(args.get(1));
+            ymd_ticks(months.div_euclid(12) as i32, (months.rem_euclid(12) + 1) as u8, 1).map_or(Value::Null, Value::DateTime)
         }),
         StartOfYear => to_datetime(&a(0)).and_then(parts).map_or(Value::Null, |t| {
-            ymd_ticks(t.year() + offset_days(args.get(1)) as i32, 1, 1)
-                .map_or(Value::Null, Value::DateTime)
+            ymd_ticks(t.year() + offset_days(args.get(1)) as i32, 1, 1).map_or(Value::Null, Value::DateTime)
         }),
         DayOfWeek => to_datetime(&a(0)).map_or(Value::Null, |t| {
-            Value::TimeSpan(
-                (floor_to(t, TICKS_PER_DAY) / TICKS_PER_DAY + 4).rem_euclid(7) * TICKS_PER_DAY,
-            )
+            Value::TimeSpan((floor_to(t, TICKS_PER_DAY) / TICKS_PER_DAY + 4).rem_euclid(7) * TICKS_PER_DAY)
         }),
-        DayOfMonth => to_datetime(&a(0))
-            .and_then(parts)
-            .map_or(Value::Null, |t| Value::Int(i32::from(t.day()))),
-        DayOfYear => to_datetime(&a(0))
-            .and_then(parts)
-            .map_or(Value::Null, |t| Value::Int(i32::from(t.ordinal()))),
-        HourOfDay => to_datetime(&a(0))
-            .and_then(parts)
-            .map_or(Value::Null, |t| Value::Int(i32::from(t.hour()))),
-        GetYear => to_datetime(&a(0))
-            .and_then(parts)
-            .map_or(Value::Null, |t| Value::Int(t.year())),
-        GetMonth => to_datetime(&a(0))
-            .and_then(parts)
-            .map_or(Value::Null, |t| Value::Int(i32::from(u8::from(t.month())))),
-        UnixTimeSecondsToDateTime => real(&a(0)).map_or(Value::Null, |s| {
-            Value::DateTime((s * TICKS_PER_SECOND as f64).round() as i64)
-        }),
-        UnixTimeMillisToDateTime => real(&a(0)).map_or(Value::Null, |s| {
-            Value::DateTime((s * 10_000.0).round() as i64)
-        }),
+        DayOfMonth => to_datetime(&a(0)).and_then(parts).map_or(Value::Null, |t| Value::Int(i32::from(t.day()))),
+        DayOfYear => to_datetime(&a(0)).and_then(parts).map_or(Value::Null, |t| Value::Int(i32::from(t.ordinal()))),
+        HourOfDay => to_datetime(&a(0)).and_then(parts).map_or(Value::Null, |t| Value::Int(i32::from(t.hour()))),
+        GetYear => to_datetime(&a(0)).and_then(parts).map_or(Value::Null, |t| Value::Int(t.year())),
+        GetMonth => to_datetime(&a(0)).and_then(parts).map_or(Value::Null, |t| Value::Int(i32::from(u8::from(t.month())))),
+        UnixTimeSecondsToDateTime => {
+            real(&a(0)).map_or(Value::Null, |s| Value::DateTime((s * TICKS_PER_SECOND as f64).round() as i64))
+        }
+        UnixTimeMillisToDateTime => real(&a(0)).map_or(Value::Null, |s| Value::DateTime((s * 10_000.0).round() as i64)),
         ArrayLength => match a(0) {
-            Value::Dynamic(j) => j
-                .as_array()
-                .map_or(Value::Null, |arr| Value::Long(arr.len() as i64)),
+            Value::Dynamic(j) => j.as_array().map_or(Value::Null, |arr| Value::Long(arr.len() as i64)),
             _ => Value::Null,
         },
         ArraySum => match a(0) {
-            Value::Dynamic(j) => j.as_array().map_or(Value::Null, |arr| {
-                Value::Real(arr.iter().filter_map(serde_json::Value::as_f64).sum())
-            }),
+            Value::Dynamic(j) => {
+                j.as_array().map_or(Value::Null, |arr| Value::Real(arr.iter().filter_map(serde_json::Value::as_f64).sum()))
+            }
             _ => Value::Null,
         },
         ArrayIndexOf => match a(0) {
             Value::Dynamic(j) => j.as_array().map_or(Value::Null, |arr| {
                 let needle = to_json(&undyn(&a(1)));
-                Value::Long(
-                    arr.iter()
-                        .position(|x| *x == needle)
-                        .map_or(-1, |i| i as i64),
-                )
+                Value::Long(arr.iter().position(|x| *x == needle).map_or(-1, |i| i as i64))
             }),
             _ => Value::Null,
         },
         SetHasElement => match a(0) {
-            Value::Dynamic(j) => Value::Bool(
-                j.as_array()
-                    .is_some_and(|arr| arr.contains(&to_json(&undyn(&a(1))))),
-            ),
+            Value::Dynamic(j) => Value::Bool(j.as_array().is_some_and(|arr| arr.contains(&to_json(&undyn(&a(1)))))),
             _ => Value::Null,
         },
         BagKeys => match a(0) {
             Value::Dynamic(j) => j.as_object().map_or(Value::Null, |o| {
                 Value::Dynamic(Arc::new(serde_json::Value::Array(
-                    o.keys()
-                        .map(|k| serde_json::Value::String(k.clone()))
-                        .collect(),
+                    o.keys().map(|k| serde_json::Value::String(k.clone())).collect(),
                 )))
             }),
             _ => Value::Null,
@@ -656,9 +542,7 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
             }
             Value::Dynamic(Arc::new(serde_json::Value::Object(map)))
         }
-        PackArray => Value::Dynamic(Arc::new(serde_json::Value::Array(
-            args.iter().map(to_json).collect(),
-        ))),
+        PackArray => Value::Dynamic(Arc::new(serde_json::Value::Array(args.iter().map(to_json).collect()))),
         MinOf | MaxOf => {
             let mut best: Option<Value> = None;
             for v in args.iter().map(undyn).filter(|v| !v.is_null()) {
@@ -666,11 +550,7 @@ pub fn call(f: Func, args: &[Value], now: i64) -> Value {
                     None => v,
                     Some(b) => {
                         let o = super::eval::compare(&v, &b).unwrap_or(std::cmp::Ordering::Equal);
-                        if (f == MinOf && o.is_lt()) || (f == MaxOf && o.is_gt()) {
-                            v
-                        } else {
-                            b
-                        }
+                        if (f == MinOf && o.is_lt()) || (f == MaxOf && o.is_gt()) { v } else { b }
                     }
                 });
             }
@@ -728,11 +608,7 @@ fn ymd_ticks(year: i32, month: u8, day: u8) -> Option<i64> {
 fn math(v: &Value, f: fn(f64) -> f64) -> Value {
     real(v).map_or(Value::Null, |x| {
         let r = f(x);
-        if r.is_nan() {
-            Value::Null
-        } else {
-            Value::Real(r)
-        }
+        if r.is_nan() { Value::Null } else { Value::Real(r) }
     })
 }
 
@@ -751,13 +627,11 @@ fn to_long(v: &Value) -> Option<i64> {
         Value::Long(i) => Some(i),
         Value::Real(f) | Value::Decimal(f) if f.is_finite() => Some(f.trunc() as i64),
         Value::Bool(b) => Some(i64::from(b)),
-        Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| {
-            s.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite())
-                .map(|f| f.trunc() as i64)
-        }),
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .or_else(|| s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| f.trunc() as i64)),
         Value::DateTime(t) | Value::TimeSpan(t) => Some(t),
         _ => None,
     }
@@ -820,8 +694,7 @@ fn kusto_replacement(to: &str) -> String {
 
 fn datetime_diff(part: &str, x: i64, y: i64) -> Option<i64> {
     let (a, b) = (parts(x)?, parts(y)?);
-    let months =
-        |t: &time::OffsetDateTime| i64::from(t.year()) * 12 + i64::from(u8::from(t.month())) - 1;
+    let months = |t: &time::OffsetDateTime| i64::from(t.year()) * 12 + i64::from(u8::from(t.month())) - 1;
     Some(match part.to_ascii_lowercase().as_str() {
         "year" => i64::from(a.year() - b.year()),
         "quarter" => months(&a) / 3 - months(&b) / 3,
@@ -830,9 +703,7 @@ fn datetime_diff(part: &str, x: i64, y: i64) -> Option<i64> {
             let week = |t: i64| (floor_to(t, TICKS_PER_DAY) / TICKS_PER_DAY + 4).div_euclid(7);
             week(x) - week(y)
         }
-        "day" => {
-            floor_to(x, TICKS_PER_DAY) / TICKS_PER_DAY - floor_to(y, TICKS_PER_DAY) / TICKS_PER_DAY
-        }
+        "day" => floor_to(x, TICKS_PER_DAY) / TICKS_PER_DAY - floor_to(y, TICKS_PER_DAY) / TICKS_PER_DAY,
         "hour" => {
             floor_to(x, 3600 * TICKS_PER_SECOND) / (3600 * TICKS_PER_SECOND)
                 - floor_to(y, 3600 * TICKS_PER_SECOND) / (3600 * TICKS_PER_SECOND)
@@ -841,10 +712,7 @@ fn datetime_diff(part: &str, x: i64, y: i64) -> Option<i64> {
             floor_to(x, 60 * TICKS_PER_SECOND) / (60 * TICKS_PER_SECOND)
                 - floor_to(y, 60 * TICKS_PER_SECOND) / (60 * TICKS_PER_SECOND)
         }
-        "second" => {
-            floor_to(x, TICKS_PER_SECOND) / TICKS_PER_SECOND
-                - floor_to(y, TICKS_PER_SECOND) / TICKS_PER_SECOND
-        }
+        "second" => floor_to(x, TICKS_PER_SECOND) / TICKS_PER_SECOND - floor_to(y, TICKS_PER_SECOND) / TICKS_PER_SECOND,
         "millisecond" => floor_to(x, 10_000) / 10_000 - floor_to(y, 10_000) / 10_000,
         "microsecond" => floor_to(x, 10) / 10 - floor_to(y, 10) / 10,
         "nanosecond" => (x - y) * 100,
@@ -873,10 +741,7 @@ fn datetime_add(part: &str, n: i64, t: i64) -> Option<i64> {
 fn add_months(t: i64, n: i64) -> Option<i64> {
     let p = parts(t)?;
     let total = i64::from(p.year()) * 12 + i64::from(u8::from(p.month())) - 1 + n;
-    let (year, month) = (
-        total.div_euclid(12) as i32,
-        (total.rem_euclid(12) + 1) as u8,
-    );
+    let (year, month) = (total.div_euclid(12) as i32, (total.rem_euclid(12) + 1) as u8);
     let last = time::util::days_in_month(time::Month::try_from(month).ok()?, year);
     let day = p.day().min(last);
     let base = ymd_ticks(year, month, day)?;

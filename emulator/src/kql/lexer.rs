@@ -33,8 +33,8 @@ pub struct Token {
 }
 
 const SYMBOLS: &[&str] = &[
-    "==", "!=", "<>", "<=", ">=", "=~", "!~", "=>", "..", "|", ",", "(", ")", "[", "]", "{", "}",
-    "=", "<", ">", "+", "-", "*", "/", "%", ".", ":", ";", "!", "$", "@",
+    "==", "!=", "<>", "<=", ">=", "=~", "!~", "=>", "..", "|", ",", "(", ")", "[", "]", "{", "}", "=", "<", ">", "+", "-", "*",
+    "/", "%", ".", ":", ";", "!", "$", "@",
 ];
 
 /// Split a query into tokens.
@@ -62,43 +62,23 @@ pub fn lex(src: &str) -> Result<Vec<Token>, KqlError> {
         let (verbatim, quote_at) = match c {
             b'@' if matches!(bytes.get(i + 1), Some(b'"' | b'\'')) => (true, i + 1),
             b'h' | b'H' if matches!(bytes.get(i + 1), Some(b'"' | b'\'')) => (false, i + 1),
-            b'h' | b'H'
-                if bytes.get(i + 1) == Some(&b'@')
-                    && matches!(bytes.get(i + 2), Some(b'"' | b'\'')) =>
-            {
-                (true, i + 2)
-            }
+            b'h' | b'H' if bytes.get(i + 1) == Some(&b'@') && matches!(bytes.get(i + 2), Some(b'"' | b'\'')) => (true, i + 2),
             b'"' | b'\'' => (false, i),
             _ => (false, usize::MAX),
         };
         if quote_at != usize::MAX {
             let (text, next) = lex_string(src, quote_at, verbatim)?;
-            out.push(Token {
-                tok: Tok::Str(text),
-                start,
-                end: next,
-            });
+            out.push(Token { tok: Tok::Str(text), start, end: next });
             i = next;
             continue;
         }
-        if c.is_ascii_digit()
-            || (c == b'.'
-                && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
-                && !prev_is_value(&out))
-        {
+        if c.is_ascii_digit() || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) && !prev_is_value(&out)) {
             let (tok, next) = lex_number(src, i)?;
-            out.push(Token {
-                tok,
-                start,
-                end: next,
-            });
+            out.push(Token { tok, start, end: next });
             i = next;
             continue;
         }
-        if c.is_ascii_alphabetic()
-            || c == b'_'
-            || c == b'$' && bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphabetic())
-        {
+        if c.is_ascii_alphabetic() || c == b'_' || c == b'$' && bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphabetic()) {
             let mut j = i + 1;
             while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
                 j += 1;
@@ -108,11 +88,7 @@ pub fn lex(src: &str) -> Result<Vec<Token>, KqlError> {
                 j += 1;
             }
             let word = &src[i..j];
-            out.push(Token {
-                tok: Tok::Ident(word.to_string()),
-                start,
-                end: j,
-            });
+            out.push(Token { tok: Tok::Ident(word.to_string()), start, end: j });
             i = j;
             // The bodies of datetime(…), timespan(…) and guid(…) are not tokens: keep them raw.
             let raw_literal = matches!(
@@ -123,21 +99,9 @@ pub fn lex(src: &str) -> Result<Vec<Token>, KqlError> {
                 let Some(close) = src[i..].find(')').map(|k| i + k) else {
                     return Err(KqlError::syntax(src, i, "unclosed '('"));
                 };
-                out.push(Token {
-                    tok: Tok::Sym("("),
-                    start: i,
-                    end: i + 1,
-                });
-                out.push(Token {
-                    tok: Tok::Str(src[i + 1..close].to_string()),
-                    start: i + 1,
-                    end: close,
-                });
-                out.push(Token {
-                    tok: Tok::Sym(")"),
-                    start: close,
-                    end: close + 1,
-                });
+                out.push(Token { tok: Tok::Sym("("), start: i, end: i + 1 });
+                out.push(Token { tok: Tok::Str(src[i + 1..close].to_string()), start: i + 1, end: close });
+                out.push(Token { tok: Tok::Sym(")"), start: close, end: close + 1 });
                 i = close + 1;
             }
             continue;
@@ -157,11 +121,7 @@ pub fn lex(src: &str) -> Result<Vec<Token>, KqlError> {
                     end += 1;
                 }
                 if let Some(sym) = NEGATED.iter().find(|s| **s == op) {
-                    out.push(Token {
-                        tok: Tok::Sym(sym),
-                        start,
-                        end,
-                    });
+                    out.push(Token { tok: Tok::Sym(sym), start, end });
                     i = end;
                     continue;
                 }
@@ -169,24 +129,12 @@ pub fn lex(src: &str) -> Result<Vec<Token>, KqlError> {
         }
         let Some(sym) = SYMBOLS.iter().find(|s| src[i..].starts_with(**s)) else {
             let ch = src[i..].chars().next().unwrap_or('?');
-            return Err(KqlError::syntax(
-                src,
-                i,
-                &format!("unexpected character '{ch}'"),
-            ));
+            return Err(KqlError::syntax(src, i, &format!("unexpected character '{ch}'")));
         };
-        out.push(Token {
-            tok: Tok::Sym(sym),
-            start,
-            end: i + sym.len(),
-        });
+        out.push(Token { tok: Tok::Sym(sym), start, end: i + sym.len() });
         i += sym.len();
     }
-    out.push(Token {
-        tok: Tok::Eof,
-        start: src.len(),
-        end: src.len(),
-    });
+    out.push(Token { tok: Tok::Eof, start: src.len(), end: src.len() });
     Ok(out)
 }
 
@@ -209,10 +157,7 @@ const NEGATED: &[&str] = &[
 ];
 
 fn prev_is_value(out: &[Token]) -> bool {
-    matches!(
-        out.last().map(|t| &t.tok),
-        Some(Tok::Ident(_) | Tok::Int(_) | Tok::Real(_) | Tok::Sym(")" | "]"))
-    )
+    matches!(out.last().map(|t| &t.tok), Some(Tok::Ident(_) | Tok::Int(_) | Tok::Real(_) | Tok::Sym(")" | "]")))
 }
 
 fn lex_string(src: &str, quote_at: usize, verbatim: bool) -> Result<(String, usize), KqlError> {
@@ -222,11 +167,7 @@ fn lex_string(src: &str, quote_at: usize, verbatim: bool) -> Result<(String, usi
     let mut i = quote_at + 1;
     loop {
         let Some(&c) = bytes.get(i) else {
-            return Err(KqlError::syntax(
-                src,
-                quote_at,
-                "unterminated string literal",
-            ));
+            return Err(KqlError::syntax(src, quote_at, "unterminated string literal"));
         };
         if c == quote {
             if verbatim && bytes.get(i + 1) == Some(&quote) {
@@ -238,11 +179,7 @@ fn lex_string(src: &str, quote_at: usize, verbatim: bool) -> Result<(String, usi
         }
         if c == b'\\' && !verbatim {
             let Some(&e) = bytes.get(i + 1) else {
-                return Err(KqlError::syntax(
-                    src,
-                    quote_at,
-                    "unterminated string literal",
-                ));
+                return Err(KqlError::syntax(src, quote_at, "unterminated string literal"));
             };
             match e {
                 b'n' => out.push('\n'),
@@ -253,21 +190,14 @@ fn lex_string(src: &str, quote_at: usize, verbatim: bool) -> Result<(String, usi
                 b'\'' => out.push('\''),
                 b'0' => out.push('\0'),
                 b'u' => {
-                    let hex = src
-                        .get(i + 2..i + 6)
-                        .ok_or_else(|| KqlError::syntax(src, i, "bad \\u escape"))?;
-                    let code = u32::from_str_radix(hex, 16)
-                        .map_err(|_| KqlError::syntax(src, i, "bad \\u escape"))?;
+                    let hex = src.get(i + 2..i + 6).ok_or_else(|| KqlError::syntax(src, i, "bad \\u escape"))?;
+                    let code = u32::from_str_radix(hex, 16).map_err(|_| KqlError::syntax(src, i, "bad \\u escape"))?;
                     out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
                     i += 6;
                     continue;
                 }
                 _ => {
-                    return Err(KqlError::syntax(
-                        src,
-                        i,
-                        &format!("unknown escape '\\{}'", e as char),
-                    ));
+                    return Err(KqlError::syntax(src, i, &format!("unknown escape '\\{}'", e as char)));
                 }
             }
             i += 2;
@@ -287,8 +217,7 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), KqlError> {
         while j < bytes.len() && bytes[j].is_ascii_hexdigit() {
             j += 1;
         }
-        let v = i64::from_str_radix(&src[i + 2..j], 16)
-            .map_err(|_| KqlError::syntax(src, start, "bad hexadecimal literal"))?;
+        let v = i64::from_str_radix(&src[i + 2..j], 16).map_err(|_| KqlError::syntax(src, start, "bad hexadecimal literal"))?;
         return Ok((Tok::Int(v), j));
     }
     while i < bytes.len() && bytes[i].is_ascii_digit() {
@@ -325,29 +254,16 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), KqlError> {
         let literal = &src[start..j];
         return match super::value::parse_timespan_unit(literal) {
             Some(ticks) => Ok((Tok::TimeSpan(ticks), j)),
-            None => Err(KqlError::syntax(
-                src,
-                start,
-                &format!("'{literal}' is not a number or a timespan"),
-            )),
+            None => Err(KqlError::syntax(src, start, &format!("'{literal}' is not a number or a timespan"))),
         };
     }
     if real {
-        let v: f64 = number
-            .parse()
-            .map_err(|_| KqlError::syntax(src, start, "bad real literal"))?;
+        let v: f64 = number.parse().map_err(|_| KqlError::syntax(src, start, "bad real literal"))?;
         Ok((Tok::Real(v), i))
     } else {
         match number.parse::<i64>() {
             Ok(v) => Ok((Tok::Int(v), i)),
-            Err(_) => Ok((
-                Tok::Real(
-                    number
-                        .parse()
-                        .map_err(|_| KqlError::syntax(src, start, "bad number"))?,
-                ),
-                i,
-            )),
+            Err(_) => Ok((Tok::Real(number.parse().map_err(|_| KqlError::syntax(src, start, "bad number"))?), i)),
         }
     }
 }

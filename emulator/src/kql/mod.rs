@@ -58,13 +58,7 @@ impl KqlError {
             .take_while(|c| !c.is_whitespace())
             .take_while(|c| c.is_alphanumeric() || "_-!~=<>.$@'\"".contains(*c))
             .collect();
-        Self {
-            kind,
-            message: message.to_string(),
-            line,
-            pos,
-            token,
-        }
+        Self { kind, message: message.to_string(), line, pos, token }
     }
 
     /// A syntax error at a byte offset of `src`.
@@ -79,13 +73,7 @@ impl KqlError {
 
     /// A limit error (no position).
     pub fn limit(message: &str) -> Self {
-        Self {
-            kind: ErrorKind::Limit,
-            message: message.into(),
-            line: 0,
-            pos: 0,
-            token: String::new(),
-        }
+        Self { kind: ErrorKind::Limit, message: message.into(), line: 0, pos: 0, token: String::new() }
     }
 }
 
@@ -132,11 +120,7 @@ fn reject_commands(src: &str) -> Result<(), KqlError> {
     let trimmed = src.trim_start();
     if trimmed.starts_with('.') {
         let offset = src.len() - trimmed.len();
-        return Err(KqlError::syntax(
-            src,
-            offset,
-            "control commands are not allowed: this endpoint only runs queries",
-        ));
+        return Err(KqlError::syntax(src, offset, "control commands are not allowed: this endpoint only runs queries"));
     }
     Ok(())
 }

@@ -15,51 +15,29 @@ use super::{Catalog, KqlError, Options};
 ///
 /// # Errors
 /// Semantic and limit errors.
-pub fn execute(
-    src: &str,
-    statements: &[Statement],
-    catalog: &dyn Catalog,
-    options: &Options,
-) -> Result<Table, KqlError> {
+pub fn execute(src: &str, statements: &[Statement], catalog: &dyn Catalog, options: &Options) -> Result<Table, KqlError> {
     let mut env = Env::new();
     let mut result = None;
     for statement in statements {
         check_deadline(options)?;
         match statement {
-            Statement::Let { name, value } => {
-                bind_let(src, &mut env, name, value, catalog, options)?
-            }
+            Statement::Let { name, value } => bind_let(src, &mut env, name, value, catalog, options)?,
             Statement::Tabular(p) => result = Some(run_pipeline(src, p, &env, catalog, options)?),
             Statement::Scalar(e) => result = Some(scalar_as_table(src, e, &env, catalog, options)?),
         }
     }
-    result.ok_or_else(|| {
-        KqlError::semantic(
-            src,
-            0,
-            "the query has no tabular expression to return (only 'let' statements)",
-        )
-    })
+    result.ok_or_else(|| KqlError::semantic(src, 0, "the query has no tabular expression to return (only 'let' statements)"))
 }
 
 fn check_deadline(options: &Options) -> Result<(), KqlError> {
-    if options
-        .deadline
-        .is_some_and(|d| std::time::Instant::now() > d)
-    {
+    if options.deadline.is_some_and(|d| std::time::Instant::now() > d) {
         return Err(KqlError::limit("the query ran past its time limit"));
     }
     Ok(())
 }
 
 /// A statement that parsed as a scalar but names a table (`T`, `f()`).
-fn scalar_as_table(
-    src: &str,
-    e: &Expr,
-    env: &Env,
-    catalog: &dyn Catalog,
-    options: &Options,
-) -> Result<Table, KqlError> {
+fn scalar_as_table(src: &str, e: &Expr, env: &Env, catalog: &dyn Catalog, options: &Options) -> Result<Table, KqlError> {
     let source = match e {
         Expr::Name { name, span } => Source::Name(name.clone(), *span),
         Expr::Call { name, args, span } => Source::Call(name.clone(), args.clone(), *span),
@@ -71,16 +49,7 @@ fn scalar_as_table(
             ));
         }
     };
-    run_pipeline(
-        src,
-        &Pipeline {
-            source,
-            ops: Vec::new(),
-        },
-        env,
-        catalog,
-        options,
-    )
+    run_pipeline(src, &Pipeline { source, ops: Vec::new() }, env, catalog, options)
 }
 
 /// Bind a `let`.
@@ -96,12 +65,8 @@ pub fn bind_let(
     options: &Options,
 ) -> Result<(), KqlError> {
     let binding = match value {
-        LetValue::Function { params, body } => {
-            Binding::Function(Arc::new((params.clone(), body.clone())))
-        }
-        LetValue::Tabular(p) => {
-            Binding::Tabular(Arc::new(run_pipeline(src, p, env, catalog, options)?))
-        }
+        LetValue::Function { params, body } => Binding::Function(Arc::new((params.clone(), body.clone()))),
+        LetValue::Tabular(p) => Binding::Tabular(Arc::new(run_pipeline(src, p, env, catalog, options)?)),
         LetValue::Scalar(e) => {
             let is_table = match e {
                 Expr::Name { name, .. } => {
@@ -118,15 +83,7 @@ pub fn bind_let(
             } else {
                 let scope = scope(src, &Table::default(), env, catalog, options);
                 let c = scope.compile(e)?;
-                let v = eval(
-                    &c.expr,
-                    &Table {
-                        rows: 1,
-                        ..Table::default()
-                    },
-                    0,
-                    options.now,
-                );
+                let v = eval(&c.expr, &Table { rows: 1, ..Table::default() }, 0, options.now);
                 Binding::Scalar(v, c.ty)
             }
         }
@@ -135,20 +92,10 @@ pub fn bind_let(
     Ok(())
 }
 
-fn scope<'a>(
-    src: &'a str,
-    table: &Table,
-    env: &'a Env,
-    catalog: &'a dyn Catalog,
-    options: &'a Options,
-) -> Scope<'a> {
+fn scope<'a>(src: &'a str, table: &Table, env: &'a Env, catalog: &'a dyn Catalog, options: &'a Options) -> Scope<'a> {
     Scope {
         src,
-        schema: table
-            .columns
-            .iter()
-            .map(|c| (c.name.clone(), c.ty))
-            .collect(),
+        schema: table.columns.iter().map(|c| (c.name.clone(), c.ty)).collect(),
         env,
         locals: HashMap::new(),
         catalog,
@@ -160,13 +107,7 @@ fn scope<'a>(
 ///
 /// # Errors
 /// Semantic and limit errors.
-pub fn run_pipeline(
-    src: &str,
-    p: &Pipeline,
-    env: &Env,
-    catalog: &dyn Catalog,
-    options: &Options,
-) -> Result<Table, KqlError> {
+pub fn run_pipeline(src: &str, p: &Pipeline, env: &Env, catalog: &dyn Catalog, options: &Options) -> Result<Table, KqlError> {
     let mut table = source(src, &p.source, env, catalog, options)?;
     for (op, span) in &p.ops {
         check_deadline(options)?;
@@ -175,53 +116,22 @@ pub fn run_pipeline(
     Ok(table)
 }
 
-fn source(
-    src: &str,
-    s: &Source,
-    env: &Env,
-    catalog: &dyn Catalog,
-    options: &Options,
-) -> Result<Table, KqlError> {
+fn source(src: &str, s: &Source, env: &Env, catalog: &dyn Catalog, options: &Options) -> Result<Table, KqlError> {
     match s {
         Source::Name(name, span) => match env.get(name) {
             Some(Binding::Tabular(t)) => Ok((**t).clone()),
-            Some(Binding::Scalar(..)) => Err(KqlError::semantic(
-                src,
-                span.start,
-                &format!("'{name}' is a scalar, not a table"),
-            )),
-            Some(Binding::Function(_)) => {
-                call_tabular(src, name, &[], *span, env, catalog, options)
-            }
+            Some(Binding::Scalar(..)) => Err(KqlError::semantic(src, span.start, &format!("'{name}' is a scalar, not a table"))),
+            Some(Binding::Function(_)) => call_tabular(src, name, &[], *span, env, catalog, options),
             None => catalog.table(name).map(|t| (*t).clone()).ok_or_else(|| {
-                KqlError::semantic(
-                    src,
-                    span.start,
-                    &format!("Failed to resolve table or column expression named '{name}'"),
-                )
+                KqlError::semantic(src, span.start, &format!("Failed to resolve table or column expression named '{name}'"))
             }),
         },
-        Source::Call(name, args, span) => {
-            call_tabular(src, name, args, *span, env, catalog, options)
-        }
-        Source::Datatable {
-            columns,
-            values,
-            span,
-        } => {
+        Source::Call(name, args, span) => call_tabular(src, name, args, *span, env, catalog, options),
+        Source::Datatable { columns, values, span } => {
             let sc = scope(src, &Table::default(), env, catalog, options);
-            let one = Table {
-                rows: 1,
-                ..Table::default()
-            };
-            let mut cols: Vec<Column> = columns
-                .iter()
-                .map(|(n, t)| Column {
-                    name: n.clone(),
-                    ty: *t,
-                    values: Vec::new(),
-                })
-                .collect();
+            let one = Table { rows: 1, ..Table::default() };
+            let mut cols: Vec<Column> =
+                columns.iter().map(|(n, t)| Column { name: n.clone(), ty: *t, values: Vec::new() }).collect();
             for (i, e) in values.iter().enumerate() {
                 let c = sc.compile(e)?;
                 let v = eval(&c.expr, &one, 0, options.now);
@@ -231,11 +141,7 @@ fn source(
                     return Err(KqlError::semantic(
                         src,
                         e.span().start,
-                        &format!(
-                            "datatable: value does not fit column '{}' of type {}",
-                            col.name,
-                            col.ty.name()
-                        ),
+                        &format!("datatable: value does not fit column '{}' of type {}", col.name, col.ty.name()),
                     ));
                 }
                 col.values.push(converted);
@@ -243,17 +149,9 @@ fn source(
             let _ = span;
             Ok(Table::new(cols))
         }
-        Source::Range {
-            column,
-            from,
-            to,
-            step,
-        } => {
+        Source::Range { column, from, to, step } => {
             let sc = scope(src, &Table::default(), env, catalog, options);
-            let one = Table {
-                rows: 1,
-                ..Table::default()
-            };
+            let one = Table { rows: 1, ..Table::default() };
             let value = |e: &Expr| -> Result<(Value, Option<Type>), KqlError> {
                 let c = sc.compile(e)?;
                 Ok((eval(&c.expr, &one, 0, options.now), c.ty))
@@ -270,11 +168,7 @@ fn source(
                 {
                     let mut x = *a;
                     while (*s > 0 && x <= *b) || (*s < 0 && x >= *b) {
-                        values.push(if matches!(from_v, Value::DateTime(_)) {
-                            Value::DateTime(x)
-                        } else {
-                            Value::TimeSpan(x)
-                        });
+                        values.push(if matches!(from_v, Value::DateTime(_)) { Value::DateTime(x) } else { Value::TimeSpan(x) });
                         x += s;
                         if values.len() > limit {
                             return Err(KqlError::limit("range produces too many rows"));
@@ -314,49 +208,25 @@ fn source(
                     },
                 },
             }
-            let ty = values
-                .first()
-                .and_then(Value::ty)
-                .or(ty)
-                .unwrap_or(Type::Long);
-            Ok(Table::new(vec![Column {
-                name: column.clone(),
-                ty,
-                values,
-            }]))
+            let ty = values.first().and_then(Value::ty).or(ty).unwrap_or(Type::Long);
+            Ok(Table::new(vec![Column { name: column.clone(), ty, values }]))
         }
         Source::Print(items) => {
-            let base = Table {
-                rows: 1,
-                ..Table::default()
-            };
-            let mut out = Table {
-                rows: 1,
-                ..Table::default()
-            };
+            let base = Table { rows: 1, ..Table::default() };
+            let mut out = Table { rows: 1, ..Table::default() };
             let sc = scope(src, &base, env, catalog, options);
             for (i, item) in items.iter().enumerate() {
                 let c = sc.compile(&item.expr)?;
                 let v = eval(&c.expr, &base, 0, options.now);
-                let name = item
-                    .names
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| format!("print_{i}"));
+                let name = item.names.first().cloned().unwrap_or_else(|| format!("print_{i}"));
                 let ty = v.ty().or(c.ty).unwrap_or(Type::String);
-                out.columns.push(Column {
-                    name,
-                    ty,
-                    values: vec![v],
-                });
+                out.columns.push(Column { name, ty, values: vec![v] });
             }
             Ok(out)
         }
         Source::Union { tables, inner } => {
-            let parts: Vec<Table> = tables
-                .iter()
-                .map(|t| run_pipeline(src, t, env, catalog, options))
-                .collect::<Result<_, _>>()?;
+            let parts: Vec<Table> =
+                tables.iter().map(|t| run_pipeline(src, t, env, catalog, options)).collect::<Result<_, _>>()?;
             Ok(union(parts, *inner))
         }
         Source::Nested(p) => run_pipeline(src, p, env, catalog, options),
@@ -373,70 +243,38 @@ fn call_tabular(
     options: &Options,
 ) -> Result<Table, KqlError> {
     let Some(Binding::Function(def)) = env.get(name) else {
-        return Err(KqlError::semantic(
-            src,
-            span.start,
-            &format!("Failed to resolve tabular function '{name}'"),
-        ));
+        return Err(KqlError::semantic(src, span.start, &format!("Failed to resolve tabular function '{name}'")));
     };
     let (params, body) = &**def;
     if args.len() > params.len() {
         return Err(KqlError::semantic(
             src,
             span.start,
-            &format!(
-                "function '{name}' takes {} arguments, {} given",
-                params.len(),
-                args.len()
-            ),
+            &format!("function '{name}' takes {} arguments, {} given", params.len(), args.len()),
         ));
     }
     let mut inner = env.clone();
     for ((pname, ty), arg) in params.iter().zip(args) {
         if ty.is_none() {
             let t = match arg {
-                Expr::Name { name: tname, .. } => scalar_as_table(
-                    src,
-                    &Expr::Name {
-                        name: tname.clone(),
-                        span: arg.span(),
-                    },
-                    env,
-                    catalog,
-                    options,
-                )?,
+                Expr::Name { name: tname, .. } => {
+                    scalar_as_table(src, &Expr::Name { name: tname.clone(), span: arg.span() }, env, catalog, options)?
+                }
                 Expr::Sub { pipeline, .. } => run_pipeline(src, pipeline, env, catalog, options)?,
                 other => {
-                    return Err(KqlError::semantic(
-                        src,
-                        other.span().start,
-                        "a tabular parameter needs a table",
-                    ));
+                    return Err(KqlError::semantic(src, other.span().start, "a tabular parameter needs a table"));
                 }
             };
             inner.insert(pname.clone(), Binding::Tabular(Arc::new(t)));
         } else {
             let sc = scope(src, &Table::default(), env, catalog, options);
             let c = sc.compile(arg)?;
-            let v = eval(
-                &c.expr,
-                &Table {
-                    rows: 1,
-                    ..Table::default()
-                },
-                0,
-                options.now,
-            );
+            let v = eval(&c.expr, &Table { rows: 1, ..Table::default() }, 0, options.now);
             inner.insert(pname.clone(), Binding::Scalar(v, *ty));
         }
     }
-    execute_body(src, body, inner, catalog, options).map_err(|e| {
-        if e.line == 0 {
-            KqlError::semantic(src, span.start, &e.message)
-        } else {
-            e
-        }
-    })
+    execute_body(src, body, inner, catalog, options)
+        .map_err(|e| if e.line == 0 { KqlError::semantic(src, span.start, &e.message) } else { e })
 }
 
 fn execute_body(
@@ -449,9 +287,7 @@ fn execute_body(
     let mut result = None;
     for statement in body {
         match statement {
-            Statement::Let { name, value } => {
-                bind_let(src, &mut env, name, value, catalog, options)?
-            }
+            Statement::Let { name, value } => bind_let(src, &mut env, name, value, catalog, options)?,
             Statement::Tabular(p) => result = Some(run_pipeline(src, p, &env, catalog, options)?),
             Statement::Scalar(e) => result = Some(scalar_as_table(src, e, &env, catalog, options)?),
         }
@@ -466,13 +302,7 @@ fn derived_name(e: &Expr, counter: &mut usize) -> String {
         Expr::Call { name, args, .. }
             if matches!(
                 name.to_ascii_lowercase().as_str(),
-                "bin"
-                    | "floor"
-                    | "bin_at"
-                    | "startofday"
-                    | "startofhour"
-                    | "startofweek"
-                    | "startofmonth"
+                "bin" | "floor" | "bin_at" | "startofday" | "startofhour" | "startofweek" | "startofmonth"
             ) =>
         {
             match args.first() {
@@ -485,13 +315,7 @@ fn derived_name(e: &Expr, counter: &mut usize) -> String {
             _ => next_column(counter),
         },
         Expr::Index { e, index, .. } => match (&**e, &**index) {
-            (
-                Expr::Name { name: base, .. },
-                Expr::Lit {
-                    value: Value::String(k),
-                    ..
-                },
-            ) => format!("{base}_{k}"),
+            (Expr::Name { name: base, .. }, Expr::Lit { value: Value::String(k), .. }) => format!("{base}_{k}"),
             _ => next_column(counter),
         },
         _ => next_column(counter),
@@ -505,9 +329,7 @@ fn next_column(counter: &mut usize) -> String {
 
 /// Evaluate a compiled expression over every row, and settle its column type.
 fn column_of(c: &Compiled, table: &Table, name: String, options: &Options) -> Column {
-    let values: Vec<Value> = (0..table.rows)
-        .map(|r| eval(&c.expr, table, r, options.now))
-        .collect();
+    let values: Vec<Value> = (0..table.rows).map(|r| eval(&c.expr, table, r, options.now)).collect();
     settle(name, c.ty, values)
 }
 
@@ -528,14 +350,7 @@ pub fn settle(name: String, hint: Option<Type>, mut values: Vec<Value>) -> Colum
     let ty = if mixed {
         let all_numeric = values.iter().filter_map(Value::ty).all(Type::is_numeric);
         let target = if all_numeric {
-            if values
-                .iter()
-                .any(|v| matches!(v, Value::Real(_) | Value::Decimal(_)))
-            {
-                Type::Real
-            } else {
-                Type::Long
-            }
+            if values.iter().any(|v| matches!(v, Value::Real(_) | Value::Decimal(_))) { Type::Real } else { Type::Long }
         } else {
             Type::Dynamic
         };
@@ -592,31 +407,18 @@ fn apply(
         Op::Where(e) => {
             let c = scope(src, &table, env, catalog, options).compile(e)?;
             if let CExpr::Const(v) = &c.expr {
-                return Ok(if *v == Value::Bool(true) {
-                    table
-                } else {
-                    table.take_rows(&[])
-                });
+                return Ok(if *v == Value::Bool(true) { table } else { table.take_rows(&[]) });
             }
-            let keep: Vec<usize> = (0..table.rows)
-                .filter(|&r| eval(&c.expr, &table, r, options.now) == Value::Bool(true))
-                .collect();
+            let keep: Vec<usize> =
+                (0..table.rows).filter(|&r| eval(&c.expr, &table, r, options.now) == Value::Bool(true)).collect();
             Ok(table.take_rows(&keep))
         }
         Op::Project(items) => {
             let sc = scope(src, &table, env, catalog, options);
             let mut counter = 0;
-            let mut out = Table {
-                rows: table.rows,
-                visualization: table.visualization.clone(),
-                ..Table::default()
-            };
+            let mut out = Table { rows: table.rows, visualization: table.visualization.clone(), ..Table::default() };
             for item in items {
-                let name = item
-                    .names
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| derived_name(&item.expr, &mut counter));
+                let name = item.names.first().cloned().unwrap_or_else(|| derived_name(&item.expr, &mut counter));
                 if out.index_of(&name).is_some() {
                     return Err(KqlError::semantic(
                         src,
@@ -624,8 +426,7 @@ fn apply(
                         &format!("project: the column '{name}' is named twice"),
                     ));
                 }
-                if let (Expr::Name { name: src_name, .. }, true) =
-                    (&item.expr, item.names.len() <= 1)
+                if let (Expr::Name { name: src_name, .. }, true) = (&item.expr, item.names.len() <= 1)
                     && let Some(i) = table.index_of(src_name)
                 {
                     let mut col = table.columns[i].clone();
@@ -642,11 +443,7 @@ fn apply(
             let mut counter = 0;
             for item in items {
                 let c = scope(src, &table, env, catalog, options).compile(&item.expr)?;
-                let name = item
-                    .names
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| derived_name(&item.expr, &mut counter));
+                let name = item.names.first().cloned().unwrap_or_else(|| derived_name(&item.expr, &mut counter));
                 let name = if matches!(item.expr, Expr::Name { .. }) && item.names.is_empty() {
                     next_column(&mut counter)
                 } else {
@@ -667,16 +464,12 @@ fn apply(
                 }
             }
             let keep = matches!(op, Op::ProjectKeep(_));
-            table
-                .columns
-                .retain(|c| patterns.iter().any(|p| matches_pattern(&c.name, p)) == keep);
+            table.columns.retain(|c| patterns.iter().any(|p| matches_pattern(&c.name, p)) == keep);
             Ok(table)
         }
         Op::ProjectRename(pairs) => {
             for (new, old) in pairs {
-                let i = table
-                    .index_of(old)
-                    .ok_or_else(|| at(&format!("Failed to resolve column '{old}'")))?;
+                let i = table.index_of(old).ok_or_else(|| at(&format!("Failed to resolve column '{old}'")))?;
                 table.columns[i].name = new.clone();
             }
             Ok(table)
@@ -686,9 +479,7 @@ fn apply(
             for p in patterns {
                 let mut matched = false;
                 for c in &table.columns {
-                    if matches_pattern(&c.name, p)
-                        && !first.iter().any(|f: &Column| f.name == c.name)
-                    {
+                    if matches_pattern(&c.name, p) && !first.iter().any(|f: &Column| f.name == c.name) {
                         first.push(c.clone());
                         matched = true;
                     }
@@ -697,22 +488,15 @@ fn apply(
                     return Err(at(&format!("Failed to resolve column '{p}'")));
                 }
             }
-            let rest: Vec<Column> = table
-                .columns
-                .iter()
-                .filter(|c| !first.iter().any(|f| f.name == c.name))
-                .cloned()
-                .collect();
+            let rest: Vec<Column> = table.columns.iter().filter(|c| !first.iter().any(|f| f.name == c.name)).cloned().collect();
             first.extend(rest);
             table.columns = first;
             Ok(table)
         }
         Op::Summarize { aggs, by } => summarize(src, &table, aggs, by, env, catalog, options),
-        Op::Count => Ok(Table::new(vec![Column {
-            name: "Count".into(),
-            ty: Type::Long,
-            values: vec![Value::Long(table.rows as i64)],
-        }])),
+        Op::Count => {
+            Ok(Table::new(vec![Column { name: "Count".into(), ty: Type::Long, values: vec![Value::Long(table.rows as i64)] }]))
+        }
         Op::Take(n) => {
             let n = constant_count(src, n, env, catalog, options)?;
             let keep: Vec<usize> = (0..table.rows.min(n)).collect();
@@ -720,14 +504,7 @@ fn apply(
         }
         Op::Top { n, key } => {
             let n = constant_count(src, n, env, catalog, options)?;
-            let mut sorted = sort(
-                src,
-                &table,
-                std::slice::from_ref(key),
-                env,
-                catalog,
-                options,
-            )?;
+            let mut sorted = sort(src, &table, std::slice::from_ref(key), env, catalog, options)?;
             sorted.truncate(n);
             Ok(table.take_rows(&sorted))
         }
@@ -736,36 +513,14 @@ fn apply(
             Ok(table.take_rows(&order))
         }
         Op::Distinct(items) => {
-            let projected = if matches!(
-                items.as_slice(),
-                [NamedExpr {
-                    expr: Expr::Star { .. },
-                    ..
-                }]
-            ) {
+            let projected = if matches!(items.as_slice(), [NamedExpr { expr: Expr::Star { .. }, .. }]) {
                 table
             } else {
-                apply(
-                    src,
-                    &Op::Project(items.clone()),
-                    span,
-                    table,
-                    env,
-                    catalog,
-                    options,
-                )?
+                apply(src, &Op::Project(items.clone()), span, table, env, catalog, options)?
             };
             let mut seen = std::collections::HashSet::new();
             let keep: Vec<usize> = (0..projected.rows)
-                .filter(|&r| {
-                    seen.insert(
-                        projected
-                            .columns
-                            .iter()
-                            .map(|c| KeyPart::of(&c.values[r]))
-                            .collect::<Vec<_>>(),
-                    )
-                })
+                .filter(|&r| seen.insert(projected.columns.iter().map(|c| KeyPart::of(&c.values[r])).collect::<Vec<_>>()))
                 .collect();
             Ok(projected.take_rows(&keep))
         }
@@ -780,41 +535,13 @@ fn apply(
             }
             Ok(union(parts, *inner))
         }
-        Op::MvExpand { columns, limit } => {
-            mv_expand(src, table, columns, *limit, env, catalog, options)
+        Op::MvExpand { columns, limit } => mv_expand(src, table, columns, *limit, env, catalog, options),
+        Op::MakeSeries { aggs, on, from, to, step, by } => {
+            make_series(src, span, &table, aggs, on, from.as_ref(), to.as_ref(), step, by, env, catalog, options)
         }
-        Op::MakeSeries {
-            aggs,
-            on,
-            from,
-            to,
-            step,
-            by,
-        } => make_series(
-            src,
-            span,
-            &table,
-            aggs,
-            on,
-            from.as_ref(),
-            to.as_ref(),
-            step,
-            by,
-            env,
-            catalog,
-            options,
-        ),
-        Op::Parse { expr, pattern } => {
-            parse_columns(src, table, expr, pattern, env, catalog, options)
-        }
-        Op::Render {
-            visualization,
-            properties,
-        } => {
-            table.visualization = Some(Visualization {
-                kind: visualization.clone(),
-                properties: properties.clone(),
-            });
+        Op::Parse { expr, pattern } => parse_columns(src, table, expr, pattern, env, catalog, options),
+        Op::Render { visualization, properties } => {
+            table.visualization = Some(Visualization { kind: visualization.clone(), properties: properties.clone() });
             Ok(table)
         }
         Op::Getschema => {
@@ -826,28 +553,16 @@ fn apply(
                     ty: Type::String,
                     values: table.columns.iter().map(|c| Value::str(&c.name)).collect(),
                 },
-                Column {
-                    name: "ColumnOrdinal".into(),
-                    ty: Type::Int,
-                    values: (0..n).map(|i| Value::Int(i as i32)).collect(),
-                },
+                Column { name: "ColumnOrdinal".into(), ty: Type::Int, values: (0..n).map(|i| Value::Int(i as i32)).collect() },
                 Column {
                     name: "DataType".into(),
                     ty: Type::String,
-                    values: table
-                        .columns
-                        .iter()
-                        .map(|c| Value::str(dotnet_type(c.ty)))
-                        .collect(),
+                    values: table.columns.iter().map(|c| Value::str(dotnet_type(c.ty))).collect(),
                 },
                 Column {
                     name: "ColumnType".into(),
                     ty: Type::String,
-                    values: table
-                        .columns
-                        .iter()
-                        .map(|c| Value::str(c.ty.name()))
-                        .collect(),
+                    values: table.columns.iter().map(|c| Value::str(c.ty.name())).collect(),
                 },
             ]))
         }
@@ -869,23 +584,9 @@ fn dotnet_type(t: Type) -> &'static str {
     }
 }
 
-fn constant_count(
-    src: &str,
-    e: &Expr,
-    env: &Env,
-    catalog: &dyn Catalog,
-    options: &Options,
-) -> Result<usize, KqlError> {
+fn constant_count(src: &str, e: &Expr, env: &Env, catalog: &dyn Catalog, options: &Options) -> Result<usize, KqlError> {
     let c = scope(src, &Table::default(), env, catalog, options).compile(e)?;
-    let v = eval(
-        &c.expr,
-        &Table {
-            rows: 1,
-            ..Table::default()
-        },
-        0,
-        options.now,
-    );
+    let v = eval(&c.expr, &Table { rows: 1, ..Table::default() }, 0, options.now);
     v.as_i64()
         .filter(|n| *n >= 0)
         .map(|n| n as usize)
@@ -904,9 +605,7 @@ fn sort(
     let mut columns = Vec::new();
     for k in keys {
         let c = sc.compile(&k.expr)?;
-        let values: Vec<Value> = (0..table.rows)
-            .map(|r| eval(&c.expr, table, r, options.now))
-            .collect();
+        let values: Vec<Value> = (0..table.rows).map(|r| eval(&c.expr, table, r, options.now)).collect();
         columns.push((values, k.desc, k.nulls_first.unwrap_or(!k.desc)));
     }
     let mut order: Vec<usize> = (0..table.rows).collect();
@@ -957,14 +656,8 @@ pub fn union(parts: Vec<Table>, inner: bool) -> Table {
         names.retain(|(n, _)| parts.iter().all(|t| t.index_of(n).is_some()));
     }
     let rows: usize = parts.iter().map(|t| t.rows).sum();
-    let mut columns: Vec<Column> = names
-        .iter()
-        .map(|(n, t)| Column {
-            name: n.clone(),
-            ty: *t,
-            values: Vec::with_capacity(rows),
-        })
-        .collect();
+    let mut columns: Vec<Column> =
+        names.iter().map(|(n, t)| Column { name: n.clone(), ty: *t, values: Vec::with_capacity(rows) }).collect();
     for t in &parts {
         for col in &mut columns {
             match t.index_of(&col.name) {
@@ -973,15 +666,8 @@ pub fn union(parts: Vec<Table>, inner: bool) -> Table {
             }
         }
     }
-    let columns = columns
-        .into_iter()
-        .map(|c| settle(c.name, Some(c.ty), c.values))
-        .collect();
-    Table {
-        columns,
-        rows,
-        visualization: None,
-    }
+    let columns = columns.into_iter().map(|c| settle(c.name, Some(c.ty), c.values)).collect();
+    Table { columns, rows, visualization: None }
 }
 
 /// An aggregation found inside a `summarize` expression.
@@ -1009,13 +695,10 @@ fn extract_aggs(
     top: bool,
 ) -> Result<Expr, KqlError> {
     Ok(match e {
-        Expr::Call { name, args, span }
-            if super::functions::is_aggregate(&name.to_ascii_lowercase()) =>
-        {
+        Expr::Call { name, args, span } if super::functions::is_aggregate(&name.to_ascii_lowercase()) => {
             let lower = name.to_ascii_lowercase();
-            let mut kind = AggKind::parse(&lower).ok_or_else(|| {
-                KqlError::semantic(src, span.start, &format!("unknown aggregation '{name}'"))
-            })?;
+            let mut kind = AggKind::parse(&lower)
+                .ok_or_else(|| KqlError::semantic(src, span.start, &format!("unknown aggregation '{name}'")))?;
             let mut compiled = Vec::new();
             let mut arg_type = None;
             let mut extra = Vec::new();
@@ -1027,31 +710,17 @@ fn extract_aggs(
             match &mut kind {
                 AggKind::Percentiles(ps) => {
                     let [value, rest @ ..] = args.as_slice() else {
-                        return Err(KqlError::semantic(
-                            src,
-                            span.start,
-                            "percentile needs a value and a percentage",
-                        ));
+                        return Err(KqlError::semantic(src, span.start, "percentile needs a value and a percentage"));
                     };
                     if rest.is_empty() {
-                        return Err(KqlError::semantic(
-                            src,
-                            span.start,
-                            "percentile needs a percentage",
-                        ));
+                        return Err(KqlError::semantic(src, span.start, "percentile needs a percentage"));
                     }
                     for p in rest {
                         let c = sc.compile(p)?;
                         match c.expr {
-                            CExpr::Const(v) if v.as_f64().is_some() => {
-                                ps.push(v.as_f64().unwrap_or(50.0))
-                            }
+                            CExpr::Const(v) if v.as_f64().is_some() => ps.push(v.as_f64().unwrap_or(50.0)),
                             _ => {
-                                return Err(KqlError::semantic(
-                                    src,
-                                    p.span().start,
-                                    "a percentage must be a constant number",
-                                ));
+                                return Err(KqlError::semantic(src, p.span().start, "a percentage must be a constant number"));
                             }
                         }
                     }
@@ -1060,10 +729,7 @@ fn extract_aggs(
                     compiled.push(c.expr);
                     let base = first_name.clone().unwrap_or_default();
                     for p in ps.iter() {
-                        names.push(format!(
-                            "percentile_{base}_{}",
-                            super::value::format_real(*p).replace('.', "_")
-                        ));
+                        names.push(format!("percentile_{base}_{}", super::value::format_real(*p).replace('.', "_")));
                     }
                 }
                 AggKind::ArgMax | AggKind::ArgMin | AggKind::Any => {
@@ -1071,8 +737,7 @@ fn extract_aggs(
                         if let Expr::Star { .. } = a {
                             for (ci, col) in table.columns.iter().enumerate() {
                                 let taken = by_names.contains(&col.name)
-                                    || (kind != AggKind::Any
-                                        && first_name.as_deref() == Some(&col.name));
+                                    || (kind != AggKind::Any && first_name.as_deref() == Some(&col.name));
                                 if !taken {
                                     compiled.push(CExpr::Col(ci));
                                     if i > 0 || kind == AggKind::Any {
@@ -1105,13 +770,7 @@ fn extract_aggs(
                         names.push(
                             first_name
                                 .clone()
-                                .map(|n| {
-                                    if top_names.is_empty() {
-                                        n
-                                    } else {
-                                        top_names[0].clone()
-                                    }
-                                })
+                                .map(|n| if top_names.is_empty() { n } else { top_names[0].clone() })
                                 .unwrap_or_else(|| format!("{}_", kind.prefix(&lower))),
                         );
                     }
@@ -1124,11 +783,7 @@ fn extract_aggs(
                         }
                         compiled.push(c.expr);
                     }
-                    let base = if kind.has_predicate() && args.len() == 1 {
-                        None
-                    } else {
-                        first_name.clone()
-                    };
+                    let base = if kind.has_predicate() && args.len() == 1 { None } else { first_name.clone() };
                     names.push(match base {
                         Some(b) => format!("{}_{b}", kind.prefix(&lower)),
                         None => format!("{}_", kind.prefix(&lower)),
@@ -1136,68 +791,26 @@ fn extract_aggs(
                 }
             }
             let placeholder = format!("__agg{}", found.len());
-            found.push(AggCall {
-                kind,
-                args: compiled,
-                arg_type,
-                extra,
-                name: placeholder.clone(),
-                names,
-            });
+            found.push(AggCall { kind, args: compiled, arg_type, extra, name: placeholder.clone(), names });
             let _ = top;
-            Expr::Name {
-                name: placeholder,
-                span: *span,
-            }
+            Expr::Name { name: placeholder, span: *span }
         }
         Expr::Call { name, args, span } => Expr::Call {
             name: name.clone(),
-            args: args
-                .iter()
-                .map(|a| extract_aggs(src, a, sc, table, by_names, found, &[], false))
-                .collect::<Result<_, _>>()?,
+            args: args.iter().map(|a| extract_aggs(src, a, sc, table, by_names, found, &[], false)).collect::<Result<_, _>>()?,
             span: *span,
         },
         Expr::Bin { op, l, r, span } => Expr::Bin {
             op: *op,
-            l: Box::new(extract_aggs(
-                src,
-                l,
-                sc,
-                table,
-                by_names,
-                found,
-                &[],
-                false,
-            )?),
-            r: Box::new(extract_aggs(
-                src,
-                r,
-                sc,
-                table,
-                by_names,
-                found,
-                &[],
-                false,
-            )?),
+            l: Box::new(extract_aggs(src, l, sc, table, by_names, found, &[], false)?),
+            r: Box::new(extract_aggs(src, r, sc, table, by_names, found, &[], false)?),
             span: *span,
         },
-        Expr::Neg { e, span } => Expr::Neg {
-            e: Box::new(extract_aggs(
-                src,
-                e,
-                sc,
-                table,
-                by_names,
-                found,
-                &[],
-                false,
-            )?),
-            span: *span,
-        },
+        Expr::Neg { e, span } => {
+            Expr::Neg { e: Box::new(extract_aggs(src, e, sc, table, by_names, found, &[], false)?), span: *span }
+        }
         Expr::Name { name, span } => {
-            if matches!(sc.env.get(name), Some(Binding::Scalar(..))) || sc.locals.contains_key(name)
-            {
+            if matches!(sc.env.get(name), Some(Binding::Scalar(..))) || sc.locals.contains_key(name) {
                 return Ok(e.clone());
             }
             return Err(KqlError::semantic(
@@ -1226,11 +839,7 @@ fn summarize(
     let mut by_compiled = Vec::new();
     let mut by_names = Vec::new();
     for b in by {
-        let name = b
-            .names
-            .first()
-            .cloned()
-            .unwrap_or_else(|| derived_name(&b.expr, &mut counter));
+        let name = b.names.first().cloned().unwrap_or_else(|| derived_name(&b.expr, &mut counter));
         by_compiled.push(sc.compile(&b.expr)?);
         by_names.push(name);
     }
@@ -1239,9 +848,7 @@ fn summarize(
     let mut outputs: Vec<(Vec<String>, Expr, usize, usize)> = Vec::new();
     for a in aggs {
         let before = calls.len();
-        let rewritten = extract_aggs(
-            src, &a.expr, &sc, table, &by_names, &mut calls, &a.names, true,
-        )?;
+        let rewritten = extract_aggs(src, &a.expr, &sc, table, &by_names, &mut calls, &a.names, true)?;
         if calls.len() == before {
             return Err(KqlError::semantic(
                 src,
@@ -1260,10 +867,7 @@ fn summarize(
         if r % 65_536 == 0 {
             check_deadline(options)?;
         }
-        let key_values: Vec<Value> = by_compiled
-            .iter()
-            .map(|c| eval(&c.expr, table, r, options.now))
-            .collect();
+        let key_values: Vec<Value> = by_compiled.iter().map(|c| eval(&c.expr, table, r, options.now)).collect();
         let key: Vec<KeyPart> = key_values.iter().map(KeyPart::of).collect();
         let g = match groups.get(&key) {
             Some(&g) => g,
@@ -1309,18 +913,9 @@ fn summarize(
         let mut out = Vec::new();
         for (i, values) in cols.into_iter().enumerate() {
             let (name, hint) = match &call.kind {
-                AggKind::Percentiles(_) => (
-                    call.names.get(i).cloned().unwrap_or_default(),
-                    call.kind.result_type(call.arg_type),
-                ),
-                _ if i == 0 => (
-                    call.names.first().cloned().unwrap_or_default(),
-                    call.kind.result_type(call.arg_type),
-                ),
-                _ => (
-                    call.extra[i - 1].0.clone(),
-                    call.extra[i - 1].1.unwrap_or(Type::String),
-                ),
+                AggKind::Percentiles(_) => (call.names.get(i).cloned().unwrap_or_default(), call.kind.result_type(call.arg_type)),
+                _ if i == 0 => (call.names.first().cloned().unwrap_or_default(), call.kind.result_type(call.arg_type)),
+                _ => (call.extra[i - 1].0.clone(), call.extra[i - 1].1.unwrap_or(Type::String)),
             };
             out.push(settle(name, Some(hint), values));
         }
@@ -1332,8 +927,7 @@ fn summarize(
         columns.push(settle(name.clone(), by_compiled[i].ty, values));
     }
     for (names, rewritten, from, to) in outputs {
-        let direct = matches!(&rewritten, Expr::Name { name, .. } if name.starts_with("__agg"))
-            && to - from == 1;
+        let direct = matches!(&rewritten, Expr::Name { name, .. } if name.starts_with("__agg")) && to - from == 1;
         if direct {
             let mut cols = agg_columns[from].clone();
             if let Some(n) = names.first() {
@@ -1357,19 +951,8 @@ fn summarize(
         );
         let psc = scope(src, &placeholder_table, env, catalog, options);
         let c = psc.compile(&rewritten)?;
-        let name = names
-            .first()
-            .cloned()
-            .unwrap_or_else(|| next_column(&mut counter));
-        columns.push(column_of(
-            &c,
-            &Table {
-                rows: n_groups,
-                ..placeholder_table
-            },
-            name,
-            options,
-        ));
+        let name = names.first().cloned().unwrap_or_else(|| next_column(&mut counter));
+        columns.push(column_of(&c, &Table { rows: n_groups, ..placeholder_table }, name, options));
     }
     // Duplicate names get a numeric suffix, as Kusto does.
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -1380,56 +963,29 @@ fn summarize(
         }
         *n += 1;
     }
-    Ok(Table {
-        columns,
-        rows: n_groups,
-        visualization: None,
-    })
+    Ok(Table { columns, rows: n_groups, visualization: None })
 }
 
-fn join(
-    src: &str,
-    span: Span,
-    left: Table,
-    right: Table,
-    kind: JoinKind,
-    on: &[(String, String)],
-) -> Result<Table, KqlError> {
+fn join(src: &str, span: Span, left: Table, right: Table, kind: JoinKind, on: &[(String, String)]) -> Result<Table, KqlError> {
     let lkeys: Vec<usize> = on
         .iter()
         .map(|(l, _)| {
-            left.index_of(l).ok_or_else(|| {
-                KqlError::semantic(
-                    src,
-                    span.start,
-                    &format!("join: the left side has no column '{l}'"),
-                )
-            })
+            left.index_of(l)
+                .ok_or_else(|| KqlError::semantic(src, span.start, &format!("join: the left side has no column '{l}'")))
         })
         .collect::<Result<_, _>>()?;
     let rkeys: Vec<usize> = on
         .iter()
         .map(|(_, r)| {
-            right.index_of(r).ok_or_else(|| {
-                KqlError::semantic(
-                    src,
-                    span.start,
-                    &format!("join: the right side has no column '{r}'"),
-                )
-            })
+            right
+                .index_of(r)
+                .ok_or_else(|| KqlError::semantic(src, span.start, &format!("join: the right side has no column '{r}'")))
         })
         .collect::<Result<_, _>>()?;
     let key_of = |t: &Table, cols: &[usize], row: usize| -> Option<Vec<KeyPart>> {
-        let k: Vec<KeyPart> = cols
-            .iter()
-            .map(|&c| KeyPart::of(&t.columns[c].values[row]))
-            .collect();
+        let k: Vec<KeyPart> = cols.iter().map(|&c| KeyPart::of(&t.columns[c].values[row])).collect();
         // Null keys never match.
-        if k.contains(&KeyPart::Null) {
-            None
-        } else {
-            Some(k)
-        }
+        if k.contains(&KeyPart::Null) { None } else { Some(k) }
     };
     let mut index: HashMap<Vec<KeyPart>, Vec<usize>> = HashMap::new();
     for r in 0..right.rows {
@@ -1484,12 +1040,7 @@ fn join(
             }
         }
         JoinKind::RightSemi => {
-            pairs = right_matched
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| **m)
-                .map(|(r, _)| (None, Some(r)))
-                .collect()
+            pairs = right_matched.iter().enumerate().filter(|(_, m)| **m).map(|(r, _)| (None, Some(r))).collect()
         }
         JoinKind::RightAnti => {
             // A right row is anti-matched when no left row has its key.
@@ -1514,10 +1065,7 @@ fn join(
             columns.push(Column {
                 name: c.name.clone(),
                 ty: c.ty,
-                values: pairs
-                    .iter()
-                    .map(|(l, _)| l.map_or(Value::Null, |l| c.values[l].clone()))
-                    .collect(),
+                values: pairs.iter().map(|(l, _)| l.map_or(Value::Null, |l| c.values[l].clone())).collect(),
             });
         }
     }
@@ -1532,18 +1080,11 @@ fn join(
             columns.push(Column {
                 name,
                 ty: c.ty,
-                values: pairs
-                    .iter()
-                    .map(|(_, r)| r.map_or(Value::Null, |r| c.values[r].clone()))
-                    .collect(),
+                values: pairs.iter().map(|(_, r)| r.map_or(Value::Null, |r| c.values[r].clone())).collect(),
             });
         }
     }
-    Ok(Table {
-        rows: pairs.len(),
-        columns,
-        visualization: None,
-    })
+    Ok(Table { rows: pairs.len(), columns, visualization: None })
 }
 
 fn mv_expand(
@@ -1563,16 +1104,10 @@ fn mv_expand(
             (Some(n), _) => n.clone(),
             (None, Expr::Name { name, .. }) => name.clone(),
             (None, other) => {
-                return Err(KqlError::semantic(
-                    src,
-                    other.span().start,
-                    "mv-expand: name the expanded expression (x = …)",
-                ));
+                return Err(KqlError::semantic(src, other.span().start, "mv-expand: name the expanded expression (x = …)"));
             }
         };
-        let values: Vec<Value> = (0..table.rows)
-            .map(|r| eval(&c.expr, &table, r, options.now))
-            .collect();
+        let values: Vec<Value> = (0..table.rows).map(|r| eval(&c.expr, &table, r, options.now)).collect();
         targets.push((name, values, *ty));
     }
     let mut rows = Vec::new();
@@ -1582,10 +1117,7 @@ fn mv_expand(
             .iter()
             .map(|(_, values, _)| match &values[r] {
                 Value::Dynamic(j) => match &**j {
-                    serde_json::Value::Array(a) => a
-                        .iter()
-                        .map(|x| Value::Dynamic(Arc::new(x.clone())))
-                        .collect(),
+                    serde_json::Value::Array(a) => a.iter().map(|x| Value::Dynamic(Arc::new(x.clone()))).collect(),
                     serde_json::Value::Object(o) => o
                         .iter()
                         .map(|(k, v)| {
@@ -1599,12 +1131,7 @@ fn mv_expand(
                 other => vec![other.clone()],
             })
             .collect();
-        let n = lists
-            .iter()
-            .map(Vec::len)
-            .max()
-            .unwrap_or(0)
-            .min(limit.unwrap_or(usize::MAX));
+        let n = lists.iter().map(Vec::len).max().unwrap_or(0).min(limit.unwrap_or(usize::MAX));
         for i in 0..n {
             rows.push(r);
             for (t, list) in lists.iter().enumerate() {
@@ -1615,20 +1142,10 @@ fn mv_expand(
     let mut out = table.take_rows(&rows);
     for ((name, _, ty), values) in targets.into_iter().zip(expanded) {
         let (ty, values) = match ty {
-            Some(t) => (
-                t,
-                values
-                    .iter()
-                    .map(|v| convert_to(&super::eval::undyn(v), t))
-                    .collect(),
-            ),
+            Some(t) => (t, values.iter().map(|v| convert_to(&super::eval::undyn(v), t)).collect()),
             None => (Type::Dynamic, values),
         };
-        let col = Column {
-            name: name.clone(),
-            ty,
-            values,
-        };
+        let col = Column { name: name.clone(), ty, values };
         match out.index_of(&name) {
             Some(i) => out.columns[i] = col,
             None => out.columns.push(col),
@@ -1654,96 +1171,57 @@ fn make_series(
 ) -> Result<Table, KqlError> {
     let sc = scope(src, table, env, catalog, options);
     let on_c = sc.compile(on)?;
-    let on_values: Vec<Value> = (0..table.rows)
-        .map(|r| eval(&on_c.expr, table, r, options.now))
-        .collect();
+    let on_values: Vec<Value> = (0..table.rows).map(|r| eval(&on_c.expr, table, r, options.now)).collect();
     let constant = |e: &Expr| -> Result<Value, KqlError> {
         let c = scope(src, &Table::default(), env, catalog, options).compile(e)?;
-        Ok(eval(
-            &c.expr,
-            &Table {
-                rows: 1,
-                ..Table::default()
-            },
-            0,
-            options.now,
-        ))
+        Ok(eval(&c.expr, &Table { rows: 1, ..Table::default() }, 0, options.now))
     };
     let as_num = |v: &Value| match v {
         Value::DateTime(t) | Value::TimeSpan(t) => Some(*t as f64),
         other => other.as_f64(),
     };
     let step_v = constant(step)?;
-    let step_n = as_num(&step_v).filter(|s| *s > 0.0).ok_or_else(|| {
-        KqlError::semantic(src, step.span().start, "make-series: step must be positive")
-    })?;
+    let step_n = as_num(&step_v)
+        .filter(|s| *s > 0.0)
+        .ok_or_else(|| KqlError::semantic(src, step.span().start, "make-series: step must be positive"))?;
     let data: Vec<f64> = on_values.iter().filter_map(as_num).collect();
     let start = match from {
-        Some(e) => as_num(&constant(e)?)
-            .ok_or_else(|| KqlError::semantic(src, e.span().start, "make-series: bad 'from'"))?,
+        Some(e) => as_num(&constant(e)?).ok_or_else(|| KqlError::semantic(src, e.span().start, "make-series: bad 'from'"))?,
         None => data.iter().copied().fold(f64::INFINITY, f64::min),
     };
     let end = match to {
-        Some(e) => as_num(&constant(e)?)
-            .ok_or_else(|| KqlError::semantic(src, e.span().start, "make-series: bad 'to'"))?,
+        Some(e) => as_num(&constant(e)?).ok_or_else(|| KqlError::semantic(src, e.span().start, "make-series: bad 'to'"))?,
         None => data.iter().copied().fold(f64::NEG_INFINITY, f64::max) + step_n,
     };
-    let is_time = matches!(on_c.ty, Some(Type::DateTime))
-        || matches!(
-            on_values.iter().find(|v| !v.is_null()),
-            Some(Value::DateTime(_))
-        );
+    let is_time =
+        matches!(on_c.ty, Some(Type::DateTime)) || matches!(on_values.iter().find(|v| !v.is_null()), Some(Value::DateTime(_)));
     // Bins are aligned to the step, as bin() aligns them.
     let start = if from.is_some() || !start.is_finite() {
         start
     } else if is_time {
-        super::functions::call(
-            super::functions::Func::Bin,
-            &[Value::DateTime(start as i64), step_v.clone()],
-            0,
-        )
-        .as_f64()
-        .unwrap_or(start)
-        .max(start - step_n)
+        super::functions::call(super::functions::Func::Bin, &[Value::DateTime(start as i64), step_v.clone()], 0)
+            .as_f64()
+            .unwrap_or(start)
+            .max(start - step_n)
     } else {
         (start / step_n).floor() * step_n
     };
     let start = if is_time && from.is_none() && start.is_finite() {
-        match super::functions::call(
-            super::functions::Func::Bin,
-            &[Value::DateTime(start as i64), step_v.clone()],
-            0,
-        ) {
+        match super::functions::call(super::functions::Func::Bin, &[Value::DateTime(start as i64), step_v.clone()], 0) {
             Value::DateTime(t) => t as f64,
             _ => start,
         }
     } else {
         start
     };
-    let bins = if start.is_finite() && end.is_finite() && end > start {
-        ((end - start) / step_n).ceil() as usize
-    } else {
-        0
-    };
+    let bins = if start.is_finite() && end.is_finite() && end > start { ((end - start) / step_n).ceil() as usize } else { 0 };
     if bins > 1_000_000 {
-        return Err(KqlError::semantic(
-            src,
-            span.start,
-            "make-series would produce more than 1,000,000 bins",
-        ));
+        return Err(KqlError::semantic(src, span.start, "make-series would produce more than 1,000,000 bins"));
     }
     let mut counter = 0;
     let by_c: Vec<(String, Compiled)> = by
         .iter()
-        .map(|b| {
-            Ok((
-                b.names
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| derived_name(&b.expr, &mut counter)),
-                sc.compile(&b.expr)?,
-            ))
-        })
+        .map(|b| Ok((b.names.first().cloned().unwrap_or_else(|| derived_name(&b.expr, &mut counter)), sc.compile(&b.expr)?)))
         .collect::<Result<_, KqlError>>()?;
     let mut calls = Vec::new();
     let mut names = Vec::new();
@@ -1751,30 +1229,12 @@ fn make_series(
     for a in aggs {
         let mut found = Vec::new();
         let by_names: Vec<String> = by_c.iter().map(|(n, _)| n.clone()).collect();
-        extract_aggs(
-            src,
-            &a.agg.expr,
-            &sc,
-            table,
-            &by_names,
-            &mut found,
-            &a.agg.names,
-            true,
-        )?;
-        let call = found.into_iter().next().ok_or_else(|| {
-            KqlError::semantic(
-                src,
-                a.agg.expr.span().start,
-                "make-series needs an aggregation",
-            )
-        })?;
-        names.push(
-            a.agg
-                .names
-                .first()
-                .cloned()
-                .unwrap_or_else(|| call.names.first().cloned().unwrap_or_default()),
-        );
+        extract_aggs(src, &a.agg.expr, &sc, table, &by_names, &mut found, &a.agg.names, true)?;
+        let call = found
+            .into_iter()
+            .next()
+            .ok_or_else(|| KqlError::semantic(src, a.agg.expr.span().start, "make-series needs an aggregation"))?;
+        names.push(a.agg.names.first().cloned().unwrap_or_else(|| call.names.first().cloned().unwrap_or_default()));
         defaults.push(match &a.default {
             Some(d) => constant(d)?,
             None => match call.kind.result_type(call.arg_type) {
@@ -1799,19 +1259,11 @@ fn make_series(
         if bin >= bins {
             continue;
         }
-        let kv: Vec<Value> = by_c
-            .iter()
-            .map(|(_, c)| eval(&c.expr, table, r, options.now))
-            .collect();
+        let kv: Vec<Value> = by_c.iter().map(|(_, c)| eval(&c.expr, table, r, options.now)).collect();
         let k: Vec<KeyPart> = kv.iter().map(KeyPart::of).collect();
         let g = *groups.entry(k).or_insert_with(|| {
             keys.push(kv);
-            accs.push(
-                calls
-                    .iter()
-                    .map(|c| vec![Acc::new(&c.kind); bins])
-                    .collect(),
-            );
+            accs.push(calls.iter().map(|c| vec![Acc::new(&c.kind); bins]).collect());
             keys.len() - 1
         });
         for (ci, call) in calls.iter().enumerate() {
@@ -1822,20 +1274,11 @@ fn make_series(
     }
     if by.is_empty() && keys.is_empty() && bins > 0 {
         keys.push(Vec::new());
-        accs.push(
-            calls
-                .iter()
-                .map(|c| vec![Acc::new(&c.kind); bins])
-                .collect(),
-        );
+        accs.push(calls.iter().map(|c| vec![Acc::new(&c.kind); bins]).collect());
     }
     let mut columns = Vec::new();
     for (i, (name, c)) in by_c.iter().enumerate() {
-        columns.push(settle(
-            name.clone(),
-            c.ty,
-            keys.iter().map(|k| k[i].clone()).collect(),
-        ));
+        columns.push(settle(name.clone(), c.ty, keys.iter().map(|k| k[i].clone()).collect()));
     }
     for (ci, call) in calls.iter().enumerate() {
         let values: Vec<Value> = accs
@@ -1848,21 +1291,13 @@ fn make_series(
                             || matches!(acc, Acc::Avg { n: 0, .. })
                             || matches!(acc, Acc::Sum { seen: false, .. })
                             || matches!(acc, Acc::Best(None));
-                        if empty {
-                            to_json(&defaults[ci])
-                        } else {
-                            to_json(&acc.finish(&call.kind, call.arg_type, 0)[0])
-                        }
+                        if empty { to_json(&defaults[ci]) } else { to_json(&acc.finish(&call.kind, call.arg_type, 0)[0]) }
                     })
                     .collect();
                 Value::Dynamic(Arc::new(serde_json::Value::Array(series)))
             })
             .collect();
-        columns.push(Column {
-            name: names[ci].clone(),
-            ty: Type::Dynamic,
-            values,
-        });
+        columns.push(Column { name: names[ci].clone(), ty: Type::Dynamic, values });
     }
     let on_name = match on {
         Expr::Name { name, .. } => name.clone(),
@@ -1871,25 +1306,13 @@ fn make_series(
     let axis: Vec<serde_json::Value> = (0..bins)
         .map(|i| {
             let x = start + i as f64 * step_n;
-            if is_time {
-                serde_json::Value::String(format_datetime_iso(x as i64))
-            } else {
-                to_json(&Value::Real(x))
-            }
+            if is_time { serde_json::Value::String(format_datetime_iso(x as i64)) } else { to_json(&Value::Real(x)) }
         })
         .collect();
     let axis = Value::Dynamic(Arc::new(serde_json::Value::Array(axis)));
-    columns.push(Column {
-        name: on_name,
-        ty: Type::Dynamic,
-        values: vec![axis; keys.len()],
-    });
+    columns.push(Column { name: on_name, ty: Type::Dynamic, values: vec![axis; keys.len()] });
     let _ = TICKS_PER_DAY;
-    Ok(Table {
-        rows: keys.len(),
-        columns,
-        visualization: None,
-    })
+    Ok(Table { rows: keys.len(), columns, visualization: None })
 }
 
 fn parse_columns(
@@ -1902,22 +1325,11 @@ fn parse_columns(
     options: &Options,
 ) -> Result<Table, KqlError> {
     let c = scope(src, &table, env, catalog, options).compile(expr)?;
-    let targets: Vec<(String, Type)> = pattern
-        .iter()
-        .filter_map(|p| {
-            if let ParsePart::Column(n, t) = p {
-                Some((n.clone(), *t))
-            } else {
-                None
-            }
-        })
-        .collect();
+    let targets: Vec<(String, Type)> =
+        pattern.iter().filter_map(|p| if let ParsePart::Column(n, t) = p { Some((n.clone(), *t)) } else { None }).collect();
     let mut out: Vec<Vec<Value>> = vec![Vec::with_capacity(table.rows); targets.len()];
     for r in 0..table.rows {
-        let text = eval(&c.expr, &table, r, options.now)
-            .as_text()
-            .map(|s| s.into_owned())
-            .unwrap_or_default();
+        let text = eval(&c.expr, &table, r, options.now).as_text().map(|s| s.into_owned()).unwrap_or_default();
         let found = parse_text(&text, pattern);
         for (i, (_, ty)) in targets.iter().enumerate() {
             let v = found
@@ -1928,11 +1340,7 @@ fn parse_columns(
         }
     }
     for ((name, ty), values) in targets.into_iter().zip(out) {
-        let col = Column {
-            name: name.clone(),
-            ty,
-            values,
-        };
+        let col = Column { name: name.clone(), ty, values };
         match table.index_of(&name) {
             Some(i) => table.columns[i] = col,
             None => table.columns.push(col),
@@ -1951,13 +1359,7 @@ fn parse_text(text: &str, pattern: &[ParsePart]) -> Option<Vec<Option<String>>> 
             ParsePart::Text(t) => rest = rest.strip_prefix(t.as_str())?,
             ParsePart::Column(..) | ParsePart::Any => {
                 // Up to the next literal (or the end).
-                let next = pattern[i + 1..].iter().find_map(|p| {
-                    if let ParsePart::Text(t) = p {
-                        Some(t.as_str())
-                    } else {
-                        None
-                    }
-                });
+                let next = pattern[i + 1..].iter().find_map(|p| if let ParsePart::Text(t) = p { Some(t.as_str()) } else { None });
                 let value = match next {
                     Some(t) if !t.is_empty() => {
                         let at = rest.find(t)?;

@@ -11,11 +11,7 @@ use super::value::{Type, Value, parse_datetime, parse_timespan};
 /// A syntax error with the line and position of the offending token.
 pub fn parse(src: &str) -> Result<Vec<Statement>, KqlError> {
     let tokens = lex(src)?;
-    let mut p = Parser {
-        src,
-        tokens,
-        pos: 0,
-    };
+    let mut p = Parser { src, tokens, pos: 0 };
     let statements = p.statements(false)?;
     if !p.at_eof() {
         return Err(p.error_here("expected ';' or the end of the query"));
@@ -79,18 +75,11 @@ impl<'a> Parser<'a> {
     }
 
     fn prev_end(&self) -> usize {
-        if self.pos == 0 {
-            0
-        } else {
-            self.tokens[self.pos - 1].end
-        }
+        if self.pos == 0 { 0 } else { self.tokens[self.pos - 1].end }
     }
 
     fn span_from(&self, start: usize) -> Span {
-        Span {
-            start,
-            end: self.prev_end().max(start),
-        }
+        Span { start, end: self.prev_end().max(start) }
     }
 
     fn advance(&mut self) -> Token {
@@ -119,11 +108,7 @@ impl<'a> Parser<'a> {
     }
 
     fn expect_sym(&mut self, s: &str) -> Result<(), KqlError> {
-        if self.eat_sym(s) {
-            Ok(())
-        } else {
-            Err(self.error_here(&format!("expected '{s}'")))
-        }
+        if self.eat_sym(s) { Ok(()) } else { Err(self.error_here(&format!("expected '{s}'"))) }
     }
 
     fn is_word(&self, w: &str) -> bool {
@@ -140,11 +125,7 @@ impl<'a> Parser<'a> {
     }
 
     fn expect_word(&mut self, w: &str) -> Result<(), KqlError> {
-        if self.eat_word(w) {
-            Ok(())
-        } else {
-            Err(self.error_here(&format!("expected '{w}'")))
-        }
+        if self.eat_word(w) { Ok(()) } else { Err(self.error_here(&format!("expected '{w}'"))) }
     }
 
     /// `['name with spaces']`: a quoted name, when the next three tokens form one.
@@ -172,9 +153,7 @@ impl<'a> Parser<'a> {
     /// An operator name after `|`, joining `project-away` and friends.
     fn operator_name(&mut self) -> Result<(String, usize), KqlError> {
         let start = self.start();
-        let mut name = self
-            .ident("a tabular operator after '|'")?
-            .to_ascii_lowercase();
+        let mut name = self.ident("a tabular operator after '|'")?.to_ascii_lowercase();
         while self.is_sym("-") && self.tokens[self.pos].start == self.prev_end() {
             if let Tok::Ident(next) = self.peek_at(1).clone()
                 && self.tokens[self.pos + 1].start == self.tokens[self.pos].end
@@ -236,11 +215,7 @@ impl<'a> Parser<'a> {
                 } else {
                     let tname = self.ident("a parameter type")?;
                     Some(Type::parse(&tname).ok_or_else(|| {
-                        KqlError::syntax(
-                            self.src,
-                            self.tokens[self.pos - 1].start,
-                            &format!("unknown type '{tname}'"),
-                        )
+                        KqlError::syntax(self.src, self.tokens[self.pos - 1].start, &format!("unknown type '{tname}'"))
                     })?)
                 };
                 // Default values are accepted and ignored: `x:long = 5`.
@@ -256,10 +231,7 @@ impl<'a> Parser<'a> {
             self.expect_sym("{")?;
             let body = self.statements(true)?;
             self.expect_sym("}")?;
-            return Ok(Statement::Let {
-                name,
-                value: LetValue::Function { params, body },
-            });
+            return Ok(Statement::Let { name, value: LetValue::Function { params, body } });
         }
         let value = match self.tabular_or_scalar()? {
             Statement::Tabular(p) => LetValue::Tabular(p),
@@ -271,19 +243,14 @@ impl<'a> Parser<'a> {
 
     /// After `let f = (`: is this a parameter list (`()` or `(x:type`)?
     fn looks_like_params(&self) -> bool {
-        matches!(
-            (self.peek_at(1), self.peek_at(2)),
-            (Tok::Sym(")"), Tok::Sym("{")) | (Tok::Ident(_), Tok::Sym(":"))
-        )
+        matches!((self.peek_at(1), self.peek_at(2)), (Tok::Sym(")"), Tok::Sym("{")) | (Tok::Ident(_), Tok::Sym(":")))
     }
 
     /// A statement that is either tabular (has a source keyword, or pipes) or scalar.
     fn tabular_or_scalar(&mut self) -> Result<Statement, KqlError> {
         if let Tok::Ident(w) = self.peek() {
             let w = w.to_ascii_lowercase();
-            if matches!(w.as_str(), "datatable" | "range" | "print" | "union")
-                && !matches!(self.peek_at(1), Tok::Sym("="))
-            {
+            if matches!(w.as_str(), "datatable" | "range" | "print" | "union") && !matches!(self.peek_at(1), Tok::Sym("=")) {
                 return Ok(Statement::Tabular(self.pipeline()?));
             }
         }
@@ -310,11 +277,7 @@ impl<'a> Parser<'a> {
                 Expr::Call { name, args, span } => Source::Call(name, args, span),
                 Expr::Sub { pipeline, .. } => Source::Nested(pipeline),
                 other => {
-                    return Err(KqlError::syntax(
-                        self.src,
-                        start,
-                        &format!("a {} cannot be piped", describe(&other)),
-                    ));
+                    return Err(KqlError::syntax(self.src, start, &format!("a {} cannot be piped", describe(&other))));
                 }
             };
             let ops = self.ops()?;
@@ -362,9 +325,8 @@ impl<'a> Parser<'a> {
                     self.expect_sym(":")?;
                     let tpos = self.start();
                     let tname = self.ident("a column type")?;
-                    let ty = Type::parse(&tname).ok_or_else(|| {
-                        KqlError::syntax(self.src, tpos, &format!("unknown type '{tname}'"))
-                    })?;
+                    let ty = Type::parse(&tname)
+                        .ok_or_else(|| KqlError::syntax(self.src, tpos, &format!("unknown type '{tname}'")))?;
                     columns.push((cname, ty));
                     if !self.eat_sym(",") {
                         break;
@@ -384,18 +346,10 @@ impl<'a> Parser<'a> {
                     return Err(KqlError::syntax(
                         self.src,
                         start,
-                        &format!(
-                            "datatable has {} values, not a multiple of its {} columns",
-                            values.len(),
-                            columns.len()
-                        ),
+                        &format!("datatable has {} values, not a multiple of its {} columns", values.len(), columns.len()),
                     ));
                 }
-                Ok(Source::Datatable {
-                    columns,
-                    values,
-                    span: self.span_from(start),
-                })
+                Ok(Source::Datatable { columns, values, span: self.span_from(start) })
             }
             "range" if matches!(self.peek(), Tok::Ident(_)) => {
                 let column = self.ident("a column name")?;
@@ -405,12 +359,7 @@ impl<'a> Parser<'a> {
                 let to = self.expr()?;
                 self.expect_word("step")?;
                 let step = self.expr()?;
-                Ok(Source::Range {
-                    column,
-                    from,
-                    to,
-                    step,
-                })
+                Ok(Source::Range { column, from, to, step })
             }
             "print" => Ok(Source::Print(self.named_list(&[])?)),
             "union" => {
@@ -432,10 +381,7 @@ impl<'a> Parser<'a> {
         let mut inner = false;
         while let Tok::Ident(w) = self.peek().clone() {
             if matches!(self.peek_at(1), Tok::Sym("="))
-                && matches!(
-                    w.to_ascii_lowercase().as_str(),
-                    "kind" | "withsource" | "isfuzzy"
-                )
+                && matches!(w.to_ascii_lowercase().as_str(), "kind" | "withsource" | "isfuzzy")
             {
                 self.advance();
                 self.advance();
@@ -459,20 +405,12 @@ impl<'a> Parser<'a> {
 
     /// A source without trailing pipes (inside `union a, b` a pipe belongs to the union).
     fn pipeline_no_pipe(&mut self) -> Result<Pipeline, KqlError> {
-        Ok(Pipeline {
-            source: self.source()?,
-            ops: Vec::new(),
-        })
+        Ok(Pipeline { source: self.source()?, ops: Vec::new() })
     }
 
     fn named_list(&mut self, stop: &[&str]) -> Result<Vec<NamedExpr>, KqlError> {
         let mut out = Vec::new();
-        if self.at_eof()
-            || self.is_sym("|")
-            || self.is_sym(")")
-            || self.is_sym(";")
-            || stop.iter().any(|w| self.is_word(w))
-        {
+        if self.at_eof() || self.is_sym("|") || self.is_sym(")") || self.is_sym(";") || stop.iter().any(|w| self.is_word(w)) {
             return Ok(out);
         }
         loop {
@@ -498,32 +436,20 @@ impl<'a> Parser<'a> {
                 }
             }
             if !names.is_empty() && self.eat_sym(")") && self.eat_sym("=") {
-                return Ok(NamedExpr {
-                    names,
-                    expr: self.expr()?,
-                });
+                return Ok(NamedExpr { names, expr: self.expr()? });
             }
             self.pos = save;
         }
         if let (Tok::Ident(name), Tok::Sym("=")) = (self.peek().clone(), self.peek_at(1).clone()) {
             self.advance();
             self.advance();
-            return Ok(NamedExpr {
-                names: vec![name],
-                expr: self.expr()?,
-            });
+            return Ok(NamedExpr { names: vec![name], expr: self.expr()? });
         }
         if let (Some(name), Tok::Sym("=")) = (self.bracket_name(), self.peek_at(3).clone()) {
             self.pos += 4;
-            return Ok(NamedExpr {
-                names: vec![name],
-                expr: self.expr()?,
-            });
+            return Ok(NamedExpr { names: vec![name], expr: self.expr()? });
         }
-        Ok(NamedExpr {
-            names: Vec::new(),
-            expr: self.expr()?,
-        })
+        Ok(NamedExpr { names: Vec::new(), expr: self.expr()? })
     }
 
     fn name_list(&mut self) -> Result<Vec<String>, KqlError> {
@@ -577,11 +503,7 @@ impl<'a> Parser<'a> {
                 nulls_first = Some(false);
             }
         }
-        SortKey {
-            expr,
-            desc,
-            nulls_first,
-        }
+        SortKey { expr, desc, nulls_first }
     }
 
     fn operator(&mut self) -> Result<Op, KqlError> {
@@ -613,17 +535,9 @@ impl<'a> Parser<'a> {
             "summarize" => {
                 self.skip_hints();
                 let aggs = self.named_list(&["by"])?;
-                let by = if self.eat_word("by") {
-                    self.named_list(&[])?
-                } else {
-                    Vec::new()
-                };
+                let by = if self.eat_word("by") { self.named_list(&[])? } else { Vec::new() };
                 if aggs.is_empty() && by.is_empty() {
-                    return Err(KqlError::syntax(
-                        self.src,
-                        start,
-                        "summarize needs an aggregation or a 'by' clause",
-                    ));
+                    return Err(KqlError::syntax(self.src, start, "summarize needs an aggregation or a 'by' clause"));
                 }
                 Op::Summarize { aggs, by }
             }
@@ -633,10 +547,7 @@ impl<'a> Parser<'a> {
                 let n = self.expr()?;
                 self.expect_word("by")?;
                 let expr = self.expr()?;
-                Op::Top {
-                    n,
-                    key: self.sort_suffix(expr),
-                }
+                Op::Top { n, key: self.sort_suffix(expr) }
             }
             "sort" | "order" => {
                 self.expect_word("by")?;
@@ -646,12 +557,7 @@ impl<'a> Parser<'a> {
                 if self.is_sym("*") {
                     let s = self.start();
                     self.advance();
-                    Op::Distinct(vec![NamedExpr {
-                        names: vec![],
-                        expr: Expr::Star {
-                            span: self.span_from(s),
-                        },
-                    }])
+                    Op::Distinct(vec![NamedExpr { names: vec![], expr: Expr::Star { span: self.span_from(s) } }])
                 } else {
                     Op::Distinct(self.named_list(&[])?)
                 }
@@ -672,9 +578,10 @@ impl<'a> Parser<'a> {
                         let tpos = self.start();
                         let tname = self.ident("a type")?;
                         self.expect_sym(")")?;
-                        Some(Type::parse(&tname).ok_or_else(|| {
-                            KqlError::syntax(self.src, tpos, &format!("unknown type '{tname}'"))
-                        })?)
+                        Some(
+                            Type::parse(&tname)
+                                .ok_or_else(|| KqlError::syntax(self.src, tpos, &format!("unknown type '{tname}'")))?,
+                        )
                     } else {
                         None
                     };
@@ -687,11 +594,7 @@ impl<'a> Parser<'a> {
                     match self.advance().tok {
                         Tok::Int(n) if n >= 0 => Some(n as usize),
                         _ => {
-                            return Err(KqlError::syntax(
-                                self.src,
-                                self.tokens[self.pos - 1].start,
-                                "expected a row limit",
-                            ));
+                            return Err(KqlError::syntax(self.src, self.tokens[self.pos - 1].start, "expected a row limit"));
                         }
                     }
                 } else {
@@ -718,10 +621,7 @@ impl<'a> Parser<'a> {
                     }
                     self.expect_sym(")")?;
                 }
-                Op::Render {
-                    visualization,
-                    properties,
-                }
+                Op::Render { visualization, properties }
             }
             "serialize" => Op::Serialize(self.named_list(&[])?),
             "getschema" => Op::Getschema,
@@ -731,11 +631,7 @@ impl<'a> Parser<'a> {
                     .find(|known| strsim_close(other, known))
                     .map(|k| format!("; did you mean '{k}'?"))
                     .unwrap_or_default();
-                return Err(KqlError::syntax(
-                    self.src,
-                    start,
-                    &format!("unknown tabular operator '{other}'{hint}"),
-                ));
+                return Err(KqlError::syntax(self.src, start, &format!("unknown tabular operator '{other}'{hint}")));
             }
         })
     }
@@ -743,9 +639,7 @@ impl<'a> Parser<'a> {
     /// `hint.strategy=shuffle` and the like: accepted and ignored.
     fn skip_hints(&mut self) {
         while let Tok::Ident(w) = self.peek().clone() {
-            if w.to_ascii_lowercase().starts_with("hint")
-                && matches!(self.peek_at(1), Tok::Sym("."))
-            {
+            if w.to_ascii_lowercase().starts_with("hint") && matches!(self.peek_at(1), Tok::Sym(".")) {
                 self.advance();
                 self.advance();
                 self.advance();
@@ -778,11 +672,7 @@ impl<'a> Parser<'a> {
                     "leftsemi" => JoinKind::LeftSemi,
                     "rightsemi" => JoinKind::RightSemi,
                     other => {
-                        return Err(KqlError::syntax(
-                            self.src,
-                            pos,
-                            &format!("unknown join kind '{other}'"),
-                        ));
+                        return Err(KqlError::syntax(self.src, pos, &format!("unknown join kind '{other}'")));
                     }
                 };
             } else {
@@ -803,17 +693,10 @@ impl<'a> Parser<'a> {
             let e = self.expr()?;
             match e {
                 Expr::Name { name, .. } => on.push((name.clone(), name)),
-                Expr::Bin {
-                    op: BinOp::Eq,
-                    l,
-                    r,
-                    ..
-                } => {
+                Expr::Bin { op: BinOp::Eq, l, r, .. } => {
                     let side = |e: &Expr| match e {
                         Expr::Member { e, name, .. } => match &**e {
-                            Expr::Name { name: side, .. }
-                                if side == "$left" || side == "$right" =>
-                            {
+                            Expr::Name { name: side, .. } if side == "$left" || side == "$right" => {
                                 Some((side.clone(), name.clone()))
                             }
                             _ => None,
@@ -821,38 +704,22 @@ impl<'a> Parser<'a> {
                         _ => None,
                     };
                     match (side(&l), side(&r)) {
-                        (Some((a, x)), Some((b, y))) if a == "$left" && b == "$right" => {
-                            on.push((x, y))
-                        }
-                        (Some((a, x)), Some((b, y))) if a == "$right" && b == "$left" => {
-                            on.push((y, x))
-                        }
+                        (Some((a, x)), Some((b, y))) if a == "$left" && b == "$right" => on.push((x, y)),
+                        (Some((a, x)), Some((b, y))) if a == "$right" && b == "$left" => on.push((y, x)),
                         _ => {
-                            return Err(KqlError::syntax(
-                                self.src,
-                                pos,
-                                "join conditions are 'Column' or '$left.A == $right.B'",
-                            ));
+                            return Err(KqlError::syntax(self.src, pos, "join conditions are 'Column' or '$left.A == $right.B'"));
                         }
                     }
                 }
                 _ => {
-                    return Err(KqlError::syntax(
-                        self.src,
-                        pos,
-                        "join conditions are 'Column' or '$left.A == $right.B'",
-                    ));
+                    return Err(KqlError::syntax(self.src, pos, "join conditions are 'Column' or '$left.A == $right.B'"));
                 }
             }
             if !self.eat_sym(",") && !self.eat_word("and") {
                 break;
             }
         }
-        Ok(Op::Join {
-            kind,
-            right: Box::new(right),
-            on,
-        })
+        Ok(Op::Join { kind, right: Box::new(right), on })
     }
 
     fn make_series(&mut self) -> Result<Op, KqlError> {
@@ -885,19 +752,8 @@ impl<'a> Parser<'a> {
             self.expect_sym(",")?;
             let step = self.expr()?;
             self.expect_sym(")")?;
-            let by = if self.eat_word("by") {
-                self.named_list(&[])?
-            } else {
-                Vec::new()
-            };
-            return Ok(Op::MakeSeries {
-                aggs,
-                on,
-                from,
-                to,
-                step,
-                by,
-            });
+            let by = if self.eat_word("by") { self.named_list(&[])? } else { Vec::new() };
+            return Ok(Op::MakeSeries { aggs, on, from, to, step, by });
         }
         if self.eat_word("from") {
             from = Some(self.expr()?);
@@ -907,19 +763,8 @@ impl<'a> Parser<'a> {
         }
         self.expect_word("step")?;
         let step = self.expr()?;
-        let by = if self.eat_word("by") {
-            self.named_list(&[])?
-        } else {
-            Vec::new()
-        };
-        Ok(Op::MakeSeries {
-            aggs,
-            on,
-            from,
-            to,
-            step,
-            by,
-        })
+        let by = if self.eat_word("by") { self.named_list(&[])? } else { Vec::new() };
+        Ok(Op::MakeSeries { aggs, on, from, to, step, by })
     }
 
     fn parse_op(&mut self) -> Result<Op, KqlError> {
@@ -942,9 +787,7 @@ impl<'a> Parser<'a> {
                     let ty = if self.eat_sym(":") {
                         let pos = self.start();
                         let t = self.ident("a type")?;
-                        Type::parse(&t).ok_or_else(|| {
-                            KqlError::syntax(self.src, pos, &format!("unknown type '{t}'"))
-                        })?
+                        Type::parse(&t).ok_or_else(|| KqlError::syntax(self.src, pos, &format!("unknown type '{t}'")))?
                     } else {
                         Type::String
                     };
@@ -974,10 +817,7 @@ impl<'a> Parser<'a> {
                     _ => return Err(self.error_here("only a table can be piped")),
                 };
                 let ops = self.ops()?;
-                args.push(Expr::Sub {
-                    pipeline: Box::new(Pipeline { source, ops }),
-                    span: self.span_from(start),
-                });
+                args.push(Expr::Sub { pipeline: Box::new(Pipeline { source, ops }), span: self.span_from(start) });
                 if !self.eat_sym(",") {
                     break;
                 }
@@ -998,12 +838,7 @@ impl<'a> Parser<'a> {
         let mut l = self.and_expr()?;
         while self.eat_word("or") {
             let r = self.and_expr()?;
-            l = Expr::Bin {
-                op: BinOp::Or,
-                l: Box::new(l),
-                r: Box::new(r),
-                span: self.span_from(start),
-            };
+            l = Expr::Bin { op: BinOp::Or, l: Box::new(l), r: Box::new(r), span: self.span_from(start) };
         }
         Ok(l)
     }
@@ -1013,12 +848,7 @@ impl<'a> Parser<'a> {
         let mut l = self.comparison()?;
         while self.eat_word("and") {
             let r = self.comparison()?;
-            l = Expr::Bin {
-                op: BinOp::And,
-                l: Box::new(l),
-                r: Box::new(r),
-                span: self.span_from(start),
-            };
+            l = Expr::Bin { op: BinOp::And, l: Box::new(l), r: Box::new(r), span: self.span_from(start) };
         }
         Ok(l)
     }
@@ -1052,21 +882,10 @@ impl<'a> Parser<'a> {
         let Some(op) = op else { return Ok(l) };
         self.advance();
         let r = self.additive()?;
-        Ok(Expr::Bin {
-            op,
-            l: Box::new(l),
-            r: Box::new(r),
-            span: self.span_from(start),
-        })
+        Ok(Expr::Bin { op, l: Box::new(l), r: Box::new(r), span: self.span_from(start) })
     }
 
-    fn word_operator(
-        &mut self,
-        l: Expr,
-        word: &str,
-        negated: bool,
-        start: usize,
-    ) -> Result<Expr, KqlError> {
+    fn word_operator(&mut self, l: Expr, word: &str, negated: bool, start: usize) -> Result<Expr, KqlError> {
         self.advance();
         let str_op = match word {
             "has" => Some(StrOp::Has),
@@ -1087,12 +906,7 @@ impl<'a> Parser<'a> {
         };
         if let Some(op) = str_op {
             let r = self.additive()?;
-            return Ok(Expr::Bin {
-                op: BinOp::Str(op, negated),
-                l: Box::new(l),
-                r: Box::new(r),
-                span: self.span_from(start),
-            });
+            return Ok(Expr::Bin { op: BinOp::Str(op, negated), l: Box::new(l), r: Box::new(r), span: self.span_from(start) });
         }
         match word {
             "in" | "in~" | "has_any" | "has_all" => {
@@ -1128,15 +942,7 @@ impl<'a> Parser<'a> {
                     self.pos = save;
                 }
                 let list = self.args()?;
-                Ok(Expr::In {
-                    e: Box::new(l),
-                    list,
-                    sub: None,
-                    negated,
-                    ci,
-                    any_of,
-                    span: self.span_from(start),
-                })
+                Ok(Expr::In { e: Box::new(l), list, sub: None, negated, ci, any_of, span: self.span_from(start) })
             }
             "between" => {
                 self.expect_sym("(")?;
@@ -1144,19 +950,9 @@ impl<'a> Parser<'a> {
                 self.expect_sym("..")?;
                 let hi = self.additive()?;
                 self.expect_sym(")")?;
-                Ok(Expr::Between {
-                    e: Box::new(l),
-                    lo: Box::new(lo),
-                    hi: Box::new(hi),
-                    negated,
-                    span: self.span_from(start),
-                })
+                Ok(Expr::Between { e: Box::new(l), lo: Box::new(lo), hi: Box::new(hi), negated, span: self.span_from(start) })
             }
-            other => Err(KqlError::syntax(
-                self.src,
-                start,
-                &format!("unknown operator '{other}'"),
-            )),
+            other => Err(KqlError::syntax(self.src, start, &format!("unknown operator '{other}'"))),
         }
     }
 
@@ -1173,12 +969,7 @@ impl<'a> Parser<'a> {
             };
             self.advance();
             let r = self.multiplicative()?;
-            l = Expr::Bin {
-                op,
-                l: Box::new(l),
-                r: Box::new(r),
-                span: self.span_from(start),
-            };
+            l = Expr::Bin { op, l: Box::new(l), r: Box::new(r), span: self.span_from(start) };
         }
         Ok(l)
     }
@@ -1198,12 +989,7 @@ impl<'a> Parser<'a> {
             };
             self.advance();
             let r = self.unary()?;
-            l = Expr::Bin {
-                op,
-                l: Box::new(l),
-                r: Box::new(r),
-                span: self.span_from(start),
-            };
+            l = Expr::Bin { op, l: Box::new(l), r: Box::new(r), span: self.span_from(start) };
         }
         Ok(l)
     }
@@ -1213,37 +999,16 @@ impl<'a> Parser<'a> {
         if self.eat_sym("-") {
             let e = self.unary()?;
             return Ok(match e {
-                Expr::Lit {
-                    value: Value::Long(v),
-                    ty,
-                    ..
-                } => Expr::Lit {
-                    value: Value::Long(-v),
-                    ty,
-                    span: self.span_from(start),
-                },
-                Expr::Lit {
-                    value: Value::Real(v),
-                    ty,
-                    ..
-                } => Expr::Lit {
-                    value: Value::Real(-v),
-                    ty,
-                    span: self.span_from(start),
-                },
-                Expr::Lit {
-                    value: Value::TimeSpan(v),
-                    ty,
-                    ..
-                } => Expr::Lit {
-                    value: Value::TimeSpan(-v),
-                    ty,
-                    span: self.span_from(start),
-                },
-                other => Expr::Neg {
-                    e: Box::new(other),
-                    span: self.span_from(start),
-                },
+                Expr::Lit { value: Value::Long(v), ty, .. } => {
+                    Expr::Lit { value: Value::Long(-v), ty, span: self.span_from(start) }
+                }
+                Expr::Lit { value: Value::Real(v), ty, .. } => {
+                    Expr::Lit { value: Value::Real(-v), ty, span: self.span_from(start) }
+                }
+                Expr::Lit { value: Value::TimeSpan(v), ty, .. } => {
+                    Expr::Lit { value: Value::TimeSpan(-v), ty, span: self.span_from(start) }
+                }
+                other => Expr::Neg { e: Box::new(other), span: self.span_from(start) },
             });
         }
         if self.eat_sym("+") {
@@ -1259,20 +1024,12 @@ impl<'a> Parser<'a> {
             if self.is_sym(".") && matches!(self.peek_at(1), Tok::Ident(_)) {
                 self.advance();
                 let name = self.ident("a property name")?;
-                e = Expr::Member {
-                    e: Box::new(e),
-                    name,
-                    span: self.span_from(start),
-                };
+                e = Expr::Member { e: Box::new(e), name, span: self.span_from(start) };
             } else if self.is_sym("[") {
                 self.advance();
                 let index = self.expr()?;
                 self.expect_sym("]")?;
-                e = Expr::Index {
-                    e: Box::new(e),
-                    index: Box::new(index),
-                    span: self.span_from(start),
-                };
+                e = Expr::Index { e: Box::new(e), index: Box::new(index), span: self.span_from(start) };
             } else {
                 break;
             }
@@ -1283,11 +1040,7 @@ impl<'a> Parser<'a> {
     fn primary(&mut self) -> Result<Expr, KqlError> {
         let start = self.start();
         let tok = self.peek().clone();
-        let lit = |value: Value, p: &Parser| Expr::Lit {
-            value,
-            ty: None,
-            span: p.span_from(start),
-        };
+        let lit = |value: Value, p: &Parser| Expr::Lit { value, ty: None, span: p.span_from(start) };
         match tok {
             Tok::Int(v) => {
                 self.advance();
@@ -1313,9 +1066,7 @@ impl<'a> Parser<'a> {
             }
             Tok::Sym("*") => {
                 self.advance();
-                Ok(Expr::Star {
-                    span: self.span_from(start),
-                })
+                Ok(Expr::Star { span: self.span_from(start) })
             }
             Tok::Sym("(") => {
                 // A parenthesised expression, or a tabular subquery.
@@ -1326,10 +1077,7 @@ impl<'a> Parser<'a> {
                         && !p.ops.is_empty()
                         && self.eat_sym(")")
                     {
-                        return Ok(Expr::Sub {
-                            pipeline: Box::new(p),
-                            span: self.span_from(start),
-                        });
+                        return Ok(Expr::Sub { pipeline: Box::new(p), span: self.span_from(start) });
                     }
                     self.pos = save + 1;
                 }
@@ -1339,17 +1087,13 @@ impl<'a> Parser<'a> {
             }
             Tok::Sym("[") if self.bracket_name().is_some() => {
                 let name = self.ident("a name")?;
-                Ok(Expr::Name {
-                    name,
-                    span: self.span_from(start),
-                })
+                Ok(Expr::Name { name, span: self.span_from(start) })
             }
             Tok::Sym("[") => {
                 // A bracketed list is a dynamic array literal inside expressions.
                 let end = self.matching_close(self.pos)?;
                 let text = &self.src[self.tokens[self.pos].start..self.tokens[end].end];
-                let json =
-                    parse_dynamic(text).map_err(|e| KqlError::syntax(self.src, start, &e))?;
+                let json = parse_dynamic(text).map_err(|e| KqlError::syntax(self.src, start, &e))?;
                 self.pos = end + 1;
                 Ok(lit(Value::Dynamic(json.into()), self))
             }
@@ -1368,16 +1112,9 @@ impl<'a> Parser<'a> {
                     }
                     self.advance();
                     let args = self.args()?;
-                    return Ok(Expr::Call {
-                        name: lower_function(&name),
-                        args,
-                        span: self.span_from(start),
-                    });
+                    return Ok(Expr::Call { name: lower_function(&name), args, span: self.span_from(start) });
                 }
-                Ok(Expr::Name {
-                    name,
-                    span: self.span_from(start),
-                })
+                Ok(Expr::Name { name, span: self.span_from(start) })
             }
             Tok::Sym("$") => Err(self.error_here("'$' must be followed by 'left' or 'right'")),
             Tok::Eof => Err(self.error_here("unexpected end of query")),
@@ -1401,11 +1138,7 @@ impl<'a> Parser<'a> {
                 _ => {}
             }
         }
-        Err(KqlError::syntax(
-            self.src,
-            self.tokens[open].start,
-            "unclosed bracket",
-        ))
+        Err(KqlError::syntax(self.src, self.tokens[open].start, "unclosed bracket"))
     }
 
     /// `datetime(…)`, `timespan(…)`, `dynamic(…)`, `guid(…)`, `int(null)`, `real(nan)`, …
@@ -1417,13 +1150,7 @@ impl<'a> Parser<'a> {
         let inner_start = self.tokens[self.pos].end;
         let inner_end = self.tokens[close].start;
         let raw = self.src[inner_start..inner_end].trim();
-        let bad = |what: &str| {
-            KqlError::syntax(
-                self.src,
-                inner_start,
-                &format!("invalid {} literal: {what}", ty.name()),
-            )
-        };
+        let bad = |what: &str| KqlError::syntax(self.src, inner_start, &format!("invalid {} literal: {what}", ty.name()));
         let value = if raw.eq_ignore_ascii_case("null") {
             Value::Null
         } else {
@@ -1432,9 +1159,7 @@ impl<'a> Parser<'a> {
                 Type::TimeSpan => Value::TimeSpan(parse_timespan(raw).ok_or_else(|| bad(raw))?),
                 Type::Dynamic => Value::Dynamic(parse_dynamic(raw).map_err(|e| bad(&e))?.into()),
                 Type::Guid => Value::Guid(raw.to_ascii_lowercase().into()),
-                Type::Int | Type::Long | Type::Real | Type::Decimal | Type::Bool
-                    if !looks_literal(raw) =>
-                {
+                Type::Int | Type::Long | Type::Real | Type::Decimal | Type::Bool if !looks_literal(raw) => {
                     return Ok(None);
                 }
                 Type::Bool => Value::Bool(match raw.to_ascii_lowercase().as_str() {
@@ -1453,31 +1178,20 @@ impl<'a> Parser<'a> {
                         "-inf" => f64::NEG_INFINITY,
                         _ => raw.parse().map_err(|_| bad(raw))?,
                     };
-                    if ty == Type::Real {
-                        Value::Real(f)
-                    } else {
-                        Value::Decimal(f)
-                    }
+                    if ty == Type::Real { Value::Real(f) } else { Value::Decimal(f) }
                 }
                 // `string(...)` is not a literal form; let it be a call (tostring-like).
                 Type::String => return Ok(None),
             }
         };
         self.pos = close + 1;
-        Ok(Some(Expr::Lit {
-            value,
-            ty: Some(ty),
-            span: self.span_from(start),
-        }))
+        Ok(Some(Expr::Lit { value, ty: Some(ty), span: self.span_from(start) }))
     }
 }
 
 fn looks_literal(raw: &str) -> bool {
     let r = raw.trim().to_ascii_lowercase();
-    matches!(
-        r.as_str(),
-        "true" | "false" | "nan" | "inf" | "+inf" | "-inf"
-    ) || r.parse::<f64>().is_ok()
+    matches!(r.as_str(), "true" | "false" | "nan" | "inf" | "+inf" | "-inf") || r.parse::<f64>().is_ok()
 }
 
 fn is_word_operator(w: &str) -> bool {

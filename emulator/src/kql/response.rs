@@ -15,8 +15,9 @@ pub fn cell(v: &Value) -> Json {
         Value::Bool(b) => Json::Bool(*b),
         Value::Int(i) => json!(i),
         Value::Long(i) => json!(i),
-        Value::Real(f) | Value::Decimal(f) => serde_json::Number::from_f64(*f)
-            .map_or_else(|| Json::String(format_real(*f)), Json::Number),
+        Value::Real(f) | Value::Decimal(f) => {
+            serde_json::Number::from_f64(*f).map_or_else(|| Json::String(format_real(*f)), Json::Number)
+        }
         Value::String(s) | Value::Guid(s) => Json::String(s.to_string()),
         Value::DateTime(t) => Json::String(format_datetime_iso(*t)),
         Value::TimeSpan(t) => Json::String(format_timespan(*t)),
@@ -26,33 +27,19 @@ pub fn cell(v: &Value) -> Json {
 
 /// Columns whose names start with `$` are internal (ingestion time) and never returned.
 fn visible(table: &Table) -> Vec<usize> {
-    (0..table.columns.len())
-        .filter(|&i| !table.columns[i].name.starts_with('$'))
-        .collect()
+    (0..table.columns.len()).filter(|&i| !table.columns[i].name.starts_with('$')).collect()
 }
 
 /// A result table as the `table` definition of the query API. Returns the JSON and whether
 /// it was cut to `max_rows`.
 pub fn table_json(table: &Table, name: &str, max_rows: usize) -> (Json, bool) {
     let cols = visible(table);
-    let columns: Vec<Json> = cols
-        .iter()
-        .map(|&i| json!({"name": table.columns[i].name, "type": table.columns[i].ty.name()}))
-        .collect();
+    let columns: Vec<Json> =
+        cols.iter().map(|&i| json!({"name": table.columns[i].name, "type": table.columns[i].ty.name()})).collect();
     let n = table.rows.min(max_rows);
-    let rows: Vec<Json> = (0..n)
-        .map(|r| {
-            Json::Array(
-                cols.iter()
-                    .map(|&i| cell(&table.columns[i].values[r]))
-                    .collect(),
-            )
-        })
-        .collect();
-    (
-        json!({"name": name, "columns": columns, "rows": rows}),
-        table.rows > max_rows,
-    )
+    let rows: Vec<Json> =
+        (0..n).map(|r| Json::Array(cols.iter().map(|&i| cell(&table.columns[i].values[r])).collect())).collect();
+    (json!({"name": name, "columns": columns, "rows": rows}), table.rows > max_rows)
 }
 
 /// The whole `queryResults` body.
@@ -84,19 +71,12 @@ pub fn query_results(table: &Table, max_rows: usize, include_render: bool) -> Js
 /// syntax or semantic error whose innermost part gives line, position and token.
 pub fn error_json(e: &KqlError) -> Json {
     let (inner_code, inner_message, code) = match e.kind {
-        ErrorKind::Syntax => (
-            "SyntaxError",
-            "A recognition error occurred in the query.",
-            "SYN0002",
-        ),
+        ErrorKind::Syntax => ("SyntaxError", "A recognition error occurred in the query.", "SYN0002"),
         ErrorKind::Semantic => ("SemanticError", "A semantic error occurred.", "SEM0100"),
         ErrorKind::Limit => ("QueryLimitError", "The query exceeded a limit.", "LIM0001"),
     };
     let located = if e.line > 0 {
-        format!(
-            "Query could not be parsed at '{}' on line [{},{}]: {}",
-            e.token, e.line, e.pos, e.message
-        )
+        format!("Query could not be parsed at '{}' on line [{},{}]: {}", e.token, e.line, e.pos, e.message)
     } else {
         e.message.clone()
     };

@@ -40,15 +40,8 @@ impl Table {
     /// When the columns differ in length (a bug in the caller).
     pub fn new(columns: Vec<Column>) -> Self {
         let rows = columns.first().map_or(0, |c| c.values.len());
-        assert!(
-            columns.iter().all(|c| c.values.len() == rows),
-            "columns of unequal length"
-        );
-        Self {
-            columns,
-            rows,
-            visualization: None,
-        }
+        assert!(columns.iter().all(|c| c.values.len() == rows), "columns of unequal length");
+        Self { columns, rows, visualization: None }
     }
 
     /// Index of a column by name.
@@ -61,34 +54,17 @@ impl Table {
         let columns = self
             .columns
             .iter()
-            .map(|c| Column {
-                name: c.name.clone(),
-                ty: c.ty,
-                values: indices.iter().map(|&i| c.values[i].clone()).collect(),
-            })
+            .map(|c| Column { name: c.name.clone(), ty: c.ty, values: indices.iter().map(|&i| c.values[i].clone()).collect() })
             .collect();
-        Table {
-            columns,
-            rows: indices.len(),
-            visualization: self.visualization.clone(),
-        }
+        Table { columns, rows: indices.len(), visualization: self.visualization.clone() }
     }
 
     /// Render as text for tests: a `name:type` header, then one line per row.
     pub fn to_test_text(&self) -> String {
-        let mut out = self
-            .columns
-            .iter()
-            .map(|c| format!("{}:{}", c.name, c.ty.name()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let mut out = self.columns.iter().map(|c| format!("{}:{}", c.name, c.ty.name())).collect::<Vec<_>>().join(", ");
         for row in 0..self.rows {
             out.push('\n');
-            let cells: Vec<String> = self
-                .columns
-                .iter()
-                .map(|c| test_cell(&c.values[row], c.ty))
-                .collect();
+            let cells: Vec<String> = self.columns.iter().map(|c| test_cell(&c.values[row], c.ty)).collect();
             out.push_str(&cells.join(", "));
         }
         out

@@ -172,17 +172,12 @@ impl Value {
             (_, Value::Null) => Ordering::Greater,
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
             (Value::String(a), Value::String(b)) | (Value::Guid(a), Value::Guid(b)) => a.cmp(b),
-            (Value::DateTime(a), Value::DateTime(b)) | (Value::TimeSpan(a), Value::TimeSpan(b)) => {
-                a.cmp(b)
-            }
+            (Value::DateTime(a), Value::DateTime(b)) | (Value::TimeSpan(a), Value::TimeSpan(b)) => a.cmp(b),
             (Value::Int(a), Value::Int(b)) => a.cmp(b),
             (Value::Long(a), Value::Long(b)) => a.cmp(b),
             (a, b) => match (a.as_f64(), b.as_f64()) {
                 (Some(x), Some(y)) => x.total_cmp(&y),
-                _ => a
-                    .ty()
-                    .cmp(&b.ty())
-                    .then_with(|| to_display(a).cmp(&to_display(b))),
+                _ => a.ty().cmp(&b.ty()).then_with(|| to_display(a).cmp(&to_display(b))),
             },
         }
     }
@@ -200,15 +195,8 @@ pub fn format_datetime_iso(ticks: i64) -> String {
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) else {
         return format!("{ticks}");
     };
-    let base = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
+    let base =
+        format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second());
     if frac == 0 {
         format!("{base}Z")
     } else {
@@ -262,11 +250,7 @@ pub fn format_real(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
+        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
     } else if f == f.trunc() && f.abs() < 1e15 {
         format!("{}", f as i64)
     } else {
@@ -292,8 +276,7 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
     if parts.next().is_some() {
         return None;
     }
-    let date =
-        time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
+    let date = time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
     let mut rest = rest.trim_end_matches('Z').trim_end_matches('z');
     let mut offset_ticks = 0i64;
     if let Some(i) = rest.rfind(['+', '-']).filter(|&i| i > 0) {
@@ -322,12 +305,8 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
             return None;
         }
     }
-    let days = i64::from(
-        date.to_julian_day()
-            - time::Date::from_calendar_date(1970, time::Month::January, 1)
-                .ok()?
-                .to_julian_day(),
-    );
+    let days =
+        i64::from(date.to_julian_day() - time::Date::from_calendar_date(1970, time::Month::January, 1).ok()?.to_julian_day());
     Some(days * TICKS_PER_DAY + ((h * 60 + m) * 60 + s) * TICKS_PER_SECOND + frac - offset_ticks)
 }
 
@@ -352,14 +331,7 @@ pub fn parse_timespan(text: &str) -> Option<i64> {
         Some(sec) => {
             let (whole, f) = sec.split_once('.').unwrap_or((sec, ""));
             let digits: String = f.chars().take(7).collect();
-            (
-                whole.parse::<i64>().ok()?,
-                if f.is_empty() {
-                    0
-                } else {
-                    format!("{digits:0<7}").parse::<i64>().ok()?
-                },
-            )
+            (whole.parse::<i64>().ok()?, if f.is_empty() { 0 } else { format!("{digits:0<7}").parse::<i64>().ok()? })
         }
         None => (0, 0),
     };
@@ -391,19 +363,10 @@ mod tests {
 
     #[test]
     fn datetimes_round_trip() {
-        let check = |text: &str, iso: &str| {
-            assert_eq!(
-                format_datetime_iso(parse_datetime(text).unwrap()),
-                iso,
-                "{text}"
-            )
-        };
+        let check = |text: &str, iso: &str| assert_eq!(format_datetime_iso(parse_datetime(text).unwrap()), iso, "{text}");
         check("2024-01-02", "2024-01-02T00:00:00Z");
         check("2024-01-02 03:04:05", "2024-01-02T03:04:05Z");
-        check(
-            "2024-01-02T03:04:05.1234567Z",
-            "2024-01-02T03:04:05.1234567Z",
-        );
+        check("2024-01-02T03:04:05.1234567Z", "2024-01-02T03:04:05.1234567Z");
         check("2024-01-02T03:04:05.5", "2024-01-02T03:04:05.5Z");
         check("2024-01-02T03:04:05+01:00", "2024-01-02T02:04:05Z");
         check("1969-12-31 23:59:59", "1969-12-31T23:59:59Z");
@@ -413,13 +376,7 @@ mod tests {
 
     #[test]
     fn timespans_round_trip() {
-        let check = |text: &str, shown: &str| {
-            assert_eq!(
-                format_timespan(parse_timespan(text).unwrap()),
-                shown,
-                "{text}"
-            )
-        };
+        let check = |text: &str, shown: &str| assert_eq!(format_timespan(parse_timespan(text).unwrap()), shown, "{text}");
         check("5m", "00:05:00");
         check("1.5h", "01:30:00");
         check("2d", "2.00:00:00");

@@ -53,18 +53,9 @@ fn cases() -> Vec<Case> {
                 }
                 query.push(line);
             }
-            let expect: Vec<String> = lines
-                .map(str::trim_end)
-                .filter(|l| !l.is_empty() && !l.starts_with("# "))
-                .map(str::to_string)
-                .collect();
-            out.push(Case {
-                file: file.clone(),
-                name: name.trim().to_string(),
-                query: query.join("\n"),
-                mode,
-                expect,
-            });
+            let expect: Vec<String> =
+                lines.map(str::trim_end).filter(|l| !l.is_empty() && !l.starts_with("# ")).map(str::to_string).collect();
+            out.push(Case { file: file.clone(), name: name.trim().to_string(), query: query.join("\n"), mode, expect });
         }
     }
     out
@@ -74,16 +65,12 @@ fn cases() -> Vec<Case> {
 pub fn fixtures() -> MapCatalog {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/kql/fixtures");
     let mut catalog = MapCatalog::default();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     for path in files {
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let query = std::fs::read_to_string(&path).unwrap();
-        let table = kql::run(&query, &catalog, &options())
-            .unwrap_or_else(|e| panic!("fixture {name}: {e}"));
+        let table = kql::run(&query, &catalog, &options()).unwrap_or_else(|e| panic!("fixture {name}: {e}"));
         catalog.0.insert(name, Arc::new(table));
     }
     catalog
@@ -91,10 +78,7 @@ pub fn fixtures() -> MapCatalog {
 
 /// `now()` is fixed for the suite: 2024-01-10T00:00:00Z.
 pub fn options() -> Options {
-    Options {
-        now: kql::value::parse_datetime("2024-01-10").unwrap(),
-        ..Options::default()
-    }
+    Options { now: kql::value::parse_datetime("2024-01-10").unwrap(), ..Options::default() }
 }
 
 fn check(case: &Case, catalog: &MapCatalog) -> Result<(), String> {
@@ -123,15 +107,7 @@ fn compare(table: &Table, expect: &[String], unordered: bool) -> Result<(), Stri
         got[1..].sort();
         want[1..].sort();
     }
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!(
-            "expected:\n{}\ngot:\n{}",
-            want.join("\n"),
-            got.join("\n")
-        ))
-    }
+    if got == want { Ok(()) } else { Err(format!("expected:\n{}\ngot:\n{}", want.join("\n"), got.join("\n"))) }
 }
 
 #[test]
@@ -147,21 +123,9 @@ fn kql_conformance_suite() {
         }
         ran += 1;
         if let Err(e) = check(case, &catalog) {
-            failures.push(format!(
-                "--- {} :: {}\n{}\n{e}",
-                case.file, case.name, case.query
-            ));
+            failures.push(format!("--- {} :: {}\n{}\n{e}", case.file, case.name, case.query));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {ran} KQL cases failed:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
-    assert!(
-        only.is_some() || cases.len() >= 200,
-        "the suite has {} cases; it should have at least 200",
-        cases.len()
-    );
+    assert!(failures.is_empty(), "{} of {ran} KQL cases failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(only.is_some() || cases.len() >= 200, "the suite has {} cases; it should have at least 200", cases.len());
 }

@@ -28,24 +28,9 @@ async fn start() -> Env {
         scenario: Scenario::Reference,
     });
     let cancel = CancellationToken::new();
-    let (addr, _) = fleetpilot_emulator::spawn(
-        emulator.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap();
-    let sub = format!(
-        "/subscriptions/{}",
-        emulator.lock_world().config.subscription_id
-    );
-    Env {
-        base: format!("http://{addr}"),
-        sub,
-        http: reqwest::Client::new(),
-        _emulator: emulator,
-        _cancel: cancel.drop_guard(),
-    }
+    let (addr, _) = fleetpilot_emulator::spawn(emulator.clone(), "127.0.0.1:0".parse().unwrap(), cancel.clone()).await.unwrap();
+    let sub = format!("/subscriptions/{}", emulator.lock_world().config.subscription_id);
+    Env { base: format!("http://{addr}"), sub, http: reqwest::Client::new(), _emulator: emulator, _cancel: cancel.drop_guard() }
 }
 
 struct Reply {
@@ -56,31 +41,17 @@ struct Reply {
 
 impl Env {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> Reply {
-        let url = if path.starts_with("http") {
-            path.to_string()
-        } else {
-            format!("{}{}", self.base, path)
-        };
+        let url = if path.starts_with("http") { path.to_string() } else { format!("{}{}", self.base, path) };
         let mut request = self.http.request(method, url);
         if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
+            request = request.header("content-type", "application/json").body(body.to_string());
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
+        Reply { status, headers, body }
     }
 
     fn fleet_path(&self, name: &str) -> String {
@@ -111,79 +82,48 @@ async fn responses_validate_against_the_official_schemas() {
     let fleet_spec = spec::Spec::load("azurefleet.2024-11-01.json");
     let resources_spec = spec::Spec::load("resources.2025-04-01.json");
 
-    let get = env
-        .call(reqwest::Method::GET, &env.fleet_path("cf-ml-scaling"), None)
-        .await;
+    let get = env.call(reqwest::Method::GET, &env.fleet_path("cf-ml-scaling"), None).await;
     assert_eq!(get.status, 200);
     fleet_spec.check("Fleet", &get.body);
-    assert_eq!(
-        get.body["properties"]["spotPriorityProfile"]["capacity"],
-        20
-    );
+    assert_eq!(get.body["properties"]["spotPriorityProfile"]["capacity"], 20);
 
-    let put = env
-        .call(
-            reqwest::Method::PUT,
-            &env.fleet_path("f2"),
-            Some(&fleet_body(2)),
-        )
-        .await;
+    let put = env.call(reqwest::Method::PUT, &env.fleet_path("f2"), Some(&fleet_body(2))).await;
     assert_eq!(put.status, 201);
     fleet_spec.check("Fleet", &put.body);
 
     let by_rg = env
-        .call(reqwest::Method::GET, &format!("{}/resourceGroups/rg-ml-adaptive-scaling/providers/Microsoft.AzureFleet/fleets?api-version=2024-11-01", env.sub), None)
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "{}/resourceGroups/rg-ml-adaptive-scaling/providers/Microsoft.AzureFleet/fleets?api-version=2024-11-01",
+                env.sub
+            ),
+            None,
+        )
         .await;
     fleet_spec.check("FleetListResult", &by_rg.body);
     assert_eq!(by_rg.body["value"].as_array().unwrap().len(), 2);
     let by_sub = env
-        .call(
-            reqwest::Method::GET,
-            &format!(
-                "{}/providers/Microsoft.AzureFleet/fleets?api-version=2024-11-01",
-                env.sub
-            ),
-            None,
-        )
+        .call(reqwest::Method::GET, &format!("{}/providers/Microsoft.AzureFleet/fleets?api-version=2024-11-01", env.sub), None)
         .await;
     fleet_spec.check("FleetListResult", &by_sub.body);
 
-    let sets_path = env
-        .fleet_path("cf-ml-scaling")
-        .replace("?api-version", "/virtualMachineScaleSets?api-version");
+    let sets_path = env.fleet_path("cf-ml-scaling").replace("?api-version", "/virtualMachineScaleSets?api-version");
     let sets = env.call(reqwest::Method::GET, &sets_path, None).await;
     assert_eq!(sets.status, 200);
     fleet_spec.check("VirtualMachineScaleSetListResult", &sets.body);
-    assert!(
-        sets.body["value"].as_array().unwrap().len() >= 2,
-        "spot and regular scale sets"
-    );
+    assert!(sets.body["value"].as_array().unwrap().len() >= 2, "spot and regular scale sets");
 
-    let missing = env
-        .call(reqwest::Method::GET, &env.fleet_path("nope"), None)
-        .await;
+    let missing = env.call(reqwest::Method::GET, &env.fleet_path("nope"), None).await;
     assert_eq!(missing.status, 404);
     fleet_spec.check("common.ErrorResponse", &missing.body);
 
     let rg = env
-        .call(
-            reqwest::Method::GET,
-            &format!(
-                "{}/resourcegroups/rg-ml-adaptive-scaling?api-version=2025-04-01",
-                env.sub
-            ),
-            None,
-        )
+        .call(reqwest::Method::GET, &format!("{}/resourcegroups/rg-ml-adaptive-scaling?api-version=2025-04-01", env.sub), None)
         .await;
     assert_eq!(rg.status, 200);
     resources_spec.check("ResourceGroup", &rg.body);
-    let rgs = env
-        .call(
-            reqwest::Method::GET,
-            &format!("{}/resourcegroups?api-version=2025-04-01", env.sub),
-            None,
-        )
-        .await;
+    let rgs = env.call(reqwest::Method::GET, &format!("{}/resourcegroups?api-version=2025-04-01", env.sub), None).await;
     resources_spec.check("ResourceGroupListResult", &rgs.body);
 }
 
@@ -199,87 +139,41 @@ async fn the_validator_catches_a_misspelled_property() {
 #[tokio::test]
 async fn long_running_operations_carry_their_headers_and_finish() {
     let env = start().await;
-    let put = env
-        .call(
-            reqwest::Method::PUT,
-            &env.fleet_path("f3"),
-            Some(&fleet_body(3)),
-        )
-        .await;
+    let put = env.call(reqwest::Method::PUT, &env.fleet_path("f3"), Some(&fleet_body(3))).await;
     assert_eq!(put.status, 201);
     assert_eq!(put.body["properties"]["provisioningState"], "Creating");
     assert!(put.headers.contains_key("retry-after"));
-    let status_url = put.headers["azure-asyncoperation"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let status_url = put.headers["azure-asyncoperation"].to_str().unwrap().to_string();
     let status = env.call(reqwest::Method::GET, &status_url, None).await;
     assert_eq!(status.body["status"], "Succeeded");
-    let get = env
-        .call(reqwest::Method::GET, &env.fleet_path("f3"), None)
-        .await;
+    let get = env.call(reqwest::Method::GET, &env.fleet_path("f3"), None).await;
     assert_eq!(get.body["properties"]["provisioningState"], "Succeeded");
 
     let patch = env
-        .call(
-            reqwest::Method::PATCH,
-            &env.fleet_path("f3"),
-            Some(r#"{"properties":{"spotPriorityProfile":{"capacity":5}}}"#),
-        )
+        .call(reqwest::Method::PATCH, &env.fleet_path("f3"), Some(r#"{"properties":{"spotPriorityProfile":{"capacity":5}}}"#))
         .await;
     assert_eq!(patch.status, 202);
     let location = patch.headers["location"].to_str().unwrap().to_string();
-    assert_eq!(
-        env.call(reqwest::Method::GET, &location, None).await.status,
-        204
-    );
-    let get = env
-        .call(reqwest::Method::GET, &env.fleet_path("f3"), None)
-        .await;
+    assert_eq!(env.call(reqwest::Method::GET, &location, None).await.status, 204);
+    let get = env.call(reqwest::Method::GET, &env.fleet_path("f3"), None).await;
     assert_eq!(get.body["properties"]["spotPriorityProfile"]["capacity"], 5);
 
-    let delete = env
-        .call(reqwest::Method::DELETE, &env.fleet_path("f3"), None)
-        .await;
+    let delete = env.call(reqwest::Method::DELETE, &env.fleet_path("f3"), None).await;
     assert_eq!(delete.status, 202);
-    assert_eq!(
-        env.call(reqwest::Method::GET, &env.fleet_path("f3"), None)
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        env.call(reqwest::Method::DELETE, &env.fleet_path("f3"), None)
-            .await
-            .status,
-        204
-    );
+    assert_eq!(env.call(reqwest::Method::GET, &env.fleet_path("f3"), None).await.status, 404);
+    assert_eq!(env.call(reqwest::Method::DELETE, &env.fleet_path("f3"), None).await.status, 204);
 }
 
 /// One bad request and the error ARM gives for it.
-async fn check_error(
-    env: &Env,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&str>,
-    status: u16,
-    code: &str,
-) {
+async fn check_error(env: &Env, method: reqwest::Method, path: &str, body: Option<&str>, status: u16, code: &str) {
     let reply = env.call(method.clone(), path, body).await;
     assert_eq!(
-        (
-            reply.status,
-            reply.body["error"]["code"].as_str().unwrap_or("")
-        ),
+        (reply.status, reply.body["error"]["code"].as_str().unwrap_or("")),
         (status, code),
         "{method} {path}: {}",
         reply.body
     );
-    assert!(
-        reply.body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
+    assert!(reply.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
 }
 
 #[tokio::test]
@@ -288,61 +182,21 @@ async fn bad_requests_get_the_errors_azure_gives() {
     let env = start().await;
     let base = env.fleet_path("cf-ml-scaling");
     let path = base.split('?').next().unwrap().to_string();
-    check_error(
-        &env,
-        Method::GET,
-        &path,
-        None,
-        400,
-        "MissingApiVersionParameter",
-    )
-    .await;
-    check_error(
-        &env,
-        Method::GET,
-        &format!("{path}?api-version=2023-01-01"),
-        None,
-        400,
-        "NoRegisteredProviderFound",
-    )
-    .await;
-    check_error(
-        &env,
-        Method::GET,
-        &format!("{path}?api-version=latest"),
-        None,
-        400,
-        "InvalidApiVersionParameter",
-    )
-    .await;
+    check_error(&env, Method::GET, &path, None, 400, "MissingApiVersionParameter").await;
+    check_error(&env, Method::GET, &format!("{path}?api-version=2023-01-01"), None, 400, "NoRegisteredProviderFound").await;
+    check_error(&env, Method::GET, &format!("{path}?api-version=latest"), None, 400, "InvalidApiVersionParameter").await;
+    check_error(&env, Method::PUT, &env.fleet_path("f4"), Some("{not json"), 400, "InvalidRequestContent").await;
+    check_error(&env, Method::PUT, &env.fleet_path("f4"), Some(r#"{"properties":{}}"#), 400, "LocationRequired").await;
     check_error(
         &env,
         Method::PUT,
         &env.fleet_path("f4"),
-        Some("{not json"),
+        Some(r#"{"location":"eastus","properties":{"computeProfile":{"baseVirtualMachineProfile":{}}}}"#),
         400,
-        "InvalidRequestContent",
+        "InvalidParameter",
     )
     .await;
-    check_error(
-        &env,
-        Method::PUT,
-        &env.fleet_path("f4"),
-        Some(r#"{"properties":{}}"#),
-        400,
-        "LocationRequired",
-    )
-    .await;
-    check_error(&env, Method::PUT, &env.fleet_path("f4"), Some(r#"{"location":"eastus","properties":{"computeProfile":{"baseVirtualMachineProfile":{}}}}"#), 400, "InvalidParameter").await;
-    check_error(
-        &env,
-        Method::PUT,
-        &env.fleet_path("_bad"),
-        Some(&fleet_body(1)),
-        400,
-        "InvalidResourceName",
-    )
-    .await;
+    check_error(&env, Method::PUT, &env.fleet_path("_bad"), Some(&fleet_body(1)), 400, "InvalidResourceName").await;
     check_error(
         &env,
         Method::PUT,
@@ -400,8 +254,7 @@ async fn bad_requests_get_the_errors_azure_gives() {
     check_error(
         &env,
         Method::GET,
-        &env.fleet_path("cf-ml-scaling")
-            .replace("rg-ml-adaptive-scaling", "rg-nope"),
+        &env.fleet_path("cf-ml-scaling").replace("rg-ml-adaptive-scaling", "rg-nope"),
         None,
         404,
         "ResourceGroupNotFound",
@@ -419,10 +272,7 @@ async fn bad_requests_get_the_errors_azure_gives() {
     check_error(
         &env,
         Method::GET,
-        &format!(
-            "{}/providers/Microsoft.Nope/things?api-version=2024-11-01",
-            env.sub
-        ),
+        &format!("{}/providers/Microsoft.Nope/things?api-version=2024-11-01", env.sub),
         None,
         404,
         "InvalidResourceType",
@@ -445,13 +295,7 @@ async fn paths_are_matched_without_case() {
 #[tokio::test]
 async fn the_clock_control_moves_the_world() {
     let env = start().await;
-    let put = env
-        .call(
-            reqwest::Method::PUT,
-            &env.fleet_path("f5"),
-            Some(&fleet_body(3)),
-        )
-        .await;
+    let put = env.call(reqwest::Method::PUT, &env.fleet_path("f5"), Some(&fleet_body(3))).await;
     assert_eq!(put.status, 201);
     let vms_of = |set: &str| {
         format!(
@@ -459,31 +303,14 @@ async fn the_clock_control_moves_the_world() {
             env.sub
         )
     };
-    let sets_path = env
-        .fleet_path("f5")
-        .replace("?api-version", "/virtualMachineScaleSets?api-version");
+    let sets_path = env.fleet_path("f5").replace("?api-version", "/virtualMachineScaleSets?api-version");
     let sets = env.call(reqwest::Method::GET, &sets_path, None).await;
     let first = sets.body["value"][0]["name"].as_str().unwrap().to_string();
     let before = env.call(reqwest::Method::GET, &vms_of(&first), None).await;
-    assert_eq!(
-        before.body["value"][0]["properties"]["provisioningState"],
-        "Creating"
-    );
-    let clock = env
-        .call(
-            reqwest::Method::POST,
-            "/_emulator/clock",
-            Some(r#"{"advance_seconds": 300}"#),
-        )
-        .await;
+    assert_eq!(before.body["value"][0]["properties"]["provisioningState"], "Creating");
+    let clock = env.call(reqwest::Method::POST, "/_emulator/clock", Some(r#"{"advance_seconds": 300}"#)).await;
     assert_eq!(clock.body["now"], "2026-03-02T08:05:00Z");
     let after = env.call(reqwest::Method::GET, &vms_of(&first), None).await;
-    assert_eq!(
-        after.body["value"][0]["properties"]["provisioningState"],
-        "Succeeded"
-    );
-    assert_eq!(
-        after.body["value"][0]["properties"]["instanceView"]["statuses"][1]["code"],
-        "PowerState/running"
-    );
+    assert_eq!(after.body["value"][0]["properties"]["provisioningState"], "Succeeded");
+    assert_eq!(after.body["value"][0]["properties"]["instanceView"]["statuses"][1]["code"], "PowerState/running");
 }

@@ -15,9 +15,7 @@ pub struct Spec {
 }
 
 fn load_json(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("spec")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("spec").join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -29,10 +27,7 @@ fn rewrite_refs(value: &mut Value, local_prefix: &str) {
                 let (file, pointer) = reference.split_once('#').unwrap_or(("", reference));
                 let name = pointer.trim_start_matches("/definitions/");
                 if file.is_empty() {
-                    map.insert(
-                        "$ref".into(),
-                        json!(format!("#/definitions/{local_prefix}{name}")),
-                    );
+                    map.insert("$ref".into(), json!(format!("#/definitions/{local_prefix}{name}")));
                 } else if file.ends_with("/types.json") {
                     map.insert("$ref".into(), json!(format!("#/definitions/common.{name}")));
                 } else {
@@ -53,17 +48,10 @@ fn flatten(name: &str, defs: &Map<String, Value>, done: &mut BTreeMap<String, Va
     if let Some(v) = done.get(name) {
         return v.clone();
     }
-    let mut def = defs
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no definition {name}"));
+    let mut def = defs.get(name).cloned().unwrap_or_else(|| panic!("no definition {name}"));
     if let Some(Value::Array(parents)) = def.as_object_mut().and_then(|d| d.remove("allOf")) {
         let mut properties = def.get("properties").cloned().unwrap_or_else(|| json!({}));
-        let mut required: Vec<Value> = def
-            .get("required")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let mut required: Vec<Value> = def.get("required").and_then(Value::as_array).cloned().unwrap_or_default();
         for parent in parents {
             let parent = match parent.get("$ref").and_then(Value::as_str) {
                 Some(r) => flatten(r.trim_start_matches("#/definitions/"), defs, done),
@@ -71,20 +59,10 @@ fn flatten(name: &str, defs: &Map<String, Value>, done: &mut BTreeMap<String, Va
             };
             if let Some(Value::Object(p)) = parent.get("properties") {
                 for (k, v) in p {
-                    properties
-                        .as_object_mut()
-                        .unwrap()
-                        .entry(k.clone())
-                        .or_insert(v.clone());
+                    properties.as_object_mut().unwrap().entry(k.clone()).or_insert(v.clone());
                 }
             }
-            required.extend(
-                parent
-                    .get("required")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
-            );
+            required.extend(parent.get("required").and_then(Value::as_array).cloned().unwrap_or_default());
         }
         def["properties"] = properties;
         required.dedup();
@@ -121,35 +99,20 @@ impl Spec {
 
     /// Replace the schema at a JSON pointer inside a definition (for known spec quirks).
     pub fn relax(&mut self, definition: &str, pointer: &str) {
-        if let Some(node) = self
-            .definitions
-            .get_mut(definition)
-            .and_then(|d| d.pointer_mut(pointer))
-        {
+        if let Some(node) = self.definitions.get_mut(definition).and_then(|d| d.pointer_mut(pointer)) {
             *node = json!({});
         }
     }
 
     pub fn errors(&self, definition: &str, instance: &Value) -> Vec<String> {
-        assert!(
-            self.definitions.contains_key(definition),
-            "no definition {definition}"
-        );
-        let schema =
-            json!({"$ref": format!("#/definitions/{definition}"), "definitions": self.definitions});
+        assert!(self.definitions.contains_key(definition), "no definition {definition}");
+        let schema = json!({"$ref": format!("#/definitions/{definition}"), "definitions": self.definitions});
         let validator = jsonschema::draft4::new(&schema).unwrap();
-        validator
-            .iter_errors(instance)
-            .map(|e| format!("{} at {}", e, e.instance_path))
-            .collect()
+        validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path)).collect()
     }
 
     pub fn check(&self, definition: &str, instance: &Value) {
         let errors = self.errors(definition, instance);
-        assert!(
-            errors.is_empty(),
-            "{definition} does not validate:\n{}\n{instance:#}",
-            errors.join("\n")
-        );
+        assert!(errors.is_empty(), "{definition} does not validate:\n{}\n{instance:#}", errors.join("\n"));
     }
 }

@@ -5,13 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use fleetpilot_core::{
-    Decision, FleetRef, FleetState, Plan, Proposal, ProposalStatus, ScaleTarget, Verdict, VmState,
-};
+use fleetpilot_core::{Decision, FleetRef, FleetState, Plan, Proposal, ProposalStatus, ScaleTarget, Verdict, VmState};
 use fleetpilot_emulator::{Emulator, EmulatorConfig, Scenario, WorldConfig};
-use fleetpilot_infra::{
-    Applied, ArmAzureApi, ArmClient, ArmConfig, AzureApi, AzureError, ExecuteError, Executor, Store,
-};
+use fleetpilot_infra::{Applied, ArmAzureApi, ArmClient, ArmConfig, AzureApi, AzureError, ExecuteError, Executor, Store};
 use serde_json::json;
 use time::macros::datetime;
 use tokio_util::sync::CancellationToken;
@@ -25,39 +21,23 @@ struct Env {
 
 async fn start(scenario: Scenario) -> Env {
     let config = EmulatorConfig {
-        world: WorldConfig {
-            retry_after_secs: 0,
-            ..WorldConfig::default()
-        },
+        world: WorldConfig { retry_after_secs: 0, ..WorldConfig::default() },
         start: datetime!(2026-03-02 08:00 UTC),
         speed: 0.0,
         scenario,
     };
     let emulator = Emulator::new(config);
     let cancel = CancellationToken::new();
-    let (addr, _task) = fleetpilot_emulator::spawn(
-        emulator.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap();
+    let (addr, _task) =
+        fleetpilot_emulator::spawn(emulator.clone(), "127.0.0.1:0".parse().unwrap(), cancel.clone()).await.unwrap();
     let subscription = emulator.lock_world().config.subscription_id.clone();
     let client = ArmClient::new(ArmConfig::new(format!("http://{addr}"), subscription)).unwrap();
     let api = Arc::new(ArmAzureApi::new(client.clone()));
-    Env {
-        emulator,
-        client,
-        api,
-        _cancel: cancel.drop_guard(),
-    }
+    Env { emulator, client, api, _cancel: cancel.drop_guard() }
 }
 
 fn reference() -> FleetRef {
-    FleetRef {
-        resource_group: "rg-ml-adaptive-scaling".into(),
-        name: "cf-ml-scaling".into(),
-    }
+    FleetRef { resource_group: "rg-ml-adaptive-scaling".into(), name: "cf-ml-scaling".into() }
 }
 
 fn proposal(id: &str, target: ScaleTarget) -> Proposal {
@@ -78,11 +58,7 @@ fn proposal(id: &str, target: ScaleTarget) -> Proposal {
 }
 
 fn allow() -> Verdict {
-    Verdict {
-        decision: Decision::Allow,
-        violations: vec![],
-        dry_run: false,
-    }
+    Verdict { decision: Decision::Allow, violations: vec![], dry_run: false }
 }
 
 fn allow_all(_: &FleetState) -> Verdict {
@@ -95,16 +71,11 @@ async fn create_read_patch_delete_a_fleet_with_long_running_operations() {
     let sub = env.client.subscription_path();
     let rg = env
         .client
-        .put(
-            &format!("{sub}/resourcegroups/rg-test?api-version=2025-04-01"),
-            &json!({"location": "eastus"}),
-        )
+        .put(&format!("{sub}/resourcegroups/rg-test?api-version=2025-04-01"), &json!({"location": "eastus"}))
         .await
         .unwrap();
     assert_eq!(rg["name"], "rg-test");
-    let fleet_path = format!(
-        "{sub}/resourceGroups/rg-test/providers/Microsoft.AzureFleet/fleets/f1?api-version=2024-11-01"
-    );
+    let fleet_path = format!("{sub}/resourceGroups/rg-test/providers/Microsoft.AzureFleet/fleets/f1?api-version=2024-11-01");
     let body = json!({
         "location": "eastus",
         "properties": {
@@ -115,15 +86,9 @@ async fn create_read_patch_delete_a_fleet_with_long_running_operations() {
         }
     });
     let created = env.client.put(&fleet_path, &body).await.unwrap();
-    assert_eq!(
-        created["properties"]["provisioningState"], "Succeeded",
-        "PUT waits for Azure-AsyncOperation, then GETs"
-    );
+    assert_eq!(created["properties"]["provisioningState"], "Succeeded", "PUT waits for Azure-AsyncOperation, then GETs");
 
-    let fleet = FleetRef {
-        resource_group: "rg-test".into(),
-        name: "f1".into(),
-    };
+    let fleet = FleetRef { resource_group: "rg-test".into(), name: "f1".into() };
     let listed = env.api.list_fleets(None).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].fleet, fleet);
@@ -134,20 +99,14 @@ async fn create_read_patch_delete_a_fleet_with_long_running_operations() {
     let state = env.api.read_fleet(&fleet).await.unwrap();
     assert_eq!((state.spot.running, state.regular.running), (3, 2));
 
-    env.api
-        .update_fleet(&fleet, Some(5), None, None)
-        .await
-        .unwrap();
+    env.api.update_fleet(&fleet, Some(5), None, None).await.unwrap();
     let state = env.api.read_fleet(&fleet).await.unwrap();
     assert_eq!((state.spot.capacity, state.spot.counted()), (5, 5));
 
     env.client.delete(&fleet_path).await.unwrap();
     env.client.delete(&fleet_path).await.unwrap();
     let err = env.api.read_fleet(&fleet).await.unwrap_err();
-    assert!(
-        matches!(&err, AzureError::Api { status: 404, code, .. } if code == "ResourceNotFound"),
-        "{err}"
-    );
+    assert!(matches!(&err, AzureError::Api { status: 404, code, .. } if code == "ResourceNotFound"), "{err}");
     assert!(!err.is_transient());
 }
 
@@ -157,62 +116,25 @@ async fn executor_scales_out_then_in_and_is_idempotent() {
     let store = Arc::new(Store::open_in_memory().unwrap());
     let executor = Executor::new(env.api.clone(), store.clone());
 
-    let out = proposal(
-        "p-out",
-        ScaleTarget {
-            spot_capacity: Some(24),
-            ..Default::default()
-        },
-    );
-    let Applied::Done(outcome, plan) = executor.apply(&out, false, &allow_all).await.unwrap()
-    else {
-        panic!("expected Done")
-    };
+    let out = proposal("p-out", ScaleTarget { spot_capacity: Some(24), ..Default::default() });
+    let Applied::Done(outcome, plan) = executor.apply(&out, false, &allow_all).await.unwrap() else { panic!("expected Done") };
     assert!(outcome.verified, "{outcome:?}");
     assert_eq!(plan.actions.len(), 1);
     let state = env.api.read_fleet(&reference()).await.unwrap();
-    assert_eq!(
-        (state.spot.capacity, state.spot.creating, state.spot.running),
-        (24, 4, 20)
-    );
+    assert_eq!((state.spot.capacity, state.spot.creating, state.spot.running), (24, 4, 20));
 
     // The same proposal again: nothing happens.
     let again = executor.apply(&out, false, &allow_all).await.unwrap();
     assert!(matches!(again, Applied::AlreadyApplied(_)), "{again:?}");
-    assert_eq!(
-        env.api
-            .read_fleet(&reference())
-            .await
-            .unwrap()
-            .spot
-            .counted(),
-        24
-    );
+    assert_eq!(env.api.read_fleet(&reference()).await.unwrap().spot.counted(), 24);
 
     // Scale in: the booting VMs go first, then the newest running ones.
-    let scale_in = proposal(
-        "p-in",
-        ScaleTarget {
-            spot_capacity: Some(18),
-            ..Default::default()
-        },
-    );
-    let Applied::Done(outcome, _) = executor.apply(&scale_in, false, &allow_all).await.unwrap()
-    else {
-        panic!()
-    };
+    let scale_in = proposal("p-in", ScaleTarget { spot_capacity: Some(18), ..Default::default() });
+    let Applied::Done(outcome, _) = executor.apply(&scale_in, false, &allow_all).await.unwrap() else { panic!() };
     assert!(outcome.verified, "{outcome:?}");
     let state = env.api.read_fleet(&reference()).await.unwrap();
-    assert_eq!(
-        (state.spot.capacity, state.spot.creating, state.spot.running),
-        (18, 0, 18)
-    );
-    let phases: Vec<String> = store
-        .journal_of("p-in")
-        .unwrap()
-        .into_iter()
-        .map(|e| e.phase)
-        .collect();
+    assert_eq!((state.spot.capacity, state.spot.creating, state.spot.running), (18, 0, 18));
+    let phases: Vec<String> = store.journal_of("p-in").unwrap().into_iter().map(|e| e.phase).collect();
     assert_eq!(phases, ["intent", "step", "step", "outcome"]);
 }
 
@@ -220,57 +142,18 @@ async fn executor_scales_out_then_in_and_is_idempotent() {
 async fn executor_refuses_when_the_recheck_denies_and_changes_nothing() {
     let env = start(Scenario::Reference).await;
     let executor = Executor::new(env.api.clone(), Arc::new(Store::open_in_memory().unwrap()));
-    let deny = |_: &FleetState| Verdict {
-        decision: Decision::Deny,
-        violations: vec![],
-        dry_run: false,
-    };
-    let p = proposal(
-        "p-deny",
-        ScaleTarget {
-            spot_capacity: Some(30),
-            ..Default::default()
-        },
-    );
+    let deny = |_: &FleetState| Verdict { decision: Decision::Deny, violations: vec![], dry_run: false };
+    let p = proposal("p-deny", ScaleTarget { spot_capacity: Some(30), ..Default::default() });
     let err = executor.apply(&p, false, &deny).await.unwrap_err();
     assert!(matches!(err, ExecuteError::Refused(_)));
-    let needs = |_: &FleetState| Verdict {
-        decision: Decision::NeedsApproval,
-        violations: vec![],
-        dry_run: false,
-    };
-    assert!(matches!(
-        executor.apply(&p, false, &needs).await.unwrap_err(),
-        ExecuteError::Refused(_)
-    ));
-    assert_eq!(
-        env.api
-            .read_fleet(&reference())
-            .await
-            .unwrap()
-            .spot
-            .capacity,
-        20
-    );
+    let needs = |_: &FleetState| Verdict { decision: Decision::NeedsApproval, violations: vec![], dry_run: false };
+    assert!(matches!(executor.apply(&p, false, &needs).await.unwrap_err(), ExecuteError::Refused(_)));
+    assert_eq!(env.api.read_fleet(&reference()).await.unwrap().spot.capacity, 20);
 
-    let dry = |_: &FleetState| Verdict {
-        decision: Decision::Allow,
-        violations: vec![],
-        dry_run: true,
-    };
-    let Applied::DryRun(plan) = executor.apply(&p, false, &dry).await.unwrap() else {
-        panic!()
-    };
+    let dry = |_: &FleetState| Verdict { decision: Decision::Allow, violations: vec![], dry_run: true };
+    let Applied::DryRun(plan) = executor.apply(&p, false, &dry).await.unwrap() else { panic!() };
     assert_eq!(plan.actions.len(), 1);
-    assert_eq!(
-        env.api
-            .read_fleet(&reference())
-            .await
-            .unwrap()
-            .spot
-            .capacity,
-        20
-    );
+    assert_eq!(env.api.read_fleet(&reference()).await.unwrap().spot.capacity, 20);
 }
 
 #[tokio::test]
@@ -279,23 +162,12 @@ async fn deallocated_spot_vms_are_deleted_before_running_ones() {
     {
         let mut world = env.emulator.lock_world();
         let fleet = world.fleets.values_mut().next().unwrap();
-        for vm in fleet
-            .vms
-            .iter_mut()
-            .filter(|v| v.priority == fleetpilot_core::Priority::Spot)
-            .take(2)
-        {
+        for vm in fleet.vms.iter_mut().filter(|v| v.priority == fleetpilot_core::Priority::Spot).take(2) {
             vm.state = VmState::Deallocated;
         }
     }
     let executor = Executor::new(env.api.clone(), Arc::new(Store::open_in_memory().unwrap()));
-    let p = proposal(
-        "p-dealloc",
-        ScaleTarget {
-            spot_capacity: Some(18),
-            ..Default::default()
-        },
-    );
+    let p = proposal("p-dealloc", ScaleTarget { spot_capacity: Some(18), ..Default::default() });
     executor.apply(&p, false, &allow_all).await.unwrap();
     let state = env.api.read_fleet(&reference()).await.unwrap();
     assert_eq!((state.spot.deallocated, state.spot.running), (0, 18));
@@ -313,16 +185,10 @@ async fn flaky(failures: u32, status: u16) -> (String, Arc<AtomicU32>) {
                 (
                     axum::http::StatusCode::from_u16(status).unwrap(),
                     [("retry-after", "1")],
-                    axum::Json(
-                        json!({"error": {"code": "TooManyRequests", "message": "slow down"}}),
-                    ),
+                    axum::Json(json!({"error": {"code": "TooManyRequests", "message": "slow down"}})),
                 )
             } else {
-                (
-                    axum::http::StatusCode::OK,
-                    [("retry-after", "0")],
-                    axum::Json(json!({"ok": true})),
-                )
+                (axum::http::StatusCode::OK, [("retry-after", "0")], axum::Json(json!({"ok": true})))
             }
         }
     });
@@ -340,11 +206,7 @@ async fn throttling_is_retried_after_retry_after() {
     let body: serde_json::Value = client.get("/x").await.unwrap();
     assert_eq!(body["ok"], true);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "waited {:?}, Retry-After said 1 s",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(950), "waited {:?}, Retry-After said 1 s", started.elapsed());
 }
 
 #[tokio::test]
@@ -352,10 +214,7 @@ async fn permanent_errors_are_not_retried() {
     let (url, calls) = flaky(10, 400).await;
     let client = ArmClient::new(ArmConfig::new(url, "s")).unwrap();
     let err = client.get::<serde_json::Value>("/x").await.unwrap_err();
-    assert!(
-        matches!(&err, AzureError::Api { status: 400, code, .. } if code == "TooManyRequests"),
-        "{err}"
-    );
+    assert!(matches!(&err, AzureError::Api { status: 400, code, .. } if code == "TooManyRequests"), "{err}");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -379,21 +238,13 @@ async fn store_survives_reopen() {
     let _ = std::fs::remove_file(&path);
     {
         let store = Store::open(&path).unwrap();
-        store
-            .save_proposal(&proposal("p1", ScaleTarget::default()))
-            .unwrap();
+        store.save_proposal(&proposal("p1", ScaleTarget::default())).unwrap();
         store.journal("p1", "intent", &json!({"plan": []})).unwrap();
     }
     let store = Store::open(&path).unwrap();
     assert_eq!(store.proposal("p1").unwrap().unwrap().id, "p1");
     assert_eq!(store.journal_of("p1").unwrap().len(), 1);
-    assert_eq!(
-        store
-            .proposals(Some("CF-ML-SCALING"), None, 10)
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(store.proposals(Some("CF-ML-SCALING"), None, 10).unwrap().len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -403,20 +254,8 @@ async fn store_survives_reopen() {
 async fn rerun_after_a_partial_apply_finishes_the_job() {
     let env = start(Scenario::Reference).await;
     let store = Arc::new(Store::open_in_memory().unwrap());
-    let p = proposal(
-        "p-partial",
-        ScaleTarget {
-            spot_capacity: Some(15),
-            ..Default::default()
-        },
-    );
-    store
-        .journal(
-            "p-partial",
-            "intent",
-            &json!({"plan": "as before the crash"}),
-        )
-        .unwrap();
+    let p = proposal("p-partial", ScaleTarget { spot_capacity: Some(15), ..Default::default() });
+    store.journal("p-partial", "intent", &json!({"plan": "as before the crash"})).unwrap();
     env.client
         .patch(
             &format!("{}/resourceGroups/rg-ml-adaptive-scaling/providers/Microsoft.AzureFleet/fleets/cf-ml-scaling?api-version=2024-11-01", env.client.subscription_path()),
@@ -425,9 +264,7 @@ async fn rerun_after_a_partial_apply_finishes_the_job() {
         .await
         .unwrap();
     let executor = Executor::new(env.api.clone(), store.clone());
-    let Applied::Done(outcome, plan) = executor.apply(&p, false, &allow_all).await.unwrap() else {
-        panic!()
-    };
+    let Applied::Done(outcome, plan) = executor.apply(&p, false, &allow_all).await.unwrap() else { panic!() };
     assert!(outcome.verified);
     assert!(
         matches!(plan.actions.as_slice(), [fleetpilot_core::Action::DeleteVms { vm_ids, .. }] if vm_ids.len() == 5),
