@@ -11,7 +11,7 @@ use super::value::{Type, Value, parse_datetime, parse_timespan};
 /// A syntax error with the line and position of the offending token.
 pub fn parse(src: &str) -> Result<Vec<Statement>, KqlError> {
     let tokens = lex(src)?;
-    let mut p = Parser { src, tokens, pos: 0 };
+    let mut p = Parser { src, tokens, pos: 0, depth: 0 };
     let statements = p.statements(false)?;
     if !p.at_eof() {
         return Err(p.error_here("expected ';' or the end of the query"));
@@ -26,7 +26,12 @@ struct Parser<'a> {
     src: &'a str,
     tokens: Vec<Token>,
     pos: usize,
+    /// Nesting depth of expressions, bounded so a hostile query cannot exhaust the stack.
+    depth: usize,
 }
+
+/// Deepest nesting of expressions accepted.
+const MAX_DEPTH: usize = 100;
 
 /// Tabular operators, as they follow `|`.
 const OPERATORS: &[&str] = &[
@@ -293,9 +298,18 @@ impl<'a> Parser<'a> {
     // ---- tabular ----
 
     fn pipeline(&mut self) -> Result<Pipeline, KqlError> {
-        let source = self.source()?;
-        let ops = self.ops()?;
-        Ok(Pipeline { source, ops })
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            self.depth = 0;
+            return Err(self.error_here(&format!("the query nests expressions more than {MAX_DEPTH} deep")));
+        }
+        let result = (|| {
+            let source = self.source()?;
+            let ops = self.ops()?;
+            Ok(Pipeline { source, ops })
+        })();
+        self.depth = self.depth.saturating_sub(1);
+        result
     }
 
     fn ops(&mut self) -> Result<Vec<(Op, Span)>, KqlError> {
@@ -834,6 +848,17 @@ impl<'a> Parser<'a> {
 
     /// An expression (lowest precedence: `or`).
     pub fn expr(&mut self) -> Result<Expr, KqlError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            self.depth = 0;
+            return Err(self.error_here(&format!("the query nests expressions more than {MAX_DEPTH} deep")));
+        }
+        let result = self.expr_inner();
+        self.depth = self.depth.saturating_sub(1);
+        result
+    }
+
+    fn expr_inner(&mut self) -> Result<Expr, KqlError> {
         let start = self.start();
         let mut l = self.and_expr()?;
         while self.eat_word("or") {

@@ -2,6 +2,7 @@
 //! schemas, and it answers bad requests the way ARM does.
 
 mod kql_cases;
+mod kql_props;
 mod log_analytics;
 mod spec;
 

@@ -1,0 +1,189 @@
+//! Property tests of the KQL engine: the parser never panics, and `where` and `summarize`
+//! agree with a naive reference on random tables.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fleetpilot_emulator::kql::{self, Column, MapCatalog, Table, Type, Value};
+use proptest::prelude::*;
+
+const PIECES: &[&str] = &[
+    "T",
+    "|",
+    "where",
+    "a",
+    "b",
+    ">",
+    "<",
+    "==",
+    "!=",
+    "and",
+    "or",
+    "(",
+    ")",
+    "1",
+    "-2",
+    "2.5",
+    "\"x\"",
+    "'y'",
+    "summarize",
+    "count()",
+    "sum(a)",
+    "by",
+    "bin(a, 2)",
+    "project",
+    "extend",
+    "c",
+    "=",
+    ",",
+    "take",
+    "sort",
+    "asc",
+    "desc",
+    "join",
+    "on",
+    "$left",
+    ".",
+    "[",
+    "]",
+    "{",
+    "}",
+    "let",
+    ";",
+    "datatable",
+    ":",
+    "long",
+    "string",
+    "dynamic([1,2])",
+    "in",
+    "!in",
+    "has",
+    "contains",
+    "between",
+    "..",
+    "ago(1h)",
+    "now()",
+    "iff",
+    "case",
+    "mv-expand",
+    "make-series",
+    "step",
+    "parse",
+    "with",
+    "*",
+    "print",
+    "range",
+    "from",
+    "to",
+    "\"",
+    "@",
+    "//",
+    "\n",
+    "0x",
+    "1e",
+    "5m",
+    "datetime(",
+    "timespan(",
+    "render",
+    "union",
+    "distinct",
+    "top",
+    "10",
+];
+
+fn table(rows: &[(Option<i64>, u8)]) -> MapCatalog {
+    let a = rows.iter().map(|(a, _)| a.map_or(Value::Null, Value::Long)).collect();
+    let b = rows.iter().map(|(_, b)| Value::str(["p", "q", "r"][*b as usize % 3])).collect();
+    let t = Table::new(vec![
+        Column { name: "a".into(), ty: Type::Long, values: a },
+        Column { name: "b".into(), ty: Type::String, values: b },
+    ]);
+    MapCatalog(BTreeMap::from([("T".to_string(), Arc::new(t))]))
+}
+
+fn rows() -> impl Strategy<Value = Vec<(Option<i64>, u8)>> {
+    prop::collection::vec((prop::option::weighted(0.85, -50i64..50), 0u8..3), 0..40)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_parser_and_evaluator_never_panic(pieces in prop::collection::vec(prop::sample::select(PIECES), 0..25)) {
+        let query = pieces.join(" ");
+        let catalog = table(&[(Some(1), 0), (None, 1), (Some(3), 2)]);
+        let _ = kql::run(&query, &catalog, &kql::Options::default());
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,60}") {
+        let _ = kql::run(&text, &MapCatalog::default(), &kql::Options::default());
+    }
+
+    #[test]
+    fn where_agrees_with_a_naive_filter(data in rows(), threshold in -50i64..50, op in 0usize..4) {
+        let ops = [">", "<", "==", "!="];
+        let query = format!("T | where a {} {threshold}", ops[op]);
+        let got = kql::run(&query, &table(&data), &kql::Options::default()).unwrap();
+        let expected: Vec<Value> = data
+            .iter()
+            .filter_map(|(a, _)| a.filter(|a| match op { 0 => *a > threshold, 1 => *a < threshold, 2 => *a == threshold, _ => *a != threshold }))
+            .map(Value::Long)
+            .collect();
+        prop_assert_eq!(&got.columns[0].values, &expected);
+    }
+
+    #[test]
+    fn summarize_agrees_with_a_naive_grouping(data in rows()) {
+        let got = kql::run("T | summarize c = count(), n = count(a), s = sum(a), lo = min(a), hi = max(a) by b", &table(&data), &kql::Options::default()).unwrap();
+        let mut expected: Vec<(String, i64, i64, i64, Option<i64>, Option<i64>)> = Vec::new();
+        for (a, b) in &data {
+            let key = ["p", "q", "r"][*b as usize % 3].to_string();
+            let i = match expected.iter().position(|e| e.0 == key) {
+                Some(i) => i,
+                None => {
+                    expected.push((key, 0, 0, 0, None, None));
+                    expected.len() - 1
+                }
+            };
+            let e = &mut expected[i];
+            e.1 += 1;
+            if let Some(a) = a {
+                e.2 += 1;
+                e.3 += a;
+                e.4 = Some(e.4.map_or(*a, |m: i64| m.min(*a)));
+                e.5 = Some(e.5.map_or(*a, |m: i64| m.max(*a)));
+            }
+        }
+        prop_assert_eq!(got.rows, expected.len());
+        for (r, e) in expected.iter().enumerate() {
+            let cell = |c: usize| got.columns[c].values[r].clone();
+            prop_assert_eq!(cell(0), Value::str(&e.0));
+            prop_assert_eq!(cell(1), Value::Long(e.1));
+            prop_assert_eq!(cell(2), Value::Long(e.2));
+            prop_assert_eq!(cell(3), Value::Long(e.3));
+            prop_assert_eq!(cell(4), e.4.map_or(Value::Null, Value::Long));
+            prop_assert_eq!(cell(5), e.5.map_or(Value::Null, Value::Long));
+        }
+    }
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let query = format!("print x = {}1{}", "(".repeat(5000), ")".repeat(5000));
+    let err = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || kql::run(&query, &MapCatalog::default(), &kql::Options::default()).unwrap_err())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(err.message.contains("nests expressions"), "{}", err.message);
+    let tabular = format!("{}T{}", "(".repeat(5000), ")".repeat(5000));
+    let err = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || kql::run(&tabular, &MapCatalog::default(), &kql::Options::default()).unwrap_err())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(err.message.contains("nests expressions"), "{}", err.message);
+}
