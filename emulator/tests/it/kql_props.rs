@@ -101,6 +101,9 @@ fn table(rows: &[(Option<i64>, u8)]) -> MapCatalog {
     MapCatalog(BTreeMap::from([("T".to_string(), Arc::new(t))]))
 }
 
+/// (group, count, count of non-null, sum, min, max)
+type Group = (String, i64, i64, i64, Option<i64>, Option<i64>);
+
 fn rows() -> impl Strategy<Value = Vec<(Option<i64>, u8)>> {
     prop::collection::vec((prop::option::weighted(0.85, -50i64..50), 0u8..3), 0..40)
 }
@@ -136,7 +139,7 @@ proptest! {
     #[test]
     fn summarize_agrees_with_a_naive_grouping(data in rows()) {
         let got = kql::run("T | summarize c = count(), n = count(a), s = sum(a), lo = min(a), hi = max(a) by b", &table(&data), &kql::Options::default()).unwrap();
-        let mut expected: Vec<(String, i64, i64, i64, Option<i64>, Option<i64>)> = Vec::new();
+        let mut expected: Vec<Group> = Vec::new();
         for (a, b) in &data {
             let key = ["p", "q", "r"][*b as usize % 3].to_string();
             let i = match expected.iter().position(|e| e.0 == key) {
