@@ -141,7 +141,7 @@ fn load_csv(bytes: &[u8]) -> Result<Table> {
         .map(|((name, ty), cells)| {
             let ty = ty.unwrap_or_else(|| infer(&cells));
             let values = cells.iter().map(|c| parse_cell(c, ty)).collect();
-            Column { name, ty, values }
+            Column::new(name, ty, values)
         })
         .collect();
     Ok(Table::new(columns))
@@ -210,7 +210,7 @@ fn load_objects<'a>(rows: impl Iterator<Item = &'a serde_json::Value>) -> Result
                     },
                 })
                 .collect();
-            Column { name, ty, values }
+            Column::new(name, ty, values)
         })
         .collect();
     Ok(Table::new(columns))

@@ -188,8 +188,8 @@ impl LogStore {
         let mut tables = BTreeMap::new();
         for (name, columns) in schemas() {
             let mut cols: Vec<Column> =
-                columns.iter().map(|(n, t)| Column { name: (*n).into(), ty: *t, values: Vec::new() }).collect();
-            cols.push(Column { name: INGESTION_COLUMN.into(), ty: Type::DateTime, values: Vec::new() });
+                columns.iter().map(|(n, t)| Column { name: (*n).into(), ty: *t, values: Arc::new(Vec::new()) }).collect();
+            cols.push(Column { name: INGESTION_COLUMN.into(), ty: Type::DateTime, values: Arc::new(Vec::new()) });
             tables.insert(name.to_string(), Arc::new(Table::new(cols)));
         }
         Self { config, tables, pending: Vec::new(), rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)) }
@@ -239,7 +239,7 @@ impl LogStore {
                 *last = Value::DateTime(at);
             }
             for (col, v) in t.columns.iter_mut().zip(row) {
-                col.values.push(v);
+                Arc::make_mut(&mut col.values).push(v);
             }
             t.rows += 1;
         }
@@ -252,7 +252,7 @@ impl LogStore {
             if old > 0 {
                 let t = Arc::make_mut(t);
                 for c in &mut t.columns {
-                    c.values.drain(..old);
+                    Arc::make_mut(&mut c.values).drain(..old);
                 }
                 t.rows -= old;
             }

@@ -166,6 +166,112 @@ impl KeyPart {
     }
 }
 
+/// A borrowed, hashable form of a value with the same equality as [`KeyPart`], for grouping
+/// without allocating (only dynamic arrays and bags are rendered to text).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeyRef<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(u64),
+    Str(&'a str),
+    DateTime(i64),
+    TimeSpan(i64),
+    Json(String),
+}
+
+impl<'a> KeyRef<'a> {
+    /// The key of a value.
+    pub fn of(v: &'a Value) -> KeyRef<'a> {
+        match v {
+            Value::Null => KeyRef::Null,
+            Value::Bool(b) => KeyRef::Bool(*b),
+            Value::Int(i) => KeyRef::Int(i64::from(*i)),
+            Value::Long(i) => KeyRef::Int(*i),
+            Value::Real(f) | Value::Decimal(f) => {
+                if f.is_nan() {
+                    KeyRef::Null
+                } else if f.fract() == 0.0 && f.abs() < 9e15 {
+                    KeyRef::Int(*f as i64)
+                } else {
+                    KeyRef::Float(f.to_bits())
+                }
+            }
+            Value::String(s) | Value::Guid(s) => KeyRef::Str(s),
+            Value::DateTime(t) => KeyRef::DateTime(*t),
+            Value::TimeSpan(t) => KeyRef::TimeSpan(*t),
+            Value::Dynamic(j) => match &**j {
+                serde_json::Value::Null => KeyRef::Null,
+                serde_json::Value::String(s) => KeyRef::Str(s),
+                other => KeyRef::Json(other.to_string()),
+            },
+        }
+    }
+}
+
+/// Groups rows by key without allocating per row: a hash table of group ids whose keys are
+/// kept once per group.
+#[derive(Debug, Default)]
+pub struct Grouper {
+    /// (hash, group id): the hash is kept so growing the table never rehashes keys, and most
+    /// mismatches are rejected without comparing them.
+    table: hashbrown::HashTable<(u64, usize)>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// The key of each group, in order of first appearance.
+    pub keys: Vec<Vec<Value>>,
+}
+
+impl Grouper {
+    /// The group of a key, if it has one.
+    pub fn find(&self, cells: &[&Value]) -> Option<usize> {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(cells.iter().map(|v| KeyRef::of(v)).collect::<smallkey::Key<'_>>());
+        self.table
+            .find(hash, |&(h, g)| h == hash && self.keys[g].iter().zip(cells).all(|(a, b)| KeyRef::of(a) == KeyRef::of(b)))
+            .map(|&(_, g)| g)
+    }
+
+    /// The group of a key (given as borrowed cells), creating it when new.
+    pub fn group_of(&mut self, cells: &[&Value]) -> usize {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(cells.iter().map(|v| KeyRef::of(v)).collect::<smallkey::Key<'_>>());
+        let keys = &self.keys;
+        if let Some(&(_, g)) =
+            self.table.find(hash, |&(h, g)| h == hash && keys[g].iter().zip(cells).all(|(a, b)| KeyRef::of(a) == KeyRef::of(b)))
+        {
+            return g;
+        }
+        let g = self.keys.len();
+        self.keys.push(cells.iter().map(|v| (*v).clone()).collect());
+        self.table.insert_unique(hash, (hash, g), |&(h, _)| h);
+        g
+    }
+}
+
+/// A key of up to four parts hashed without a heap allocation.
+mod smallkey {
+    use super::KeyRef;
+
+    /// Hashes like a sequence of its parts.
+    #[derive(Hash)]
+    pub struct Key<'a>(pub [Option<KeyRef<'a>>; 4], pub Vec<KeyRef<'a>>);
+
+    impl<'a> FromIterator<KeyRef<'a>> for Key<'a> {
+        fn from_iter<I: IntoIterator<Item = KeyRef<'a>>>(iter: I) -> Self {
+            let mut fixed: [Option<KeyRef<'a>>; 4] = [None, None, None, None];
+            let mut rest = Vec::new();
+            for (i, k) in iter.into_iter().enumerate() {
+                if i < 4 {
+                    fixed[i] = Some(k);
+                } else {
+                    rest.push(k);
+                }
+            }
+            Key(fixed, rest)
+        }
+    }
+}
+
 /// The state of one aggregation for one group.
 #[derive(Debug, Clone)]
 pub enum Acc {

@@ -1,6 +1,7 @@
 //! Scalar expressions: compiled against a schema (names resolved, types inferred, regexes
 //! built once), then evaluated row by row.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -364,41 +365,55 @@ pub fn to_json(v: &Value) -> serde_json::Value {
 
 /// Evaluate a compiled expression on one row.
 pub fn eval(c: &CExpr, table: &Table, row: usize, now: i64) -> Value {
+    eval_ref(c, table, row, now).into_owned()
+}
+
+/// Evaluate without copying what can be borrowed (column cells and constants): the hot path
+/// of `where` and `summarize`.
+pub fn eval_ref<'a>(c: &'a CExpr, table: &'a Table, row: usize, now: i64) -> Cow<'a, Value> {
     match c {
-        CExpr::Const(v) => v.clone(),
-        CExpr::Col(i) => table.columns[*i].values[row].clone(),
+        CExpr::Const(v) => Cow::Borrowed(v),
+        CExpr::Col(i) => Cow::Borrowed(&table.columns[*i].values[row]),
         CExpr::Call(f, args) => {
+            // `bin(x, step)` is by far the most common call; skip the argument vector.
+            if let (functions::Func::Bin, [x, step]) = (f, args.as_slice()) {
+                return Cow::Owned(functions::bin(&eval_ref(x, table, row, now), &eval_ref(step, table, row, now)));
+            }
             let values: Vec<Value> = args.iter().map(|a| eval(a, table, row, now)).collect();
-            functions::call(*f, &values, now)
+            Cow::Owned(functions::call(*f, &values, now))
         }
         CExpr::Bin(op, l, r) => {
-            let lv = eval(l, table, row, now);
+            let lv = eval_ref(l, table, row, now);
             // Short-circuit the logical operators (three-valued).
             match op {
-                BinOp::And if lv == Value::Bool(false) => return Value::Bool(false),
-                BinOp::Or if lv == Value::Bool(true) => return Value::Bool(true),
+                BinOp::And if *lv == Value::Bool(false) => return Cow::Owned(Value::Bool(false)),
+                BinOp::Or if *lv == Value::Bool(true) => return Cow::Owned(Value::Bool(true)),
                 _ => {}
             }
-            let rv = eval(r, table, row, now);
-            binary(*op, &lv, &rv)
+            let rv = eval_ref(r, table, row, now);
+            Cow::Owned(binary(*op, &lv, &rv))
         }
-        CExpr::Neg(e) => match eval(e, table, row, now) {
+        CExpr::Neg(e) => Cow::Owned(match &*eval_ref(e, table, row, now) {
             Value::Int(i) => Value::Int(-i),
             Value::Long(i) => Value::Long(-i),
             Value::Real(f) => Value::Real(-f),
             Value::Decimal(f) => Value::Decimal(-f),
             Value::TimeSpan(t) => Value::TimeSpan(-t),
             _ => Value::Null,
-        },
+        }),
         CExpr::In { e, set, negated, ci, any_of } => {
-            let v = eval(e, table, row, now);
+            let v = eval_ref(e, table, row, now);
             if v.is_null() && any_of.is_none() {
-                return Value::Bool(*negated);
+                return Cow::Owned(Value::Bool(*negated));
+            }
+            if any_of == &Some(StrOp::HasCs) {
+                // has_all
+                let all = set.iter().all(|item| str_op(StrOp::Has, &v, &eval_ref(item, table, row, now)));
+                return Cow::Owned(Value::Bool(all != *negated));
             }
             let found = set.iter().any(|item| {
-                let item = eval(item, table, row, now);
+                let item = eval_ref(item, table, row, now);
                 match any_of {
-                    Some(StrOp::Has) => str_op(StrOp::Has, &v, &item),
                     Some(_) => str_op(StrOp::Has, &v, &item),
                     None if *ci => match (v.as_text(), item.as_text()) {
                         (Some(a), Some(b)) => a.to_lowercase() == b.to_lowercase(),
@@ -407,35 +422,30 @@ pub fn eval(c: &CExpr, table: &Table, row: usize, now: i64) -> Value {
                     None => values_equal(&v, &item),
                 }
             });
-            if any_of == &Some(StrOp::HasCs) {
-                // has_all
-                let all = set.iter().all(|item| str_op(StrOp::Has, &v, &eval(item, table, row, now)));
-                return Value::Bool(all != *negated);
-            }
-            Value::Bool(found != *negated)
+            Cow::Owned(Value::Bool(found != *negated))
         }
         CExpr::Between { e, lo, hi, negated } => {
-            let v = eval(e, table, row, now);
-            let lo = eval(lo, table, row, now);
-            let mut hi = eval(hi, table, row, now);
-            if let (Value::DateTime(l), Value::TimeSpan(t)) = (&lo, &hi) {
-                hi = Value::DateTime(l + t);
+            let v = eval_ref(e, table, row, now);
+            let lo = eval_ref(lo, table, row, now);
+            let mut hi = eval_ref(hi, table, row, now);
+            if let (Value::DateTime(l), Value::TimeSpan(t)) = (&*lo, &*hi) {
+                hi = Cow::Owned(Value::DateTime(l + t));
             }
             if v.is_null() || lo.is_null() || hi.is_null() {
-                return Value::Null;
+                return Cow::Owned(Value::Null);
             }
             let inside = compare(&v, &lo).is_some_and(|o| o.is_ge()) && compare(&v, &hi).is_some_and(|o| o.is_le());
-            Value::Bool(inside != *negated)
+            Cow::Owned(Value::Bool(inside != *negated))
         }
-        CExpr::Member(e, name) => match eval(e, table, row, now) {
+        CExpr::Member(e, name) => Cow::Owned(match &*eval_ref(e, table, row, now) {
             Value::Dynamic(j) => j.get(name).map_or(Value::Null, |v| Value::Dynamic(Arc::new(v.clone()))),
             _ => Value::Null,
-        },
+        }),
         CExpr::Index(e, i) => {
-            let base = eval(e, table, row, now);
-            let index = eval(i, table, row, now);
-            match (base, index) {
-                (Value::Dynamic(j), Value::String(k)) => j.get(&*k).map_or(Value::Null, |v| Value::Dynamic(Arc::new(v.clone()))),
+            let base = eval_ref(e, table, row, now);
+            let index = eval_ref(i, table, row, now);
+            Cow::Owned(match (&*base, &*index) {
+                (Value::Dynamic(j), Value::String(k)) => j.get(&**k).map_or(Value::Null, |v| Value::Dynamic(Arc::new(v.clone()))),
                 (Value::Dynamic(j), idx) => match (j.as_array(), idx.as_i64()) {
                     (Some(a), Some(i)) => {
                         let i = if i < 0 { a.len() as i64 + i } else { i };
@@ -444,12 +454,12 @@ pub fn eval(c: &CExpr, table: &Table, row: usize, now: i64) -> Value {
                     _ => Value::Null,
                 },
                 _ => Value::Null,
-            }
+            })
         }
-        CExpr::Regex { e, re, negated } => match eval(e, table, row, now).as_text() {
+        CExpr::Regex { e, re, negated } => Cow::Owned(match eval_ref(e, table, row, now).as_text() {
             Some(s) => Value::Bool(re.is_match(&s) != *negated),
             None => Value::Null,
-        },
+        }),
     }
 }
 
@@ -471,7 +481,13 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
 
 /// Ordering of two non-null values of comparable types.
 pub fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
-    let (a, b) = (undyn(a), undyn(b));
+    if matches!(a, Value::Dynamic(_)) || matches!(b, Value::Dynamic(_)) {
+        return compare_plain(&undyn(a), &undyn(b));
+    }
+    compare_plain(a, b)
+}
+
+fn compare_plain(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     match (&a, &b) {
         (Value::Null, _) | (_, Value::Null) => None,
         (Value::String(x), Value::String(y))

@@ -234,7 +234,17 @@ fn floor_to(v: i64, size: i64) -> i64 {
     if size <= 0 { v } else { v.div_euclid(size) * size }
 }
 
-fn bin(v: &Value, size: &Value) -> Value {
+/// `bin(v, size)`: round down to a multiple of `size` (datetimes from 0001-01-01).
+pub fn bin(v: &Value, size: &Value) -> Value {
+    // Fast paths for the common shapes, without copying.
+    match (v, size) {
+        (Value::DateTime(t), Value::TimeSpan(step)) if *step > 0 => {
+            return Value::DateTime(floor_to(t + EPOCH_OFFSET_TICKS, *step) - EPOCH_OFFSET_TICKS);
+        }
+        (Value::Long(x), Value::Long(s)) if *s > 0 => return Value::Long(floor_to(*x, *s)),
+        (Value::Null, _) => return Value::Null,
+        _ => {}
+    }
     match (undyn(v), undyn(size)) {
         (Value::DateTime(t), s) => match to_timespan(&s) {
             Some(step) if step > 0 => Value::DateTime(floor_to(t + EPOCH_OFFSET_TICKS, step) - EPOCH_OFFSET_TICKS),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::aggregate::{Acc, AggKind, KeyPart};
+use super::aggregate::{Acc, AggKind, Grouper, KeyPart};
 use super::ast::*;
 use super::eval::{Binding, CExpr, Compiled, Env, Scope, compare, eval, from_json, to_json};
 use super::functions::convert_to;
@@ -131,7 +131,7 @@ fn source(src: &str, s: &Source, env: &Env, catalog: &dyn Catalog, options: &Opt
             let sc = scope(src, &Table::default(), env, catalog, options);
             let one = Table { rows: 1, ..Table::default() };
             let mut cols: Vec<Column> =
-                columns.iter().map(|(n, t)| Column { name: n.clone(), ty: *t, values: Vec::new() }).collect();
+                columns.iter().map(|(n, t)| Column { name: n.clone(), ty: *t, values: Arc::new(Vec::new()) }).collect();
             for (i, e) in values.iter().enumerate() {
                 let c = sc.compile(e)?;
                 let v = eval(&c.expr, &one, 0, options.now);
@@ -144,7 +144,7 @@ fn source(src: &str, s: &Source, env: &Env, catalog: &dyn Catalog, options: &Opt
                         &format!("datatable: value does not fit column '{}' of type {}", col.name, col.ty.name()),
                     ));
                 }
-                col.values.push(converted);
+                Arc::make_mut(&mut col.values).push(converted);
             }
             let _ = span;
             Ok(Table::new(cols))
@@ -209,7 +209,7 @@ fn source(src: &str, s: &Source, env: &Env, catalog: &dyn Catalog, options: &Opt
                 },
             }
             let ty = values.first().and_then(Value::ty).or(ty).unwrap_or(Type::Long);
-            Ok(Table::new(vec![Column { name: column.clone(), ty, values }]))
+            Ok(Table::new(vec![Column::new(column.clone(), ty, values)]))
         }
         Source::Print(items) => {
             let base = Table { rows: 1, ..Table::default() };
@@ -220,7 +220,7 @@ fn source(src: &str, s: &Source, env: &Env, catalog: &dyn Catalog, options: &Opt
                 let v = eval(&c.expr, &base, 0, options.now);
                 let name = item.names.first().cloned().unwrap_or_else(|| format!("print_{i}"));
                 let ty = v.ty().or(c.ty).unwrap_or(Type::String);
-                out.columns.push(Column { name, ty, values: vec![v] });
+                out.columns.push(Column::new(name, ty, vec![v]));
             }
             Ok(out)
         }
@@ -366,7 +366,7 @@ pub fn settle(name: String, hint: Option<Type>, mut values: Vec<Value>) -> Colum
             (None, None) => Type::String,
         }
     };
-    Column { name, ty, values }
+    Column::new(name, ty, values)
 }
 
 fn matches_pattern(name: &str, pattern: &str) -> bool {
@@ -409,8 +409,9 @@ fn apply(
             if let CExpr::Const(v) = &c.expr {
                 return Ok(if *v == Value::Bool(true) { table } else { table.take_rows(&[]) });
             }
-            let keep: Vec<usize> =
-                (0..table.rows).filter(|&r| eval(&c.expr, &table, r, options.now) == Value::Bool(true)).collect();
+            let keep: Vec<usize> = (0..table.rows)
+                .filter(|&r| *super::eval::eval_ref(&c.expr, &table, r, options.now) == Value::Bool(true))
+                .collect();
             Ok(table.take_rows(&keep))
         }
         Op::Project(items) => {
@@ -494,9 +495,11 @@ fn apply(
             Ok(table)
         }
         Op::Summarize { aggs, by } => summarize(src, &table, aggs, by, env, catalog, options),
-        Op::Count => {
-            Ok(Table::new(vec![Column { name: "Count".into(), ty: Type::Long, values: vec![Value::Long(table.rows as i64)] }]))
-        }
+        Op::Count => Ok(Table::new(vec![Column {
+            name: "Count".into(),
+            ty: Type::Long,
+            values: Arc::new(vec![Value::Long(table.rows as i64)]),
+        }])),
         Op::Take(n) => {
             let n = constant_count(src, n, env, catalog, options)?;
             let keep: Vec<usize> = (0..table.rows.min(n)).collect();
@@ -551,18 +554,22 @@ fn apply(
                 Column {
                     name: "ColumnName".into(),
                     ty: Type::String,
-                    values: table.columns.iter().map(|c| Value::str(&c.name)).collect(),
+                    values: Arc::new(table.columns.iter().map(|c| Value::str(&c.name)).collect()),
                 },
-                Column { name: "ColumnOrdinal".into(), ty: Type::Int, values: (0..n).map(|i| Value::Int(i as i32)).collect() },
+                Column {
+                    name: "ColumnOrdinal".into(),
+                    ty: Type::Int,
+                    values: Arc::new((0..n).map(|i| Value::Int(i as i32)).collect()),
+                },
                 Column {
                     name: "DataType".into(),
                     ty: Type::String,
-                    values: table.columns.iter().map(|c| Value::str(dotnet_type(c.ty))).collect(),
+                    values: Arc::new(table.columns.iter().map(|c| Value::str(dotnet_type(c.ty))).collect()),
                 },
                 Column {
                     name: "ColumnType".into(),
                     ty: Type::String,
-                    values: table.columns.iter().map(|c| Value::str(c.ty.name())).collect(),
+                    values: Arc::new(table.columns.iter().map(|c| Value::str(c.ty.name())).collect()),
                 },
             ]))
         }
@@ -657,16 +664,16 @@ pub fn union(parts: Vec<Table>, inner: bool) -> Table {
     }
     let rows: usize = parts.iter().map(|t| t.rows).sum();
     let mut columns: Vec<Column> =
-        names.iter().map(|(n, t)| Column { name: n.clone(), ty: *t, values: Vec::with_capacity(rows) }).collect();
+        names.iter().map(|(n, t)| Column { name: n.clone(), ty: *t, values: Arc::new(Vec::with_capacity(rows)) }).collect();
     for t in &parts {
         for col in &mut columns {
             match t.index_of(&col.name) {
-                Some(i) => col.values.extend(t.columns[i].values.iter().cloned()),
-                None => col.values.extend(std::iter::repeat_n(Value::Null, t.rows)),
+                Some(i) => Arc::make_mut(&mut col.values).extend(t.columns[i].values.iter().cloned()),
+                None => Arc::make_mut(&mut col.values).extend(std::iter::repeat_n(Value::Null, t.rows)),
             }
         }
     }
-    let columns = columns.into_iter().map(|c| settle(c.name, Some(c.ty), c.values)).collect();
+    let columns = columns.into_iter().map(|c| settle(c.name, Some(c.ty), Arc::unwrap_or_clone(c.values))).collect();
     Table { columns, rows, visualization: None }
 }
 
@@ -858,33 +865,35 @@ fn summarize(
         }
         outputs.push((a.names.clone(), rewritten, before, calls.len()));
     }
-    // Group rows.
-    let mut groups: HashMap<Vec<KeyPart>, usize> = HashMap::new();
-    let mut group_keys: Vec<Vec<Value>> = Vec::new();
+    // Group rows: key columns evaluated once (columns borrowed), then one hash lookup a row.
+    let key_columns: Vec<std::borrow::Cow<'_, [Value]>> = by_compiled
+        .iter()
+        .map(|c| match &c.expr {
+            CExpr::Col(i) => std::borrow::Cow::Borrowed(table.columns[*i].values.as_slice()),
+            expr => std::borrow::Cow::Owned((0..table.rows).map(|r| eval(expr, table, r, options.now)).collect()),
+        })
+        .collect();
+    let mut grouper = Grouper::default();
     let mut accs: Vec<Vec<Acc>> = Vec::new();
     let mut row_args: Vec<Value> = Vec::new();
+    let mut cells: Vec<&Value> = Vec::with_capacity(key_columns.len());
     for r in 0..table.rows {
         if r % 65_536 == 0 {
             check_deadline(options)?;
         }
-        let key_values: Vec<Value> = by_compiled.iter().map(|c| eval(&c.expr, table, r, options.now)).collect();
-        let key: Vec<KeyPart> = key_values.iter().map(KeyPart::of).collect();
-        let g = match groups.get(&key) {
-            Some(&g) => g,
-            None => {
-                let g = group_keys.len();
-                groups.insert(key, g);
-                group_keys.push(key_values);
-                accs.push(calls.iter().map(|c| Acc::new(&c.kind)).collect());
-                g
-            }
-        };
+        cells.clear();
+        cells.extend(key_columns.iter().map(|c| &c[r]));
+        let g = grouper.group_of(&cells);
+        if g == accs.len() {
+            accs.push(calls.iter().map(|c| Acc::new(&c.kind)).collect());
+        }
         for (ci, call) in calls.iter().enumerate() {
             row_args.clear();
-            row_args.extend(call.args.iter().map(|a| eval(a, table, r, options.now)));
+            row_args.extend(call.args.iter().map(|a| super::eval::eval_ref(a, table, r, options.now).into_owned()));
             accs[g][ci].add(&call.kind, &row_args);
         }
     }
+    let mut group_keys = grouper.keys;
     if by.is_empty() && group_keys.is_empty() {
         group_keys.push(Vec::new());
         accs.push(calls.iter().map(|c| Acc::new(&c.kind)).collect());
@@ -982,27 +991,44 @@ fn join(src: &str, span: Span, left: Table, right: Table, kind: JoinKind, on: &[
                 .ok_or_else(|| KqlError::semantic(src, span.start, &format!("join: the right side has no column '{r}'")))
         })
         .collect::<Result<_, _>>()?;
-    let key_of = |t: &Table, cols: &[usize], row: usize| -> Option<Vec<KeyPart>> {
-        let k: Vec<KeyPart> = cols.iter().map(|&c| KeyPart::of(&t.columns[c].values[row])).collect();
-        // Null keys never match.
-        if k.contains(&KeyPart::Null) { None } else { Some(k) }
-    };
-    let mut index: HashMap<Vec<KeyPart>, Vec<usize>> = HashMap::new();
+    // Null keys never match.
+    fn cells_of<'t>(t: &'t Table, cols: &[usize], row: usize) -> Option<Vec<&'t Value>> {
+        let cells: Vec<&Value> = cols.iter().map(|&c| &t.columns[c].values[row]).collect();
+        if cells.iter().any(|v| v.is_null()) { None } else { Some(cells) }
+    }
+    let mut right_groups = Grouper::default();
+    let mut rows_of: Vec<Vec<usize>> = Vec::new();
+    let mut buf: Vec<&Value> = Vec::with_capacity(rkeys.len());
     for r in 0..right.rows {
-        if let Some(k) = key_of(&right, &rkeys, r) {
-            index.entry(k).or_default().push(r);
+        buf.clear();
+        buf.extend(rkeys.iter().map(|&c| &right.columns[c].values[r]));
+        if !buf.iter().any(|v| v.is_null()) {
+            let g = right_groups.group_of(&buf);
+            if g == rows_of.len() {
+                rows_of.push(Vec::new());
+            }
+            rows_of[g].push(r);
         }
     }
     let mut left_rows: Vec<usize> = (0..left.rows).collect();
     if kind == JoinKind::InnerUnique {
         // One left row per key (the first), then inner.
-        let mut seen = std::collections::HashSet::new();
-        left_rows.retain(|&r| key_of(&left, &lkeys, r).is_none_or(|k| seen.insert(k)));
+        let mut seen = Grouper::default();
+        left_rows.retain(|&r| match cells_of(&left, &lkeys, r) {
+            None => true,
+            Some(cells) => {
+                let before = seen.keys.len();
+                seen.group_of(&cells) == before
+            }
+        });
     }
     let mut pairs: Vec<(Option<usize>, Option<usize>)> = Vec::new();
     let mut right_matched = vec![false; right.rows];
+    let mut buf: Vec<&Value> = Vec::with_capacity(lkeys.len());
     for &l in &left_rows {
-        let matches = key_of(&left, &lkeys, l).and_then(|k| index.get(&k));
+        buf.clear();
+        buf.extend(lkeys.iter().map(|&c| &left.columns[c].values[l]));
+        let matches = if buf.iter().any(|v| v.is_null()) { None } else { right_groups.find(&buf).map(|g| &rows_of[g]) };
         match kind {
             JoinKind::LeftSemi => {
                 if matches.is_some() {
@@ -1044,14 +1070,14 @@ fn join(src: &str, span: Span, left: Table, right: Table, kind: JoinKind, on: &[
         }
         JoinKind::RightAnti => {
             // A right row is anti-matched when no left row has its key.
-            let mut left_index = std::collections::HashSet::new();
+            let mut left_keys = Grouper::default();
             for l in 0..left.rows {
-                if let Some(k) = key_of(&left, &lkeys, l) {
-                    left_index.insert(k);
+                if let Some(cells) = cells_of(&left, &lkeys, l) {
+                    left_keys.group_of(&cells);
                 }
             }
             pairs = (0..right.rows)
-                .filter(|&r| key_of(&right, &rkeys, r).is_none_or(|k| !left_index.contains(&k)))
+                .filter(|&r| cells_of(&right, &rkeys, r).is_none_or(|cells| left_keys.find(&cells).is_none()))
                 .map(|r| (None, Some(r)))
                 .collect();
         }
@@ -1065,7 +1091,7 @@ fn join(src: &str, span: Span, left: Table, right: Table, kind: JoinKind, on: &[
             columns.push(Column {
                 name: c.name.clone(),
                 ty: c.ty,
-                values: pairs.iter().map(|(l, _)| l.map_or(Value::Null, |l| c.values[l].clone())).collect(),
+                values: Arc::new(pairs.iter().map(|(l, _)| l.map_or(Value::Null, |l| c.values[l].clone())).collect()),
             });
         }
     }
@@ -1080,7 +1106,7 @@ fn join(src: &str, span: Span, left: Table, right: Table, kind: JoinKind, on: &[
             columns.push(Column {
                 name,
                 ty: c.ty,
-                values: pairs.iter().map(|(_, r)| r.map_or(Value::Null, |r| c.values[r].clone())).collect(),
+                values: Arc::new(pairs.iter().map(|(_, r)| r.map_or(Value::Null, |r| c.values[r].clone())).collect()),
             });
         }
     }
@@ -1145,7 +1171,7 @@ fn mv_expand(
             Some(t) => (t, values.iter().map(|v| convert_to(&super::eval::undyn(v), t)).collect()),
             None => (Type::Dynamic, values),
         };
-        let col = Column { name: name.clone(), ty, values };
+        let col = Column::new(name.clone(), ty, values);
         match out.index_of(&name) {
             Some(i) => out.columns[i] = col,
             None => out.columns.push(col),
@@ -1297,7 +1323,7 @@ fn make_series(
                 Value::Dynamic(Arc::new(serde_json::Value::Array(series)))
             })
             .collect();
-        columns.push(Column { name: names[ci].clone(), ty: Type::Dynamic, values });
+        columns.push(Column::new(names[ci].clone(), Type::Dynamic, values));
     }
     let on_name = match on {
         Expr::Name { name, .. } => name.clone(),
@@ -1310,7 +1336,7 @@ fn make_series(
         })
         .collect();
     let axis = Value::Dynamic(Arc::new(serde_json::Value::Array(axis)));
-    columns.push(Column { name: on_name, ty: Type::Dynamic, values: vec![axis; keys.len()] });
+    columns.push(Column::new(on_name, Type::Dynamic, vec![axis; keys.len()]));
     let _ = TICKS_PER_DAY;
     Ok(Table { rows: keys.len(), columns, visualization: None })
 }
@@ -1340,7 +1366,7 @@ fn parse_columns(
         }
     }
     for ((name, ty), values) in targets.into_iter().zip(out) {
-        let col = Column { name: name.clone(), ty, values };
+        let col = Column::new(name.clone(), ty, values);
         match table.index_of(&name) {
             Some(i) => table.columns[i] = col,
             None => table.columns.push(col),

@@ -1,5 +1,7 @@
 //! In-memory tables: named, typed columns of values.
 
+use std::sync::Arc;
+
 use super::value::{Type, Value};
 
 /// One column.
@@ -9,8 +11,16 @@ pub struct Column {
     pub name: String,
     /// Type.
     pub ty: Type,
-    /// Values, one per row.
-    pub values: Vec<Value>,
+    /// Values, one per row; shared between tables until one of them writes
+    /// (`Arc::make_mut`), so projecting, renaming or reading a stored table copies nothing.
+    pub values: Arc<Vec<Value>>,
+}
+
+impl Column {
+    /// A column from its values.
+    pub fn new(name: impl Into<String>, ty: Type, values: Vec<Value>) -> Self {
+        Self { name: name.into(), ty, values: Arc::new(values) }
+    }
 }
 
 /// How a result asks to be drawn (`render`), returned as Log Analytics does.
@@ -54,7 +64,7 @@ impl Table {
         let columns = self
             .columns
             .iter()
-            .map(|c| Column { name: c.name.clone(), ty: c.ty, values: indices.iter().map(|&i| c.values[i].clone()).collect() })
+            .map(|c| Column::new(c.name.clone(), c.ty, indices.iter().map(|&i| c.values[i].clone()).collect()))
             .collect();
         Table { columns, rows: indices.len(), visualization: self.visualization.clone() }
     }

@@ -94,10 +94,7 @@ const PIECES: &[&str] = &[
 fn table(rows: &[(Option<i64>, u8)]) -> MapCatalog {
     let a = rows.iter().map(|(a, _)| a.map_or(Value::Null, Value::Long)).collect();
     let b = rows.iter().map(|(_, b)| Value::str(["p", "q", "r"][*b as usize % 3])).collect();
-    let t = Table::new(vec![
-        Column { name: "a".into(), ty: Type::Long, values: a },
-        Column { name: "b".into(), ty: Type::String, values: b },
-    ]);
+    let t = Table::new(vec![Column::new("a", Type::Long, a), Column::new("b", Type::String, b)]);
     MapCatalog(BTreeMap::from([("T".to_string(), Arc::new(t))]))
 }
 
@@ -133,7 +130,7 @@ proptest! {
             .filter_map(|(a, _)| a.filter(|a| match op { 0 => *a > threshold, 1 => *a < threshold, 2 => *a == threshold, _ => *a != threshold }))
             .map(Value::Long)
             .collect();
-        prop_assert_eq!(&got.columns[0].values, &expected);
+        prop_assert_eq!(got.columns[0].values.as_slice(), expected.as_slice());
     }
 
     #[test]
