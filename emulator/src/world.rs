@@ -351,6 +351,29 @@ impl World {
                     "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}/virtualMachines/{}",
                     fleet.resource_group, vm.scale_set, vm.instance_id
                 );
+                // No workload runs on the fleet's VMs yet: they report an idle agent's load.
+                let computer = format!("{}_{}", vm.scale_set, vm.instance_id);
+                let wobble =
+                    (computer.bytes().fold(at.unix_timestamp() as u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+                        % 100) as f64
+                        / 100.0;
+                for (object, counter, value) in
+                    [("Processor", "% Processor Time", 1.5 + wobble), ("Memory", "% Used Memory", 12.0 + 2.0 * wobble)]
+                {
+                    rows.push((
+                        "Perf",
+                        vec![
+                            ("Computer", V::str(&computer)),
+                            ("ObjectName", V::str(object)),
+                            ("CounterName", V::str(counter)),
+                            ("InstanceName", V::str("_Total")),
+                            ("CounterValue", V::Real(value)),
+                            ("CounterPath", V::str(&format!("\\\\{computer}\\{object}(_Total)\\{counter}"))),
+                            ("SourceSystem", V::str("Linux")),
+                            ("_ResourceId", V::str(&vm_id.to_ascii_lowercase())),
+                        ],
+                    ));
+                }
                 rows.push((
                     "Heartbeat",
                     vec![

@@ -209,6 +209,15 @@ impl<'a> KeyRef<'a> {
     }
 }
 
+/// Whether two cells are the same group key (as [`KeyRef`] says), cheaply for the usual cases.
+fn same_key(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => std::sync::Arc::ptr_eq(x, y) || x == y,
+        (Value::Long(x), Value::Long(y)) | (Value::DateTime(x), Value::DateTime(y)) => x == y,
+        _ => KeyRef::of(a) == KeyRef::of(b),
+    }
+}
+
 /// Groups rows by key without allocating per row: a hash table of group ids whose keys are
 /// kept once per group.
 #[derive(Debug, Default)]
@@ -222,22 +231,27 @@ pub struct Grouper {
 }
 
 impl Grouper {
+    fn hash(&self, cells: &[&Value]) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.hasher.build_hasher();
+        for c in cells {
+            KeyRef::of(c).hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// The group of a key, if it has one.
     pub fn find(&self, cells: &[&Value]) -> Option<usize> {
-        use std::hash::BuildHasher;
-        let hash = self.hasher.hash_one(cells.iter().map(|v| KeyRef::of(v)).collect::<smallkey::Key<'_>>());
-        self.table
-            .find(hash, |&(h, g)| h == hash && self.keys[g].iter().zip(cells).all(|(a, b)| KeyRef::of(a) == KeyRef::of(b)))
-            .map(|&(_, g)| g)
+        let hash = self.hash(cells);
+        self.table.find(hash, |&(h, g)| h == hash && self.keys[g].iter().zip(cells).all(|(a, b)| same_key(a, b))).map(|&(_, g)| g)
     }
 
     /// The group of a key (given as borrowed cells), creating it when new.
     pub fn group_of(&mut self, cells: &[&Value]) -> usize {
-        use std::hash::BuildHasher;
-        let hash = self.hasher.hash_one(cells.iter().map(|v| KeyRef::of(v)).collect::<smallkey::Key<'_>>());
+        let hash = self.hash(cells);
         let keys = &self.keys;
         if let Some(&(_, g)) =
-            self.table.find(hash, |&(h, g)| h == hash && keys[g].iter().zip(cells).all(|(a, b)| KeyRef::of(a) == KeyRef::of(b)))
+            self.table.find(hash, |&(h, g)| h == hash && keys[g].iter().zip(cells).all(|(a, b)| same_key(a, b)))
         {
             return g;
         }
@@ -248,40 +262,30 @@ impl Grouper {
     }
 }
 
-/// A key of up to four parts hashed without a heap allocation.
-mod smallkey {
-    use super::KeyRef;
-
-    /// Hashes like a sequence of its parts.
-    #[derive(Hash)]
-    pub struct Key<'a>(pub [Option<KeyRef<'a>>; 4], pub Vec<KeyRef<'a>>);
-
-    impl<'a> FromIterator<KeyRef<'a>> for Key<'a> {
-        fn from_iter<I: IntoIterator<Item = KeyRef<'a>>>(iter: I) -> Self {
-            let mut fixed: [Option<KeyRef<'a>>; 4] = [None, None, None, None];
-            let mut rest = Vec::new();
-            for (i, k) in iter.into_iter().enumerate() {
-                if i < 4 {
-                    fixed[i] = Some(k);
-                } else {
-                    rest.push(k);
-                }
-            }
-            Key(fixed, rest)
-        }
-    }
-}
-
 /// The state of one aggregation for one group.
 #[derive(Debug, Clone)]
 pub enum Acc {
     Count(i64),
-    Sum { int: i64, real: f64, any_real: bool, seen: bool },
-    Avg { sum: f64, n: i64 },
+    Sum {
+        int: i64,
+        real: f64,
+        any_real: bool,
+        seen: bool,
+    },
+    Avg {
+        sum: f64,
+        n: i64,
+    },
     Best(Option<Value>),
     Distinct(HashSet<KeyPart>),
     Values(Vec<Value>),
-    Moments { n: f64, mean: f64, m2: f64 },
+    /// Percentile input while every value is a real: 8 bytes a value instead of 24.
+    Reals(Vec<f64>),
+    Moments {
+        n: f64,
+        mean: f64,
+        m2: f64,
+    },
     List(Vec<serde_json::Value>),
     Set(Vec<serde_json::Value>, HashSet<String>),
     Bag(serde_json::Map<String, serde_json::Value>),
@@ -301,7 +305,7 @@ impl Acc {
             AggKind::Avg | AggKind::AvgIf => Acc::Avg { sum: 0.0, n: 0 },
             AggKind::Min | AggKind::Max | AggKind::MinIf | AggKind::MaxIf => Acc::Best(None),
             AggKind::DCount | AggKind::DCountIf => Acc::Distinct(HashSet::new()),
-            AggKind::Percentiles(_) => Acc::Values(Vec::new()),
+            AggKind::Percentiles(_) => Acc::Reals(Vec::new()),
             AggKind::Stdev | AggKind::StdevIf | AggKind::Variance | AggKind::VarianceIf => {
                 Acc::Moments { n: 0.0, mean: 0.0, m2: 0.0 }
             }
@@ -383,6 +387,16 @@ impl Acc {
                     values.push(v);
                 }
             }
+            Acc::Reals(xs) => match v {
+                Value::Real(x) if !x.is_nan() => xs.push(x),
+                Value::Null => {}
+                other if other.is_null() => {}
+                other => {
+                    let mut values: Vec<Value> = xs.iter().map(|x| Value::Real(*x)).collect();
+                    values.push(other);
+                    *self = Acc::Values(values);
+                }
+            },
             Acc::Moments { n, mean, m2 } => {
                 if let Some(x) = v.as_f64().filter(|f| !f.is_nan()) {
                     *n += 1.0;
@@ -434,6 +448,83 @@ impl Acc {
         }
     }
 
+    /// Fold another accumulator of the same aggregation into this one. `other` saw rows that
+    /// come after this one's, so order-sensitive results (`make_list`, `take_any`, ties of
+    /// `arg_max`) are the same as if one accumulator had seen every row.
+    pub fn merge(&mut self, kind: &AggKind, other: Acc) {
+        match (self, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::Sum { int, real, any_real, seen }, Acc::Sum { int: i2, real: r2, any_real: a2, seen: s2 }) => {
+                *int = int.wrapping_add(i2);
+                *real += r2;
+                *any_real |= a2;
+                *seen |= s2;
+            }
+            (Acc::Avg { sum, n }, Acc::Avg { sum: s2, n: n2 }) => {
+                *sum += s2;
+                *n += n2;
+            }
+            (Acc::Best(best), Acc::Best(Some(v))) => {
+                let want_max = matches!(kind, AggKind::Max | AggKind::MaxIf);
+                let replace = match best {
+                    None => true,
+                    Some(b) => compare(&v, b).is_some_and(|o| if want_max { o.is_gt() } else { o.is_lt() }),
+                };
+                if replace {
+                    *best = Some(v);
+                }
+            }
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b),
+            (Acc::Values(a), Acc::Values(b)) => a.extend(b),
+            (Acc::Reals(a), Acc::Reals(b)) => a.extend(b),
+            (Acc::Values(a), Acc::Reals(b)) => a.extend(b.into_iter().map(Value::Real)),
+            (this @ Acc::Reals(_), Acc::Values(b)) => {
+                let Acc::Reals(a) = std::mem::replace(this, Acc::Values(Vec::new())) else { return };
+                *this = Acc::Values(a.into_iter().map(Value::Real).chain(b).collect());
+            }
+            (Acc::Moments { n, mean, m2 }, Acc::Moments { n: n2, mean: mean2, m2: m22 })
+                // Chan et al.'s parallel variance.
+                if n2 > 0.0 => {
+                    let total = *n + n2;
+                    let delta = mean2 - *mean;
+                    *m2 += m22 + delta * delta * *n * n2 / total;
+                    *mean += delta * n2 / total;
+                    *n = total;
+                }
+            (Acc::List(a), Acc::List(b)) => {
+                let room = LIST_CAP.saturating_sub(a.len());
+                a.extend(b.into_iter().take(room));
+            }
+            (Acc::Set(a, seen), Acc::Set(b, _)) => {
+                for j in b {
+                    if a.len() < LIST_CAP && seen.insert(j.to_string()) {
+                        a.push(j);
+                    }
+                }
+            }
+            (Acc::Bag(a), Acc::Bag(b)) => {
+                for (k, v) in b {
+                    a.entry(k).or_insert(v);
+                }
+            }
+            (Acc::Arg(best), Acc::Arg(Some((v, row)))) => {
+                let want_max = matches!(kind, AggKind::ArgMax);
+                let replace = match best {
+                    None => true,
+                    Some((b, _)) => compare(&v, b).is_some_and(|o| if want_max { o.is_gt() } else { o.is_lt() }),
+                };
+                if replace {
+                    *best = Some((v, row));
+                }
+            }
+            (Acc::Any(row), Acc::Any(other))
+                if row.is_none() => {
+                    *row = other;
+                }
+            _ => {}
+        }
+    }
+
     /// The result(s): one value, or several for `percentiles` and `arg_max`/`arg_min`.
     pub fn finish(&self, kind: &AggKind, arg_type: Option<Type>, extra: usize) -> Vec<Value> {
         match self {
@@ -464,10 +555,40 @@ impl Acc {
             }],
             Acc::Best(best) => vec![best.clone().unwrap_or(Value::Null)],
             Acc::Distinct(set) => vec![Value::Long(set.len() as i64)],
+            Acc::Reals(xs) => {
+                let AggKind::Percentiles(ps) = kind else { return vec![Value::Null] };
+                if xs.is_empty() {
+                    return vec![Value::Null; ps.len()];
+                }
+                let mut xs = xs.clone();
+                ps.iter()
+                    .map(|p| {
+                        let k = (((p / 100.0) * xs.len() as f64).ceil() as usize).clamp(1, xs.len()) - 1;
+                        let (_, x, _) = xs.select_nth_unstable_by(k, f64::total_cmp);
+                        Value::Real(*x)
+                    })
+                    .collect()
+            }
             Acc::Values(values) => {
                 let AggKind::Percentiles(ps) = kind else {
                     return vec![Value::Null];
                 };
+                if values.is_empty() {
+                    return vec![Value::Null; ps.len()];
+                }
+                let rank_of = |p: f64, n: usize| (((p / 100.0) * n as f64).ceil() as usize).clamp(1, n) - 1;
+                // Reals (the common case): select the nearest rank in linear time on plain floats.
+                if values.iter().all(|v| matches!(v, Value::Real(_))) {
+                    let mut xs: Vec<f64> = values.iter().map(|v| if let Value::Real(x) = v { *x } else { 0.0 }).collect();
+                    return ps
+                        .iter()
+                        .map(|p| {
+                            let k = rank_of(*p, xs.len());
+                            let (_, x, _) = xs.select_nth_unstable_by(k, f64::total_cmp);
+                            Value::Real(*x)
+                        })
+                        .collect();
+                }
                 let mut sorted = values.clone();
                 sorted.sort_by(|a, b| compare(a, b).unwrap_or(std::cmp::Ordering::Equal));
                 ps.iter()

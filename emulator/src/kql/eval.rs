@@ -52,11 +52,32 @@ pub enum CExpr {
     Call(functions::Func, Vec<CExpr>),
     Bin(BinOp, Box<CExpr>, Box<CExpr>),
     Neg(Box<CExpr>),
-    In { e: Box<CExpr>, set: Vec<CExpr>, negated: bool, ci: bool, any_of: Option<StrOp> },
-    Between { e: Box<CExpr>, lo: Box<CExpr>, hi: Box<CExpr>, negated: bool },
+    In {
+        e: Box<CExpr>,
+        set: Vec<CExpr>,
+        negated: bool,
+        ci: bool,
+        any_of: Option<StrOp>,
+    },
+    Between {
+        e: Box<CExpr>,
+        lo: Box<CExpr>,
+        hi: Box<CExpr>,
+        negated: bool,
+    },
     Member(Box<CExpr>, String),
     Index(Box<CExpr>, Box<CExpr>),
-    Regex { e: Box<CExpr>, re: Arc<regex::Regex>, negated: bool },
+    Regex {
+        e: Box<CExpr>,
+        re: Arc<regex::Regex>,
+        negated: bool,
+    },
+    /// `e in ("a", "b")` with constant strings: compared without building values.
+    InStr {
+        e: Box<CExpr>,
+        set: Vec<Arc<str>>,
+        negated: bool,
+    },
 }
 
 /// A compiled expression and its static type (when it can be known).
@@ -151,9 +172,19 @@ impl Scope<'_> {
                         other => set.push(other),
                     }
                 }
-                Compiled {
-                    expr: CExpr::In { e: Box::new(c.expr), set, negated: *negated, ci: *ci, any_of: *any_of },
-                    ty: Some(Type::Bool),
+                let strings: Option<Vec<Arc<str>>> = set
+                    .iter()
+                    .map(|item| if let CExpr::Const(Value::String(x)) = item { Some(x.clone()) } else { None })
+                    .collect();
+                match strings {
+                    Some(strings) if !*ci && any_of.is_none() && !set.is_empty() => Compiled {
+                        expr: CExpr::InStr { e: Box::new(c.expr), set: strings, negated: *negated },
+                        ty: Some(Type::Bool),
+                    },
+                    _ => Compiled {
+                        expr: CExpr::In { e: Box::new(c.expr), set, negated: *negated, ci: *ci, any_of: *any_of },
+                        ty: Some(Type::Bool),
+                    },
                 }
             }
             Expr::Between { e, lo, hi, negated, .. } => Compiled {
@@ -456,6 +487,11 @@ pub fn eval_ref<'a>(c: &'a CExpr, table: &'a Table, row: usize, now: i64) -> Cow
                 _ => Value::Null,
             })
         }
+        CExpr::InStr { e, set, negated } => Cow::Owned(match &*eval_ref(e, table, row, now) {
+            Value::String(s) => Value::Bool(set.iter().any(|x| **x == **s) != *negated),
+            v if v.is_null() => Value::Bool(*negated),
+            other => Value::Bool(set.iter().any(|x| values_equal(other, &Value::String(x.clone()))) != *negated),
+        }),
         CExpr::Regex { e, re, negated } => Cow::Owned(match eval_ref(e, table, row, now).as_text() {
             Some(s) => Value::Bool(re.is_match(&s) != *negated),
             None => Value::Null,

@@ -109,9 +109,21 @@ fn scope<'a>(src: &'a str, table: &Table, env: &'a Env, catalog: &'a dyn Catalog
 /// Semantic and limit errors.
 pub fn run_pipeline(src: &str, p: &Pipeline, env: &Env, catalog: &dyn Catalog, options: &Options) -> Result<Table, KqlError> {
     let mut table = source(src, &p.source, env, catalog, options)?;
-    for (op, span) in &p.ops {
+    let mut i = 0;
+    while i < p.ops.len() {
         check_deadline(options)?;
+        // `where` then `summarize`: aggregate the kept rows in place instead of copying them.
+        if let (Op::Where(predicate), Some((Op::Summarize { aggs, by }, _))) = (&p.ops[i].0, p.ops.get(i + 1)) {
+            let c = scope(src, &table, env, catalog, options).compile(predicate)?;
+            let keep =
+                parallel_rows(table.rows, |r| *super::eval::eval_ref(&c.expr, &table, r, options.now) == Value::Bool(true));
+            table = summarize(src, &table, aggs, by, env, catalog, options, Some(&keep))?;
+            i += 2;
+            continue;
+        }
+        let (op, span) = &p.ops[i];
         table = apply(src, op, *span, table, env, catalog, options)?;
+        i += 1;
     }
     Ok(table)
 }
@@ -409,9 +421,8 @@ fn apply(
             if let CExpr::Const(v) = &c.expr {
                 return Ok(if *v == Value::Bool(true) { table } else { table.take_rows(&[]) });
             }
-            let keep: Vec<usize> = (0..table.rows)
-                .filter(|&r| *super::eval::eval_ref(&c.expr, &table, r, options.now) == Value::Bool(true))
-                .collect();
+            let keep =
+                parallel_rows(table.rows, |r| *super::eval::eval_ref(&c.expr, &table, r, options.now) == Value::Bool(true));
             Ok(table.take_rows(&keep))
         }
         Op::Project(items) => {
@@ -494,7 +505,7 @@ fn apply(
             table.columns = first;
             Ok(table)
         }
-        Op::Summarize { aggs, by } => summarize(src, &table, aggs, by, env, catalog, options),
+        Op::Summarize { aggs, by } => summarize(src, &table, aggs, by, env, catalog, options, None),
         Op::Count => Ok(Table::new(vec![Column {
             name: "Count".into(),
             ty: Type::Long,
@@ -574,6 +585,30 @@ fn apply(
             ]))
         }
     }
+}
+
+/// One chunk's groups and their accumulators.
+type Partial = (Grouper, Vec<Vec<Acc>>);
+
+/// A null to point at.
+static NULL_VALUE: Value = Value::Null;
+
+/// The rows for which `keep` holds, in order; large tables are scanned on several threads.
+fn parallel_rows(rows: usize, keep: impl Fn(usize) -> bool + Sync) -> Vec<usize> {
+    let threads = if rows >= 200_000 { std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4) } else { 1 };
+    if threads == 1 {
+        return (0..rows).filter(|&r| keep(r)).collect();
+    }
+    let chunk = rows.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let keep = &keep;
+                scope.spawn(move || (t * chunk..((t + 1) * chunk).min(rows)).filter(|&r| keep(r)).collect::<Vec<usize>>())
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
 }
 
 fn dotnet_type(t: Type) -> &'static str {
@@ -839,6 +874,7 @@ fn summarize(
     env: &Env,
     catalog: &dyn Catalog,
     options: &Options,
+    rows: Option<&[usize]>,
 ) -> Result<Table, KqlError> {
     let sc = scope(src, table, env, catalog, options);
     let mut counter = 0;
@@ -866,31 +902,96 @@ fn summarize(
         outputs.push((a.names.clone(), rewritten, before, calls.len()));
     }
     // Group rows: key columns evaluated once (columns borrowed), then one hash lookup a row.
-    let key_columns: Vec<std::borrow::Cow<'_, [Value]>> = by_compiled
+    // Plain columns are borrowed; computed keys (`bin(…)`) are evaluated inside the chunks.
+    let key_columns: Vec<Option<&[Value]>> = by_compiled
         .iter()
         .map(|c| match &c.expr {
-            CExpr::Col(i) => std::borrow::Cow::Borrowed(table.columns[*i].values.as_slice()),
-            expr => std::borrow::Cow::Owned((0..table.rows).map(|r| eval(expr, table, r, options.now)).collect()),
+            CExpr::Col(i) => Some(table.columns[*i].values.as_slice()),
+            _ => None,
         })
         .collect();
-    let mut grouper = Grouper::default();
-    let mut accs: Vec<Vec<Acc>> = Vec::new();
-    let mut row_args: Vec<Value> = Vec::new();
-    let mut cells: Vec<&Value> = Vec::with_capacity(key_columns.len());
-    for r in 0..table.rows {
-        if r % 65_536 == 0 {
-            check_deadline(options)?;
+    // Large inputs are split across threads; each chunk groups on its own, then the chunks
+    // merge in order, so results (and group order) are those of one sequential pass.
+    // `rows`: only these rows of `table` (a fused `where`), in order.
+    let n_rows = rows.map_or(table.rows, <[usize]>::len);
+    let threads = if n_rows >= 200_000 { std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4) } else { 1 };
+    let chunk = n_rows.div_ceil(threads).max(1);
+    let group_rows = |from: usize, to: usize| -> Result<Partial, KqlError> {
+        let mut grouper = Grouper::default();
+        let mut accs: Vec<Vec<Acc>> = Vec::new();
+        let mut row_args: Vec<Value> = Vec::new();
+        let mut computed: Vec<Value> = Vec::with_capacity(key_columns.len());
+        for k in from..to {
+            if k % 65_536 == 0 {
+                check_deadline(options)?;
+            }
+            let r = rows.map_or(k, |rows| rows[k]);
+            computed.clear();
+            for (c, col) in by_compiled.iter().zip(&key_columns) {
+                if col.is_none() {
+                    computed.push(eval(&c.expr, table, r, options.now));
+                }
+            }
+            // The key's cells, on the stack for up to eight keys.
+            let n = key_columns.len();
+            let mut small: [&Value; 8] = [&NULL_VALUE; 8];
+            let mut big: Vec<&Value> = Vec::new();
+            let mut next_computed = computed.iter();
+            for (i, col) in key_columns.iter().enumerate() {
+                let v: &Value = match col {
+                    Some(values) => &values[r],
+                    None => next_computed.next().unwrap_or(&NULL_VALUE),
+                };
+                if n <= small.len() {
+                    small[i] = v;
+                } else {
+                    big.push(v);
+                }
+            }
+            let cells: &[&Value] = if n <= small.len() { &small[..n] } else { &big };
+            let g = grouper.group_of(cells);
+            if g == accs.len() {
+                accs.push(calls.iter().map(|c| Acc::new(&c.kind)).collect());
+            }
+            for (ci, call) in calls.iter().enumerate() {
+                if let [arg] = call.args.as_slice() {
+                    let v = super::eval::eval_ref(arg, table, r, options.now);
+                    accs[g][ci].add(&call.kind, std::slice::from_ref(&*v));
+                    continue;
+                }
+                row_args.clear();
+                row_args.extend(call.args.iter().map(|a| super::eval::eval_ref(a, table, r, options.now).into_owned()));
+                accs[g][ci].add(&call.kind, &row_args);
+            }
         }
-        cells.clear();
-        cells.extend(key_columns.iter().map(|c| &c[r]));
-        let g = grouper.group_of(&cells);
-        if g == accs.len() {
-            accs.push(calls.iter().map(|c| Acc::new(&c.kind)).collect());
-        }
-        for (ci, call) in calls.iter().enumerate() {
-            row_args.clear();
-            row_args.extend(call.args.iter().map(|a| super::eval::eval_ref(a, table, r, options.now).into_owned()));
-            accs[g][ci].add(&call.kind, &row_args);
+        Ok((grouper, accs))
+    };
+    let mut parts: Vec<Result<Partial, KqlError>> = if threads == 1 {
+        vec![group_rows(0, n_rows)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let group_rows = &group_rows;
+                    scope.spawn(move || group_rows(t * chunk, ((t + 1) * chunk).min(n_rows)))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(KqlError::limit("a summarize worker failed")))).collect()
+        })
+    };
+    let (mut grouper, mut accs) = parts.remove(0)?;
+    for part in parts {
+        let (other, other_accs) = part?;
+        for (key, group_accs) in other.keys.iter().zip(other_accs) {
+            let cells: Vec<&Value> = key.iter().collect();
+            let g = grouper.group_of(&cells);
+            if g == accs.len() {
+                accs.push(group_accs);
+            } else {
+                for ((acc, other_acc), call) in accs[g].iter_mut().zip(group_accs).zip(&calls) {
+                    acc.merge(&call.kind, other_acc);
+                }
+            }
         }
     }
     let mut group_keys = grouper.keys;

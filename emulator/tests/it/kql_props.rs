@@ -187,3 +187,37 @@ fn deep_nesting_is_an_error_not_a_crash() {
         .unwrap();
     assert!(err.message.contains("nests expressions"), "{}", err.message);
 }
+
+/// Above 200,000 rows summarize runs on several threads; the result must be that of one
+/// sequential pass (group order, first values, list order, variance).
+#[test]
+fn parallel_summarize_equals_a_sequential_pass() {
+    let n = 300_000i64;
+    let t = Table::new(vec![
+        Column::new("k", Type::Long, (0..n).map(|i| Value::Long(i % 7)).collect()),
+        Column::new("v", Type::Long, (0..n).map(Value::Long).collect()),
+        Column::new("x", Type::Real, (0..n).map(|i| Value::Real((i % 1000) as f64)).collect()),
+    ]);
+    let catalog = MapCatalog(BTreeMap::from([("T".to_string(), Arc::new(t))]));
+    let q = "T | summarize c = count(), s = sum(v), lo = min(v), hi = max(v), first = take_any(v), l = make_list(v), arg_max(v, k), p = percentile(x, 50), var = variance(x), d = dcount(x) by k";
+    let got = kql::run(q, &catalog, &kql::Options::default()).unwrap();
+    assert_eq!(got.rows, 7);
+    for (row, k) in (0..7i64).enumerate() {
+        let cell = |name: &str| got.columns[got.index_of(name).unwrap()].values[row].clone();
+        let members: Vec<i64> = (0..n).filter(|i| i % 7 == k).collect();
+        assert_eq!(cell("k"), Value::Long(k), "groups keep their first-appearance order");
+        assert_eq!(cell("c"), Value::Long(members.len() as i64));
+        assert_eq!(cell("s"), Value::Long(members.iter().sum()));
+        assert_eq!((cell("lo"), cell("hi")), (Value::Long(k), Value::Long(*members.last().unwrap())));
+        assert_eq!(cell("first"), Value::Long(k), "take_any keeps the first row");
+        let Value::Dynamic(list) = cell("l") else { panic!() };
+        let list: Vec<i64> = list.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        assert_eq!(list, members, "make_list keeps row order across chunks");
+        assert_eq!(cell("d"), Value::Long(1000));
+        let Value::Real(var) = cell("var") else { panic!() };
+        let xs: Vec<f64> = members.iter().map(|i| (i % 1000) as f64).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let expected = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
+        assert!((var - expected).abs() < 1e-6 * expected, "{var} vs {expected}");
+    }
+}

@@ -74,6 +74,15 @@ async fn heartbeats_and_metrics_arrive_after_their_ingestion_delay() {
         .await;
     let (lo, hi) = (rows(&body)[0][0].as_str().unwrap().to_string(), rows(&body)[0][1].as_str().unwrap().to_string());
     assert!(lo.as_str() >= "00:00:30" && hi.as_str() <= "00:02:00", "delays {lo}..{hi}");
+    let (_, body) = env
+        .query(
+            r#"Perf | where CounterName == "% Processor Time" | summarize vms = dcount(Computer), cpu = avg(CounterValue)"#,
+            None,
+        )
+        .await;
+    assert_eq!(rows(&body)[0][0], 30);
+    let cpu = rows(&body)[0][1].as_f64().unwrap();
+    assert!((1.5..2.5).contains(&cpu), "idle VMs: {cpu}% CPU");
     let (_, body) = env.query(r#"AzureMetrics | where MetricName == "SpotCapacity" | summarize max(Average)"#, None).await;
     assert_eq!(rows(&body)[0][0], 20.0);
     assert_eq!(body["tables"][0]["columns"][0], json!({"name": "max_Average", "type": "real"}));
