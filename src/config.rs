@@ -78,6 +78,8 @@ fn default_credential() -> String {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmulator {
+    /// Log Analytics retention of the emulated workspace, in virtual hours.
+    pub log_retention_hours: Option<u64>,
     pub seed: Option<u64>,
     pub speed: Option<f64>,
     pub scenario: Option<String>,
@@ -121,6 +123,7 @@ pub enum Target {
 
 #[derive(Debug, Clone)]
 pub struct EmulatorSettings {
+    pub log_retention_hours: u64,
     pub seed: u64,
     pub speed: f64,
     pub scenario: fleetpilot_emulator::Scenario,
@@ -219,6 +222,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
                 "emulator.listen",
             )?;
             let settings = EmulatorSettings {
+                log_retention_hours: raw.emulator.log_retention_hours.unwrap_or(48),
                 seed: overrides.seed.or(raw.emulator.seed).unwrap_or(42),
                 speed,
                 scenario,

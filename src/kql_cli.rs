@@ -45,7 +45,7 @@ pub fn run(tables: &[String], format: Format, query: &str) -> Result<std::proces
 
 fn render(table: &Table, format: Format) -> Result<String> {
     Ok(match format {
-        Format::Json => serde_json::to_string_pretty(&kql::response::query_results(table, usize::MAX, true))? + "\n",
+        Format::Json => serde_json::to_string_pretty(&kql::response::query_results(table, usize::MAX, usize::MAX, true))? + "\n",
         Format::Csv => {
             let mut w = csv::Writer::from_writer(Vec::new());
             let cols: Vec<&Column> = table.columns.iter().filter(|c| !c.name.starts_with('$')).collect();

@@ -55,7 +55,15 @@ struct EmulatorAt {
 
 async fn start_emulator(settings: &EmulatorSettings, cancel: &CancellationToken) -> Result<EmulatorAt> {
     let emulator = Emulator::new(EmulatorConfig {
-        world: WorldConfig { seed: settings.seed, retry_after_secs: 0, ..WorldConfig::default() },
+        world: WorldConfig {
+            seed: settings.seed,
+            retry_after_secs: 0,
+            logs: fleetpilot_emulator::logs::LogConfig {
+                retention: std::time::Duration::from_secs(settings.log_retention_hours * 3600),
+                ..Default::default()
+            },
+            ..WorldConfig::default()
+        },
         speed: settings.speed,
         scenario: settings.scenario,
         ..EmulatorConfig::default()
@@ -166,7 +174,7 @@ pub async fn mcp_stdio(config: Config) -> Result<()> {
 pub async fn emulator(listen: &str, speed: f64, seed: u64, scenario: &str) -> Result<()> {
     let addr: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not an address (IP:PORT)"))?;
     let scenario = scenario.parse().map_err(|e: String| anyhow::anyhow!("--scenario: {e}"))?;
-    let settings = EmulatorSettings { seed, speed, scenario, listen: addr };
+    let settings = EmulatorSettings { log_retention_hours: 48, seed, speed, scenario, listen: addr };
     let cancel = CancellationToken::new();
     let at = start_emulator(&settings, &cancel).await?;
     tracing::info!(

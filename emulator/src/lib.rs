@@ -242,11 +242,11 @@ async fn la_query(
     }
     let started = std::time::Instant::now();
     let options = kql::Options { now, max_query_len: config.max_query_len, deadline: Some(started + wait) };
-    let max_rows = config.max_rows;
+    let (max_rows, max_bytes) = (config.max_rows, config.max_bytes);
     let result = tokio::task::spawn_blocking(move || kql::run(&query, &snapshot, &options)).await;
     match result {
         Ok(Ok(table)) => {
-            let mut body = kql::response::query_results(&table, max_rows, include_render);
+            let mut body = kql::response::query_results(&table, max_rows, max_bytes, include_render);
             if include_statistics {
                 body["statistics"] = json!({"query": {"executionTime": started.elapsed().as_secs_f64(), "resourceUsage": {}}});
             }

@@ -28,6 +28,8 @@ pub struct LogConfig {
     pub retention: Duration,
     /// Most rows returned by one query (Log Analytics: 500,000).
     pub max_rows: usize,
+    /// Most bytes of rows returned by one query (Log Analytics: about 64 MB).
+    pub max_bytes: usize,
     /// Longest query text accepted.
     pub max_query_len: usize,
     /// Default query timeout (a `Prefer: wait=N` header may lower or raise it up to 10 min).
@@ -40,6 +42,7 @@ impl Default for LogConfig {
             workspace_id: "5c6a0d6e-8b1f-4b5e-9d1a-0f3c2b7e4a91".into(),
             retention: Duration::from_secs(2 * 86_400),
             max_rows: 500_000,
+            max_bytes: 64 * 1024 * 1024,
             max_query_len: 64 * 1024,
             timeout: Duration::from_secs(180),
         }

@@ -31,20 +31,29 @@ fn visible(table: &Table) -> Vec<usize> {
 }
 
 /// A result table as the `table` definition of the query API. Returns the JSON and whether
-/// it was cut to `max_rows`.
-pub fn table_json(table: &Table, name: &str, max_rows: usize) -> (Json, bool) {
+/// it was cut to `max_rows` rows or about `max_bytes` bytes of rows.
+pub fn table_json(table: &Table, name: &str, max_rows: usize, max_bytes: usize) -> (Json, bool) {
     let cols = visible(table);
     let columns: Vec<Json> =
         cols.iter().map(|&i| json!({"name": table.columns[i].name, "type": table.columns[i].ty.name()})).collect();
-    let n = table.rows.min(max_rows);
-    let rows: Vec<Json> =
-        (0..n).map(|r| Json::Array(cols.iter().map(|&i| cell(&table.columns[i].values[r])).collect())).collect();
+    let mut rows = Vec::new();
+    let mut bytes = 0usize;
+    for r in 0..table.rows.min(max_rows) {
+        let row = Json::Array(cols.iter().map(|&i| cell(&table.columns[i].values[r])).collect());
+        if max_bytes != usize::MAX {
+            bytes += row.to_string().len() + 1;
+            if bytes > max_bytes {
+                return (json!({"name": name, "columns": columns, "rows": rows}), true);
+            }
+        }
+        rows.push(row);
+    }
     (json!({"name": name, "columns": columns, "rows": rows}), table.rows > max_rows)
 }
 
-/// The whole `queryResults` body.
-pub fn query_results(table: &Table, max_rows: usize, include_render: bool) -> Json {
-    let (t, truncated) = table_json(table, "PrimaryResult", max_rows);
+/// The whole `queryResults` body, with the row and size caps.
+pub fn query_results(table: &Table, max_rows: usize, max_bytes: usize, include_render: bool) -> Json {
+    let (t, truncated) = table_json(table, "PrimaryResult", max_rows, max_bytes);
     let mut body = json!({ "tables": [t] });
     if truncated {
         body["error"] = json!({
@@ -52,7 +61,7 @@ pub fn query_results(table: &Table, max_rows: usize, include_render: bool) -> Js
             "message": "There were some errors when processing your query.",
             "details": [{
                 "code": "EngineError",
-                "message": format!("Query result set has exceeded the internal record count limit {max_rows} (E_QUERY_RESULT_SET_TOO_LARGE); the result was truncated."),
+                "message": format!("Query result set has exceeded the internal limits ({max_rows} records or {max_bytes} bytes; E_QUERY_RESULT_SET_TOO_LARGE); the result was truncated."),
             }],
         });
     }

@@ -159,6 +159,16 @@ async fn limits_cut_results_and_long_queries() {
 }
 
 #[tokio::test]
+async fn a_size_cap_cuts_big_results() {
+    let env = start(LogConfig { max_bytes: 1000, ..LogConfig::default() }).await;
+    let (status, body) = env.query("range x from 1 to 1000 step 1 | extend s = strcat('row-', x)", None).await;
+    assert_eq!(status, 200);
+    let n = rows(&body).len();
+    assert!(n > 10 && n < 100, "{n} rows fit in 1000 bytes");
+    assert_eq!(body["error"]["code"], "PartialError");
+}
+
+#[tokio::test]
 async fn the_get_form_and_the_timespan_filter() {
     let env = start(LogConfig::default()).await;
     env.advance(3600);
