@@ -21,6 +21,7 @@ pub struct LogTable {
     /// Columns, in order.
     pub columns: Vec<LogColumn>,
     /// Rows: one JSON value per column (datetimes and timespans as strings).
+    #[schemars(schema_with = "rows_schema")]
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
@@ -33,4 +34,16 @@ pub struct LogQueryResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub partial_error: Option<String>,
+}
+
+/// Rows are arrays of cells; a cell is a string, a number, a bool or null. Said as a schema
+/// object rather than `true`, which strict MCP clients reject.
+fn rows_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {
+            "type": "array",
+            "items": { "description": "A cell: string, number, bool or null, in the column's order." }
+        }
+    })
 }

@@ -312,39 +312,34 @@ pub fn parse_timespan_param(text: &str, now: i64) -> Option<(i64, i64)> {
 pub fn iso_duration(text: &str) -> Option<i64> {
     let t = text.trim().strip_prefix('P')?;
     let (date, time) = t.split_once('T').unwrap_or((t, ""));
+    let date_unit = |c: char| match c {
+        'D' => Some(86_400.0),
+        'W' => Some(7.0 * 86_400.0),
+        _ => None,
+    };
+    let time_unit = |c: char| match c {
+        'H' => Some(3600.0),
+        'M' => Some(60.0),
+        'S' => Some(1.0),
+        _ => None,
+    };
+    let seconds = duration_part(date, date_unit)? + duration_part(time, time_unit)?;
+    Some((seconds * TICKS_PER_SECOND as f64).round() as i64)
+}
+
+/// Seconds in one part of an ISO-8601 duration: numbers each followed by a unit letter.
+fn duration_part(text: &str, unit: impl Fn(char) -> Option<f64>) -> Option<f64> {
     let mut total = 0f64;
     let mut num = String::new();
-    for c in date.chars() {
+    for c in text.chars() {
         if c.is_ascii_digit() || c == '.' {
             num.push(c);
             continue;
         }
-        let n: f64 = num.parse().ok()?;
+        total += num.parse::<f64>().ok()? * unit(c)?;
         num.clear();
-        total += n * match c {
-            'D' => 86_400.0,
-            'W' => 7.0 * 86_400.0,
-            _ => return None,
-        };
     }
-    for c in time.chars() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let n: f64 = num.parse().ok()?;
-        num.clear();
-        total += n * match c {
-            'H' => 3600.0,
-            'M' => 60.0,
-            'S' => 1.0,
-            _ => return None,
-        };
-    }
-    if !num.is_empty() {
-        return None;
-    }
-    Some((total * TICKS_PER_SECOND as f64).round() as i64)
+    num.is_empty().then_some(total)
 }
 
 #[cfg(test)]

@@ -39,6 +39,11 @@ async def journey(client: Client, label: str) -> None:
     assert apply_tool.annotations.destructive_hint is True, f"{label}: apply_proposal annotations"
     assert apply_tool.output_schema is not None
 
+    kql = await client.call_tool("query_kql", {"query": "print x = 1 + 1"})
+    assert not kql.is_error and kql.structured_content["tables"][0]["rows"] == [[2]], f"{label}: {kql}"
+    bad = await client.call_tool("query_kql", {"query": "print x = "})
+    assert bad.is_error and json.loads(bad.content[0].text)["code"] == "kql_error", f"{label}: {bad}"
+
     fleet = await client.call_tool("read_fleet", {"fleet": "cf-ml-scaling"})
     assert not fleet.is_error, f"{label}: {fleet}"
     before = fleet.structured_content["spot"]["capacity"]
