@@ -11,6 +11,7 @@ pub mod clock;
 pub mod kql;
 pub mod logs;
 pub mod scenario;
+pub mod traces;
 pub mod wire;
 pub mod world;
 
