@@ -11,6 +11,7 @@ pub mod clock;
 pub mod kql;
 pub mod logs;
 pub mod scenario;
+pub mod services;
 pub mod traces;
 pub mod wire;
 pub mod world;
@@ -94,6 +95,7 @@ impl Emulator {
             .route("/healthz", get(healthz))
             .route("/_emulator/clock", get(clock_get).post(clock_post))
             .route("/_emulator/events", get(events))
+            .route("/_emulator/ledger", get(ledger))
             .route("/v1/workspaces/{workspace}/query", get(la_get).post(la_post))
             .fallback(arm_fallback)
             .with_state(self.clone())
@@ -294,6 +296,27 @@ async fn clock_post(State(emulator): State<Arc<Emulator>>, axum::Json(change): a
         emulator.clock.advance(Duration::from_secs(change.advance_seconds));
     }
     axum::Json(clock_json(&emulator))
+}
+
+/// Query of `GET /_emulator/ledger`.
+#[derive(Debug, Deserialize)]
+struct LedgerQuery {
+    service: Option<String>,
+    #[serde(default)]
+    last: Option<usize>,
+}
+
+async fn ledger(
+    State(emulator): State<Arc<Emulator>>,
+    axum::extract::Query(q): axum::extract::Query<LedgerQuery>,
+) -> impl IntoResponse {
+    let rows: Vec<services::LedgerRow> = emulator.with_world(|w| {
+        let matching: Vec<&services::LedgerRow> =
+            w.ledger.iter().filter(|r| q.service.as_deref().is_none_or(|s| r.service == s)).collect();
+        let skip = q.last.map_or(0, |n| matching.len().saturating_sub(n));
+        matching.into_iter().skip(skip).cloned().collect()
+    });
+    axum::Json(json!({ "value": rows }))
 }
 
 async fn events(State(emulator): State<Arc<Emulator>>) -> impl IntoResponse {

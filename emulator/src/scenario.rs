@@ -15,7 +15,8 @@ pub enum Scenario {
     /// The source recipe's reference deployment, already running: resource group
     /// `rg-ml-adaptive-scaling` in `eastus` with fleet `cf-ml-scaling` (spot 20, min 2, max price
     /// 0.10, PriceCapacityOptimized, Deallocate; regular 10, min 1, LowestPrice) over
-    /// Standard_D4s_v5, Standard_D8s_v5 and Standard_E4s_v5.
+    /// Standard_D4s_v5, Standard_D8s_v5 and Standard_E4s_v5; serving the `llm-conv` inference
+    /// service, whose demand replays the Azure LLM conversation trace of 2023 over each day.
     #[default]
     Reference,
 }
@@ -91,5 +92,6 @@ impl Scenario {
             }
             debug_assert!(fleet.counted(Priority::Spot) == 20);
         }
+        world.services.push((crate::services::reference_service(world.now), Default::default()));
     }
 }

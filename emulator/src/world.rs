@@ -251,7 +251,14 @@ pub struct World {
     pub logs: crate::logs::LogStore,
     /// How many of `events` have been written to the logs.
     events_logged: usize,
+    /// Inference services and their state.
+    pub services: Vec<(crate::services::ServiceSpec, crate::services::ServiceState)>,
+    /// Every served minute of every service, oldest first (bounded).
+    pub ledger: Vec<crate::services::LedgerRow>,
 }
+
+/// Most ledger rows kept (7 days × 100 services at one row a minute).
+const MAX_LEDGER: usize = 1_008_000;
 
 const MAX_EVENTS: usize = 10_000;
 
@@ -263,6 +270,8 @@ impl World {
         Self {
             logs,
             events_logged: 0,
+            services: Vec::new(),
+            ledger: Vec::new(),
             config,
             prices,
             rng,
@@ -286,6 +295,7 @@ impl World {
             let minute = |t: OffsetDateTime| t.unix_timestamp().div_euclid(60);
             if minute(self.now) != minute(before) {
                 let at = OffsetDateTime::from_unix_timestamp(minute(self.now) * 60).unwrap_or(self.now);
+                self.serve_minute(at);
                 self.write_minute_telemetry(at);
             }
             self.log_events();
@@ -293,11 +303,112 @@ impl World {
         }
     }
 
-    /// Per-fleet metrics (AzureMetrics) and a Heartbeat per running VM, for the minute `at`.
+    /// Serve one minute of every inference service (the minute that just ended).
+    fn serve_minute(&mut self, at: OffsetDateTime) {
+        let minute = at - time::Duration::minutes(1);
+        for (spec, state) in &mut self.services {
+            let Some(fleet) = self.fleets.get(&spec.fleet) else { continue };
+            let row = crate::services::serve_minute(spec, state, fleet, &self.prices, minute);
+            self.ledger.push(row);
+        }
+        if self.ledger.len() > MAX_LEDGER {
+            let excess = self.ledger.len() - MAX_LEDGER;
+            self.ledger.drain(..excess);
+        }
+    }
+
+    /// Per-fleet metrics (AzureMetrics), service metrics, and a Heartbeat and Perf counters per
+    /// running VM, for the minute `at`.
     fn write_minute_telemetry(&mut self, at: OffsetDateTime) {
         use crate::kql::Value as V;
         let subscription = self.config.subscription_id.clone();
         let mut rows: Vec<(&'static str, Vec<(&'static str, V)>)> = Vec::new();
+        // This minute's service rows, and each fleet's utilization (served / capacity).
+        let minute = at - time::Duration::minutes(1);
+        let this_minute: Vec<&crate::services::LedgerRow> = self.ledger.iter().rev().take_while(|r| r.minute == minute).collect();
+        let utilization_of = |fleet: &str| -> Option<f64> {
+            let rows: Vec<&&crate::services::LedgerRow> = this_minute.iter().filter(|r| r.fleet == fleet).collect();
+            let capacity: f64 = rows.iter().map(|r| r.capacity).sum();
+            (!rows.is_empty()).then(|| if capacity > 0.0 { rows.iter().map(|r| r.served).sum::<f64>() / capacity } else { 0.0 })
+        };
+        let workspace = format!(
+            "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/mlw-adaptive-scaling",
+            crate::scenario::REFERENCE_RESOURCE_GROUP
+        );
+        let metric = |resource_id: &str,
+                      provider: &str,
+                      resource: &str,
+                      rg: &str,
+                      name: &str,
+                      value: f64,
+                      unit: &str|
+         -> Vec<(&'static str, V)> {
+            vec![
+                ("SourceSystem", V::str("Azure")),
+                ("ResourceId", V::str(&resource_id.to_ascii_uppercase())),
+                ("_ResourceId", V::str(&resource_id.to_ascii_lowercase())),
+                ("MetricName", V::str(name)),
+                ("Average", V::Real(value)),
+                ("Total", V::Real(value)),
+                ("Maximum", V::Real(value)),
+                ("Minimum", V::Real(value)),
+                ("Count", V::Real(1.0)),
+                ("TimeGrain", V::str("PT1M")),
+                ("UnitName", V::str(unit)),
+                ("SubscriptionId", V::str(&subscription)),
+                ("ResourceGroup", V::str(&rg.to_ascii_uppercase())),
+                ("ResourceProvider", V::str(provider)),
+                ("Resource", V::str(&resource.to_ascii_uppercase())),
+            ]
+        };
+        for row in &this_minute {
+            let Some(fleet) = self.fleets.values().find(|f| f.name == row.fleet) else { continue };
+            let id = format!(
+                "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.AzureFleet/fleets/{}",
+                fleet.resource_group, fleet.name
+            );
+            let latency = if row.latency_p95_ms.is_finite() { row.latency_p95_ms } else { 3_600_000.0 };
+            for (name, value, unit) in [
+                ("RequestsArrived", row.arrivals, "Count"),
+                ("RequestsServed", row.served, "Count"),
+                ("RequestsDropped", row.dropped, "Count"),
+                ("QueueLength", row.queued, "Count"),
+                ("LatencyP95Ms", latency, "Milliseconds"),
+                ("SlaMet", if row.sla_met { 1.0 } else { 0.0 }, "Count"),
+            ] {
+                rows.push((
+                    "AzureMetrics",
+                    metric(&id, "Microsoft.AzureFleet", &fleet.name, &fleet.resource_group, name, value, unit),
+                ));
+            }
+            // The workspace the services belong to reports their load, as the recipe's workbook reads it.
+            let rg = crate::scenario::REFERENCE_RESOURCE_GROUP;
+            let cpu = 100.0 * row.utilization;
+            rows.push((
+                "AzureMetrics",
+                metric(
+                    &workspace,
+                    "MICROSOFT.MACHINELEARNINGSERVICES",
+                    "mlw-adaptive-scaling",
+                    rg,
+                    "CpuUtilization",
+                    cpu,
+                    "Percent",
+                ),
+            ));
+            rows.push((
+                "AzureMetrics",
+                metric(
+                    &workspace,
+                    "MICROSOFT.MACHINELEARNINGSERVICES",
+                    "mlw-adaptive-scaling",
+                    rg,
+                    "MemoryUtilization",
+                    20.0 + 0.6 * cpu,
+                    "Percent",
+                ),
+            ));
+        }
         for fleet in self.fleets.values() {
             let id = format!(
                 "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.AzureFleet/fleets/{}",
@@ -351,15 +462,16 @@ impl World {
                     "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}/virtualMachines/{}",
                     fleet.resource_group, vm.scale_set, vm.instance_id
                 );
-                // No workload runs on the fleet's VMs yet: they report an idle agent's load.
+                // A VM serving a service is as busy as its fleet; others report an idle agent's load.
                 let computer = format!("{}_{}", vm.scale_set, vm.instance_id);
                 let wobble =
                     (computer.bytes().fold(at.unix_timestamp() as u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
                         % 100) as f64
                         / 100.0;
-                for (object, counter, value) in
-                    [("Processor", "% Processor Time", 1.5 + wobble), ("Memory", "% Used Memory", 12.0 + 2.0 * wobble)]
-                {
+                let load = utilization_of(&fleet.name).unwrap_or(0.0);
+                let cpu = (1.5 + wobble + 95.0 * load).min(100.0);
+                let memory = 12.0 + 2.0 * wobble + 60.0 * load;
+                for (object, counter, value) in [("Processor", "% Processor Time", cpu), ("Memory", "% Used Memory", memory)] {
                     rows.push((
                         "Perf",
                         vec![

@@ -82,7 +82,7 @@ async fn heartbeats_and_metrics_arrive_after_their_ingestion_delay() {
         .await;
     assert_eq!(rows(&body)[0][0], 30);
     let cpu = rows(&body)[0][1].as_f64().unwrap();
-    assert!((1.5..2.5).contains(&cpu), "idle VMs: {cpu}% CPU");
+    assert!(cpu > 2.5 && cpu < 100.0, "VMs serving the reference service: {cpu}% CPU");
     let (_, body) = env.query(r#"AzureMetrics | where MetricName == "SpotCapacity" | summarize max(Average)"#, None).await;
     assert_eq!(rows(&body)[0][0], 20.0);
     assert_eq!(body["tables"][0]["columns"][0], json!({"name": "max_Average", "type": "real"}));

@@ -4,6 +4,7 @@
 mod kql_cases;
 mod kql_props;
 mod log_analytics;
+mod services;
 mod spec;
 
 use std::sync::Arc;

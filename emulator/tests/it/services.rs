@@ -1,0 +1,114 @@
+//! Inference services: the queueing model on a hand-checked case, determinism, and the
+//! reference service's load over a day.
+
+use std::sync::Arc;
+
+use fleetpilot_core::{EvictionPolicy, PriceTable};
+use fleetpilot_emulator::services::{ServiceSpec, ServiceState, serve_minute};
+use fleetpilot_emulator::traces::{Replay, Trace, Unit};
+use fleetpilot_emulator::world::{FleetRecord, RegularProfile, SizeProfile, World, WorldConfig};
+use fleetpilot_emulator::{Scenario, scenario};
+use time::macros::datetime;
+
+fn one_vm_fleet() -> (World, (String, String)) {
+    let mut world = World::new(WorldConfig::default(), PriceTable::embedded(), datetime!(2026-01-01 00:00 UTC));
+    let key = ("rg".to_string(), "f".to_string());
+    world.fleets.insert(
+        key.clone(),
+        FleetRecord {
+            name: "f".into(),
+            resource_group: "rg".into(),
+            location: "eastus".into(),
+            tags: Default::default(),
+            spot: None,
+            regular: Some(RegularProfile { capacity: 1, min_capacity: 0, allocation_strategy: "LowestPrice".into() }),
+            vm_sizes: vec![SizeProfile { name: "Standard_D4s_v5".into(), rank: None }],
+            compute_profile: serde_json::json!({}),
+            provisioning_state: "Succeeded".into(),
+            time_created: datetime!(2026-01-01 00:00 UTC),
+            unique_id: "u".into(),
+            vms: vec![],
+            next_instance: Default::default(),
+        },
+    );
+    world.seek_target(&key, false);
+    world.advance_to(datetime!(2026-01-01 00:05 UTC));
+    let _ = EvictionPolicy::Delete;
+    (world, key)
+}
+
+fn spec(trace: Vec<f64>, key: (String, String)) -> ServiceSpec {
+    ServiceSpec {
+        name: "s".into(),
+        fleet: key,
+        replay: Replay {
+            trace: Arc::new(Trace { name: "t".into(), unit: Unit::Requests, per_minute: trace }),
+            time_scale: 1.0,
+            amplitude: 1.0,
+            looped: false,
+        },
+        service_time_ms: 1000.0,
+        gpu_factor: 1.0,
+        queue_limit: 50.0,
+        sla_p95_ms: 5000.0,
+        sla_served_fraction: 0.99,
+        started: datetime!(2026-01-01 00:00 UTC),
+    }
+}
+
+#[test]
+fn a_hand_checked_minute_by_minute_case() {
+    // One Standard_D4s_v5: 4 servers at 60 requests/min each = 240/min.
+    let (world, key) = one_vm_fleet();
+    let fleet = &world.fleets[&key];
+    let spec = spec(vec![100.0, 300.0, 0.0], key.clone());
+    let mut state = ServiceState::default();
+    let prices = PriceTable::embedded();
+    let at = |m: i64| datetime!(2026-01-01 00:00 UTC) + time::Duration::minutes(m);
+    let r0 = serve_minute(&spec, &mut state, fleet, &prices, at(0));
+    assert_eq!((r0.capacity, r0.served, r0.queued, r0.dropped), (240.0, 100.0, 0.0, 0.0));
+    // M/M/4 with a = 100/60: Erlang C = 0.10249; p95 wait = ln(C/0.05)/(240-100) min = 307.6 ms;
+    // p95 service = ln 20 / 60 min = 2995.7 ms.
+    assert!((r0.latency_p95_ms - 3303.3).abs() < 1.0, "{}", r0.latency_p95_ms);
+    assert!(r0.sla_met);
+    let r1 = serve_minute(&spec, &mut state, fleet, &prices, at(1));
+    // 300 arrive, 240 served, 60 left: 50 queued (the limit), 10 dropped.
+    assert_eq!((r1.served, r1.queued, r1.dropped), (240.0, 50.0, 10.0));
+    assert!(!r1.sla_met, "drops and saturation miss the SLA");
+    let r2 = serve_minute(&spec, &mut state, fleet, &prices, at(2));
+    assert_eq!((r2.arrivals, r2.served, r2.queued), (0.0, 50.0, 0.0));
+    assert!((r0.cost_usd - 0.192 / 60.0).abs() < 1e-12, "one D4s_v5 at pay-as-you-go");
+}
+
+#[test]
+fn no_running_vm_means_infinite_latency_and_drops() {
+    let (mut world, key) = one_vm_fleet();
+    world.fleets.get_mut(&key).unwrap().vms.clear();
+    let spec = spec(vec![100.0], key.clone());
+    let mut state = ServiceState::default();
+    let row = serve_minute(&spec, &mut state, &world.fleets[&key], &PriceTable::embedded(), datetime!(2026-01-01 00:00 UTC));
+    assert_eq!((row.capacity, row.served, row.queued, row.dropped), (0.0, 0.0, 50.0, 50.0));
+    assert!(row.latency_p95_ms.is_infinite());
+}
+
+fn reference_day(seed: u64) -> Vec<fleetpilot_emulator::services::LedgerRow> {
+    let mut world =
+        World::new(WorldConfig { seed, ..WorldConfig::default() }, PriceTable::embedded(), datetime!(2026-01-01 00:00 UTC));
+    Scenario::Reference.install(&mut world);
+    world.advance_to(datetime!(2026-01-02 00:00 UTC));
+    world.ledger.clone()
+}
+
+#[test]
+fn the_reference_service_over_a_day_is_deterministic_and_loads_the_fleet() {
+    let day = reference_day(7);
+    assert_eq!(day.len(), 1440);
+    assert_eq!(day, reference_day(7), "same seed, same ledger");
+    let mean: f64 = day.iter().map(|r| r.utilization).sum::<f64>() / day.len() as f64;
+    let peak = day.iter().map(|r| r.utilization).fold(0.0, f64::max);
+    eprintln!("reference service: mean utilization {mean:.3}, peak {peak:.3}");
+    assert!(mean > 0.3 && mean < 0.8, "mean utilization {mean}");
+    assert!(peak > 0.8, "the peaks should press the fleet: {peak}");
+    assert_eq!(day[0].service, "llm-conv");
+    assert_eq!(day[0].fleet, scenario::REFERENCE_FLEET);
+}
