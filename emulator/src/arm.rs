@@ -1,6 +1,7 @@
 //! The ARM surface: paths, api-versions, long-running operations and errors as Azure serves them.
 //! Paths are matched without case, as ARM does.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -22,7 +23,7 @@ pub const RESOURCES_API_VERSIONS: &[&str] =
 pub const COMPUTE_API_VERSIONS: &[&str] = &["2025-04-01", "2024-11-01", "2024-07-01", "2024-03-01", "2023-09-01"];
 
 /// A response in the making: status, JSON body, extra headers.
-struct Reply {
+pub(crate) struct Reply {
     status: StatusCode,
     body: Option<Value>,
     headers: Vec<(&'static str, String)>,
@@ -215,6 +216,12 @@ fn route(world: &mut World, base: &str, method: &Method, uri: &Uri, body: &Bytes
                 }
                 _ => Err(method_or_path(method, uri)),
             }
+        }
+        ["resourcegroups", _, "providers", "microsoft.machinelearningservices", "workspaces", _, rest @ ..] => {
+            api_version(uri, ML_API_VERSIONS, "workspaces", "eastus")?;
+            let rg = segments[3];
+            require_rg(world, rg)?;
+            machine_learning(world, base, method, rg, segments[7], rest, &segments[8..], body)
         }
         ["resourcegroups", _, "providers", "microsoft.compute", "virtualmachinescalesets", _, rest @ ..] => {
             api_version(uri, COMPUTE_API_VERSIONS, "virtualMachineScaleSets", "eastus")?;
@@ -750,4 +757,366 @@ fn delete_instances(
     let location = fleet.location.clone();
     let resource_path = wire::scale_set_id(&subscription, &fleet.resource_group, set_name);
     Ok(accepted(world, base, "Microsoft.Compute", &location, &resource_path, true))
+}
+
+/// Microsoft.MachineLearningServices api-versions accepted.
+pub const ML_API_VERSIONS: &[&str] = &["2026-07-01", "2025-09-01", "2025-06-01", "2025-04-01", "2024-10-01", "2024-04-01"];
+
+fn ml_not_found(kind: &str, name: &str) -> ArmError {
+    ArmError::new(
+        404,
+        "ResourceNotFound",
+        format!("The Resource 'Microsoft.MachineLearningServices/{kind}/{name}' was not found."),
+    )
+}
+
+fn workspace_id(subscription: &str, rg: &str, ws: &str) -> String {
+    format!("/subscriptions/{subscription}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}")
+}
+
+fn workspace_json(subscription: &str, ws: &crate::aml::Workspace) -> Value {
+    let mut properties = json!({"provisioningState": "Succeeded", "friendlyName": ws.friendly_name});
+    if let Some(hub) = &ws.hub_id {
+        properties["hubResourceId"] = json!(hub);
+    }
+    json!({
+        "id": workspace_id(subscription, &ws.resource_group, &ws.name),
+        "name": ws.name,
+        "type": "Microsoft.MachineLearningServices/workspaces",
+        "location": ws.location,
+        "kind": ws.kind,
+        "properties": properties,
+    })
+}
+
+fn compute_json(subscription: &str, ws: &crate::aml::Workspace, c: &crate::aml::Compute) -> Value {
+    let (idle, running, preparing) = crate::aml::node_counts(c);
+    let current = c.nodes.len() as u32;
+    json!({
+        "id": format!("{}/computes/{}", workspace_id(subscription, &ws.resource_group, &ws.name), c.name),
+        "name": c.name,
+        "type": "Microsoft.MachineLearningServices/workspaces/computes",
+        "location": c.location,
+        "properties": {
+            "computeType": "AmlCompute",
+            "computeLocation": c.location,
+            "provisioningState": "Succeeded",
+            "properties": {
+                "vmSize": c.vm_size,
+                "vmPriority": c.vm_priority,
+                "scaleSettings": {
+                    "maxNodeCount": c.max_nodes,
+                    "minNodeCount": c.min_nodes,
+                    "nodeIdleTimeBeforeScaleDown": format!("PT{}S", c.idle_before_scale_down),
+                },
+                "allocationState": if preparing > 0 { "Resizing" } else { "Steady" },
+                "currentNodeCount": current,
+                "targetNodeCount": current,
+                "nodeStateCounts": {
+                    "idleNodeCount": idle,
+                    "runningNodeCount": running,
+                    "preparingNodeCount": preparing,
+                    "unusableNodeCount": 0,
+                    "leavingNodeCount": 0,
+                    "preemptedNodeCount": 0,
+                },
+            },
+        },
+    })
+}
+
+fn job_json(subscription: &str, ws: &crate::aml::Workspace, j: &crate::aml::Job, created_by: &str) -> Value {
+    let ws_id = workspace_id(subscription, &ws.resource_group, &ws.name);
+    let mut properties = json!({
+        "jobType": "Command",
+        "displayName": j.display_name,
+        "experimentName": j.experiment_name,
+        "status": j.status.as_str(),
+        "command": j.command,
+        "environmentId": j.environment_id,
+        "computeId": format!("{ws_id}/computes/{}", j.compute),
+        "resources": {"instanceCount": j.instance_count},
+        "inputs": j.inputs,
+        "environmentVariables": j.environment_variables,
+        "tags": j.tags,
+        "properties": {},
+        "services": {},
+    });
+    if let Some(code) = &j.code_id {
+        properties["codeId"] = json!(code);
+    }
+    if let Some(t) = j.timeout_secs {
+        properties["limits"] = json!({"jobLimitsType": "Command", "timeout": format!("PT{t}S")});
+    }
+    json!({
+        "id": format!("{ws_id}/jobs/{}", j.name),
+        "name": j.name,
+        "type": "Microsoft.MachineLearningServices/workspaces/jobs",
+        "properties": properties,
+        "systemData": {"createdAt": wire::rfc3339(j.created), "createdBy": created_by, "createdByType": "Application"},
+    })
+}
+
+/// Parse `PT5M`, `PT1H30M`, `PT90S`, `P1D` into seconds.
+fn iso_seconds(text: &str) -> Option<u64> {
+    crate::logs::iso_duration(text).map(|ticks| (ticks / crate::kql::value::TICKS_PER_SECOND).max(0) as u64)
+}
+
+/// Route `…/providers/Microsoft.MachineLearningServices/workspaces/{ws}[/…]`.
+pub(crate) fn machine_learning(
+    world: &mut World,
+    base: &str,
+    method: &Method,
+    rg: &str,
+    ws_name: &str,
+    rest: &[&str],
+    raw_rest: &[&str],
+    body: &Bytes,
+) -> Result<Reply, ArmError> {
+    let subscription = world.config.subscription_id.clone();
+    let key = (rg.to_ascii_lowercase(), ws_name.to_ascii_lowercase());
+    match (method.clone(), rest) {
+        (Method::PUT, []) => {
+            let input: Value = parse_body(body)?;
+            let location = input.get("location").and_then(Value::as_str).ok_or_else(|| {
+                ArmError::new(400, "LocationRequired", "The location property is required for this definition.")
+            })?;
+            let kind = input.get("kind").and_then(Value::as_str).unwrap_or("Default");
+            let kind = ["Default", "Hub", "Project"].iter().find(|k| k.eq_ignore_ascii_case(kind)).ok_or_else(|| {
+                ArmError::new(
+                    400,
+                    "InvalidParameter",
+                    format!("Workspace kind '{kind}' is not valid; use Default, Hub or Project."),
+                )
+            })?;
+            let hub_id = input.pointer("/properties/hubResourceId").and_then(Value::as_str).map(str::to_string);
+            if *kind == "Project" && hub_id.is_none() {
+                return Err(ArmError::new(
+                    400,
+                    "InvalidParameter",
+                    "A workspace of kind 'Project' needs 'properties.hubResourceId'.",
+                ));
+            }
+            let existed = world.ml.contains_key(&key);
+            let entry = world.ml.entry(key.clone()).or_insert_with(|| crate::aml::Workspace {
+                name: ws_name.to_string(),
+                resource_group: rg.to_string(),
+                location: location.to_string(),
+                kind: kind.to_string(),
+                hub_id: None,
+                friendly_name: ws_name.to_string(),
+                computes: BTreeMap::new(),
+                jobs: BTreeMap::new(),
+            });
+            entry.kind = kind.to_string();
+            entry.hub_id = hub_id;
+            if let Some(f) = input.pointer("/properties/friendlyName").and_then(Value::as_str) {
+                entry.friendly_name = f.to_string();
+            }
+            Ok(Reply::json(if existed { StatusCode::OK } else { StatusCode::CREATED }, workspace_json(&subscription, entry)))
+        }
+        (Method::GET, []) => {
+            let ws = world.ml.get(&key).ok_or_else(|| ml_not_found("workspaces", ws_name))?;
+            Ok(Reply::json(StatusCode::OK, workspace_json(&subscription, ws)))
+        }
+        (Method::DELETE, []) => {
+            let location = world.ml.remove(&key).map(|w| w.location);
+            match location {
+                Some(location) => Ok(accepted(
+                    world,
+                    base,
+                    "Microsoft.MachineLearningServices",
+                    &location,
+                    &workspace_id(&subscription, rg, ws_name),
+                    false,
+                )),
+                None => Ok(Reply::empty(StatusCode::NO_CONTENT)),
+            }
+        }
+        (_, ["computes", _, ..]) => {
+            let name = raw_rest[1];
+            let ws = world.ml.get_mut(&key).ok_or_else(|| ml_not_found("workspaces", ws_name))?;
+            let ckey = name.to_ascii_lowercase();
+            match *method {
+                Method::GET => {
+                    let c = ws.computes.get(&ckey).ok_or_else(|| ml_not_found("computes", name))?;
+                    Ok(Reply::json(StatusCode::OK, compute_json(&subscription, ws, c)))
+                }
+                Method::PUT | Method::PATCH => {
+                    let input: Value = parse_body(body)?;
+                    // PATCH nests scaleSettings under properties.properties (ClusterUpdateParameters).
+                    let props = input.pointer("/properties/properties").cloned().unwrap_or(Value::Null);
+                    let scale = props.get("scaleSettings").cloned().unwrap_or(Value::Null);
+                    if *method == Method::PUT {
+                        let compute_type = input.pointer("/properties/computeType").and_then(Value::as_str).unwrap_or_default();
+                        if compute_type != "AmlCompute" {
+                            return Err(ArmError::new(
+                                400,
+                                "InvalidParameter",
+                                format!("computeType '{compute_type}' is not supported by the emulator; use 'AmlCompute'."),
+                            ));
+                        }
+                        let vm_size = props.get("vmSize").and_then(Value::as_str).unwrap_or("Standard_DS3_v2").to_string();
+                        let max =
+                            scale.get("maxNodeCount").and_then(Value::as_u64).ok_or_else(|| {
+                                ArmError::new(400, "InvalidParameter", "'scaleSettings.maxNodeCount' is required.")
+                            })? as u32;
+                        let min = scale.get("minNodeCount").and_then(Value::as_u64).unwrap_or(0) as u32;
+                        if min > max {
+                            return Err(ArmError::new(
+                                400,
+                                "InvalidParameter",
+                                "'minNodeCount' must not be greater than 'maxNodeCount'.",
+                            ));
+                        }
+                        let idle =
+                            scale.get("nodeIdleTimeBeforeScaleDown").and_then(Value::as_str).and_then(iso_seconds).unwrap_or(120);
+                        let location = input.get("location").and_then(Value::as_str).unwrap_or(&ws.location).to_string();
+                        let existed = ws.computes.contains_key(&ckey);
+                        let entry = ws.computes.entry(ckey.clone()).or_insert_with(|| crate::aml::Compute {
+                            name: name.to_string(),
+                            location: location.clone(),
+                            vm_size: vm_size.clone(),
+                            vm_priority: "Dedicated".into(),
+                            min_nodes: min,
+                            max_nodes: max,
+                            idle_before_scale_down: idle,
+                            nodes: Vec::new(),
+                            next_node: 0,
+                        });
+                        entry.vm_size = vm_size;
+                        entry.vm_priority = props.get("vmPriority").and_then(Value::as_str).unwrap_or("Dedicated").to_string();
+                        entry.min_nodes = min;
+                        entry.max_nodes = max;
+                        entry.idle_before_scale_down = idle;
+                        let json = compute_json(&subscription, ws, &ws.computes[&ckey]);
+                        let _ = existed;
+                        Ok(Reply::json(StatusCode::OK, json))
+                    } else {
+                        let c = ws.computes.get_mut(&ckey).ok_or_else(|| ml_not_found("computes", name))?;
+                        if let Some(max) = scale.get("maxNodeCount").and_then(Value::as_u64) {
+                            c.max_nodes = max as u32;
+                        }
+                        if let Some(min) = scale.get("minNodeCount").and_then(Value::as_u64) {
+                            c.min_nodes = min as u32;
+                        }
+                        if let Some(idle) = scale.get("nodeIdleTimeBeforeScaleDown").and_then(Value::as_str).and_then(iso_seconds)
+                        {
+                            c.idle_before_scale_down = idle;
+                        }
+                        let json = compute_json(&subscription, ws, &ws.computes[&ckey]);
+                        Ok(Reply::json(StatusCode::OK, json))
+                    }
+                }
+                Method::DELETE => {
+                    ws.computes.remove(&ckey);
+                    Ok(Reply::empty(StatusCode::OK))
+                }
+                _ => Err(ArmError::new(405, "MethodNotAllowed", "The method is not allowed for computes.")),
+            }
+        }
+        (Method::GET, ["jobs"]) => {
+            let ws = world.ml.get(&key).ok_or_else(|| ml_not_found("workspaces", ws_name))?;
+            let value: Vec<Value> = ws.jobs.values().map(|j| job_json(&subscription, ws, j, "fleetpilot")).collect();
+            Ok(Reply::json(StatusCode::OK, json!({ "value": value })))
+        }
+        (_, ["jobs", _]) => {
+            let name = raw_rest[1];
+            let now = world.now;
+            let draw = world.draw();
+            let ws = world.ml.get_mut(&key).ok_or_else(|| ml_not_found("workspaces", ws_name))?;
+            match *method {
+                Method::GET => {
+                    let j = ws.jobs.get(name).ok_or_else(|| ml_not_found("jobs", name))?;
+                    Ok(Reply::json(StatusCode::OK, job_json(&subscription, ws, j, "fleetpilot")))
+                }
+                Method::PUT => {
+                    if ws.jobs.contains_key(name) {
+                        return Err(ArmError::new(
+                            409,
+                            "Conflict",
+                            format!("A job named '{name}' already exists; job properties cannot be changed."),
+                        ));
+                    }
+                    let input: Value = parse_body(body)?;
+                    let p = input.get("properties").cloned().unwrap_or(Value::Null);
+                    let job_type = p.get("jobType").and_then(Value::as_str).unwrap_or_default();
+                    if job_type != "Command" {
+                        return Err(ArmError::new(
+                            400,
+                            "UserError",
+                            format!("jobType '{job_type}' is not supported; submit a 'Command' job."),
+                        ));
+                    }
+                    let command = p
+                        .get("command")
+                        .and_then(Value::as_str)
+                        .filter(|c| !c.trim().is_empty())
+                        .ok_or_else(|| ArmError::new(400, "UserError", "'command' is required for a command job."))?;
+                    let environment = p
+                        .get("environmentId")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| ArmError::new(400, "UserError", "'environmentId' is required for a command job."))?;
+                    let compute_id = p
+                        .get("computeId")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| ArmError::new(400, "UserError", "'computeId' is required."))?;
+                    let compute = compute_id.rsplit('/').next().unwrap_or(compute_id).to_string();
+                    if !ws.computes.contains_key(&compute.to_ascii_lowercase()) {
+                        return Err(ArmError::new(
+                            400,
+                            "UserError",
+                            format!("Compute '{compute}' was not found in workspace '{ws_name}'."),
+                        ));
+                    }
+                    let instance_count = p.pointer("/resources/instanceCount").and_then(Value::as_u64).unwrap_or(1).max(1) as u32;
+                    let env = p.get("environmentVariables").and_then(Value::as_object).cloned().unwrap_or_default();
+                    let timeout_secs = p.pointer("/limits/timeout").and_then(Value::as_str).and_then(iso_seconds);
+                    let job = crate::aml::Job {
+                        name: name.to_string(),
+                        display_name: p.get("displayName").and_then(Value::as_str).unwrap_or(name).to_string(),
+                        experiment_name: p.get("experimentName").and_then(Value::as_str).unwrap_or("Default").to_string(),
+                        command: command.to_string(),
+                        environment_id: environment.to_string(),
+                        code_id: p.get("codeId").and_then(Value::as_str).map(str::to_string),
+                        compute,
+                        instance_count,
+                        inputs: p.get("inputs").cloned().unwrap_or_else(|| json!({})),
+                        duration_secs: crate::aml::job_duration(command, &env, draw),
+                        environment_variables: env,
+                        tags: p.get("tags").and_then(Value::as_object).cloned().unwrap_or_default(),
+                        timeout_secs,
+                        status: crate::aml::JobStatus::NotStarted,
+                        created: now,
+                        stage_ends: None,
+                    };
+                    let json = job_json(&subscription, ws, &job, "fleetpilot");
+                    ws.jobs.insert(name.to_string(), job);
+                    Ok(Reply::json(StatusCode::CREATED, json))
+                }
+                _ => Err(ArmError::new(405, "MethodNotAllowed", "The method is not allowed for jobs.")),
+            }
+        }
+        (Method::POST, ["jobs", _, "cancel"]) => {
+            let name = raw_rest[1];
+            let location;
+            {
+                let ws = world.ml.get_mut(&key).ok_or_else(|| ml_not_found("workspaces", ws_name))?;
+                location = ws.location.clone();
+                let j = ws.jobs.get_mut(name).ok_or_else(|| ml_not_found("jobs", name))?;
+                if !j.status.is_terminal() {
+                    j.status = crate::aml::JobStatus::CancelRequested;
+                }
+            }
+            Ok(accepted(
+                world,
+                base,
+                "Microsoft.MachineLearningServices",
+                &location,
+                &format!("{}/jobs/{name}", workspace_id(&subscription, rg, ws_name)),
+                false,
+            ))
+        }
+        _ => Err(ArmError::new(404, "InvalidResourceType", "The resource type could not be found under the workspace.")),
+    }
 }

@@ -6,6 +6,7 @@
 //! It knows `fleetpilot-core` and nothing else of fleetpilot: clients reach it only over HTTP,
 //! exactly as they would reach `https://management.azure.com`.
 
+pub mod aml;
 pub mod arm;
 pub mod clock;
 pub mod kql;

@@ -34,6 +34,8 @@ impl std::str::FromStr for Scenario {
 
 /// Resource group of the reference deployment.
 pub const REFERENCE_RESOURCE_GROUP: &str = "rg-ml-adaptive-scaling";
+/// Azure ML workspace of the reference deployment.
+pub const REFERENCE_WORKSPACE: &str = "mlw-adaptive-scaling";
 /// Fleet of the reference deployment.
 pub const REFERENCE_FLEET: &str = "cf-ml-scaling";
 
@@ -93,5 +95,32 @@ impl Scenario {
             debug_assert!(fleet.counted(Priority::Spot) == 20);
         }
         world.services.push((crate::services::reference_service(world.now), Default::default()));
+        // The recipe's ML workspace and its AmlCompute cluster (min 0, max 10 nodes).
+        world.ml.insert(
+            (REFERENCE_RESOURCE_GROUP.to_ascii_lowercase(), REFERENCE_WORKSPACE.to_string()),
+            crate::aml::Workspace {
+                name: REFERENCE_WORKSPACE.into(),
+                resource_group: REFERENCE_RESOURCE_GROUP.into(),
+                location: "eastus".into(),
+                kind: "Default".into(),
+                hub_id: None,
+                friendly_name: REFERENCE_WORKSPACE.into(),
+                computes: std::collections::BTreeMap::from([(
+                    "compute-cluster".to_string(),
+                    crate::aml::Compute {
+                        name: "compute-cluster".into(),
+                        location: "eastus".into(),
+                        vm_size: "Standard_D4s_v3".into(),
+                        vm_priority: "Dedicated".into(),
+                        min_nodes: 0,
+                        max_nodes: 10,
+                        idle_before_scale_down: 120,
+                        nodes: Vec::new(),
+                        next_node: 0,
+                    },
+                )]),
+                jobs: std::collections::BTreeMap::new(),
+            },
+        );
     }
 }

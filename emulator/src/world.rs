@@ -255,6 +255,8 @@ pub struct World {
     pub services: Vec<(crate::services::ServiceSpec, crate::services::ServiceState)>,
     /// Every served minute of every service, oldest first (bounded).
     pub ledger: Vec<crate::services::LedgerRow>,
+    /// Azure ML workspaces by (lowercase resource group, lowercase name).
+    pub ml: BTreeMap<(String, String), crate::aml::Workspace>,
 }
 
 /// Most ledger rows kept (7 days × 100 services at one row a minute).
@@ -272,6 +274,7 @@ impl World {
             events_logged: 0,
             services: Vec::new(),
             ledger: Vec::new(),
+            ml: BTreeMap::new(),
             config,
             prices,
             rng,
@@ -511,6 +514,72 @@ impl World {
         }
     }
 
+    /// A uniform draw in [0, 1) from the world's generator.
+    pub fn draw(&mut self) -> f64 {
+        self.rng.random::<f64>()
+    }
+
+    /// Job and cluster events go to `AmlComputeJobEvent` and `AmlComputeClusterEvent`.
+    fn log_ml_events(&mut self, events: Vec<crate::aml::MlEvent>) {
+        use crate::kql::Value as V;
+        let subscription = self.config.subscription_id.clone();
+        let now = self.now;
+        for e in events {
+            match e {
+                crate::aml::MlEvent::Job { workspace, resource_group, job, experiment, cluster, status } => {
+                    let id = format!(
+                        "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
+                    );
+                    let event = match status {
+                        crate::aml::JobStatus::Queued => "JobSubmitted",
+                        crate::aml::JobStatus::Preparing => "JobPreparing",
+                        crate::aml::JobStatus::Running => "JobRunning",
+                        crate::aml::JobStatus::Completed => "JobCompleted",
+                        crate::aml::JobStatus::Failed => "JobFailed",
+                        crate::aml::JobStatus::Canceled => "JobCanceled",
+                        other => other.as_str(),
+                    };
+                    self.logs.write(
+                        "AmlComputeJobEvent",
+                        now,
+                        &[
+                            ("ResourceId", V::str(&id.to_ascii_uppercase())),
+                            ("_ResourceId", V::str(&id.to_ascii_lowercase())),
+                            ("OperationName", V::str("Microsoft.MachineLearningServices/workspaces/jobs/write")),
+                            ("EventType", V::str(event)),
+                            ("JobId", V::str(&job)),
+                            ("JobName", V::str(&job)),
+                            ("ExperimentName", V::str(&experiment)),
+                            ("ClusterName", V::str(&cluster)),
+                            ("JobStatus", V::str(status.as_str())),
+                            ("ToolType", V::str("Command")),
+                        ],
+                    );
+                }
+                crate::aml::MlEvent::Cluster { workspace, resource_group, cluster, kind, vm_size, current, target } => {
+                    let id = format!(
+                        "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
+                    );
+                    self.logs.write(
+                        "AmlComputeClusterEvent",
+                        now,
+                        &[
+                            ("ResourceId", V::str(&id.to_ascii_uppercase())),
+                            ("_ResourceId", V::str(&id.to_ascii_lowercase())),
+                            ("OperationName", V::str("Microsoft.MachineLearningServices/workspaces/computes/write")),
+                            ("EventType", V::str(kind)),
+                            ("ClusterName", V::str(&cluster)),
+                            ("VmSize", V::str(&vm_size)),
+                            ("VmPriority", V::str("Dedicated")),
+                            ("CurrentNodeCount", V::Long(i64::from(current))),
+                            ("TargetNodeCount", V::Long(i64::from(target))),
+                        ],
+                    );
+                }
+            }
+        }
+    }
+
     /// Evictions and allocation failures go to `ComputeFleetEvents_CL`.
     fn log_events(&mut self) {
         use crate::kql::Value as V;
@@ -659,6 +728,8 @@ impl World {
             }
             self.seek_target(&key, true);
         }
+        let ml_events = crate::aml::step(&mut self.ml, now, self.config.boot_latency_cpu, &mut self.rng);
+        self.log_ml_events(ml_events);
         if self.events.len() > MAX_EVENTS {
             let excess = self.events.len() - MAX_EVENTS;
             self.events.drain(..excess);

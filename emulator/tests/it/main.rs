@@ -1,6 +1,7 @@
 //! The emulator over real HTTP: its responses validate against the official REST specs'
 //! schemas, and it answers bad requests the way ARM does.
 
+mod azure_ml;
 mod kql_cases;
 mod kql_props;
 mod log_analytics;
