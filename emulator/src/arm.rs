@@ -863,6 +863,7 @@ fn iso_seconds(text: &str) -> Option<u64> {
 }
 
 /// Route `…/providers/Microsoft.MachineLearningServices/workspaces/{ws}[/…]`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn machine_learning(
     world: &mut World,
     base: &str,
