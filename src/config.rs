@@ -58,6 +58,8 @@ pub struct RawAzure {
     pub client_secret_env: Option<String>,
     /// Log Analytics workspace (customer) id that `query_kql` queries.
     pub log_analytics_workspace: Option<String>,
+    /// Azure ML workspace the job tools use (in `resource_group`).
+    pub ml_workspace: Option<String>,
     /// Log Analytics query endpoint.
     #[serde(default = "default_logs_endpoint")]
     pub log_analytics_endpoint: String,
@@ -98,6 +100,9 @@ pub struct RawPolicy {
     /// Dry-run for every fleet.
     #[serde(default)]
     pub dry_run: bool,
+    /// Bounds on Azure ML jobs.
+    #[serde(default)]
+    pub jobs: fleetpilot_guardrails::JobPolicy,
 }
 
 /// Flags that override the file.
@@ -139,6 +144,7 @@ pub struct Config {
     pub state_path: PathBuf,
     pub target: Target,
     pub default_resource_group: String,
+    pub ml_workspace: String,
     pub policies: Policies,
 }
 
@@ -207,8 +213,10 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         let base = toml::Table::try_from(&default_policy).context("default policy")?;
         fleets.insert(name.clone(), policy_from(merged(&base, table), &format!("policy.fleets.{name}"))?);
     }
-    let policies = Policies::new(default_policy, fleets).with_global_dry_run(raw.policy.dry_run || overrides.dry_run);
+    let mut policies = Policies::new(default_policy, fleets).with_global_dry_run(raw.policy.dry_run || overrides.dry_run);
+    policies.jobs = raw.policy.jobs.clone();
 
+    let mut ml_workspace = fleetpilot_emulator::scenario::REFERENCE_WORKSPACE.to_string();
     let (target, default_resource_group) = match raw.azure {
         None => {
             let scenario = overrides.scenario.as_deref().or(raw.emulator.scenario.as_deref()).unwrap_or("reference");
@@ -254,6 +262,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
                 ),
             };
             let rg = azure.resource_group.clone().unwrap_or_default();
+            ml_workspace = azure.ml_workspace.clone().unwrap_or_default();
             let target = Target::Azure {
                 endpoint: azure.endpoint,
                 subscription_id: azure.subscription_id,
@@ -271,6 +280,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         state_path,
         target,
         default_resource_group,
+        ml_workspace,
         policies,
     })
 }

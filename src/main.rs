@@ -1,6 +1,7 @@
 //! The `fleetpilot` binary: parses configuration and flags and wires the crates together.
 
 mod config;
+mod job_cli;
 mod kql_cli;
 mod run;
 
@@ -106,8 +107,42 @@ enum Command {
         /// The query.
         query: String,
     },
+    /// Azure ML jobs, through a running fleetpilot's tools (and their guardrails).
+    #[command(subcommand)]
+    Job(JobCommand),
     /// Validate the configuration and print what it resolves to.
     CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobCommand {
+    /// Submit a command job YAML (e.g. the recipe's job.yml) to the compute cluster.
+    Submit {
+        /// The job YAML.
+        file: PathBuf,
+        /// Job name (default: generated).
+        #[arg(long)]
+        name: Option<String>,
+        /// fleetpilot's MCP endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:8080/mcp", env = "FLEETPILOT_SERVER")]
+        server: String,
+    },
+    /// Show a job.
+    Get {
+        /// Job name.
+        name: String,
+        /// fleetpilot's MCP endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:8080/mcp", env = "FLEETPILOT_SERVER")]
+        server: String,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// Job name.
+        name: String,
+        /// fleetpilot's MCP endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:8080/mcp", env = "FLEETPILOT_SERVER")]
+        server: String,
+    },
 }
 
 fn overrides(listen: Option<String>, run: Option<&RunArgs>) -> config::Overrides {
@@ -142,6 +177,23 @@ fn main() -> std::process::ExitCode {
                     let code = kql_cli::run(&tables, format, &query)?;
                     if code != std::process::ExitCode::SUCCESS {
                         std::process::exit(2);
+                    }
+                    Ok(())
+                }
+                Command::Job(job) => {
+                    let code = match job {
+                        JobCommand::Submit { file, name, server } => {
+                            job_cli::call(&server, "submit_ml_job", job_cli::job_arguments(&file, name.as_deref())?).await?
+                        }
+                        JobCommand::Get { name, server } => {
+                            job_cli::call(&server, "get_ml_job", serde_json::json!({ "name": name })).await?
+                        }
+                        JobCommand::Cancel { name, server } => {
+                            job_cli::call(&server, "cancel_ml_job", serde_json::json!({ "name": name })).await?
+                        }
+                    };
+                    if code != std::process::ExitCode::SUCCESS {
+                        std::process::exit(1);
                     }
                     Ok(())
                 }

@@ -119,6 +119,10 @@ async fn backend(config: &Config, cancel: &CancellationToken) -> Result<Backend>
         policies: config.policies.clone(),
         prices: PriceTable::embedded(),
         default_workspace: workspace,
+        ml_workspace: fleetpilot_core::ml::WorkspaceRef {
+            resource_group: config.default_resource_group.clone(),
+            workspace: config.ml_workspace.clone(),
+        },
     };
     tracing::info!(path = %config.state_path.display(), "state database open");
     Ok(Backend { service: Arc::new(FleetService::new(api, store, tools)), emulator_url })

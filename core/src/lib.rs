@@ -22,3 +22,4 @@ mod secret;
 pub use secret::Secret;
 
 pub mod logs;
+pub mod ml;

@@ -185,9 +185,14 @@ fn route(world: &mut World, base: &str, method: &Method, uri: &Uri, body: &Bytes
             let value: Vec<Value> = world.fleets.values().map(|f| wire::fleet_json(&subscription, f)).collect();
             Ok(Reply::json(StatusCode::OK, json!({ "value": value })))
         }
-        ["providers", "microsoft.azurefleet" | "microsoft.compute" | "microsoft.resources", "locations", _, kind, id]
-            if method == Method::GET && matches!(*kind, "operationstatuses" | "operationresults" | "operations") =>
-        {
+        [
+            "providers",
+            "microsoft.azurefleet" | "microsoft.compute" | "microsoft.resources" | "microsoft.machinelearningservices",
+            "locations",
+            _,
+            kind,
+            id,
+        ] if method == Method::GET && matches!(*kind, "operationstatuses" | "operationresults" | "operations") => {
             operation(world, kind, segments[7])
                 .ok_or_else(|| ArmError::new(404, "OperationNotFound", format!("The operation '{id}' could not be found.")))
         }
@@ -290,6 +295,7 @@ fn status_urls(base: &str, subscription: &str, provider: &str, op_id: &str, loca
     let api = match provider {
         "Microsoft.Compute" => COMPUTE_API_VERSIONS[0],
         "Microsoft.Resources" => RESOURCES_API_VERSIONS[0],
+        "Microsoft.MachineLearningServices" => ML_API_VERSIONS[0],
         _ => FLEET_API_VERSIONS[0],
     };
     (

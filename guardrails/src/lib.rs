@@ -6,7 +6,7 @@
 
 mod policy;
 
-pub use policy::{Policies, Policy};
+pub use policy::{JobPolicy, Policies, Policy};
 
 use fleetpilot_core::{Decision, FleetState, Priority, ScaleTarget, Verdict, Violation};
 
@@ -102,6 +102,68 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy) -> Ve
         });
     }
     Verdict::from_violations(violations, policy.dry_run)
+}
+
+/// Check an ML job against the job policy, the compute it targets and the jobs already there.
+///
+/// # Guarantees
+/// Pure; lists every violation: too many active jobs on the compute, more nodes than the
+/// policy or the cluster allows, a node-hour cost above the budget.
+pub fn check_job(
+    spec: &fleetpilot_core::ml::MlJobSpec,
+    compute: &fleetpilot_core::ml::MlCompute,
+    jobs: &[fleetpilot_core::ml::MlJob],
+    node_usd_per_hour: f64,
+    policy: &JobPolicy,
+) -> Verdict {
+    let mut violations = Vec::new();
+    let active = jobs
+        .iter()
+        .filter(|j| j.compute.eq_ignore_ascii_case(&compute.name))
+        .filter(|j| !matches!(j.status.as_str(), "Completed" | "Failed" | "Canceled"))
+        .count() as u32;
+    if active >= policy.max_concurrent_jobs_per_compute {
+        violations.push(deny(
+            "max_concurrent_jobs_per_compute",
+            format!(
+                "compute {} already has {active} active jobs; the policy allows {}",
+                compute.name, policy.max_concurrent_jobs_per_compute
+            ),
+            policy.max_concurrent_jobs_per_compute,
+            active + 1,
+        ));
+    }
+    let nodes = spec.instance_count.max(1);
+    if nodes > policy.max_nodes_per_job {
+        violations.push(deny(
+            "max_nodes_per_job",
+            format!("the job asks for {nodes} nodes; the policy allows {} per job", policy.max_nodes_per_job),
+            policy.max_nodes_per_job,
+            nodes,
+        ));
+    }
+    if nodes > compute.max_nodes {
+        violations.push(deny(
+            "compute_max_nodes",
+            format!("the job asks for {nodes} nodes; compute {} has at most {}", compute.name, compute.max_nodes),
+            compute.max_nodes,
+            nodes,
+        ));
+    }
+    let cost = f64::from(nodes) * node_usd_per_hour;
+    if cost > policy.max_job_usd_per_hour {
+        violations.push(Violation {
+            bound: "max_job_usd_per_hour".into(),
+            effect: Decision::Deny,
+            message: format!(
+                "the job's nodes cost ${cost:.2}/h; the budget allows ${:.2}/h per job",
+                policy.max_job_usd_per_hour
+            ),
+            limit: Some(policy.max_job_usd_per_hour),
+            requested: Some(cost),
+        });
+    }
+    Verdict::from_violations(violations, false)
 }
 
 fn deny(bound: &str, message: String, limit: u32, requested: u32) -> Violation {

@@ -48,18 +48,38 @@ impl Default for Policy {
     }
 }
 
-/// Policies for every fleet: one default and overrides by fleet name.
+/// Bounds on Azure ML jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobPolicy {
+    /// Jobs queued, preparing or running on one compute at once.
+    pub max_concurrent_jobs_per_compute: u32,
+    /// Nodes one job may ask for.
+    pub max_nodes_per_job: u32,
+    /// What one job's nodes may cost per hour, USD.
+    pub max_job_usd_per_hour: f64,
+}
+
+impl Default for JobPolicy {
+    fn default() -> Self {
+        Self { max_concurrent_jobs_per_compute: 10, max_nodes_per_job: 4, max_job_usd_per_hour: 5.0 }
+    }
+}
+
+/// Policies for every fleet: one default and overrides by fleet name; and the job policy.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policies {
     default: Policy,
     fleets: BTreeMap<String, Policy>,
     global_dry_run: bool,
+    /// Bounds on Azure ML jobs.
+    pub jobs: JobPolicy,
 }
 
 impl Policies {
     /// Build from a default and complete per-fleet policies (merging is the config layer's job).
     pub fn new(default: Policy, fleets: BTreeMap<String, Policy>) -> Self {
-        Self { default, fleets, global_dry_run: false }
+        Self { default, fleets, global_dry_run: false, jobs: JobPolicy::default() }
     }
 
     /// Force dry-run on every fleet, whatever its policy says.

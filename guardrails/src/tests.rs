@@ -90,3 +90,47 @@ fn every_violation_is_listed_not_only_the_first() {
     let bounds: Vec<&str> = verdict.violations.iter().map(|v| v.bound.as_str()).collect();
     assert_eq!(bounds, ["max_spot", "min_regular", "max_step_up", "allowed_vm_sizes", "approval_above_delta"]);
 }
+
+fn job_check(instance_count: u32, active: usize, price: f64) -> Vec<String> {
+    use fleetpilot_core::ml::{MlCompute, MlJob, MlJobSpec};
+    let spec = MlJobSpec { name: "j".into(), compute: "cc".into(), instance_count, ..Default::default() };
+    let compute = MlCompute {
+        name: "cc".into(),
+        vm_size: "Standard_D4s_v3".into(),
+        min_nodes: 0,
+        max_nodes: 3,
+        current_nodes: 0,
+        idle_nodes: 0,
+        running_nodes: 0,
+    };
+    let jobs: Vec<MlJob> = (0..active)
+        .map(|i| MlJob {
+            name: format!("a{i}"),
+            display_name: String::new(),
+            experiment_name: String::new(),
+            status: "Running".into(),
+            compute: "CC".into(),
+            command: String::new(),
+            instance_count: 1,
+        })
+        .chain(std::iter::once(MlJob {
+            name: "done".into(),
+            display_name: String::new(),
+            experiment_name: String::new(),
+            status: "Completed".into(),
+            compute: "cc".into(),
+            command: String::new(),
+            instance_count: 1,
+        }))
+        .collect();
+    let policy = crate::JobPolicy { max_concurrent_jobs_per_compute: 2, max_nodes_per_job: 4, max_job_usd_per_hour: 1.0 };
+    crate::check_job(&spec, &compute, &jobs, price, &policy).violations.into_iter().map(|v| v.bound).collect()
+}
+
+#[test]
+fn job_guardrails_list_every_reason() {
+    assert!(job_check(1, 1, 0.2).is_empty(), "a small job on a quiet compute is allowed; finished jobs do not count");
+    assert_eq!(job_check(1, 2, 0.2), ["max_concurrent_jobs_per_compute"]);
+    assert_eq!(job_check(5, 0, 0.1), ["max_nodes_per_job", "compute_max_nodes"]);
+    assert_eq!(job_check(2, 0, 0.6), ["max_job_usd_per_hour"]);
+}

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use fleetpilot_core::logs::{LogColumn, LogQueryResult, LogTable};
+use fleetpilot_core::ml::{MlCompute, MlJob, MlJobSpec, WorkspaceRef};
 use fleetpilot_core::{EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -14,6 +15,8 @@ use crate::{ArmClient, AzureError};
 pub const FLEET_API: &str = "2024-11-01";
 /// Microsoft.Compute api-version for scale sets.
 pub const COMPUTE_API: &str = "2024-07-01";
+/// Microsoft.MachineLearningServices api-version.
+pub const ML_API: &str = "2026-07-01";
 /// Microsoft.Resources api-version.
 pub const RESOURCES_API: &str = "2025-04-01";
 
@@ -39,6 +42,21 @@ pub trait AzureApi: Send + Sync + std::fmt::Debug {
     /// Delete VMs by ARM id (scale set VMs), grouped per scale set.
     async fn delete_vms(&self, vm_ids: &[String]) -> Result<(), AzureError>;
 
+    /// Submit an Azure ML command job.
+    async fn submit_ml_job(&self, workspace: &WorkspaceRef, spec: &MlJobSpec) -> Result<MlJob, AzureError>;
+
+    /// Read a job.
+    async fn get_ml_job(&self, workspace: &WorkspaceRef, name: &str) -> Result<MlJob, AzureError>;
+
+    /// Ask a job to cancel.
+    async fn cancel_ml_job(&self, workspace: &WorkspaceRef, name: &str) -> Result<(), AzureError>;
+
+    /// Jobs of a workspace.
+    async fn list_ml_jobs(&self, workspace: &WorkspaceRef) -> Result<Vec<MlJob>, AzureError>;
+
+    /// A compute cluster.
+    async fn get_ml_compute(&self, workspace: &WorkspaceRef, name: &str) -> Result<MlCompute, AzureError>;
+
     /// Run a KQL query against a Log Analytics workspace (`timespan`: ISO-8601 duration or
     /// interval). Read-only.
     async fn query_logs(&self, workspace: &str, query: &str, timespan: Option<&str>) -> Result<LogQueryResult, AzureError>;
@@ -59,6 +77,15 @@ impl ArmAzureApi {
     /// Wrap a client.
     pub fn new(client: ArmClient) -> Self {
         Self { client, scale_sets: Default::default(), logs: None }
+    }
+
+    fn workspace_path(&self, ws: &WorkspaceRef) -> String {
+        format!(
+            "{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}",
+            self.client.subscription_path(),
+            ws.resource_group,
+            ws.workspace
+        )
     }
 
     /// Use `logs` (a client for the Log Analytics endpoint) for `query_logs`.
@@ -111,6 +138,19 @@ fn resource_group_of(id: &str) -> Option<String> {
         }
     }
     None
+}
+
+fn job_from(j: &Value) -> MlJob {
+    let p = |k: &str| str_at(j, &format!("/properties/{k}")).unwrap_or_default().to_string();
+    MlJob {
+        name: str_at(j, "/name").unwrap_or_default().to_string(),
+        display_name: p("displayName"),
+        experiment_name: p("experimentName"),
+        status: p("status"),
+        compute: p("computeId").rsplit('/').next().unwrap_or_default().to_string(),
+        command: p("command"),
+        instance_count: u32_at(j, "/properties/resources/instanceCount").max(1),
+    }
 }
 
 fn summary_from(fleet: &Value) -> Result<FleetSummary, AzureError> {
@@ -309,6 +349,59 @@ impl AzureApi for ArmAzureApi {
             self.client.post(&path, &json!({ "instanceIds": instances })).await?;
         }
         Ok(())
+    }
+
+    async fn submit_ml_job(&self, ws: &WorkspaceRef, spec: &MlJobSpec) -> Result<MlJob, AzureError> {
+        let base = self.workspace_path(ws);
+        let inputs: serde_json::Map<String, Value> =
+            spec.inputs.iter().map(|(k, v)| (k.clone(), json!({"jobInputType": "literal", "value": v}))).collect();
+        let mut properties = json!({
+            "jobType": "Command",
+            "command": spec.command,
+            "environmentId": spec.environment,
+            "computeId": format!("{base}/computes/{}", spec.compute),
+            "displayName": spec.display_name,
+            "experimentName": spec.experiment_name,
+            "resources": {"instanceCount": spec.instance_count.max(1)},
+            "inputs": inputs,
+            "environmentVariables": spec.environment_variables,
+        });
+        if !spec.code.is_empty() {
+            properties["codeId"] = json!(spec.code);
+        }
+        let body = self
+            .client
+            .put(&format!("{base}/jobs/{}?api-version={ML_API}", spec.name), &json!({ "properties": properties }))
+            .await?;
+        Ok(job_from(&body))
+    }
+
+    async fn get_ml_job(&self, ws: &WorkspaceRef, name: &str) -> Result<MlJob, AzureError> {
+        let body: Value = self.client.get(&format!("{}/jobs/{name}?api-version={ML_API}", self.workspace_path(ws))).await?;
+        Ok(job_from(&body))
+    }
+
+    async fn cancel_ml_job(&self, ws: &WorkspaceRef, name: &str) -> Result<(), AzureError> {
+        self.client.post(&format!("{}/jobs/{name}/cancel?api-version={ML_API}", self.workspace_path(ws)), &json!({})).await
+    }
+
+    async fn list_ml_jobs(&self, ws: &WorkspaceRef) -> Result<Vec<MlJob>, AzureError> {
+        let body: Value = self.client.get(&format!("{}/jobs?api-version={ML_API}", self.workspace_path(ws))).await?;
+        Ok(body.get("value").and_then(Value::as_array).into_iter().flatten().map(job_from).collect())
+    }
+
+    async fn get_ml_compute(&self, ws: &WorkspaceRef, name: &str) -> Result<MlCompute, AzureError> {
+        let c: Value = self.client.get(&format!("{}/computes/{name}?api-version={ML_API}", self.workspace_path(ws))).await?;
+        let n = |p: &str| u32_at(&c, &format!("/properties/properties/{p}"));
+        Ok(MlCompute {
+            name: str_at(&c, "/name").unwrap_or(name).to_string(),
+            vm_size: str_at(&c, "/properties/properties/vmSize").unwrap_or_default().to_string(),
+            min_nodes: n("scaleSettings/minNodeCount"),
+            max_nodes: n("scaleSettings/maxNodeCount"),
+            current_nodes: n("currentNodeCount"),
+            idle_nodes: n("nodeStateCounts/idleNodeCount"),
+            running_nodes: n("nodeStateCounts/runningNodeCount"),
+        })
     }
 
     async fn query_logs(&self, workspace: &str, query: &str, timespan: Option<&str>) -> Result<LogQueryResult, AzureError> {

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use fleetpilot_core::ml::{MlCompute, MlJob, MlJobSpec, WorkspaceRef};
 use fleetpilot_core::{Action, Decision, FleetRef, FleetState, Outcome, Plan, Priority, Proposal, Verdict, plan};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -149,6 +150,42 @@ impl Executor {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// Submit an ML job: read the compute and the active jobs, ask `recheck` (the job
+    /// guardrails), then submit. Journalled under the job's name.
+    ///
+    /// # Errors
+    /// [`ExecuteError::Refused`] when the check denies; Azure and journal failures.
+    pub async fn submit_job(
+        &self,
+        ws: &WorkspaceRef,
+        spec: &MlJobSpec,
+        recheck: &(dyn Fn(&MlCompute, &[MlJob]) -> Verdict + Send + Sync),
+    ) -> Result<MlJob, ExecuteError> {
+        let compute = self.api.get_ml_compute(ws, &spec.compute).await?;
+        let jobs = self.api.list_ml_jobs(ws).await?;
+        let verdict = recheck(&compute, &jobs);
+        if verdict.decision != Decision::Allow {
+            self.store.journal(&spec.name, "refused", &json!(verdict))?;
+            return Err(ExecuteError::Refused(verdict));
+        }
+        self.store.journal(&spec.name, "intent", &json!({ "submit_job": spec }))?;
+        let job = self.api.submit_ml_job(ws, spec).await?;
+        self.store.journal(&spec.name, "outcome", &json!({ "job": job }))?;
+        Ok(job)
+    }
+
+    /// Cancel an ML job (always allowed: it only releases capacity). Journalled.
+    ///
+    /// # Errors
+    /// Azure and journal failures.
+    pub async fn cancel_job(&self, ws: &WorkspaceRef, name: &str) -> Result<MlJob, ExecuteError> {
+        self.store.journal(name, "intent", &json!({ "cancel_job": name }))?;
+        self.api.cancel_ml_job(ws, name).await?;
+        let job = self.api.get_ml_job(ws, name).await?;
+        self.store.journal(name, "outcome", &json!({ "job": job }))?;
+        Ok(job)
     }
 
     async fn carry_out(&self, proposal: &Proposal, plan: &Plan) -> Result<Vec<String>, ExecuteError> {

@@ -56,14 +56,26 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
     names.sort();
     assert_eq!(
         names,
-        ["apply_proposal", "get_policy", "list_fleets", "list_proposals", "propose_scale", "query_kql", "read_fleet"]
+        [
+            "apply_proposal",
+            "cancel_ml_job",
+            "get_ml_job",
+            "get_policy",
+            "list_fleets",
+            "list_proposals",
+            "propose_scale",
+            "query_kql",
+            "read_fleet",
+            "submit_ml_job"
+        ]
     );
     for tool in &tools {
         assert_portable(&tool.name, &Value::Object((*tool.input_schema).clone()));
         assert!(tool.output_schema.is_some(), "{} has no output schema", tool.name);
         let annotations = tool.annotations.as_ref().context("annotations")?;
         let read_only = annotations.read_only_hint == Some(true);
-        assert_eq!(read_only, tool.name != "apply_proposal", "{}: read-only hint", tool.name);
+        let writes = ["apply_proposal", "submit_ml_job", "cancel_ml_job"].contains(&&*tool.name);
+        assert_eq!(read_only, !writes, "{}: read-only hint", tool.name);
     }
 
     let listed = call(client, "list_fleets", json!({})).await?;
@@ -257,5 +269,66 @@ async fn kql_over_csv_json_and_jsonl_files() -> Result<()> {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown tabular operator 'whre'") && stderr.contains("line 1, position 7"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_recipe_job_runs_through_the_job_tools() -> Result<()> {
+    let server = Server::start(bin(), &[]).await?;
+    let mcp = format!("{}/mcp", server.base);
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/recipe");
+    let out = tokio::process::Command::new(bin())
+        .args(["job", "submit"])
+        .arg(recipe.join("job.yml"))
+        .args(["--name", "recipe-job", "--server", &mcp])
+        .output()
+        .await?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let submitted: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!((submitted["name"].as_str(), submitted["status"].as_str()), (Some("recipe-job"), Some("NotStarted")));
+    assert_eq!(submitted["compute"], "compute-cluster");
+
+    let client = ().serve(StreamableHttpClientTransport::from_uri(mcp.clone())).await?;
+    // Nodes boot, the job prepares, runs its 200 s, completes; events are ingested.
+    advance(&server.emulator, 900).await?;
+    let job = call(&client, "get_ml_job", json!({"name": "recipe-job"})).await?;
+    assert_eq!(structured(&job)["status"], "Completed");
+    let events =
+        call(&client, "query_kql", json!({"query": "AmlComputeJobEvent | where JobName == 'recipe-job' | project EventType"}))
+            .await?;
+    let kinds: Vec<Value> =
+        structured(&events)["tables"][0]["rows"].as_array().context("rows")?.iter().map(|r| r[0].clone()).collect();
+    assert_eq!(kinds, [json!("JobSubmitted"), json!("JobPreparing"), json!("JobRunning"), json!("JobCompleted")]);
+
+    // The validation job (1,200 s) is canceled.
+    let out = tokio::process::Command::new(bin())
+        .args(["job", "submit"])
+        .arg(recipe.join("scaling-test-job.yml"))
+        .args(["--name", "validation", "--server", &mcp])
+        .output()
+        .await?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let canceled = call(&client, "cancel_ml_job", json!({"name": "validation"})).await?;
+    assert_eq!(canceled.is_error, Some(false), "{canceled:?}");
+    advance(&server.emulator, 30).await?;
+    assert_eq!(structured(&call(&client, "get_ml_job", json!({"name": "validation"})).await?)["status"], "Canceled");
+
+    // Over the job guardrails: denied with the reason.
+    let denied = call(
+        &client,
+        "submit_ml_job",
+        json!({"command": "python big.py", "environment": "azureml:env@latest", "compute": "compute-cluster", "instance_count": 8}),
+    )
+    .await?;
+    assert_eq!(denied.is_error, Some(true));
+    let error = error_of(&denied)?;
+    assert_eq!(error["code"], "denied");
+    let bounds: Vec<&str> =
+        error["violations"].as_array().context("violations")?.iter().filter_map(|v| v["bound"].as_str()).collect();
+    assert!(bounds.contains(&"max_nodes_per_job"), "{bounds:?}");
+    let missing = call(&client, "get_ml_job", json!({"name": "nope"})).await?;
+    assert_eq!(error_of(&missing)?["code"], "job_not_found");
+    client.cancel().await?;
+    server.stop().await;
     Ok(())
 }

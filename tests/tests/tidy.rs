@@ -189,7 +189,7 @@ fn only_the_executor_mutates_azure() {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap_or_default();
-        for needle in [".update_fleet(", ".delete_vms("] {
+        for needle in [".update_fleet(", ".delete_vms(", ".submit_ml_job(", ".cancel_ml_job("] {
             if text.contains(needle) {
                 offenders.push(format!("{} calls {needle}", relative.display()));
             }

@@ -166,6 +166,45 @@ impl FleetTools {
     }
 
     #[tool(
+        description = "Submit an Azure ML command job (the fields of a command job YAML: command, code, environment, compute, display_name, experiment_name, inputs, instance_count) to the workspace's compute cluster. Checked first against the job guardrails (active jobs per compute, nodes per job, node cost); a denial is an error result listing every reason. Returns the job with its status (it then queues for nodes).",
+        annotations(title = "Submit ML job", read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true),
+        output_schema = schema_for_output::<fleetpilot_core::ml::MlJob>()
+    )]
+    async fn submit_ml_job(
+        &self,
+        Parameters(input): Parameters<crate::schema::SubmitMlJobInput>,
+    ) -> Result<CallToolResult, McpError> {
+        respond(
+            self.service.submit_job(input).instrument(tracing::info_span!("tool.call", tool = "submit_ml_job")).await,
+            no_shape,
+        )
+    }
+
+    #[tool(
+        description = "Read an Azure ML job: status (NotStarted, Queued, Preparing, Running, Completed, Failed, Canceled), compute, command.",
+        annotations(title = "Get ML job", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<fleetpilot_core::ml::MlJob>()
+    )]
+    async fn get_ml_job(&self, Parameters(input): Parameters<crate::schema::MlJobNameInput>) -> Result<CallToolResult, McpError> {
+        respond(self.service.get_ml_job(input).instrument(tracing::info_span!("tool.call", tool = "get_ml_job")).await, no_shape)
+    }
+
+    #[tool(
+        description = "Cancel an Azure ML job; its nodes are released. Returns the job with its status.",
+        annotations(title = "Cancel ML job", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true),
+        output_schema = schema_for_output::<fleetpilot_core::ml::MlJob>()
+    )]
+    async fn cancel_ml_job(
+        &self,
+        Parameters(input): Parameters<crate::schema::MlJobNameInput>,
+    ) -> Result<CallToolResult, McpError> {
+        respond(
+            self.service.cancel_job(input).instrument(tracing::info_span!("tool.call", tool = "cancel_ml_job")).await,
+            no_shape,
+        )
+    }
+
+    #[tool(
         description = "List recorded proposals, newest first, optionally for one fleet or one status (proposed, needs_approval, denied, dry_run, applied, failed).",
         annotations(title = "List proposals", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<ProposalList>()

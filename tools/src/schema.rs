@@ -1,6 +1,8 @@
 //! Tool inputs and outputs. Input schemas are kept portable (Azure AI Foundry rejects
 //! multi-type fields and `anyOf`): optional inputs are plain types with defaults.
 
+use std::collections::BTreeMap;
+
 use fleetpilot_core::logs::LogTable;
 use fleetpilot_core::{FleetState, FleetSummary, Proposal};
 use fleetpilot_guardrails::Policy;
@@ -162,4 +164,50 @@ pub struct QueryKqlResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub partial_error: Option<String>,
+}
+
+/// Input of `submit_ml_job`: the fields of an Azure ML command job YAML.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitMlJobInput {
+    /// Command line, e.g. `python train_model.py --samples 50000`.
+    pub command: String,
+    /// Environment, e.g. `azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest`.
+    pub environment: String,
+    /// Compute cluster name, e.g. `compute-cluster`.
+    pub compute: String,
+    /// Code location (default `.`).
+    #[serde(default = "default_code")]
+    pub code: String,
+    /// Display name.
+    #[serde(default)]
+    pub display_name: String,
+    /// Experiment (default `Default`).
+    #[serde(default)]
+    pub experiment_name: String,
+    /// Literal inputs by name.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// Nodes the job needs (default 1).
+    #[serde(default = "default_instances")]
+    pub instance_count: u32,
+    /// Job name; empty for a generated one.
+    #[serde(default)]
+    pub name: String,
+}
+
+fn default_code() -> String {
+    ".".into()
+}
+
+fn default_instances() -> u32 {
+    1
+}
+
+/// Input of `get_ml_job` and `cancel_ml_job`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MlJobNameInput {
+    /// Job name, as `submit_ml_job` returned it.
+    pub name: String,
 }

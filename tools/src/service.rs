@@ -28,6 +28,8 @@ pub struct ToolsConfig {
     pub prices: PriceTable,
     /// Log Analytics workspace used when `query_kql` leaves it empty.
     pub default_workspace: String,
+    /// The Azure ML workspace the job tools use.
+    pub ml_workspace: fleetpilot_core::ml::WorkspaceRef,
 }
 
 /// A failure the caller (often a model) should read and act on.
@@ -312,6 +314,88 @@ impl FleetService {
         Ok(QueryKqlResult { tables: result.tables, rows_omitted, partial_error: result.partial_error })
     }
 
+    /// `submit_ml_job`: check the job guardrails against the compute, then submit.
+    ///
+    /// # Errors
+    /// Bad input, a guardrail denial (with every violation), an unknown compute, Azure failures.
+    pub async fn submit_job(&self, input: crate::schema::SubmitMlJobInput) -> Result<fleetpilot_core::ml::MlJob, ToolError> {
+        for (field, value) in [("command", &input.command), ("environment", &input.environment), ("compute", &input.compute)] {
+            if value.trim().is_empty() {
+                return Err(ToolError::new("invalid_argument", format!("'{field}' is required")));
+            }
+        }
+        let name = if input.name.trim().is_empty() {
+            format!("job-{}", uuid::Uuid::new_v4().simple())
+        } else {
+            input.name.trim().to_string()
+        };
+        let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && name.len() <= 255;
+        if !valid {
+            return Err(ToolError::new("invalid_argument", "'name' may hold letters, digits, '-' and '_' only"));
+        }
+        let spec = fleetpilot_core::ml::MlJobSpec {
+            display_name: if input.display_name.is_empty() { name.clone() } else { input.display_name },
+            experiment_name: if input.experiment_name.is_empty() { "Default".into() } else { input.experiment_name },
+            name,
+            command: input.command,
+            code: input.code,
+            environment: input.environment,
+            compute: input.compute,
+            inputs: input.inputs,
+            environment_variables: Default::default(),
+            instance_count: input.instance_count.max(1),
+        };
+        let ws = self.config.ml_workspace.clone();
+        let policy = self.config.policies.jobs.clone();
+        let prices = self.config.prices.clone();
+        let spec_for_check = spec.clone();
+        let recheck = move |compute: &fleetpilot_core::ml::MlCompute, jobs: &[fleetpilot_core::ml::MlJob]| {
+            let price = prices.get(&compute.vm_size).map_or(0.0, |s| s.price(fleetpilot_core::Priority::Regular));
+            fleetpilot_guardrails::check_job(&spec_for_check, compute, jobs, price, &policy)
+        };
+        match self.executor.submit_job(&ws, &spec, &recheck).await {
+            Ok(job) => Ok(job),
+            Err(ExecuteError::Refused(verdict)) => Err(ToolError {
+                code: "denied".into(),
+                message: format!(
+                    "job {} is denied by the job guardrails: {}",
+                    spec.name,
+                    verdict.violations.iter().map(|v| format!("{} ({})", v.bound, v.message)).collect::<Vec<_>>().join("; ")
+                ),
+                violations: verdict.violations,
+                proposal: None,
+                retryable: false,
+            }),
+            Err(ExecuteError::Azure(AzureError::Api { status: 404, .. })) => Err(ToolError::new(
+                "compute_not_found",
+                format!("compute '{}' was not found in workspace '{}'", spec.compute, ws.workspace),
+            )),
+            Err(ExecuteError::Azure(e)) => Err(ToolError::azure(None, e)),
+            Err(ExecuteError::Store(e)) => Err(ToolError::state(e)),
+        }
+    }
+
+    /// `get_ml_job`.
+    ///
+    /// # Errors
+    /// Unknown job, Azure failures.
+    pub async fn get_ml_job(&self, input: crate::schema::MlJobNameInput) -> Result<fleetpilot_core::ml::MlJob, ToolError> {
+        self.api.get_ml_job(&self.config.ml_workspace, input.name.trim()).await.map_err(|e| job_error(&input.name, e))
+    }
+
+    /// `cancel_ml_job`: ask the job to stop; releases its nodes.
+    ///
+    /// # Errors
+    /// Unknown job, Azure failures.
+    pub async fn cancel_job(&self, input: crate::schema::MlJobNameInput) -> Result<fleetpilot_core::ml::MlJob, ToolError> {
+        match self.executor.cancel_job(&self.config.ml_workspace, input.name.trim()).await {
+            Ok(job) => Ok(job),
+            Err(ExecuteError::Azure(e)) => Err(job_error(&input.name, e)),
+            Err(ExecuteError::Store(e)) => Err(ToolError::state(e)),
+            Err(ExecuteError::Refused(_)) => Err(ToolError::new("denied", "cancel was refused")),
+        }
+    }
+
     /// `list_proposals`.
     ///
     /// # Errors
@@ -332,6 +416,13 @@ impl FleetService {
             .proposals((!fleet.is_empty()).then_some(fleet), status, input.limit.clamp(1, 500))
             .map_err(ToolError::state)?;
         Ok(ProposalList { proposals })
+    }
+}
+
+fn job_error(name: &str, e: AzureError) -> ToolError {
+    match e {
+        AzureError::Api { status: 404, .. } => ToolError::new("job_not_found", format!("no job named '{name}' in the workspace")),
+        other => ToolError::azure(None, other),
     }
 }
 
