@@ -82,6 +82,8 @@ fn default_credential() -> String {
 pub struct RawEmulator {
     /// Log Analytics retention of the emulated workspace, in virtual hours.
     pub log_retention_hours: Option<u64>,
+    /// Per-VM `Heartbeat` and `Perf` rows every minute.
+    pub vm_telemetry: Option<bool>,
     pub seed: Option<u64>,
     pub speed: Option<f64>,
     pub scenario: Option<String>,
@@ -129,6 +131,7 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub struct EmulatorSettings {
     pub log_retention_hours: u64,
+    pub vm_telemetry: bool,
     pub seed: u64,
     pub speed: f64,
     pub scenario: fleetpilot_emulator::Scenario,
@@ -231,6 +234,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
             )?;
             let settings = EmulatorSettings {
                 log_retention_hours: raw.emulator.log_retention_hours.unwrap_or(48),
+                vm_telemetry: raw.emulator.vm_telemetry.unwrap_or(true),
                 seed: overrides.seed.or(raw.emulator.seed).unwrap_or(42),
                 speed,
                 scenario,

@@ -62,6 +62,7 @@ async fn start_emulator(settings: &EmulatorSettings, cancel: &CancellationToken)
                 retention: std::time::Duration::from_secs(settings.log_retention_hours * 3600),
                 ..Default::default()
             },
+            vm_telemetry: settings.vm_telemetry,
             ..WorldConfig::default()
         },
         speed: settings.speed,
@@ -178,7 +179,7 @@ pub async fn mcp_stdio(config: Config) -> Result<()> {
 pub async fn emulator(listen: &str, speed: f64, seed: u64, scenario: &str) -> Result<()> {
     let addr: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not an address (IP:PORT)"))?;
     let scenario = scenario.parse().map_err(|e: String| anyhow::anyhow!("--scenario: {e}"))?;
-    let settings = EmulatorSettings { log_retention_hours: 48, seed, speed, scenario, listen: addr };
+    let settings = EmulatorSettings { log_retention_hours: 48, vm_telemetry: true, seed, speed, scenario, listen: addr };
     let cancel = CancellationToken::new();
     let at = start_emulator(&settings, &cancel).await?;
     tracing::info!(

@@ -125,7 +125,16 @@ impl PriceTable {
 
     /// Look a size up by name, ignoring case as Azure does.
     pub fn get(&self, name: &str) -> Option<&SizeInfo> {
-        self.sizes.get(&name.to_ascii_lowercase())
+        // Size names are short: lower-case them on the stack, as this runs per VM per minute.
+        let mut buf = [0u8; 64];
+        match buf.get_mut(..name.len()) {
+            Some(lower) => {
+                lower.copy_from_slice(name.as_bytes());
+                lower.make_ascii_lowercase();
+                self.sizes.get(std::str::from_utf8(lower).ok()?)
+            }
+            None => self.sizes.get(&name.to_ascii_lowercase()),
+        }
     }
 
     /// Every size, ordered by name.

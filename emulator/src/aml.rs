@@ -200,10 +200,11 @@ pub fn step(
                 }
             }
         }
-        let names: Vec<String> = ws.jobs.keys().cloned().collect();
-        for name in names {
-            let Some(job) = ws.jobs.get_mut(&name) else { continue };
+        for job in ws.jobs.values_mut() {
             let before = job.status;
+            if before.is_terminal() {
+                continue;
+            }
             let Some(compute) = ws.computes.get_mut(&job.compute.to_ascii_lowercase()) else {
                 if !job.status.is_terminal() {
                     job.status = JobStatus::Failed;

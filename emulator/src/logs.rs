@@ -208,9 +208,66 @@ pub struct LogStore {
     /// Settings.
     pub config: LogConfig,
     tables: BTreeMap<String, Arc<Table>>,
-    /// Rows not yet ingested: (ingest at, table, row), in arrival order.
-    pending: Vec<(i64, String, Vec<Value>)>,
+    /// Rows not yet ingested, soonest first: (ingest at, arrival order, table, row).
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<Pending>>,
+    arrivals: u64,
+    /// When rows past retention were last dropped (ticks).
+    last_sweep: i64,
+    /// Column positions of the names each table's writer sends.
+    layouts: hashbrown::HashMap<String, Layout>,
+    /// Strings seen before, shared so that repeated names cost one allocation.
+    interned: hashbrown::HashSet<Arc<str>>,
     rng: StdRng,
+}
+
+/// The column names a writer sent last for a table, and their positions.
+#[derive(Debug, Default)]
+struct Layout {
+    names: Vec<Box<str>>,
+    positions: Vec<Option<usize>>,
+}
+
+/// The shared copy of `s`, kept from now on if it is new. The set is bounded: past 100,000
+/// strings it starts over, which costs memory only, not correctness.
+fn intern(set: &mut hashbrown::HashSet<Arc<str>>, s: &str) -> Arc<str> {
+    if let Some(shared) = set.get(s) {
+        return shared.clone();
+    }
+    if set.len() > 100_000 {
+        set.clear();
+    }
+    let shared: Arc<str> = Arc::from(s);
+    set.insert(shared.clone());
+    shared
+}
+
+/// A row on its way in, ordered by ingestion time, then arrival.
+#[derive(Debug)]
+struct Pending {
+    at: i64,
+    seq: u64,
+    table: Arc<str>,
+    row: Vec<Value>,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Pending {}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
 }
 
 /// Ticks of a time.
@@ -228,7 +285,16 @@ impl LogStore {
             cols.push(Column { name: INGESTION_COLUMN.into(), ty: Type::DateTime, values: Arc::new(Vec::new()) });
             tables.insert(name.to_string(), Arc::new(Table::new(cols)));
         }
-        Self { config, tables, pending: Vec::new(), rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)) }
+        Self {
+            config,
+            tables,
+            pending: Default::default(),
+            arrivals: 0,
+            last_sweep: i64::MIN,
+            interned: Default::default(),
+            layouts: Default::default(),
+            rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)),
+        }
     }
 
     /// Queue a row for `table`, by column name; missing columns are null. `Type` is filled in.
@@ -236,50 +302,75 @@ impl LogStore {
         let Some(t) = self.tables.get(table) else {
             return;
         };
-        let mut row: Vec<Value> = t.columns.iter().map(|_| Value::Null).collect();
-        for (name, v) in cells {
-            if let Some(i) = t.index_of(name) {
-                row[i] = v.clone();
-            }
+        // Writers send the same column names row after row: map them to positions once.
+        let layout = self.layouts.entry_ref(table).or_default();
+        if layout.names.len() != cells.len() || layout.names.iter().zip(cells).any(|(n, (c, _))| **n != **c) {
+            layout.names = cells.iter().map(|(c, _)| (*c).into()).collect();
+            layout.positions = cells.iter().map(|(c, _)| t.index_of(c)).collect();
+        }
+        let mut row: Vec<Value> = vec![Value::Null; t.columns.len()];
+        for (position, (_, v)) in layout.positions.iter().zip(cells) {
+            let Some(i) = *position else { continue };
+            row[i] = match v {
+                // A string the caller already shares costs nothing more to keep.
+                Value::String(s) if Arc::strong_count(s) > 1 => Value::String(s.clone()),
+                Value::String(s) => Value::String(intern(&mut self.interned, s)),
+                other => other.clone(),
+            };
         }
         if let Some(i) = t.index_of("TimeGenerated") {
             row[i] = Value::DateTime(ticks(time_generated));
         }
         if let Some(i) = t.index_of("Type") {
-            row[i] = Value::str(table);
+            row[i] = Value::String(intern(&mut self.interned, table));
         }
         let (lo, hi) = ingestion_delay(table);
         let delay = lo + (self.rng.random::<f64>() * (hi - lo) as f64) as u64;
-        self.pending.push((ticks(time_generated) + delay as i64 * TICKS_PER_SECOND, table.to_string(), row));
+        self.arrivals += 1;
+        let table = intern(&mut self.interned, table);
+        self.pending.push(std::cmp::Reverse(Pending {
+            at: ticks(time_generated) + delay as i64 * TICKS_PER_SECOND,
+            seq: self.arrivals,
+            table,
+            row,
+        }));
     }
 
-    /// Make rows whose ingestion time has come visible, and drop rows past retention.
+    /// Make rows whose ingestion time has come visible, and drop rows past retention. Rows
+    /// are dropped in batches, every sixteenth of the retention period, so a row lives at
+    /// most 1/16 longer than the retention: dropping a minute's rows from the front of
+    /// every column each minute would cost more than the workload itself.
     pub fn ingest_until(&mut self, now: OffsetDateTime) {
         let now_ticks = ticks(now);
-        let mut ready: Vec<(i64, String, Vec<Value>)> = Vec::new();
-        self.pending.retain(|entry| {
-            if entry.0 <= now_ticks {
-                ready.push(entry.clone());
-                false
-            } else {
-                true
-            }
-        });
-        ready.sort_by_key(|e| e.0);
-        for (at, table, mut row) in ready {
-            let Some(t) = self.tables.get_mut(&table) else {
-                continue;
-            };
-            let t = Arc::make_mut(t);
+        // Due rows, grouped by table in arrival order, then appended column by column.
+        let mut due: BTreeMap<Arc<str>, Vec<Vec<Value>>> = BTreeMap::new();
+        while self.pending.peek().is_some_and(|p| p.0.at <= now_ticks) {
+            let Some(std::cmp::Reverse(Pending { at, table, mut row, .. })) = self.pending.pop() else { break };
             if let Some(last) = row.last_mut() {
                 *last = Value::DateTime(at);
             }
-            for (col, v) in t.columns.iter_mut().zip(row) {
-                Arc::make_mut(&mut col.values).push(v);
-            }
-            t.rows += 1;
+            due.entry(table).or_default().push(row);
         }
-        let horizon = now_ticks - self.config.retention.as_secs() as i64 * TICKS_PER_SECOND;
+        for (table, rows) in due {
+            let Some(t) = self.tables.get_mut(&*table) else { continue };
+            let t = Arc::make_mut(t);
+            t.rows += rows.len();
+            let mut columns: Vec<&mut Vec<Value>> = t.columns.iter_mut().map(|c| Arc::make_mut(&mut c.values)).collect();
+            for c in &mut columns {
+                c.reserve(rows.len());
+            }
+            for row in rows {
+                for (col, v) in columns.iter_mut().zip(row) {
+                    col.push(v);
+                }
+            }
+        }
+        let retention = self.config.retention.as_secs() as i64 * TICKS_PER_SECOND;
+        if now_ticks.saturating_sub(self.last_sweep) < retention / 16 {
+            return;
+        }
+        self.last_sweep = now_ticks;
+        let horizon = now_ticks - retention;
         for t in self.tables.values_mut() {
             let Some(i) = t.index_of("TimeGenerated") else {
                 continue;

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use fleetpilot_core::{PriceTable, Priority, VmState};
+use fleetpilot_core::{Priority, VmState};
 use time::OffsetDateTime;
 
 use crate::traces::Replay;
@@ -102,20 +102,14 @@ pub fn erlang_c(c: f64, a: f64) -> f64 {
 }
 
 /// Serve one minute: returns the ledger row and updates the queue.
-pub fn serve_minute(
-    spec: &ServiceSpec,
-    state: &mut ServiceState,
-    fleet: &FleetRecord,
-    prices: &PriceTable,
-    minute: OffsetDateTime,
-) -> LedgerRow {
+pub fn serve_minute(spec: &ServiceSpec, state: &mut ServiceState, fleet: &FleetRecord, minute: OffsetDateTime) -> LedgerRow {
     let elapsed = (minute - spec.started).as_seconds_f64() / 60.0;
     let arrivals = spec.replay.demand_at(elapsed).max(0.0);
     let mut servers = 0.0;
     let mut running = 0;
     let mut cost = 0.0;
     for vm in &fleet.vms {
-        let Some(size) = prices.get(&vm.size) else { continue };
+        let Some(size) = vm.info.as_deref() else { continue };
         if matches!(vm.state, VmState::Creating | VmState::Running) {
             cost += size.price(vm.priority) / 60.0;
         }

@@ -41,6 +41,10 @@ pub struct WorldConfig {
     pub retry_after_secs: u32,
     /// The Log Analytics workspace.
     pub logs: crate::logs::LogConfig,
+    /// Write each running VM's `Heartbeat` and `Perf` rows every minute (three rows per VM
+    /// per minute: most of the telemetry of a large world). Fleet, service and job telemetry
+    /// is written either way.
+    pub vm_telemetry: bool,
 }
 
 impl Default for WorldConfig {
@@ -58,6 +62,7 @@ impl Default for WorldConfig {
             spot_pool_base: 40,
             retry_after_secs: 1,
             logs: crate::logs::LogConfig::default(),
+            vm_telemetry: true,
         }
     }
 }
@@ -129,6 +134,48 @@ pub struct EmuVm {
     pub ready_at: OffsetDateTime,
     /// Tags (workloads mark busy VMs with `workload.busy = "true"`).
     pub tags: serde_json::Map<String, serde_json::Value>,
+    /// Its size's prices and shape, looked up once (the table does not change).
+    pub info: Option<std::sync::Arc<SizeInfo>>,
+    /// Its names as telemetry writes them, made once so that each minute's rows share them.
+    pub labels: std::sync::Arc<VmLabels>,
+}
+
+/// The strings a VM's Heartbeat and Perf rows carry.
+#[derive(Debug)]
+pub struct VmLabels {
+    /// `Computer`: `{scale set}_{instance id}`.
+    pub computer: std::sync::Arc<str>,
+    /// `ResourceId` of the scale-set VM.
+    pub resource_id: std::sync::Arc<str>,
+    /// `_ResourceId`: the same, lower case.
+    pub resource_id_lower: std::sync::Arc<str>,
+    /// `CounterPath` of the processor and memory counters.
+    pub counter_paths: [std::sync::Arc<str>; 2],
+    /// Resource group and scale set.
+    pub resource_group: std::sync::Arc<str>,
+    /// Scale set name.
+    pub scale_set: std::sync::Arc<str>,
+}
+
+/// The Perf counters every VM reports: object, counter.
+const VM_COUNTERS: [(&str, &str); 2] = [("Processor", "% Processor Time"), ("Memory", "% Used Memory")];
+
+impl VmLabels {
+    fn new(subscription: &str, resource_group: &str, scale_set: &str, instance_id: u64) -> Self {
+        let computer = format!("{scale_set}_{instance_id}");
+        let id = format!(
+            "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.Compute/virtualMachineScaleSets/{scale_set}/virtualMachines/{instance_id}"
+        );
+        let counter_paths = VM_COUNTERS.map(|(object, counter)| format!("\\\\{computer}\\{object}(_Total)\\{counter}").into());
+        Self {
+            computer: computer.into(),
+            resource_id_lower: id.to_ascii_lowercase().into(),
+            resource_id: id.into(),
+            counter_paths,
+            resource_group: resource_group.into(),
+            scale_set: scale_set.into(),
+        }
+    }
 }
 
 /// A Compute Fleet.
@@ -311,7 +358,7 @@ impl World {
         let minute = at - time::Duration::minutes(1);
         for (spec, state) in &mut self.services {
             let Some(fleet) = self.fleets.get(&spec.fleet) else { continue };
-            let row = crate::services::serve_minute(spec, state, fleet, &self.prices, minute);
+            let row = crate::services::serve_minute(spec, state, fleet, minute);
             self.ledger.push(row);
         }
         if self.ledger.len() > MAX_LEDGER {
@@ -425,7 +472,7 @@ impl World {
                 .vms
                 .iter()
                 .filter(|v| matches!(v.state, VmState::Creating | VmState::Running))
-                .filter_map(|v| self.prices.get(&v.size).map(|s| s.price(v.priority) / 60.0))
+                .filter_map(|v| v.info.as_ref().map(|s| s.price(v.priority) / 60.0))
                 .sum();
             let metrics = [
                 (
@@ -460,51 +507,60 @@ impl World {
                     ],
                 ));
             }
-            for vm in fleet.vms.iter().filter(|v| v.state == VmState::Running) {
-                let vm_id = format!(
-                    "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}/virtualMachines/{}",
-                    fleet.resource_group, vm.scale_set, vm.instance_id
-                );
+            let load = utilization_of(&fleet.name).unwrap_or(0.0);
+            // One copy of each constant per minute, shared by every VM's rows.
+            let [linux, total, agent, ubuntu, version, compute, vmss, sub] = [
+                "Linux",
+                "_Total",
+                "Azure Monitor Agent",
+                "Ubuntu",
+                "1.33",
+                "Microsoft.Compute",
+                "virtualMachineScaleSets",
+                &subscription,
+            ]
+            .map(V::str);
+            let counters = VM_COUNTERS.map(|(o, c)| (V::str(o), V::str(c)));
+            for vm in fleet.vms.iter().filter(|v| self.config.vm_telemetry && v.state == VmState::Running) {
+                let l = &vm.labels;
                 // A VM serving a service is as busy as its fleet; others report an idle agent's load.
-                let computer = format!("{}_{}", vm.scale_set, vm.instance_id);
                 let wobble =
-                    (computer.bytes().fold(at.unix_timestamp() as u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+                    (l.computer.bytes().fold(at.unix_timestamp() as u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
                         % 100) as f64
                         / 100.0;
-                let load = utilization_of(&fleet.name).unwrap_or(0.0);
                 let cpu = (1.5 + wobble + 95.0 * load).min(100.0);
                 let memory = 12.0 + 2.0 * wobble + 60.0 * load;
-                for (object, counter, value) in [("Processor", "% Processor Time", cpu), ("Memory", "% Used Memory", memory)] {
+                for (((object, counter), value), path) in counters.iter().zip([cpu, memory]).zip(&l.counter_paths) {
                     rows.push((
                         "Perf",
                         vec![
-                            ("Computer", V::str(&computer)),
-                            ("ObjectName", V::str(object)),
-                            ("CounterName", V::str(counter)),
-                            ("InstanceName", V::str("_Total")),
+                            ("Computer", V::String(l.computer.clone())),
+                            ("ObjectName", object.clone()),
+                            ("CounterName", counter.clone()),
+                            ("InstanceName", total.clone()),
                             ("CounterValue", V::Real(value)),
-                            ("CounterPath", V::str(&format!("\\\\{computer}\\{object}(_Total)\\{counter}"))),
-                            ("SourceSystem", V::str("Linux")),
-                            ("_ResourceId", V::str(&vm_id.to_ascii_lowercase())),
+                            ("CounterPath", V::String(path.clone())),
+                            ("SourceSystem", linux.clone()),
+                            ("_ResourceId", V::String(l.resource_id_lower.clone())),
                         ],
                     ));
                 }
                 rows.push((
                     "Heartbeat",
                     vec![
-                        ("SourceSystem", V::str("Linux")),
-                        ("Computer", V::str(&format!("{}_{}", vm.scale_set, vm.instance_id))),
-                        ("Category", V::str("Azure Monitor Agent")),
-                        ("OSType", V::str("Linux")),
-                        ("OSName", V::str("Ubuntu")),
-                        ("Version", V::str("1.33")),
-                        ("ResourceId", V::str(&vm_id)),
-                        ("_ResourceId", V::str(&vm_id.to_ascii_lowercase())),
-                        ("ResourceGroup", V::str(&fleet.resource_group)),
-                        ("SubscriptionId", V::str(&subscription)),
-                        ("ResourceProvider", V::str("Microsoft.Compute")),
-                        ("Resource", V::str(&vm.scale_set)),
-                        ("ResourceType", V::str("virtualMachineScaleSets")),
+                        ("SourceSystem", linux.clone()),
+                        ("Computer", V::String(l.computer.clone())),
+                        ("Category", agent.clone()),
+                        ("OSType", linux.clone()),
+                        ("OSName", ubuntu.clone()),
+                        ("Version", version.clone()),
+                        ("ResourceId", V::String(l.resource_id.clone())),
+                        ("_ResourceId", V::String(l.resource_id_lower.clone())),
+                        ("ResourceGroup", V::String(l.resource_group.clone())),
+                        ("SubscriptionId", sub.clone()),
+                        ("ResourceProvider", compute.clone()),
+                        ("Resource", V::String(l.scale_set.clone())),
+                        ("ResourceType", vmss.clone()),
                     ],
                 ));
             }
@@ -701,7 +757,7 @@ impl World {
                     if vm.priority != Priority::Spot || !matches!(vm.state, VmState::Running | VmState::Creating) {
                         continue;
                     }
-                    let band = self.prices.get(&vm.size).and_then(|s| s.eviction_band).map(|b| b.mid_fraction()).unwrap_or(0.05);
+                    let band = vm.info.as_ref().and_then(|s| s.eviction_band).map(|b| b.mid_fraction()).unwrap_or(0.05);
                     let p = (1.0 - (1.0 - band).powf(tick_secs / period)) * multiplier;
                     if self.rng.random::<f64>() < p {
                         evictions.push(index);
@@ -793,7 +849,11 @@ impl World {
         let next = fleet.next_instance.entry(scale_set.clone()).or_insert(0);
         let instance_id = *next;
         *next += 1;
+        let labels =
+            std::sync::Arc::new(VmLabels::new(&self.config.subscription_id, &fleet.resource_group, &scale_set, instance_id));
         fleet.vms.push(EmuVm {
+            labels,
+            info: info.map(std::sync::Arc::new),
             scale_set,
             instance_id,
             size,

@@ -63,19 +63,18 @@ fn a_hand_checked_minute_by_minute_case() {
     let fleet = &world.fleets[&key];
     let spec = spec(vec![100.0, 300.0, 0.0], key.clone());
     let mut state = ServiceState::default();
-    let prices = PriceTable::embedded();
     let at = |m: i64| datetime!(2026-01-01 00:00 UTC) + time::Duration::minutes(m);
-    let r0 = serve_minute(&spec, &mut state, fleet, &prices, at(0));
+    let r0 = serve_minute(&spec, &mut state, fleet, at(0));
     assert_eq!((r0.capacity, r0.served, r0.queued, r0.dropped), (240.0, 100.0, 0.0, 0.0));
     // M/M/4 with a = 100/60: Erlang C = 0.10249; p95 wait = ln(C/0.05)/(240-100) min = 307.6 ms;
     // p95 service = ln 20 / 60 min = 2995.7 ms.
     assert!((r0.latency_p95_ms - 3303.3).abs() < 1.0, "{}", r0.latency_p95_ms);
     assert!(r0.sla_met);
-    let r1 = serve_minute(&spec, &mut state, fleet, &prices, at(1));
+    let r1 = serve_minute(&spec, &mut state, fleet, at(1));
     // 300 arrive, 240 served, 60 left: 50 queued (the limit), 10 dropped.
     assert_eq!((r1.served, r1.queued, r1.dropped), (240.0, 50.0, 10.0));
     assert!(!r1.sla_met, "drops and saturation miss the SLA");
-    let r2 = serve_minute(&spec, &mut state, fleet, &prices, at(2));
+    let r2 = serve_minute(&spec, &mut state, fleet, at(2));
     assert_eq!((r2.arrivals, r2.served, r2.queued), (0.0, 50.0, 0.0));
     assert!((r0.cost_usd - 0.192 / 60.0).abs() < 1e-12, "one D4s_v5 at pay-as-you-go");
 }
@@ -86,7 +85,7 @@ fn no_running_vm_means_infinite_latency_and_drops() {
     world.fleets.get_mut(&key).unwrap().vms.clear();
     let spec = spec(vec![100.0], key.clone());
     let mut state = ServiceState::default();
-    let row = serve_minute(&spec, &mut state, &world.fleets[&key], &PriceTable::embedded(), datetime!(2026-01-01 00:00 UTC));
+    let row = serve_minute(&spec, &mut state, &world.fleets[&key], datetime!(2026-01-01 00:00 UTC));
     assert_eq!((row.capacity, row.served, row.queued, row.dropped), (0.0, 0.0, 50.0, 50.0));
     assert!(row.latency_p95_ms.is_infinite());
 }
@@ -111,4 +110,26 @@ fn the_reference_service_over_a_day_is_deterministic_and_loads_the_fleet() {
     assert!(peak > 0.8, "the peaks should press the fleet: {peak}");
     assert_eq!(day[0].service, "llm-conv");
     assert_eq!(day[0].fleet, scenario::REFERENCE_FLEET);
+}
+
+#[test]
+fn per_vm_telemetry_can_be_turned_off_without_losing_fleet_and_service_metrics() {
+    let hour = |vm_telemetry: bool| {
+        let mut world = World::new(
+            WorldConfig { vm_telemetry, ..WorldConfig::default() },
+            PriceTable::embedded(),
+            datetime!(2026-01-01 00:00 UTC),
+        );
+        Scenario::Reference.install(&mut world);
+        world.advance_to(datetime!(2026-01-01 01:00 UTC));
+        (world.logs.rows("Heartbeat"), world.logs.rows("Perf"), world.logs.rows("AzureMetrics"), world.ledger.clone())
+    };
+    let (heartbeats, perf, metrics, ledger) = hour(true);
+    // Ingestion delays are drawn per row, so the counts at a given instant differ slightly.
+    let ratio = perf as f64 / heartbeats.max(1) as f64;
+    assert!(heartbeats > 0 && (1.9..2.1).contains(&ratio), "one Heartbeat and two Perf rows per VM minute: {heartbeats}, {perf}");
+    let (no_heartbeats, no_perf, same_metrics, same_ledger) = hour(false);
+    assert_eq!((no_heartbeats, no_perf), (0, 0));
+    assert_eq!(same_metrics, metrics, "fleet and service metrics are written either way");
+    assert_eq!(same_ledger, ledger, "telemetry does not change the world");
 }
