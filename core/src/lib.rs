@@ -5,11 +5,13 @@
 //! random numbers: whoever needs "now" passes it in. It knows nothing of Azure's JSON, of
 //! HTTP, of MCP or of LLMs — the outer crates convert at their edges.
 
+pub mod cost;
 pub mod fleet;
 pub mod plan;
 pub mod prices;
 pub mod proposal;
 
+pub use cost::{CostEstimate, CostLine};
 pub use fleet::{EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState};
 pub use plan::{Action, Plan, plan};
 pub use prices::{EvictionBand, PriceTable, SizeInfo, vm_family};

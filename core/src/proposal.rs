@@ -156,6 +156,10 @@ pub struct Proposal {
     pub verdict: Verdict,
     /// What the executor would do, computed from the observed state.
     pub plan: Plan,
+    /// What the fleet costs per hour now and would cost at the target (list prices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "crate::CostEstimate")]
+    pub cost: Option<crate::CostEstimate>,
     /// Where the proposal is in its life.
     pub status: ProposalStatus,
     /// The executor's outcome, once applied.

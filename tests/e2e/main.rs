@@ -59,6 +59,7 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
         [
             "apply_proposal",
             "cancel_ml_job",
+            "estimate_cost",
             "get_ml_job",
             "get_policy",
             "list_fleets",
@@ -86,6 +87,17 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
     let fleet = structured(&fleet);
     assert_eq!((fleet["spot"]["capacity"].as_u64(), fleet["spot"]["running"].as_u64()), (Some(20), Some(20)));
     assert_eq!(fleet["regular"]["capacity"], 10);
+    let now_usd = fleet["hourly_cost_usd"].as_f64().context("hourly cost")?;
+    assert!(now_usd > 0.0, "a running fleet costs money");
+
+    // What four more spot VMs would cost: the estimate and the proposal agree.
+    let estimate = call(client, "estimate_cost", json!({"fleet": "cf-ml-scaling", "spot_capacity": 24})).await?;
+    assert_eq!(estimate.is_error, Some(false), "{estimate:?}");
+    let estimate = structured(&estimate).clone();
+    assert_eq!(estimate["current_hourly_usd"].as_f64(), Some(now_usd));
+    let delta = estimate["delta_hourly_usd"].as_f64().context("delta")?;
+    assert!(delta > 0.0, "a scale-out costs more: {estimate}");
+    assert_eq!(estimate["lines"].as_array().map(|l| l.iter().filter_map(|l| l["count"].as_u64()).sum::<u64>()), Some(34));
 
     // Propose a scale-up within bounds: allowed, nothing changed yet.
     let proposed = call(
@@ -97,6 +109,7 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
     assert_eq!(proposed.is_error, Some(false), "{proposed:?}");
     let proposal = structured(&proposed);
     assert_eq!(proposal["verdict"]["decision"], "allow");
+    assert_eq!(proposal["cost"], estimate, "the proposal carries its cost delta");
     let id = proposal["id"].as_str().context("proposal id")?.to_string();
     let unchanged = call(client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
     assert_eq!(structured(&unchanged)["spot"]["capacity"], 20, "propose_scale must not change anything");

@@ -33,6 +33,8 @@ run_suite() {
   check "$label read_fleet" 0 '"cf-ml-scaling"' -- "$@" --method tools/call --tool-name read_fleet --tool-arg fleet=cf-ml-scaling
   check "$label propose beyond a bound is isError" 5 'max_spot' -- "$@" --method tools/call --tool-name propose_scale \
     --tool-args-json '{"fleet":"cf-ml-scaling","spot_capacity":500,"reason":"inspector"}'
+  check "$label estimate_cost" 0 '"delta_hourly_usd"' -- "$@" --method tools/call --tool-name estimate_cost \
+    --tool-args-json '{"fleet":"cf-ml-scaling","spot_capacity":30}'
   check "$label query_kql" 0 '"PrimaryResult"' -- "$@" --method tools/call --tool-name query_kql --tool-arg 'query=print x = 1'
   check "$label query_kql syntax error is isError" 5 'kql_error' -- "$@" --method tools/call --tool-name query_kql --tool-arg 'query=print x ='
   check "$label propose within bounds" 0 '"allow"' -- "$@" --method tools/call --tool-name propose_scale \

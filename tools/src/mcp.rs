@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::schema::{
-    ApplyProposalInput, ApplyResult, FleetList, FleetView, GetPolicyInput, ListFleetsInput, ListProposalsInput, PolicyView,
-    ProposalList, ProposeScaleInput, QueryKqlInput, QueryKqlResult, ReadFleetInput,
+    ApplyProposalInput, ApplyResult, EstimateCostInput, FleetList, FleetView, GetPolicyInput, ListFleetsInput,
+    ListProposalsInput, PolicyView, ProposalList, ProposeScaleInput, QueryKqlInput, QueryKqlResult, ReadFleetInput,
 };
 use crate::service::{FleetService, ToolError};
 
@@ -104,6 +104,18 @@ impl FleetTools {
     )]
     async fn read_fleet(&self, Parameters(input): Parameters<ReadFleetInput>) -> Result<CallToolResult, McpError> {
         respond(self.service.read_fleet(input).instrument(tracing::info_span!("tool.call", tool = "read_fleet")).await, no_shape)
+    }
+
+    #[tool(
+        description = "Estimate what a fleet costs per hour now and at a capacity mix (spot and regular target capacities, VM sizes), from list prices: current, proposed and delta per hour, the delta per month, and the proposed mix per size and priority. Existing VMs keep their sizes; new VMs are priced at the cheapest allowed size; a scale-in is assumed to remove the cheapest VMs first. Changes nothing.",
+        annotations(title = "Estimate cost", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<fleetpilot_core::CostEstimate>()
+    )]
+    async fn estimate_cost(&self, Parameters(input): Parameters<EstimateCostInput>) -> Result<CallToolResult, McpError> {
+        respond(
+            self.service.estimate_cost(input).instrument(tracing::info_span!("tool.call", tool = "estimate_cost")).await,
+            no_shape,
+        )
     }
 
     #[tool(

@@ -87,6 +87,28 @@ pub struct ProposeScaleInput {
     pub reason: String,
 }
 
+/// Input of `estimate_cost`. Leave a capacity out to keep it as it is.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateCostInput {
+    /// Fleet name.
+    pub fleet: String,
+    /// Resource group; empty means the configured default.
+    #[serde(default)]
+    pub resource_group: String,
+    /// Spot target capacity to price; leave out to keep the current one.
+    #[serde(default)]
+    #[schemars(with = "u32")]
+    pub spot_capacity: Option<u32>,
+    /// Regular target capacity to price; leave out to keep the current one.
+    #[serde(default)]
+    #[schemars(with = "u32")]
+    pub regular_capacity: Option<u32>,
+    /// VM sizes to price; leave out or empty to keep the current ones.
+    #[serde(default)]
+    pub vm_sizes: Vec<String>,
+}
+
 /// Input of `apply_proposal`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use fleetpilot_core::{
-    Decision, FleetRef, FleetState, PriceTable, Proposal, ProposalStatus, ScaleTarget, Violation, VmState, plan,
+    CostEstimate, Decision, FleetRef, FleetState, PriceTable, Proposal, ProposalStatus, ScaleTarget, Violation, plan,
 };
 use fleetpilot_guardrails::{Policies, check};
 use fleetpilot_infra::{Applied, AzureApi, AzureError, ExecuteError, Executor, Store, StoreError};
@@ -13,8 +13,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::schema::{
-    ApplyProposalInput, ApplyResult, FleetList, FleetView, GetPolicyInput, ListFleetsInput, ListProposalsInput, PolicyView,
-    ProposalList, ProposeScaleInput, QueryKqlInput, QueryKqlResult, ReadFleetInput,
+    ApplyProposalInput, ApplyResult, EstimateCostInput, FleetList, FleetView, GetPolicyInput, ListFleetsInput,
+    ListProposalsInput, PolicyView, ProposalList, ProposeScaleInput, QueryKqlInput, QueryKqlResult, ReadFleetInput,
 };
 
 /// What the tools are configured with.
@@ -127,8 +127,23 @@ impl FleetService {
     pub async fn read_fleet(&self, input: ReadFleetInput) -> Result<FleetView, ToolError> {
         let fleet = self.fleet_ref(&input.resource_group, &input.fleet)?;
         let state = self.api.read_fleet(&fleet).await.map_err(|e| ToolError::azure(Some(&fleet), e))?;
-        let hourly_cost_usd = hourly_cost(&state, &self.config.prices);
+        let hourly_cost_usd = fleetpilot_core::cost::hourly_cost(&state, &self.config.prices);
         Ok(FleetView { state, hourly_cost_usd })
+    }
+
+    /// `estimate_cost`: what the fleet costs per hour now and at a capacity mix.
+    ///
+    /// # Errors
+    /// Bad input, unknown fleet, Azure failures.
+    pub async fn estimate_cost(&self, input: EstimateCostInput) -> Result<CostEstimate, ToolError> {
+        let fleet = self.fleet_ref(&input.resource_group, &input.fleet)?;
+        let target = ScaleTarget {
+            spot_capacity: input.spot_capacity,
+            regular_capacity: input.regular_capacity,
+            vm_sizes: (!input.vm_sizes.is_empty()).then_some(input.vm_sizes),
+        };
+        let state = self.api.read_fleet(&fleet).await.map_err(|e| ToolError::azure(Some(&fleet), e))?;
+        Ok(fleetpilot_core::cost::estimate(&state, &target, &self.config.prices))
     }
 
     /// `get_policy`.
@@ -181,6 +196,7 @@ impl FleetService {
             observed_spot_capacity: observed.spot.capacity,
             observed_regular_capacity: observed.regular.capacity,
             plan: plan(&observed, &target),
+            cost: Some(fleetpilot_core::cost::estimate(&observed, &target, &self.config.prices)),
             target,
             verdict,
             status,
@@ -458,16 +474,4 @@ fn refusal(code: &str, proposal: &Proposal, violations: &[Violation]) -> ToolErr
         proposal: Some(Box::new(proposal.clone())),
         retryable: false,
     }
-}
-
-/// USD per hour of the VMs that count towards the targets (deallocated VMs bill disks only,
-/// which the price table does not cover, so they count as zero).
-fn hourly_cost(state: &FleetState, prices: &PriceTable) -> f64 {
-    let total: f64 = state
-        .vms
-        .iter()
-        .filter(|vm| matches!(vm.state, VmState::Creating | VmState::Running))
-        .filter_map(|vm| prices.get(&vm.size).map(|size| size.price(vm.priority)))
-        .sum();
-    (total * 10_000.0).round() / 10_000.0
 }

@@ -52,6 +52,7 @@ fn proposal(id: &str, target: ScaleTarget) -> Proposal {
         target,
         verdict: allow(),
         plan: Plan::default(),
+        cost: None,
         status: ProposalStatus::Proposed,
         outcome: None,
     }
