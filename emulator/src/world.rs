@@ -459,6 +459,35 @@ impl World {
                 ),
             ));
         }
+        // Azure ML clusters: node counts as the workspace's metrics name them, and what the
+        // allocated nodes cost (they bill like VMs from allocation to release).
+        for ws in self.ml.values() {
+            let id = format!(
+                "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}",
+                ws.resource_group, ws.name
+            );
+            for compute in ws.computes.values() {
+                let priority =
+                    if compute.vm_priority.eq_ignore_ascii_case("LowPriority") { Priority::Spot } else { Priority::Regular };
+                let price = self.prices.get(&compute.vm_size).map_or(0.0, |s| s.price(priority));
+                let count = |state: crate::aml::NodeState| compute.nodes.iter().filter(|n| n.state == state).count() as f64;
+                let total = compute.nodes.len() as f64;
+                for (name, value, unit) in [
+                    ("Active Nodes", count(crate::aml::NodeState::Running), "Count"),
+                    ("Idle Nodes", count(crate::aml::NodeState::Idle), "Count"),
+                    ("Total Nodes", total, "Count"),
+                    ("TotalCost", total * price / 60.0, "USD"),
+                ] {
+                    let mut cells =
+                        metric(&id, "MICROSOFT.MACHINELEARNINGSERVICES", &ws.name, &ws.resource_group, name, value, unit);
+                    // One series per cluster, as Azure's ClusterName dimension separates them.
+                    if let Some(cell) = cells.iter_mut().find(|(c, _)| *c == "Resource") {
+                        cell.1 = V::str(&format!("{}/COMPUTES/{}", ws.name, compute.name).to_ascii_uppercase());
+                    }
+                    rows.push(("AzureMetrics", cells));
+                }
+            }
+        }
         for fleet in self.fleets.values() {
             let id = format!(
                 "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.AzureFleet/fleets/{}",

@@ -96,11 +96,18 @@ async fn the_recipe_job_queues_runs_completes_and_is_logged() {
     advance(30 * 60);
     let (_, compute) = env.call(reqwest::Method::GET, &format!("{WS}/computes/compute-cluster"), None).await;
     assert_eq!(compute["properties"]["properties"]["currentNodeCount"], 0, "idle nodes leave after the idle time");
-    let events = env.kql("AmlComputeJobEvent | where JobName == 'job-1' | project EventType").await;
+    let events = env.kql("AmlComputeJobEvent | where JobName == 'job-1' | order by TimeGenerated asc | project EventType").await;
     let kinds: Vec<&str> = events["tables"][0]["rows"].as_array().unwrap().iter().filter_map(|r| r[0].as_str()).collect();
     assert_eq!(kinds, ["JobSubmitted", "JobPreparing", "JobRunning", "JobCompleted"]);
     let clusters = env.kql("AmlComputeClusterEvent | summarize ups = countif(TargetNodeCount > CurrentNodeCount), downs = countif(TargetNodeCount < CurrentNodeCount)").await;
     assert_eq!(clusters["tables"][0]["rows"][0], json!([1, 1]));
+    // The cluster's nodes cost money while allocated, and show as active while the job runs.
+    let metrics = env
+        .kql("AzureMetrics | where Resource endswith '/COMPUTES/COMPUTE-CLUSTER' | summarize cost = sum(iff(MetricName == 'TotalCost', Total, 0.0)), active = max(iff(MetricName == 'Active Nodes', Maximum, 0.0))")
+        .await;
+    let row = &metrics["tables"][0]["rows"][0];
+    assert!(row[0].as_f64().unwrap() > 0.0, "allocated nodes cost money: {row}");
+    assert_eq!(row[1].as_f64(), Some(1.0), "one node ran the job: {row}");
 }
 
 #[tokio::test]
