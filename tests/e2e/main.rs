@@ -306,9 +306,12 @@ async fn the_recipe_job_runs_through_the_job_tools() -> Result<()> {
     advance(&server.emulator, 900).await?;
     let job = call(&client, "get_ml_job", json!({"name": "recipe-job"})).await?;
     assert_eq!(structured(&job)["status"], "Completed");
-    let events =
-        call(&client, "query_kql", json!({"query": "AmlComputeJobEvent | where JobName == 'recipe-job' | project EventType"}))
-            .await?;
+    let events = call(
+        &client,
+        "query_kql",
+        json!({"query": "AmlComputeJobEvent | where JobName == 'recipe-job' | order by TimeGenerated asc | project EventType"}),
+    )
+    .await?;
     let kinds: Vec<Value> =
         structured(&events)["tables"][0]["rows"].as_array().context("rows")?.iter().map(|r| r[0].clone()).collect();
     assert_eq!(kinds, [json!("JobSubmitted"), json!("JobPreparing"), json!("JobRunning"), json!("JobCompleted")]);
