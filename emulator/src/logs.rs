@@ -208,13 +208,11 @@ pub struct LogStore {
     /// Settings.
     pub config: LogConfig,
     tables: BTreeMap<String, Arc<Table>>,
-    /// Rows not yet ingested, soonest first: (ingest at, arrival order, table, row).
-    pending: std::collections::BinaryHeap<std::cmp::Reverse<Pending>>,
+    /// Rows not yet ingested, per table.
+    inboxes: hashbrown::HashMap<String, Inbox>,
     arrivals: u64,
     /// When rows past retention were last dropped (ticks).
     last_sweep: i64,
-    /// Column positions of the names each table's writer sends.
-    layouts: hashbrown::HashMap<String, Layout>,
     /// Strings seen before, shared so that repeated names cost one allocation.
     interned: hashbrown::HashSet<Arc<str>>,
     rng: StdRng,
@@ -241,33 +239,20 @@ fn intern(set: &mut hashbrown::HashSet<Arc<str>>, s: &str) -> Arc<str> {
     shared
 }
 
-/// A row on its way in, ordered by ingestion time, then arrival.
-#[derive(Debug)]
-struct Pending {
-    at: i64,
-    seq: u64,
-    table: Arc<str>,
-    row: Vec<Value>,
-}
-
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Pending {}
-
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
+/// Rows of one table on their way in, column by column (no allocation per row).
+#[derive(Debug, Default)]
+struct Inbox {
+    /// The column names its writer sent last, and their positions.
+    layout: Layout,
+    /// Ingestion time and arrival order of each row.
+    at: Vec<(i64, u64)>,
+    /// One vector per column of the table; the ingestion column is filled on ingestion.
+    columns: Vec<Vec<Value>>,
+    /// The soonest ingestion time in the inbox.
+    earliest: i64,
+    /// Positions of `TimeGenerated` and `Type`.
+    time_generated: Option<usize>,
+    type_column: Option<usize>,
 }
 
 /// Ticks of a time.
@@ -288,85 +273,98 @@ impl LogStore {
         Self {
             config,
             tables,
-            pending: Default::default(),
+            inboxes: Default::default(),
             arrivals: 0,
             last_sweep: i64::MIN,
             interned: Default::default(),
-            layouts: Default::default(),
             rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)),
         }
     }
 
     /// Queue a row for `table`, by column name; missing columns are null. `Type` is filled in.
-    pub fn write(&mut self, table: &str, time_generated: OffsetDateTime, cells: &[(&str, Value)]) {
+    pub fn write<'a>(&mut self, table: &str, time_generated: OffsetDateTime, cells: impl IntoIterator<Item = (&'a str, Value)>) {
         let Some(t) = self.tables.get(table) else {
             return;
         };
-        // Writers send the same column names row after row: map them to positions once.
-        let layout = self.layouts.entry_ref(table).or_default();
-        if layout.names.len() != cells.len() || layout.names.iter().zip(cells).any(|(n, (c, _))| **n != **c) {
-            layout.names = cells.iter().map(|(c, _)| (*c).into()).collect();
-            layout.positions = cells.iter().map(|(c, _)| t.index_of(c)).collect();
-        }
-        let mut row: Vec<Value> = vec![Value::Null; t.columns.len()];
-        for (position, (_, v)) in layout.positions.iter().zip(cells) {
-            let Some(i) = *position else { continue };
-            row[i] = match v {
-                // A string the caller already shares costs nothing more to keep.
-                Value::String(s) if Arc::strong_count(s) > 1 => Value::String(s.clone()),
-                Value::String(s) => Value::String(intern(&mut self.interned, s)),
-                other => other.clone(),
-            };
-        }
-        if let Some(i) = t.index_of("TimeGenerated") {
-            row[i] = Value::DateTime(ticks(time_generated));
-        }
-        if let Some(i) = t.index_of("Type") {
-            row[i] = Value::String(intern(&mut self.interned, table));
-        }
         let (lo, hi) = ingestion_delay(table);
         let delay = lo + (self.rng.random::<f64>() * (hi - lo) as f64) as u64;
         self.arrivals += 1;
-        let table = intern(&mut self.interned, table);
-        self.pending.push(std::cmp::Reverse(Pending {
-            at: ticks(time_generated) + delay as i64 * TICKS_PER_SECOND,
-            seq: self.arrivals,
-            table,
-            row,
-        }));
+        let at = ticks(time_generated) + delay as i64 * TICKS_PER_SECOND;
+        let inbox = self.inboxes.entry_ref(table).or_default();
+        if inbox.columns.len() != t.columns.len() {
+            inbox.columns = t.columns.iter().map(|_| Vec::new()).collect();
+            inbox.time_generated = t.index_of("TimeGenerated");
+            inbox.type_column = t.index_of("Type");
+        }
+        let row = inbox.at.len();
+        for column in &mut inbox.columns {
+            column.push(Value::Null);
+        }
+        // Writers send the same column names row after row: positions are looked up once.
+        let layout = &mut inbox.layout;
+        for (k, (name, v)) in cells.into_iter().enumerate() {
+            if layout.names.get(k).is_none_or(|n| **n != *name) {
+                layout.names.truncate(k);
+                layout.positions.truncate(k);
+                layout.names.push(name.into());
+                layout.positions.push(t.index_of(name));
+            }
+            let Some(i) = layout.positions[k] else { continue };
+            inbox.columns[i][row] = match v {
+                // A string the caller already shares costs nothing more to keep.
+                Value::String(s) if Arc::strong_count(&s) > 1 => Value::String(s),
+                Value::String(s) => Value::String(intern(&mut self.interned, &s)),
+                other => other,
+            };
+        }
+        if let Some(i) = inbox.time_generated {
+            inbox.columns[i][row] = Value::DateTime(ticks(time_generated));
+        }
+        if let Some(i) = inbox.type_column {
+            inbox.columns[i][row] = Value::String(intern(&mut self.interned, table));
+        }
+        inbox.earliest = if row == 0 { at } else { inbox.earliest.min(at) };
+        inbox.at.push((at, self.arrivals));
     }
 
     /// Make rows whose ingestion time has come visible, and drop rows past retention. Rows
-    /// are dropped in batches, every sixteenth of the retention period, so a row lives at
-    /// most 1/16 longer than the retention: dropping a minute's rows from the front of
-    /// every column each minute would cost more than the workload itself.
+    /// are dropped in batches, every quarter of the retention period, so a row lives at most
+    /// a quarter longer than the retention (Log Analytics, too, purges in the background):
+    /// dropping rows from the front of every column costs a move of the whole table.
     pub fn ingest_until(&mut self, now: OffsetDateTime) {
         let now_ticks = ticks(now);
-        // Due rows, grouped by table in arrival order, then appended column by column.
-        let mut due: BTreeMap<Arc<str>, Vec<Vec<Value>>> = BTreeMap::new();
-        while self.pending.peek().is_some_and(|p| p.0.at <= now_ticks) {
-            let Some(std::cmp::Reverse(Pending { at, table, mut row, .. })) = self.pending.pop() else { break };
-            if let Some(last) = row.last_mut() {
-                *last = Value::DateTime(at);
+        // Due rows, in ingestion order (then arrival order), appended column by column.
+        for (name, inbox) in self.inboxes.iter_mut() {
+            if inbox.at.is_empty() || inbox.earliest > now_ticks {
+                continue;
             }
-            due.entry(table).or_default().push(row);
-        }
-        for (table, rows) in due {
-            let Some(t) = self.tables.get_mut(&*table) else { continue };
+            let Some(t) = self.tables.get_mut(name) else { continue };
+            let mut due: Vec<usize> = (0..inbox.at.len()).filter(|&r| inbox.at[r].0 <= now_ticks).collect();
+            due.sort_unstable_by_key(|&r| inbox.at[r]);
             let t = Arc::make_mut(t);
-            t.rows += rows.len();
-            let mut columns: Vec<&mut Vec<Value>> = t.columns.iter_mut().map(|c| Arc::make_mut(&mut c.values)).collect();
-            for c in &mut columns {
-                c.reserve(rows.len());
-            }
-            for row in rows {
-                for (col, v) in columns.iter_mut().zip(row) {
-                    col.push(v);
+            t.rows += due.len();
+            let ingestion = t.columns.len() - 1;
+            for (c, column) in t.columns.iter_mut().enumerate() {
+                let values = Arc::make_mut(&mut column.values);
+                values.reserve(due.len());
+                if c == ingestion {
+                    values.extend(due.iter().map(|&r| Value::DateTime(inbox.at[r].0)));
+                } else {
+                    let source = &mut inbox.columns[c];
+                    values.extend(due.iter().map(|&r| std::mem::replace(&mut source[r], Value::Null)));
                 }
             }
+            // Keep the rows still on their way.
+            let keep: Vec<bool> = inbox.at.iter().map(|(at, _)| *at > now_ticks).collect();
+            for column in &mut inbox.columns {
+                let mut k = keep.iter();
+                column.retain(|_| *k.next().unwrap_or(&false));
+            }
+            inbox.at.retain(|(at, _)| *at > now_ticks);
+            inbox.earliest = inbox.at.iter().map(|(at, _)| *at).min().unwrap_or(i64::MAX);
         }
         let retention = self.config.retention.as_secs() as i64 * TICKS_PER_SECOND;
-        if now_ticks.saturating_sub(self.last_sweep) < retention / 16 {
+        if now_ticks.saturating_sub(self.last_sweep) < retention / 4 {
             return;
         }
         self.last_sweep = now_ticks;
@@ -475,7 +473,7 @@ mod tests {
     fn rows_become_visible_after_their_ingestion_delay() {
         let mut store = LogStore::new(LogConfig::default(), 1);
         let t0 = datetime!(2024-01-01 00:00 UTC);
-        store.write("Heartbeat", t0, &[("Computer", Value::str("vm-1"))]);
+        store.write("Heartbeat", t0, [("Computer", Value::str("vm-1"))]);
         store.ingest_until(t0 + time::Duration::seconds(29));
         assert_eq!(store.rows("Heartbeat"), 0);
         store.ingest_until(t0 + time::Duration::seconds(121));
@@ -489,7 +487,7 @@ mod tests {
     fn retention_drops_old_rows() {
         let mut store = LogStore::new(LogConfig { retention: Duration::from_secs(3600), ..LogConfig::default() }, 1);
         let t0 = datetime!(2024-01-01 00:00 UTC);
-        store.write("Heartbeat", t0, &[]);
+        store.write("Heartbeat", t0, []);
         store.ingest_until(t0 + time::Duration::minutes(5));
         assert_eq!(store.rows("Heartbeat"), 1);
         store.ingest_until(t0 + time::Duration::minutes(61));

@@ -385,38 +385,50 @@ impl World {
             "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/mlw-adaptive-scaling",
             crate::scenario::REFERENCE_RESOURCE_GROUP
         );
-        let metric = |resource_id: &str,
-                      provider: &str,
-                      resource: &str,
-                      rg: &str,
-                      name: &str,
-                      value: f64,
-                      unit: &str|
-         -> Vec<(&'static str, V)> {
+        // The strings of a metric row, made once per resource and minute and shared by its rows.
+        let (azure, grain, sub_value) = (V::str("Azure"), V::str("PT1M"), V::str(&subscription));
+        let source = |resource_id: &str, provider: &str, resource: &str, rg: &str| -> [V; 5] {
+            [
+                V::str(&resource_id.to_ascii_uppercase()),
+                V::str(&resource_id.to_ascii_lowercase()),
+                V::str(&rg.to_ascii_uppercase()),
+                V::str(provider),
+                V::str(&resource.to_ascii_uppercase()),
+            ]
+        };
+        let metric = |src: &[V; 5], name: &str, value: f64, unit: &str| -> Vec<(&'static str, V)> {
+            let [id_upper, id_lower, rg, provider, resource] = src.clone();
             vec![
-                ("SourceSystem", V::str("Azure")),
-                ("ResourceId", V::str(&resource_id.to_ascii_uppercase())),
-                ("_ResourceId", V::str(&resource_id.to_ascii_lowercase())),
+                ("SourceSystem", azure.clone()),
+                ("ResourceId", id_upper),
+                ("_ResourceId", id_lower),
                 ("MetricName", V::str(name)),
                 ("Average", V::Real(value)),
                 ("Total", V::Real(value)),
                 ("Maximum", V::Real(value)),
                 ("Minimum", V::Real(value)),
                 ("Count", V::Real(1.0)),
-                ("TimeGrain", V::str("PT1M")),
+                ("TimeGrain", grain.clone()),
                 ("UnitName", V::str(unit)),
-                ("SubscriptionId", V::str(&subscription)),
-                ("ResourceGroup", V::str(&rg.to_ascii_uppercase())),
-                ("ResourceProvider", V::str(provider)),
-                ("Resource", V::str(&resource.to_ascii_uppercase())),
+                ("SubscriptionId", sub_value.clone()),
+                ("ResourceGroup", rg),
+                ("ResourceProvider", provider),
+                ("Resource", resource),
             ]
         };
+        let workspace_source = source(
+            &workspace,
+            "MICROSOFT.MACHINELEARNINGSERVICES",
+            "mlw-adaptive-scaling",
+            crate::scenario::REFERENCE_RESOURCE_GROUP,
+        );
         for row in &this_minute {
             let Some(fleet) = self.fleets.values().find(|f| f.name == row.fleet) else { continue };
             let id = format!(
                 "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.AzureFleet/fleets/{}",
                 fleet.resource_group, fleet.name
             );
+            let fleet_source = source(&id, "Microsoft.AzureFleet", &fleet.name, &fleet.resource_group);
             let latency = if row.latency_p95_ms.is_finite() { row.latency_p95_ms } else { 3_600_000.0 };
             for (name, value, unit) in [
                 ("RequestsArrived", row.arrivals, "Count"),
@@ -426,38 +438,12 @@ impl World {
                 ("LatencyP95Ms", latency, "Milliseconds"),
                 ("SlaMet", if row.sla_met { 1.0 } else { 0.0 }, "Count"),
             ] {
-                rows.push((
-                    "AzureMetrics",
-                    metric(&id, "Microsoft.AzureFleet", &fleet.name, &fleet.resource_group, name, value, unit),
-                ));
+                rows.push(("AzureMetrics", metric(&fleet_source, name, value, unit)));
             }
             // The workspace the services belong to reports their load, as the recipe's workbook reads it.
-            let rg = crate::scenario::REFERENCE_RESOURCE_GROUP;
             let cpu = 100.0 * row.utilization;
-            rows.push((
-                "AzureMetrics",
-                metric(
-                    &workspace,
-                    "MICROSOFT.MACHINELEARNINGSERVICES",
-                    "mlw-adaptive-scaling",
-                    rg,
-                    "CpuUtilization",
-                    cpu,
-                    "Percent",
-                ),
-            ));
-            rows.push((
-                "AzureMetrics",
-                metric(
-                    &workspace,
-                    "MICROSOFT.MACHINELEARNINGSERVICES",
-                    "mlw-adaptive-scaling",
-                    rg,
-                    "MemoryUtilization",
-                    20.0 + 0.6 * cpu,
-                    "Percent",
-                ),
-            ));
+            rows.push(("AzureMetrics", metric(&workspace_source, "CpuUtilization", cpu, "Percent")));
+            rows.push(("AzureMetrics", metric(&workspace_source, "MemoryUtilization", 20.0 + 0.6 * cpu, "Percent")));
         }
         // Azure ML clusters: node counts as the workspace's metrics name them, and what the
         // allocated nodes cost (they bill like VMs from allocation to release).
@@ -472,19 +458,16 @@ impl World {
                 let price = self.prices.get(&compute.vm_size).map_or(0.0, |s| s.price(priority));
                 let count = |state: crate::aml::NodeState| compute.nodes.iter().filter(|n| n.state == state).count() as f64;
                 let total = compute.nodes.len() as f64;
+                // One series per cluster, as Azure's ClusterName dimension separates them.
+                let cluster = format!("{}/computes/{}", ws.name, compute.name);
+                let cluster_source = source(&id, "MICROSOFT.MACHINELEARNINGSERVICES", &cluster, &ws.resource_group);
                 for (name, value, unit) in [
                     ("Active Nodes", count(crate::aml::NodeState::Running), "Count"),
                     ("Idle Nodes", count(crate::aml::NodeState::Idle), "Count"),
                     ("Total Nodes", total, "Count"),
                     ("TotalCost", total * price / 60.0, "USD"),
                 ] {
-                    let mut cells =
-                        metric(&id, "MICROSOFT.MACHINELEARNINGSERVICES", &ws.name, &ws.resource_group, name, value, unit);
-                    // One series per cluster, as Azure's ClusterName dimension separates them.
-                    if let Some(cell) = cells.iter_mut().find(|(c, _)| *c == "Resource") {
-                        cell.1 = V::str(&format!("{}/COMPUTES/{}", ws.name, compute.name).to_ascii_uppercase());
-                    }
-                    rows.push(("AzureMetrics", cells));
+                    rows.push(("AzureMetrics", metric(&cluster_source, name, value, unit)));
                 }
             }
         }
@@ -514,27 +497,9 @@ impl World {
                 ("RegularCapacity", regular_target, "Count"),
                 ("TotalCost", cost_per_minute, "USD"),
             ];
+            let fleet_source = source(&id, "Microsoft.AzureFleet", &fleet.name, &fleet.resource_group);
             for (name, value, unit) in metrics {
-                rows.push((
-                    "AzureMetrics",
-                    vec![
-                        ("SourceSystem", V::str("Azure")),
-                        ("ResourceId", V::str(&id.to_ascii_uppercase())),
-                        ("_ResourceId", V::str(&id.to_ascii_lowercase())),
-                        ("MetricName", V::str(name)),
-                        ("Average", V::Real(value)),
-                        ("Total", V::Real(value)),
-                        ("Maximum", V::Real(value)),
-                        ("Minimum", V::Real(value)),
-                        ("Count", V::Real(1.0)),
-                        ("TimeGrain", V::str("PT1M")),
-                        ("UnitName", V::str(unit)),
-                        ("SubscriptionId", V::str(&subscription)),
-                        ("ResourceGroup", V::str(&fleet.resource_group.to_ascii_uppercase())),
-                        ("ResourceProvider", V::str("Microsoft.AzureFleet")),
-                        ("Resource", V::str(&fleet.name.to_ascii_uppercase())),
-                    ],
-                ));
+                rows.push(("AzureMetrics", metric(&fleet_source, name, value, unit)));
             }
             let load = utilization_of(&fleet.name).unwrap_or(0.0);
             // One copy of each constant per minute, shared by every VM's rows.
@@ -560,9 +525,10 @@ impl World {
                 let cpu = (1.5 + wobble + 95.0 * load).min(100.0);
                 let memory = 12.0 + 2.0 * wobble + 60.0 * load;
                 for (((object, counter), value), path) in counters.iter().zip([cpu, memory]).zip(&l.counter_paths) {
-                    rows.push((
+                    self.logs.write(
                         "Perf",
-                        vec![
+                        at,
+                        [
                             ("Computer", V::String(l.computer.clone())),
                             ("ObjectName", object.clone()),
                             ("CounterName", counter.clone()),
@@ -572,11 +538,12 @@ impl World {
                             ("SourceSystem", linux.clone()),
                             ("_ResourceId", V::String(l.resource_id_lower.clone())),
                         ],
-                    ));
+                    );
                 }
-                rows.push((
+                self.logs.write(
                     "Heartbeat",
-                    vec![
+                    at,
+                    [
                         ("SourceSystem", linux.clone()),
                         ("Computer", V::String(l.computer.clone())),
                         ("Category", agent.clone()),
@@ -591,11 +558,11 @@ impl World {
                         ("Resource", V::String(l.scale_set.clone())),
                         ("ResourceType", vmss.clone()),
                     ],
-                ));
+                );
             }
         }
         for (table, cells) in rows {
-            self.logs.write(table, at, &cells);
+            self.logs.write(table, at, cells);
         }
     }
 
@@ -627,7 +594,7 @@ impl World {
                     self.logs.write(
                         "AmlComputeJobEvent",
                         now,
-                        &[
+                        [
                             ("ResourceId", V::str(&id.to_ascii_uppercase())),
                             ("_ResourceId", V::str(&id.to_ascii_lowercase())),
                             ("OperationName", V::str("Microsoft.MachineLearningServices/workspaces/jobs/write")),
@@ -648,7 +615,7 @@ impl World {
                     self.logs.write(
                         "AmlComputeClusterEvent",
                         now,
-                        &[
+                        [
                             ("ResourceId", V::str(&id.to_ascii_uppercase())),
                             ("_ResourceId", V::str(&id.to_ascii_lowercase())),
                             ("OperationName", V::str("Microsoft.MachineLearningServices/workspaces/computes/write")),
@@ -681,7 +648,7 @@ impl World {
             self.logs.write(
                 "ComputeFleetEvents_CL",
                 e.at,
-                &[
+                [
                     ("Fleet", V::str(&e.fleet)),
                     ("EventType", V::str(&e.kind)),
                     ("VmSize", V::str(&e.size)),
@@ -734,7 +701,7 @@ impl World {
             self.logs.write(
                 "AzureActivity",
                 now,
-                &[
+                [
                     ("SourceSystem", V::str("Azure")),
                     ("CategoryValue", V::str("Administrative")),
                     ("CorrelationId", V::str(correlation)),
