@@ -18,15 +18,8 @@ use std::time::Instant;
 
 use fleetpilot_emulator::kql::{self, Column, MapCatalog, Table, Type, Value};
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
+mod support;
+use support::peak_rss_mib;
 
 fn build(rows: usize, join_rows: usize) -> (MapCatalog, f64) {
     let t0 = kql::value::parse_datetime("2024-01-01").unwrap_or(0);

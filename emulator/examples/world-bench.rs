@@ -15,15 +15,8 @@ use fleetpilot_emulator::traces::{Replay, embedded, parse};
 use fleetpilot_emulator::world::{FleetRecord, RegularProfile, SizeProfile, SpotProfile, World, WorldConfig};
 use time::macros::datetime;
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
+mod support;
+use support::peak_rss_mib;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

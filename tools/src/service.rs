@@ -137,11 +137,7 @@ impl FleetService {
     /// Bad input, unknown fleet, Azure failures.
     pub async fn estimate_cost(&self, input: EstimateCostInput) -> Result<CostEstimate, ToolError> {
         let fleet = self.fleet_ref(&input.resource_group, &input.fleet)?;
-        let target = ScaleTarget {
-            spot_capacity: input.spot_capacity,
-            regular_capacity: input.regular_capacity,
-            vm_sizes: (!input.vm_sizes.is_empty()).then_some(input.vm_sizes),
-        };
+        let target = scale_target(input.spot_capacity, input.regular_capacity, input.vm_sizes);
         let state = self.api.read_fleet(&fleet).await.map_err(|e| ToolError::azure(Some(&fleet), e))?;
         Ok(fleetpilot_core::cost::estimate(&state, &target, &self.config.prices))
     }
@@ -168,11 +164,7 @@ impl FleetService {
                 "'reason' must say what was observed and what the change should achieve",
             ));
         }
-        let target = ScaleTarget {
-            spot_capacity: input.spot_capacity,
-            regular_capacity: input.regular_capacity,
-            vm_sizes: (!input.vm_sizes.is_empty()).then_some(input.vm_sizes),
-        };
+        let target = scale_target(input.spot_capacity, input.regular_capacity, input.vm_sizes);
         if target.spot_capacity.is_none() && target.regular_capacity.is_none() && target.vm_sizes.is_none() {
             return Err(ToolError::new(
                 "invalid_argument",
@@ -474,4 +466,9 @@ fn refusal(code: &str, proposal: &Proposal, violations: &[Violation]) -> ToolErr
         proposal: Some(Box::new(proposal.clone())),
         retryable: false,
     }
+}
+
+/// A target from a tool's inputs: an empty size list keeps the sizes.
+fn scale_target(spot_capacity: Option<u32>, regular_capacity: Option<u32>, vm_sizes: Vec<String>) -> ScaleTarget {
+    ScaleTarget { spot_capacity, regular_capacity, vm_sizes: (!vm_sizes.is_empty()).then_some(vm_sizes) }
 }
