@@ -139,7 +139,16 @@ fn main() {
     world.advance_to(start + time::Duration::days(days));
     let secs = started.elapsed().as_secs_f64();
     let minutes = (days * 1440) as f64;
+    // Per-VM rows are generated when read: what a query over the last hour of them costs.
+    let snapshot = world.logs.snapshot(None);
+    let query = "Heartbeat | where TimeGenerated > ago(1h) | summarize vms = dcount(Computer)";
+    let options = fleetpilot_emulator::kql::Options { now: fleetpilot_emulator::logs::ticks(world.now), ..Default::default() };
+    let q = Instant::now();
+    let result = fleetpilot_emulator::kql::run(query, &snapshot, &options).expect("query");
+    let query_secs = q.elapsed().as_secs_f64();
+    let vms_seen = result.columns.first().and_then(|c| c.values.first().cloned());
     let done = world.ml.values().flat_map(|w| w.jobs.values()).filter(|j| j.status == JobStatus::Completed).count();
+    println!("query `{query}`: {query_secs:.2} s -> {vms_seen:?}");
     println!(
         "{days} virtual days, {vms} VMs (per-VM telemetry {}), {} services, 1000 jobs ({done} completed): {secs:.2} s wall, {:.0} virtual minutes per second; ledger {} rows; peak RSS {:.0} MiB",
         if vm_telemetry { "on" } else { "off" },

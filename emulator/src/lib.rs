@@ -14,6 +14,7 @@ pub mod logs;
 pub mod scenario;
 pub mod services;
 pub mod traces;
+pub mod vm_telemetry;
 pub mod wire;
 pub mod world;
 

@@ -193,7 +193,7 @@ pub fn schemas() -> BTreeMap<&'static str, Vec<(&'static str, Type)>> {
 /// How long after `TimeGenerated` a table's rows become queryable (min, max), per the
 /// latencies Azure Monitor documents: agents 30 s–2 min, platform metrics ~3 min, Activity
 /// Log 3–20 min.
-fn ingestion_delay(table: &str) -> (u64, u64) {
+pub(crate) fn ingestion_delay(table: &str) -> (u64, u64) {
     match table {
         "AzureActivity" => (180, 1200),
         "AzureMetrics" => (120, 240),
@@ -208,6 +208,10 @@ pub struct LogStore {
     /// Settings.
     pub config: LogConfig,
     tables: BTreeMap<String, Arc<Table>>,
+    /// What per-VM `Heartbeat` and `Perf` rows are generated from (see [`crate::vm_telemetry`]).
+    pub vm: Arc<crate::vm_telemetry::VmTelemetry>,
+    /// The time of the last `ingest_until` (ticks).
+    now: i64,
     /// Rows not yet ingested, per table.
     inboxes: hashbrown::HashMap<String, Inbox>,
     arrivals: u64,
@@ -274,6 +278,8 @@ impl LogStore {
             config,
             tables,
             inboxes: Default::default(),
+            vm: Default::default(),
+            now: i64::MIN,
             arrivals: 0,
             last_sweep: i64::MIN,
             interned: Default::default(),
@@ -333,6 +339,7 @@ impl LogStore {
     /// dropping rows from the front of every column costs a move of the whole table.
     pub fn ingest_until(&mut self, now: OffsetDateTime) {
         let now_ticks = ticks(now);
+        self.now = now_ticks;
         // Due rows, in ingestion order (then arrival order), appended column by column.
         for (name, inbox) in self.inboxes.iter_mut() {
             if inbox.at.is_empty() || inbox.earliest > now_ticks {
@@ -369,6 +376,9 @@ impl LogStore {
         }
         self.last_sweep = now_ticks;
         let horizon = now_ticks - retention;
+        if !self.vm.is_empty() {
+            Arc::make_mut(&mut self.vm).forget_before(horizon);
+        }
         for t in self.tables.values_mut() {
             let Some(i) = t.index_of("TimeGenerated") else {
                 continue;
@@ -387,12 +397,16 @@ impl LogStore {
     /// A snapshot of the tables for one query, limited to `[from, to)` by `TimeGenerated`
     /// when a timespan was given.
     pub fn snapshot(&self, window: Option<(i64, i64)>) -> Snapshot {
-        Snapshot { tables: self.tables.clone(), window }
+        let horizon = self.now.saturating_sub(self.config.retention.as_secs() as i64 * TICKS_PER_SECOND);
+        Snapshot { tables: self.tables.clone(), window, vm: self.vm.clone(), now: self.now, horizon }
     }
 
     /// Rows visible in a table (for tests and status).
     pub fn rows(&self, table: &str) -> usize {
-        self.tables.get(table).map_or(0, |t| t.rows)
+        match table {
+            "Heartbeat" | "Perf" if !self.vm.is_empty() => self.snapshot(None).table(table).map_or(0, |t| t.rows),
+            _ => self.tables.get(table).map_or(0, |t| t.rows),
+        }
     }
 }
 
@@ -401,19 +415,39 @@ impl LogStore {
 pub struct Snapshot {
     tables: BTreeMap<String, Arc<Table>>,
     window: Option<(i64, i64)>,
+    vm: Arc<crate::vm_telemetry::VmTelemetry>,
+    /// When the snapshot was taken, and the retention horizon then (ticks).
+    now: i64,
+    horizon: i64,
 }
 
 impl Catalog for Snapshot {
     fn table(&self, name: &str) -> Option<Arc<Table>> {
         let t = self.tables.get(name)?;
+        if matches!(name, "Heartbeat" | "Perf") && !self.vm.is_empty() {
+            let (from, to) = self.window.unwrap_or((i64::MIN, i64::MAX));
+            let columns: Vec<(String, Type)> = t.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
+            let generated = self.vm.table(name, &columns, self.now, from.max(self.horizon), to)?;
+            let written = match self.window {
+                None => t.clone(),
+                Some((from, to)) => Arc::new(t.take_rows(&rows_between(t, from, to))),
+            };
+            return Some(Arc::new(written.concat(&generated)));
+        }
         let Some((from, to)) = self.window else {
             return Some(t.clone());
         };
-        let i = t.index_of("TimeGenerated")?;
-        let keep: Vec<usize> =
-            (0..t.rows).filter(|&r| matches!(t.columns[i].values[r], Value::DateTime(x) if x >= from && x < to)).collect();
-        Some(Arc::new(t.take_rows(&keep)))
+        t.index_of("TimeGenerated")?;
+        Some(Arc::new(t.take_rows(&rows_between(t, from, to))))
     }
+}
+
+/// Rows of `t` whose `TimeGenerated` is in `[from, to)`.
+fn rows_between(t: &Table, from: i64, to: i64) -> Vec<usize> {
+    let Some(i) = t.index_of("TimeGenerated") else {
+        return (0..t.rows).collect();
+    };
+    (0..t.rows).filter(|&r| matches!(t.columns[i].values[r], Value::DateTime(x) if x >= from && x < to)).collect()
 }
 
 /// Parse the query API's `timespan`: an ISO-8601 duration ending now (`PT12H`, `P1D`), or an

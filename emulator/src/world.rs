@@ -140,43 +140,7 @@ pub struct EmuVm {
     pub labels: std::sync::Arc<VmLabels>,
 }
 
-/// The strings a VM's Heartbeat and Perf rows carry.
-#[derive(Debug)]
-pub struct VmLabels {
-    /// `Computer`: `{scale set}_{instance id}`.
-    pub computer: std::sync::Arc<str>,
-    /// `ResourceId` of the scale-set VM.
-    pub resource_id: std::sync::Arc<str>,
-    /// `_ResourceId`: the same, lower case.
-    pub resource_id_lower: std::sync::Arc<str>,
-    /// `CounterPath` of the processor and memory counters.
-    pub counter_paths: [std::sync::Arc<str>; 2],
-    /// Resource group and scale set.
-    pub resource_group: std::sync::Arc<str>,
-    /// Scale set name.
-    pub scale_set: std::sync::Arc<str>,
-}
-
-/// The Perf counters every VM reports: object, counter.
-const VM_COUNTERS: [(&str, &str); 2] = [("Processor", "% Processor Time"), ("Memory", "% Used Memory")];
-
-impl VmLabels {
-    fn new(subscription: &str, resource_group: &str, scale_set: &str, instance_id: u64) -> Self {
-        let computer = format!("{scale_set}_{instance_id}");
-        let id = format!(
-            "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.Compute/virtualMachineScaleSets/{scale_set}/virtualMachines/{instance_id}"
-        );
-        let counter_paths = VM_COUNTERS.map(|(object, counter)| format!("\\\\{computer}\\{object}(_Total)\\{counter}").into());
-        Self {
-            computer: computer.into(),
-            resource_id_lower: id.to_ascii_lowercase().into(),
-            resource_id: id.into(),
-            counter_paths,
-            resource_group: resource_group.into(),
-            scale_set: scale_set.into(),
-        }
-    }
-}
+pub use crate::vm_telemetry::VmLabels;
 
 /// A Compute Fleet.
 #[derive(Debug, Clone)]
@@ -501,64 +465,15 @@ impl World {
             for (name, value, unit) in metrics {
                 rows.push(("AzureMetrics", metric(&fleet_source, name, value, unit)));
             }
+            // Per-VM Heartbeat and Perf rows are generated when read (see `vm_telemetry`).
             let load = utilization_of(&fleet.name).unwrap_or(0.0);
-            // One copy of each constant per minute, shared by every VM's rows.
-            let [linux, total, agent, ubuntu, version, compute, vmss, sub] = [
-                "Linux",
-                "_Total",
-                "Azure Monitor Agent",
-                "Ubuntu",
-                "1.33",
-                "Microsoft.Compute",
-                "virtualMachineScaleSets",
-                &subscription,
-            ]
-            .map(V::str);
-            let counters = VM_COUNTERS.map(|(o, c)| (V::str(o), V::str(c)));
-            for vm in fleet.vms.iter().filter(|v| self.config.vm_telemetry && v.state == VmState::Running) {
-                let l = &vm.labels;
-                // A VM serving a service is as busy as its fleet; others report an idle agent's load.
-                let wobble =
-                    (l.computer.bytes().fold(at.unix_timestamp() as u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
-                        % 100) as f64
-                        / 100.0;
-                let cpu = (1.5 + wobble + 95.0 * load).min(100.0);
-                let memory = 12.0 + 2.0 * wobble + 60.0 * load;
-                for (((object, counter), value), path) in counters.iter().zip([cpu, memory]).zip(&l.counter_paths) {
-                    self.logs.write(
-                        "Perf",
-                        at,
-                        [
-                            ("Computer", V::String(l.computer.clone())),
-                            ("ObjectName", object.clone()),
-                            ("CounterName", counter.clone()),
-                            ("InstanceName", total.clone()),
-                            ("CounterValue", V::Real(value)),
-                            ("CounterPath", V::String(path.clone())),
-                            ("SourceSystem", linux.clone()),
-                            ("_ResourceId", V::String(l.resource_id_lower.clone())),
-                        ],
-                    );
+            if self.config.vm_telemetry {
+                let minute = crate::logs::ticks(at);
+                let vm_rows = std::sync::Arc::make_mut(&mut self.logs.vm);
+                let handle = vm_rows.fleet_load(&fleet.name, minute, load);
+                for vm in fleet.vms.iter().filter(|v| v.state == VmState::Running) {
+                    vm_rows.report(handle, minute, &vm.labels);
                 }
-                self.logs.write(
-                    "Heartbeat",
-                    at,
-                    [
-                        ("SourceSystem", linux.clone()),
-                        ("Computer", V::String(l.computer.clone())),
-                        ("Category", agent.clone()),
-                        ("OSType", linux.clone()),
-                        ("OSName", ubuntu.clone()),
-                        ("Version", version.clone()),
-                        ("ResourceId", V::String(l.resource_id.clone())),
-                        ("_ResourceId", V::String(l.resource_id_lower.clone())),
-                        ("ResourceGroup", V::String(l.resource_group.clone())),
-                        ("SubscriptionId", sub.clone()),
-                        ("ResourceProvider", compute.clone()),
-                        ("Resource", V::String(l.scale_set.clone())),
-                        ("ResourceType", vmss.clone()),
-                    ],
-                );
             }
         }
         for (table, cells) in rows {

@@ -54,6 +54,24 @@ impl Table {
         Self { columns, rows, visualization: None }
     }
 
+    /// This table's rows followed by `other`'s (same columns, in the same order); shares
+    /// this table's columns when `other` is empty.
+    pub fn concat(&self, other: &Table) -> Table {
+        if other.rows == 0 {
+            return self.clone();
+        }
+        if self.rows == 0 {
+            return other.clone();
+        }
+        let columns = self
+            .columns
+            .iter()
+            .zip(&other.columns)
+            .map(|(a, b)| Column::new(a.name.clone(), a.ty, a.values.iter().chain(b.values.iter()).cloned().collect()))
+            .collect();
+        Table::new(columns)
+    }
+
     /// Index of a column by name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
