@@ -51,7 +51,8 @@ pub struct CostLine {
     pub hourly_usd: f64,
 }
 
-fn cents(x: f64) -> f64 {
+/// Rounded to 1/10,000 of a dollar, as the tools report money.
+fn round_usd(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
@@ -63,7 +64,7 @@ pub fn hourly_cost(state: &FleetState, prices: &PriceTable) -> f64 {
         .filter(|vm| matches!(vm.state, VmState::Creating | VmState::Running))
         .filter_map(|vm| prices.get(&vm.size).map(|size| size.price(vm.priority)))
         .sum();
-    cents(total)
+    round_usd(total)
 }
 
 /// The cost of `state` now and at `target` (see the module's model).
@@ -114,12 +115,12 @@ pub fn estimate(state: &FleetState, target: &ScaleTarget, prices: &PriceTable) -
         .into_iter()
         .map(|((priority, size), count)| {
             let unit = prices.get(&size).map_or(0.0, |i| i.price(priority));
-            CostLine { priority, size, count, unit_usd_hour: unit, hourly_usd: cents(unit * f64::from(count)) }
+            CostLine { priority, size, count, unit_usd_hour: unit, hourly_usd: round_usd(unit * f64::from(count)) }
         })
         .collect();
     let current = hourly_cost(state, prices);
-    let proposed = cents(lines.iter().map(|l| l.unit_usd_hour * f64::from(l.count)).sum());
-    let delta = cents(proposed - current);
+    let proposed = round_usd(lines.iter().map(|l| l.unit_usd_hour * f64::from(l.count)).sum());
+    let delta = round_usd(proposed - current);
     CostEstimate {
         current_hourly_usd: current,
         proposed_hourly_usd: proposed,

@@ -130,16 +130,8 @@ pub struct Workspace {
 pub enum MlEvent {
     /// A job changed status.
     Job { workspace: String, resource_group: String, job: String, experiment: String, cluster: String, status: JobStatus },
-    /// A cluster changed size.
-    Cluster {
-        workspace: String,
-        resource_group: String,
-        cluster: String,
-        kind: &'static str,
-        vm_size: String,
-        current: u32,
-        target: u32,
-    },
+    /// A cluster was resized.
+    Cluster { workspace: String, resource_group: String, cluster: String, vm_size: String, current: u32, target: u32 },
 }
 
 /// Seconds of a job, from what it says about itself or the Philly distribution.
@@ -252,15 +244,7 @@ pub fn step(
                                     job: None,
                                 });
                             }
-                            events.push(MlEvent::Cluster {
-                                workspace: ws.name.clone(),
-                                resource_group: ws.resource_group.clone(),
-                                cluster: compute.name.clone(),
-                                kind: "Resize",
-                                vm_size: compute.vm_size.clone(),
-                                current: have,
-                                target: have + add,
-                            });
+                            events.push(resize_event(&ws.name, &ws.resource_group, compute, have, have + add));
                         }
                     }
                 }
@@ -314,19 +298,22 @@ pub fn step(
             });
             let after = compute.nodes.len() as u32;
             if after < before {
-                events.push(MlEvent::Cluster {
-                    workspace: ws.name.clone(),
-                    resource_group: ws.resource_group.clone(),
-                    cluster: compute.name.clone(),
-                    kind: "Resize",
-                    vm_size: compute.vm_size.clone(),
-                    current: before,
-                    target: after,
-                });
+                events.push(resize_event(&ws.name, &ws.resource_group, compute, before, after));
             }
         }
     }
     events
+}
+
+fn resize_event(workspace: &str, resource_group: &str, compute: &Compute, current: u32, target: u32) -> MlEvent {
+    MlEvent::Cluster {
+        workspace: workspace.to_string(),
+        resource_group: resource_group.to_string(),
+        cluster: compute.name.clone(),
+        vm_size: compute.vm_size.clone(),
+        current,
+        target,
+    }
 }
 
 fn job_event(workspace: String, resource_group: String, job: &Job) -> MlEvent {

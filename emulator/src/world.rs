@@ -523,7 +523,7 @@ impl World {
                         ],
                     );
                 }
-                crate::aml::MlEvent::Cluster { workspace, resource_group, cluster, kind, vm_size, current, target } => {
+                crate::aml::MlEvent::Cluster { workspace, resource_group, cluster, vm_size, current, target } => {
                     let id = format!(
                         "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
                     );
@@ -534,7 +534,7 @@ impl World {
                             ("ResourceId", V::str(&id.to_ascii_uppercase())),
                             ("_ResourceId", V::str(&id.to_ascii_lowercase())),
                             ("OperationName", V::str("Microsoft.MachineLearningServices/workspaces/computes/write")),
-                            ("EventType", V::str(kind)),
+                            ("EventType", V::str("Resize")),
                             ("ClusterName", V::str(&cluster)),
                             ("VmSize", V::str(&vm_size)),
                             ("VmPriority", V::str("Dedicated")),
