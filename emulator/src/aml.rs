@@ -131,7 +131,15 @@ pub enum MlEvent {
     /// A job changed status.
     Job { workspace: String, resource_group: String, job: String, experiment: String, cluster: String, status: JobStatus },
     /// A cluster was resized.
-    Cluster { workspace: String, resource_group: String, cluster: String, vm_size: String, current: u32, target: u32 },
+    Cluster {
+        workspace: String,
+        resource_group: String,
+        cluster: String,
+        vm_size: String,
+        vm_priority: String,
+        current: u32,
+        target: u32,
+    },
 }
 
 /// Seconds of a job, from what it says about itself or the Philly distribution.
@@ -311,6 +319,7 @@ fn resize_event(workspace: &str, resource_group: &str, compute: &Compute, curren
         resource_group: resource_group.to_string(),
         cluster: compute.name.clone(),
         vm_size: compute.vm_size.clone(),
+        vm_priority: compute.vm_priority.clone(),
         current,
         target,
     }

@@ -523,7 +523,7 @@ impl World {
                         ],
                     );
                 }
-                crate::aml::MlEvent::Cluster { workspace, resource_group, cluster, vm_size, current, target } => {
+                crate::aml::MlEvent::Cluster { workspace, resource_group, cluster, vm_size, vm_priority, current, target } => {
                     let id = format!(
                         "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
                     );
@@ -537,7 +537,7 @@ impl World {
                             ("EventType", V::str("Resize")),
                             ("ClusterName", V::str(&cluster)),
                             ("VmSize", V::str(&vm_size)),
-                            ("VmPriority", V::str("Dedicated")),
+                            ("VmPriority", V::str(&vm_priority)),
                             ("CurrentNodeCount", V::Long(i64::from(current))),
                             ("TargetNodeCount", V::Long(i64::from(target))),
                         ],

@@ -101,6 +101,8 @@ async fn the_recipe_job_queues_runs_completes_and_is_logged() {
     assert_eq!(kinds, ["JobSubmitted", "JobPreparing", "JobRunning", "JobCompleted"]);
     let clusters = env.kql("AmlComputeClusterEvent | summarize ups = countif(TargetNodeCount > CurrentNodeCount), downs = countif(TargetNodeCount < CurrentNodeCount)").await;
     assert_eq!(clusters["tables"][0]["rows"][0], json!([1, 1]));
+    let priority = env.kql("AmlComputeClusterEvent | distinct VmPriority").await;
+    assert_eq!(priority["tables"][0]["rows"], json!([["Dedicated"]]), "the cluster's own priority");
     // The cluster's nodes cost money while allocated, and show as active while the job runs.
     let metrics = env
         .kql("AzureMetrics | where Resource endswith '/COMPUTES/COMPUTE-CLUSTER' | summarize cost = sum(iff(MetricName == 'TotalCost', Total, 0.0)), active = max(iff(MetricName == 'Active Nodes', Maximum, 0.0))")
