@@ -776,17 +776,13 @@ fn ml_not_found(kind: &str, name: &str) -> ArmError {
     )
 }
 
-fn workspace_id(subscription: &str, rg: &str, ws: &str) -> String {
-    format!("/subscriptions/{subscription}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}")
-}
-
 fn workspace_json(subscription: &str, ws: &crate::aml::Workspace) -> Value {
     let mut properties = json!({"provisioningState": "Succeeded", "friendlyName": ws.friendly_name});
     if let Some(hub) = &ws.hub_id {
         properties["hubResourceId"] = json!(hub);
     }
     json!({
-        "id": workspace_id(subscription, &ws.resource_group, &ws.name),
+        "id": crate::wire::workspace_id(subscription, &ws.resource_group, &ws.name),
         "name": ws.name,
         "type": "Microsoft.MachineLearningServices/workspaces",
         "location": ws.location,
@@ -799,7 +795,7 @@ fn compute_json(subscription: &str, ws: &crate::aml::Workspace, c: &crate::aml::
     let (idle, running, preparing) = crate::aml::node_counts(c);
     let current = c.nodes.len() as u32;
     json!({
-        "id": format!("{}/computes/{}", workspace_id(subscription, &ws.resource_group, &ws.name), c.name),
+        "id": format!("{}/computes/{}", crate::wire::workspace_id(subscription, &ws.resource_group, &ws.name), c.name),
         "name": c.name,
         "type": "Microsoft.MachineLearningServices/workspaces/computes",
         "location": c.location,
@@ -832,7 +828,7 @@ fn compute_json(subscription: &str, ws: &crate::aml::Workspace, c: &crate::aml::
 }
 
 fn job_json(subscription: &str, ws: &crate::aml::Workspace, j: &crate::aml::Job, created_by: &str) -> Value {
-    let ws_id = workspace_id(subscription, &ws.resource_group, &ws.name);
+    let ws_id = crate::wire::workspace_id(subscription, &ws.resource_group, &ws.name);
     let mut properties = json!({
         "jobType": "Command",
         "displayName": j.display_name,
@@ -934,7 +930,7 @@ pub(crate) fn machine_learning(
                     base,
                     "Microsoft.MachineLearningServices",
                     &location,
-                    &workspace_id(&subscription, rg, ws_name),
+                    &crate::wire::workspace_id(&subscription, rg, ws_name),
                     false,
                 )),
                 None => Ok(Reply::empty(StatusCode::NO_CONTENT)),
@@ -1120,7 +1116,7 @@ pub(crate) fn machine_learning(
                 base,
                 "Microsoft.MachineLearningServices",
                 &location,
-                &format!("{}/jobs/{name}", workspace_id(&subscription, rg, ws_name)),
+                &format!("{}/jobs/{name}", crate::wire::workspace_id(&subscription, rg, ws_name)),
                 false,
             ))
         }

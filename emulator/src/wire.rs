@@ -152,6 +152,11 @@ pub fn sizes_from(input: &[SizeIn]) -> Vec<SizeProfile> {
     input.iter().map(|s| SizeProfile { name: s.name.clone(), rank: s.rank }).collect()
 }
 
+/// ARM id of an Azure ML workspace.
+pub fn workspace_id(subscription: &str, rg: &str, ws: &str) -> String {
+    format!("/subscriptions/{subscription}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}")
+}
+
 /// ARM id of a fleet.
 pub fn fleet_id(subscription: &str, fleet: &FleetRecord) -> String {
     format!(

@@ -345,9 +345,10 @@ impl World {
             let capacity: f64 = rows.iter().map(|r| r.capacity).sum();
             (!rows.is_empty()).then(|| if capacity > 0.0 { rows.iter().map(|r| r.served).sum::<f64>() / capacity } else { 0.0 })
         };
-        let workspace = format!(
-            "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/mlw-adaptive-scaling",
-            crate::scenario::REFERENCE_RESOURCE_GROUP
+        let workspace = crate::wire::workspace_id(
+            &subscription,
+            crate::scenario::REFERENCE_RESOURCE_GROUP,
+            crate::scenario::REFERENCE_WORKSPACE,
         );
         // The strings of a metric row, made once per resource and minute and shared by its rows.
         let (azure, grain, sub_value) = (V::str("Azure"), V::str("PT1M"), V::str(&subscription));
@@ -383,15 +384,12 @@ impl World {
         let workspace_source = source(
             &workspace,
             "MICROSOFT.MACHINELEARNINGSERVICES",
-            "mlw-adaptive-scaling",
+            crate::scenario::REFERENCE_WORKSPACE,
             crate::scenario::REFERENCE_RESOURCE_GROUP,
         );
         for row in &this_minute {
             let Some(fleet) = self.fleets.values().find(|f| f.name == row.fleet) else { continue };
-            let id = format!(
-                "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.AzureFleet/fleets/{}",
-                fleet.resource_group, fleet.name
-            );
+            let id = crate::wire::fleet_id(&subscription, fleet);
             let fleet_source = source(&id, "Microsoft.AzureFleet", &fleet.name, &fleet.resource_group);
             let latency = if row.latency_p95_ms.is_finite() { row.latency_p95_ms } else { 3_600_000.0 };
             for (name, value, unit) in [
@@ -412,10 +410,7 @@ impl World {
         // Azure ML clusters: node counts as the workspace's metrics name them, and what the
         // allocated nodes cost (they bill like VMs from allocation to release).
         for ws in self.ml.values() {
-            let id = format!(
-                "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}",
-                ws.resource_group, ws.name
-            );
+            let id = crate::wire::workspace_id(&subscription, &ws.resource_group, &ws.name);
             for compute in ws.computes.values() {
                 let priority =
                     if compute.vm_priority.eq_ignore_ascii_case("LowPriority") { Priority::Spot } else { Priority::Regular };
@@ -436,10 +431,7 @@ impl World {
             }
         }
         for fleet in self.fleets.values() {
-            let id = format!(
-                "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.AzureFleet/fleets/{}",
-                fleet.resource_group, fleet.name
-            );
+            let id = crate::wire::fleet_id(&subscription, fleet);
             let running =
                 |p: Priority| fleet.vms.iter().filter(|v| v.priority == p && v.state == VmState::Running).count() as f64;
             let spot_target = fleet.spot.as_ref().map_or(0, |s| s.capacity) as f64;
@@ -494,9 +486,7 @@ impl World {
         for e in events {
             match e {
                 crate::aml::MlEvent::Job { workspace, resource_group, job, experiment, cluster, status } => {
-                    let id = format!(
-                        "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
-                    );
+                    let id = crate::wire::workspace_id(&subscription, &resource_group, &workspace);
                     let event = match status {
                         crate::aml::JobStatus::Queued => "JobSubmitted",
                         crate::aml::JobStatus::Preparing => "JobPreparing",
@@ -524,9 +514,7 @@ impl World {
                     );
                 }
                 crate::aml::MlEvent::Cluster { workspace, resource_group, cluster, vm_size, vm_priority, current, target } => {
-                    let id = format!(
-                        "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
-                    );
+                    let id = crate::wire::workspace_id(&subscription, &resource_group, &workspace);
                     self.logs.write(
                         "AmlComputeClusterEvent",
                         now,
