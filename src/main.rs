@@ -7,7 +7,7 @@ mod run;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// glibc's allocator contends on its arena locks under concurrent load (measured with
 /// `fleetpilot-bench`); mimalloc does not.
@@ -35,7 +35,7 @@ struct Cli {
 }
 
 /// Options shared by the commands that run fleetpilot's tools.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Args)]
 struct RunArgs {
     /// SQLite file for proposals and the journal (default: .fleetpilot/fleetpilot.db).
     #[arg(long, env = "FLEETPILOT_STATE")]
@@ -114,6 +114,14 @@ enum Command {
     CheckConfig,
 }
 
+/// Where a running fleetpilot serves MCP.
+#[derive(Debug, Args)]
+struct ServerArg {
+    /// fleetpilot's MCP endpoint.
+    #[arg(long = "server", default_value = "http://127.0.0.1:8080/mcp", env = "FLEETPILOT_SERVER")]
+    url: String,
+}
+
 #[derive(Debug, Subcommand)]
 enum JobCommand {
     /// Submit a command job YAML (e.g. the recipe's job.yml) to the compute cluster.
@@ -123,25 +131,22 @@ enum JobCommand {
         /// Job name (default: generated).
         #[arg(long)]
         name: Option<String>,
-        /// fleetpilot's MCP endpoint.
-        #[arg(long, default_value = "http://127.0.0.1:8080/mcp", env = "FLEETPILOT_SERVER")]
-        server: String,
+        #[command(flatten)]
+        server: ServerArg,
     },
     /// Show a job.
     Get {
         /// Job name.
         name: String,
-        /// fleetpilot's MCP endpoint.
-        #[arg(long, default_value = "http://127.0.0.1:8080/mcp", env = "FLEETPILOT_SERVER")]
-        server: String,
+        #[command(flatten)]
+        server: ServerArg,
     },
     /// Cancel a job.
     Cancel {
         /// Job name.
         name: String,
-        /// fleetpilot's MCP endpoint.
-        #[arg(long, default_value = "http://127.0.0.1:8080/mcp", env = "FLEETPILOT_SERVER")]
-        server: String,
+        #[command(flatten)]
+        server: ServerArg,
     },
 }
 
@@ -183,13 +188,13 @@ fn main() -> std::process::ExitCode {
                 Command::Job(job) => {
                     let code = match job {
                         JobCommand::Submit { file, name, server } => {
-                            job_cli::call(&server, "submit_ml_job", job_cli::job_arguments(&file, name.as_deref())?).await?
+                            job_cli::call(&server.url, "submit_ml_job", job_cli::job_arguments(&file, name.as_deref())?).await?
                         }
                         JobCommand::Get { name, server } => {
-                            job_cli::call(&server, "get_ml_job", serde_json::json!({ "name": name })).await?
+                            job_cli::call(&server.url, "get_ml_job", serde_json::json!({ "name": name })).await?
                         }
                         JobCommand::Cancel { name, server } => {
-                            job_cli::call(&server, "cancel_ml_job", serde_json::json!({ "name": name })).await?
+                            job_cli::call(&server.url, "cancel_ml_job", serde_json::json!({ "name": name })).await?
                         }
                     };
                     if code != std::process::ExitCode::SUCCESS {
