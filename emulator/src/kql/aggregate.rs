@@ -228,6 +228,41 @@ pub struct Grouper {
     hasher: hashbrown::DefaultHashBuilder,
     /// The key of each group, in order of first appearance.
     pub keys: Vec<Vec<Value>>,
+    /// A direct-mapped cache from a key's *identity* (strings by address, scalars by bits) to
+    /// its group, so the usual rows — whose strings are shared `Arc`s of a few distinct
+    /// values — skip hashing and comparing text. Empty until first used.
+    memo: Vec<MemoEntry>,
+}
+
+/// Slots in [`Grouper`]'s memo (a power of two).
+const MEMO_SLOTS: usize = 4096;
+/// Keys of up to this many cells use the memo.
+const MEMO_CELLS: usize = 4;
+
+/// One memo slot: the identity of a key's cells and its group (`usize::MAX` when empty).
+#[derive(Debug, Clone, Copy)]
+struct MemoEntry {
+    ident: [(u8, u64); MEMO_CELLS],
+    group: usize,
+}
+
+/// A cell's identity: equal identities mean equal values (hence equal keys). Strings are
+/// identified by address, which is sound only while the group's own key holds that very
+/// `Arc` — [`Grouper::group_of`] memoises a key only then, so the address cannot be reused.
+fn identity(v: &Value) -> Option<(u8, u64)> {
+    Some(match v {
+        Value::Null => (0, 0),
+        Value::Bool(b) => (1, u64::from(*b)),
+        Value::Int(i) => (2, *i as u64),
+        Value::Long(i) => (3, *i as u64),
+        Value::Real(f) => (4, f.to_bits()),
+        Value::Decimal(f) => (5, f.to_bits()),
+        Value::String(s) => (6, std::sync::Arc::as_ptr(s).cast::<u8>() as usize as u64),
+        Value::Guid(s) => (7, std::sync::Arc::as_ptr(s).cast::<u8>() as usize as u64),
+        Value::DateTime(t) => (8, *t as u64),
+        Value::TimeSpan(t) => (9, *t as u64),
+        Value::Dynamic(_) => return None,
+    })
 }
 
 impl Grouper {
@@ -248,6 +283,40 @@ impl Grouper {
 
     /// The group of a key (given as borrowed cells), creating it when new.
     pub fn group_of(&mut self, cells: &[&Value]) -> usize {
+        // The memo first: a key's identity and its slot, when every cell has one.
+        let mut ident = [(0u8, 0u64); MEMO_CELLS];
+        let mut slot = None;
+        if cells.len() <= MEMO_CELLS && cells.iter().enumerate().all(|(i, c)| identity(c).map(|id| ident[i] = id).is_some()) {
+            let mut h = 0x9e37_79b9_7f4a_7c15u64;
+            for &(tag, bits) in &ident[..cells.len()] {
+                h = (h ^ bits ^ u64::from(tag)).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(29);
+            }
+            let s = (h >> 40) as usize & (MEMO_SLOTS - 1);
+            if self.memo.is_empty() {
+                self.memo = vec![MemoEntry { ident: [(0, 0); MEMO_CELLS], group: usize::MAX }; MEMO_SLOTS];
+            }
+            let entry = self.memo[s];
+            if entry.group != usize::MAX && entry.ident == ident {
+                return entry.group;
+            }
+            slot = Some(s);
+        }
+        let g = self.lookup_or_insert(cells);
+        // Memoise only when the group's own key holds every string cell's `Arc` (see `identity`).
+        if let Some(s) = slot {
+            let owned = self.keys[g].iter().zip(cells).all(|(k, c)| match (k, c) {
+                (Value::String(a), Value::String(b)) | (Value::Guid(a), Value::Guid(b)) => std::sync::Arc::ptr_eq(a, b),
+                (Value::String(_) | Value::Guid(_), _) | (_, Value::String(_) | Value::Guid(_)) => false,
+                _ => true,
+            });
+            if owned {
+                self.memo[s] = MemoEntry { ident, group: g };
+            }
+        }
+        g
+    }
+
+    fn lookup_or_insert(&mut self, cells: &[&Value]) -> usize {
         let hash = self.hash(cells);
         let keys = &self.keys;
         if let Some(&(_, g)) =
