@@ -35,12 +35,18 @@ pub struct RawServer {
     pub allowed_hosts: Vec<String>,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Role of MCP callers over stdio (default `admin`: a local operator).
+    pub stdio_role: Option<String>,
+    /// Role of MCP callers over HTTP (default `operator`: may propose and apply, not approve).
+    pub http_role: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawState {
     pub path: Option<PathBuf>,
+    /// Seconds the executor waits for a change to show before proposing its inverse.
+    pub verify_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +111,11 @@ pub struct RawPolicy {
     /// Bounds on Azure ML jobs.
     #[serde(default)]
     pub jobs: fleetpilot_guardrails::JobPolicy,
+    /// Freeze every fleet: every mutation is refused (`fleetpilot freeze on` does it at run time).
+    #[serde(default)]
+    pub freeze: bool,
+    /// Tool calls one caller may make per minute.
+    pub calls_per_caller_per_minute: Option<u32>,
 }
 
 /// Flags that override the file.
@@ -149,6 +160,9 @@ pub struct Config {
     pub default_resource_group: String,
     pub ml_workspace: String,
     pub policies: Policies,
+    pub stdio_role: fleetpilot_tools::Role,
+    pub http_role: fleetpilot_tools::Role,
+    pub verify_timeout: std::time::Duration,
 }
 
 /// Read `path` if given, else `fleetpilot.toml` in the working directory if it exists.
@@ -218,6 +232,19 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
     }
     let mut policies = Policies::new(default_policy, fleets).with_global_dry_run(raw.policy.dry_run || overrides.dry_run);
     policies.jobs = raw.policy.jobs.clone();
+    policies = policies.with_global_freeze(raw.policy.freeze);
+    if let Some(n) = raw.policy.calls_per_caller_per_minute {
+        if n == 0 {
+            bail!("`policy.calls_per_caller_per_minute` must be at least 1");
+        }
+        policies.calls_per_caller_per_minute = n;
+    }
+    let role = |value: &Option<String>, key: &str, default: fleetpilot_tools::Role| -> Result<fleetpilot_tools::Role> {
+        value.as_deref().map_or(Ok(default), |v| v.parse().map_err(|e: String| anyhow::anyhow!("`{key}`: {e}")))
+    };
+    let stdio_role = role(&raw.server.stdio_role, "server.stdio_role", fleetpilot_tools::Role::Admin)?;
+    let http_role = role(&raw.server.http_role, "server.http_role", fleetpilot_tools::Role::Operator)?;
+    let verify_timeout = std::time::Duration::from_secs(raw.state.verify_timeout_secs.unwrap_or(60));
 
     let mut ml_workspace = fleetpilot_emulator::scenario::REFERENCE_WORKSPACE.to_string();
     let (target, default_resource_group) = match raw.azure {
@@ -286,6 +313,9 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         default_resource_group,
         ml_workspace,
         policies,
+        stdio_role,
+        http_role,
+        verify_timeout,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The `fleetpilot` binary: parses configuration and flags and wires the crates together.
 
+mod admin_cli;
 mod config;
 mod job_cli;
 mod kql_cli;
@@ -110,8 +111,107 @@ enum Command {
     /// Azure ML jobs, through a running fleetpilot's tools (and their guardrails).
     #[command(subcommand)]
     Job(JobCommand),
+    /// Proposals in the state database: list, show, approve, reject.
+    #[command(subcommand)]
+    Proposals(ProposalsCommand),
+    /// Every tool call, as audited: who, with what role, which tool and arguments (secrets
+    /// redacted), the verdict and the result. Newest first.
+    Audit {
+        /// Only calls at or after this time: a duration back from now (15m, 2h, 7d) or RFC 3339.
+        #[arg(long, default_value = "1d")]
+        since: String,
+        /// Only calls before this time (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this caller (e.g. mcp-http:claude-code, cli:alice).
+        #[arg(long)]
+        caller: Option<String>,
+        /// Only calls about this fleet.
+        #[arg(long)]
+        fleet: Option<String>,
+        /// Only this tool.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Most records.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// The freeze switch: `on` refuses every mutation (scale changes, job submissions and
+    /// cancellations) on every fleet until `off`; `status` shows it. Takes effect at once on a
+    /// running server sharing the state database.
+    Freeze {
+        /// on, off or status.
+        #[arg(value_parser = ["on", "off", "status"])]
+        action: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
     /// Validate the configuration and print what it resolves to.
     CheckConfig,
+}
+
+/// The state database a command reads.
+#[derive(Debug, Clone, Args)]
+struct StateArg {
+    /// SQLite file of the server (default: the configuration's, .fleetpilot/fleetpilot.db).
+    #[arg(long, env = "FLEETPILOT_STATE")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProposalsCommand {
+    /// List proposals, newest first.
+    List {
+        /// Only this fleet.
+        #[arg(long)]
+        fleet: Option<String>,
+        /// Only this status (proposed, needs_approval, approved, rejected, expired, denied, dry_run, applied, failed).
+        #[arg(long)]
+        status: Option<String>,
+        /// Most proposals.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Show one proposal: its verdict, review, outcome and journal.
+    Show {
+        /// Proposal id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Approve a proposal waiting for approval; the server re-checks and applies it.
+    Approve {
+        /// Proposal id.
+        id: String,
+        /// Why (kept with the decision).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Reject a proposal that is not applied; it never will be.
+    Reject {
+        /// Proposal id.
+        id: String,
+        /// Why (kept with the decision).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
 }
 
 /// Where a running fleetpilot serves MCP.
@@ -201,6 +301,45 @@ fn main() -> std::process::ExitCode {
                         std::process::exit(1);
                     }
                     Ok(())
+                }
+                Command::Proposals(command) => {
+                    let state = match &command {
+                        ProposalsCommand::List { state, .. }
+                        | ProposalsCommand::Show { state, .. }
+                        | ProposalsCommand::Approve { state, .. }
+                        | ProposalsCommand::Reject { state, .. } => state.state.clone(),
+                    };
+                    let config = config::load(cli.config.as_deref(), &config::Overrides { state, ..Default::default() })?;
+                    let store = admin_cli::open_store(&config)?;
+                    match command {
+                        ProposalsCommand::List { fleet, status, limit, json, .. } => {
+                            admin_cli::list(&store, &config, fleet.as_deref(), status.as_deref(), limit, json)
+                        }
+                        ProposalsCommand::Show { id, json, .. } => admin_cli::show(&store, &id, json),
+                        ProposalsCommand::Approve { id, note, .. } => admin_cli::review(&store, &config, &id, true, &note),
+                        ProposalsCommand::Reject { id, note, .. } => admin_cli::review(&store, &config, &id, false, &note),
+                    }
+                }
+                Command::Audit { since, until, caller, fleet, tool, limit, json, state } => {
+                    let config =
+                        config::load(cli.config.as_deref(), &config::Overrides { state: state.state, ..Default::default() })?;
+                    let store = admin_cli::open_store(&config)?;
+                    let now = time::OffsetDateTime::now_utc();
+                    let filter = fleetpilot_infra::AuditFilter {
+                        since: Some(admin_cli::parse_time(&since, now)?),
+                        until: until.as_deref().map(|u| admin_cli::parse_time(u, now)).transpose()?,
+                        caller,
+                        fleet,
+                        tool,
+                        limit,
+                    };
+                    admin_cli::audit(&store, &filter, json)
+                }
+                Command::Freeze { action, state } => {
+                    let config =
+                        config::load(cli.config.as_deref(), &config::Overrides { state: state.state, ..Default::default() })?;
+                    let store = admin_cli::open_store(&config)?;
+                    admin_cli::freeze(&store, &config, &action)
                 }
                 Command::CheckConfig => {
                     let config = config::load(cli.config.as_deref(), &overrides(None, None))?;

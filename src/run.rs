@@ -124,9 +124,36 @@ async fn backend(config: &Config, cancel: &CancellationToken) -> Result<Backend>
             resource_group: config.default_resource_group.clone(),
             workspace: config.ml_workspace.clone(),
         },
+        clock: fleetpilot_tools::Clock::system(),
+        executor: fleetpilot_infra::ExecutorConfig { verify_timeout: config.verify_timeout, ..Default::default() },
+        stdio_role: config.stdio_role,
+        http_role: config.http_role,
     };
     tracing::info!(path = %config.state_path.display(), "state database open");
-    Ok(Backend { service: Arc::new(FleetService::new(api, store, tools)), emulator_url })
+    let service = Arc::new(FleetService::new(api, store, tools));
+    // Settle what a crash interrupted before taking any call.
+    match service.recover().await {
+        Ok(recovered) if !recovered.is_empty() => {
+            tracing::warn!(count = recovered.len(), "settled changes interrupted by a restart");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot settle interrupted changes now; they stay journalled for the next start"),
+    }
+    // Proposals approved from a terminal (`fleetpilot proposals approve`) are applied here.
+    let applier = service.clone();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    applier.apply_approved().await;
+                }
+            }
+        }
+    });
+    Ok(Backend { service, emulator_url })
 }
 
 /// `fleetpilot serve`.

@@ -15,7 +15,7 @@ pub use cost::{CostEstimate, CostLine};
 pub use fleet::{EvictionPolicy, FleetRef, FleetState, FleetSummary, Priority, PriorityState, Vm, VmState};
 pub use plan::{Action, Plan, plan};
 pub use prices::{EvictionBand, PriceTable, SizeInfo, vm_family};
-pub use proposal::{Decision, Outcome, Proposal, ProposalStatus, ScaleTarget, Verdict, Violation};
+pub use proposal::{Decision, Outcome, Proposal, ProposalStatus, Review, ScaleTarget, Verdict, Violation};
 
 /// A point in time. Always UTC; always passed in, never read from a clock here.
 pub type Timestamp = time::OffsetDateTime;

@@ -94,6 +94,12 @@ pub enum ProposalStatus {
     Applied,
     /// The executor failed; see the outcome.
     Failed,
+    /// A human approved it; the executor applies it next (re-checking first).
+    Approved,
+    /// A human rejected it; it will never be applied.
+    Rejected,
+    /// It waited for approval longer than the policy's TTL; it will never be applied.
+    Expired,
 }
 
 impl ProposalStatus {
@@ -106,8 +112,45 @@ impl ProposalStatus {
             ProposalStatus::DryRun => "dry_run",
             ProposalStatus::Applied => "applied",
             ProposalStatus::Failed => "failed",
+            ProposalStatus::Approved => "approved",
+            ProposalStatus::Rejected => "rejected",
+            ProposalStatus::Expired => "expired",
         }
     }
+
+    /// Every status, in life order.
+    pub const ALL: [ProposalStatus; 9] = [
+        ProposalStatus::Proposed,
+        ProposalStatus::NeedsApproval,
+        ProposalStatus::Approved,
+        ProposalStatus::Rejected,
+        ProposalStatus::Expired,
+        ProposalStatus::Denied,
+        ProposalStatus::DryRun,
+        ProposalStatus::Applied,
+        ProposalStatus::Failed,
+    ];
+
+    /// Parse the snake_case name.
+    pub fn parse(s: &str) -> Option<ProposalStatus> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+}
+
+/// A human's decision on a proposal that needed approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Review {
+    /// Approved (true) or rejected (false).
+    pub approved: bool,
+    /// Who decided (the caller's identity).
+    pub by: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub at: time::OffsetDateTime,
+    /// Why, as the reviewer wrote it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
 }
 
 /// What happened when a proposal was applied.
@@ -125,6 +168,11 @@ pub struct Outcome {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub error: Option<String>,
+    /// For a failure: `transient` (throttling, 5xx, timeouts: retried with backoff before
+    /// giving up) or `permanent` (a request Azure will not accept: recorded, not retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub error_class: Option<String>,
     /// When the executor finished.
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String")]
@@ -166,4 +214,8 @@ pub struct Proposal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Outcome")]
     pub outcome: Option<Outcome>,
+    /// The human decision, for a proposal that needed approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Review")]
+    pub review: Option<Review>,
 }

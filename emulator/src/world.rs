@@ -442,7 +442,10 @@ impl World {
                 .filter(|v| matches!(v.state, VmState::Creating | VmState::Running))
                 .filter_map(|v| v.info.as_ref().map(|s| s.price(v.priority) / 60.0))
                 .sum();
+            let load = utilization_of(&fleet.name);
             let metrics = [
+                // Average CPU of the running VMs (Azure's platform metric), when the fleet serves load.
+                ("Percentage CPU", 100.0 * load.unwrap_or(0.0), "Percent"),
                 (
                     "SpotInstanceUtilization",
                     if spot_target > 0.0 { 100.0 * running(Priority::Spot) / spot_target } else { 0.0 },
@@ -458,7 +461,7 @@ impl World {
                 rows.push(("AzureMetrics", metric(&fleet_source, name, value, unit)));
             }
             // Per-VM Heartbeat and Perf rows are generated when read (see `vm_telemetry`).
-            let load = utilization_of(&fleet.name).unwrap_or(0.0);
+            let load = load.unwrap_or(0.0);
             if self.config.vm_telemetry {
                 let minute = crate::logs::ticks(at);
                 let vm_rows = std::sync::Arc::make_mut(&mut self.logs.vm);

@@ -42,18 +42,77 @@ pub enum Applied {
     DryRun(Plan),
 }
 
+/// How the executor waits for Azure after acting.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutorConfig {
+    /// How long to wait for the fleet to match the target before declaring the change
+    /// unverified (and proposing its inverse).
+    pub verify_timeout: std::time::Duration,
+    /// How often to re-read the fleet while waiting.
+    pub verify_poll: std::time::Duration,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self { verify_timeout: std::time::Duration::from_secs(60), verify_poll: std::time::Duration::from_millis(500) }
+    }
+}
+
+/// What start-up reconciliation did with one unfinished journal entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovered {
+    /// The proposal.
+    pub proposal_id: String,
+    /// `finished` (the fleet already matched, or only deletions were left and are now done)
+    /// or `failed` (the change had not reached Azure; it is not retried).
+    pub result: &'static str,
+    /// The outcome journalled.
+    pub outcome: Outcome,
+}
+
 /// The executor. One change at a time per fleet.
 #[derive(Debug)]
 pub struct Executor {
     api: Arc<dyn AzureApi>,
     store: Arc<Store>,
+    config: ExecutorConfig,
     locks: Mutex<HashMap<FleetRef, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The parts of a fleet's state the journal keeps before and after a change.
+fn snapshot(state: &FleetState) -> serde_json::Value {
+    json!({
+        "spot_capacity": state.spot.capacity,
+        "regular_capacity": state.regular.capacity,
+        "vm_sizes": state.vm_sizes,
+        "spot": { "creating": state.spot.creating, "running": state.spot.running, "deallocated": state.spot.deallocated },
+        "regular": { "creating": state.regular.creating, "running": state.regular.running },
+        "provisioning_state": state.provisioning_state,
+        "observed_at": state.observed_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    })
+}
+
+fn failed_outcome(observed: &FleetState, error: String, class: &str) -> Outcome {
+    Outcome {
+        verified: false,
+        performed: Vec::new(),
+        spot_capacity: observed.spot.capacity,
+        regular_capacity: observed.regular.capacity,
+        error: Some(error),
+        error_class: Some(class.to_string()),
+        finished_at: OffsetDateTime::now_utc(),
+    }
 }
 
 impl Executor {
     /// An executor over an Azure API and a journal.
     pub fn new(api: Arc<dyn AzureApi>, store: Arc<Store>) -> Self {
-        Self { api, store, locks: Mutex::new(HashMap::new()) }
+        Self::with_config(api, store, ExecutorConfig::default())
+    }
+
+    /// An executor with explicit verification timing.
+    pub fn with_config(api: Arc<dyn AzureApi>, store: Arc<Store>, config: ExecutorConfig) -> Self {
+        Self { api, store, config, locks: Mutex::new(HashMap::new()) }
     }
 
     fn lock_for(&self, fleet: &FleetRef) -> Arc<tokio::sync::Mutex<()>> {
@@ -70,11 +129,14 @@ impl Executor {
     /// - Re-running a proposal whose outcome is journalled does nothing and returns it.
     /// - Nothing is changed unless `recheck` allows it on the state read just before acting.
     /// - Capacity is lowered before surplus VMs are deleted, so the fleet does not replace them.
-    /// - Intent is journalled before the first change, the outcome after the last.
+    /// - Intent (with the state before) is journalled before the first change, each step as it
+    ///   is done, the outcome (with the state after) after the last.
+    /// - When the fleet does not match the target within the verification deadline, the
+    ///   inverse change is recorded as a proposal, ready to apply; nothing is guessed.
     ///
     /// # Errors
     /// [`ExecuteError::Refused`] when the re-check does not allow the change; Azure and
-    /// journal failures otherwise (a failed outcome is journalled when possible).
+    /// journal failures otherwise (a failed outcome, classified, is journalled when possible).
     pub async fn apply(
         &self,
         proposal: &Proposal,
@@ -93,11 +155,15 @@ impl Executor {
     ) -> Result<Applied, ExecuteError> {
         let lock = self.lock_for(&proposal.fleet);
         let _guard = lock.lock().await;
-        if let Some(outcome) = self.store.outcome_of(&proposal.id)?
-            && outcome.error.is_none()
-        {
-            tracing::info!("already applied; nothing to do");
-            return Ok(Applied::AlreadyApplied(outcome));
+        if let Some(outcome) = self.store.outcome_of(&proposal.id)? {
+            if outcome.error.is_none() {
+                tracing::info!("already applied; nothing to do");
+                return Ok(Applied::AlreadyApplied(outcome));
+            }
+        } else if self.store.has_intent(&proposal.id)? {
+            // An intent without an outcome: a crash interrupted it, and start-up recovery has
+            // not settled it yet. Never act on it twice.
+            return Err(ExecuteError::Store(StoreError::Unfinished(proposal.id.clone())));
         }
         let observed = self.api.read_fleet(&proposal.fleet).await?;
         let verdict = recheck(&observed);
@@ -118,38 +184,149 @@ impl Executor {
         self.store.journal(
             &proposal.id,
             "intent",
-            &json!({ "plan": plan, "observed_spot": observed.spot.capacity, "observed_regular": observed.regular.capacity }),
+            &json!({ "fleet": proposal.fleet, "target": proposal.target, "plan": plan, "before": snapshot(&observed) }),
         )?;
+        let started = std::time::Instant::now();
         match self.carry_out(proposal, &plan).await {
             Ok(performed) => {
-                let after = self.api.read_fleet(&proposal.fleet).await?;
+                let (after, verified) = self.wait_verified(proposal, &plan).await?;
                 let outcome = Outcome {
-                    verified: verify(&after, proposal, &plan),
+                    verified,
                     performed,
                     spot_capacity: after.spot.capacity,
                     regular_capacity: after.regular.capacity,
                     error: None,
+                    error_class: None,
                     finished_at: OffsetDateTime::now_utc(),
                 };
-                self.store.journal(&proposal.id, "outcome", &json!(outcome))?;
-                tracing::info!(verified = outcome.verified, "applied");
+                let mut body = json!(outcome);
+                body["after"] = snapshot(&after);
+                body["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
+                if !verified {
+                    let inverse = self.propose_inverse(proposal, &observed, &after)?;
+                    body["inverse_proposal"] = json!(inverse);
+                }
+                self.store.journal(&proposal.id, "outcome", &body)?;
+                tracing::info!(verified, "applied");
                 Ok(Applied::Done(outcome, plan))
             }
             Err(ExecuteError::Azure(error)) => {
-                let outcome = Outcome {
-                    verified: false,
-                    performed: Vec::new(),
-                    spot_capacity: observed.spot.capacity,
-                    regular_capacity: observed.regular.capacity,
-                    error: Some(format!("{error:#}")),
-                    finished_at: OffsetDateTime::now_utc(),
-                };
+                let class = if error.is_transient() { "transient" } else { "permanent" };
+                let outcome = failed_outcome(&observed, format!("{error:#}"), class);
                 self.store.journal(&proposal.id, "outcome", &json!(outcome))?;
-                tracing::warn!(error = %error, transient = error.is_transient(), "apply failed");
+                tracing::warn!(error = %error, class, "apply failed");
                 Err(ExecuteError::Azure(error))
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// Re-read the fleet until it matches the target or the deadline passes.
+    async fn wait_verified(&self, proposal: &Proposal, plan: &Plan) -> Result<(FleetState, bool), ExecuteError> {
+        let deadline = std::time::Instant::now() + self.config.verify_timeout;
+        loop {
+            let after = self.api.read_fleet(&proposal.fleet).await?;
+            if verify(&after, proposal, plan) {
+                return Ok((after, true));
+            }
+            if std::time::Instant::now() + self.config.verify_poll > deadline {
+                tracing::warn!(timeout = ?self.config.verify_timeout, "the fleet did not reach the target in time");
+                return Ok((after, false));
+            }
+            tokio::time::sleep(self.config.verify_poll).await;
+        }
+    }
+
+    /// Record the change back to the capacities observed before `proposal`, ready to apply.
+    fn propose_inverse(&self, proposal: &Proposal, before: &FleetState, after: &FleetState) -> Result<String, ExecuteError> {
+        let target = fleetpilot_core::ScaleTarget {
+            spot_capacity: Some(before.spot.capacity),
+            regular_capacity: Some(before.regular.capacity),
+            vm_sizes: (before.vm_sizes != after.vm_sizes).then(|| before.vm_sizes.clone()),
+        };
+        let inverse = Proposal {
+            id: format!("{}-inverse", proposal.id),
+            fleet: proposal.fleet.clone(),
+            requested_by: "executor".into(),
+            reason: format!(
+                "{} was not verified within {:?} (spot {}/{}, regular {}/{} after); this restores the capacities observed before it. Review, then apply or reject.",
+                proposal.id,
+                self.config.verify_timeout,
+                after.spot.capacity,
+                proposal.target.spot_capacity.unwrap_or(after.spot.capacity),
+                after.regular.capacity,
+                proposal.target.regular_capacity.unwrap_or(after.regular.capacity),
+            ),
+            created_at: OffsetDateTime::now_utc(),
+            observed_spot_capacity: after.spot.capacity,
+            observed_regular_capacity: after.regular.capacity,
+            plan: plan(after, &target),
+            target,
+            verdict: Verdict::from_violations(Vec::new(), false),
+            cost: None,
+            status: fleetpilot_core::ProposalStatus::Proposed,
+            outcome: None,
+            review: None,
+        };
+        self.store.save_proposal(&inverse)?;
+        Ok(inverse.id)
+    }
+
+    /// Settle every journal entry a crash left unfinished (an intent with no outcome): if the
+    /// fleet already carries the target, finish it (deleting what surplus idle VMs remain);
+    /// otherwise the change never reached Azure, and it is marked failed — never retried, since
+    /// the state it was checked against is gone. Run once at start-up, before serving.
+    ///
+    /// # Errors
+    /// Journal failures; an Azure failure leaves the entry for the next start.
+    pub async fn recover(&self) -> Result<Vec<Recovered>, ExecuteError> {
+        let mut done = Vec::new();
+        for (proposal_id, intent) in self.store.unfinished()? {
+            let Ok(fleet) = serde_json::from_value::<FleetRef>(intent["fleet"].clone()) else {
+                continue;
+            };
+            let target: fleetpilot_core::ScaleTarget = serde_json::from_value(intent["target"].clone()).unwrap_or_default();
+            let proposal = match self.store.proposal(&proposal_id)? {
+                Some(p) => p,
+                None => continue,
+            };
+            let observed = self.api.read_fleet(&fleet).await?;
+            let reached = target.spot_capacity.is_none_or(|c| c == observed.spot.capacity)
+                && target.regular_capacity.is_none_or(|c| c == observed.regular.capacity)
+                && target.vm_sizes.as_ref().is_none_or(|s| {
+                    s.len() == observed.vm_sizes.len() && s.iter().zip(&observed.vm_sizes).all(|(a, b)| a.eq_ignore_ascii_case(b))
+                });
+            let (result, outcome) = if reached {
+                // The capacity change landed; only deletions of idle surplus may be left.
+                let rest = plan(&observed, &target);
+                let performed = self.carry_out(&proposal, &rest).await?;
+                let after = self.api.read_fleet(&fleet).await?;
+                let outcome = Outcome {
+                    verified: verify(&after, &proposal, &rest),
+                    performed,
+                    spot_capacity: after.spot.capacity,
+                    regular_capacity: after.regular.capacity,
+                    error: None,
+                    error_class: None,
+                    finished_at: OffsetDateTime::now_utc(),
+                };
+                ("finished", outcome)
+            } else {
+                let outcome = failed_outcome(
+                    &observed,
+                    "interrupted by a restart before the change reached Azure; not retried automatically (the state it was checked against is gone): apply again to re-check, or propose anew".into(),
+                    "permanent",
+                );
+                ("failed", outcome)
+            };
+            let mut body = json!(outcome);
+            body["recovered"] = json!(true);
+            body["after"] = snapshot(&observed);
+            self.store.journal(&proposal_id, "outcome", &body)?;
+            tracing::warn!(proposal.id = %proposal_id, result, "recovered an unfinished change");
+            done.push(Recovered { proposal_id, result, outcome });
+        }
+        Ok(done)
     }
 
     /// Submit an ML job: read the compute and the active jobs, ask `recheck` (the job

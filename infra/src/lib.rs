@@ -21,5 +21,5 @@ pub use api::{ArmAzureApi, AzureApi};
 pub use arm::{ArmClient, ArmConfig, RetryConfig};
 pub use credential::CredentialConfig;
 pub use error::AzureError;
-pub use executor::{Applied, ExecuteError, Executor};
-pub use store::{Store, StoreError};
+pub use executor::{Applied, ExecuteError, Executor, ExecutorConfig, Recovered};
+pub use store::{AuditFilter, AuditRecord, Store, StoreError};

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("state database error")]
     Sqlite(#[from] rusqlite::Error),
+    /// A change was interrupted by a crash and is not settled yet (start-up recovery does it).
+    #[error("proposal {0} was interrupted and awaits recovery; restart the server to settle it")]
+    Unfinished(String),
     /// A stored row could not be decoded (the database was written by something else).
     #[error("stored {what} could not be decoded")]
     Decode {
@@ -66,7 +69,72 @@ CREATE TABLE IF NOT EXISTS journal (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS journal_by_proposal ON journal (proposal_id, seq);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    set_by TEXT NOT NULL,
+    set_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    at_unix_ms INTEGER NOT NULL,
+    caller TEXT NOT NULL,
+    role TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    fleet TEXT,
+    arguments TEXT NOT NULL,
+    verdict TEXT,
+    result TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at_unix_ms);
 ";
+
+/// One audited tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct AuditRecord {
+    /// Order of writing (0 before it is written).
+    #[serde(default)]
+    pub seq: i64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who called (transport and client, or the authenticated principal).
+    pub caller: String,
+    /// The caller's role.
+    pub role: String,
+    /// The tool.
+    pub tool: String,
+    /// The fleet concerned, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
+    /// The arguments, secrets redacted.
+    pub arguments: serde_json::Value,
+    /// The guardrails' decision, for calls that had one (`allow`, `needs_approval`, `deny`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// `ok`, or the error code (`denied`, `forbidden`, `rate_limited`, …).
+    pub result: String,
+    /// A one-line summary of the result (a proposal id, an error message).
+    pub detail: String,
+}
+
+/// Which audit records to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only records at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Only records before this time.
+    pub until: Option<OffsetDateTime>,
+    /// Only this caller (exact match).
+    pub caller: Option<String>,
+    /// Only this fleet (case-insensitive).
+    pub fleet: Option<String>,
+    /// Only this tool.
+    pub tool: Option<String>,
+    /// Most records (newest first).
+    pub limit: u32,
+}
 
 impl Store {
     /// Open (or create) the database at `path`, in WAL mode with full sync.
@@ -184,6 +252,149 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Proposals of one fleet created at or after `since`, oldest first: the history the
+    /// guardrails judge rates, cooldowns and stabilization by.
+    ///
+    /// # Errors
+    /// When SQLite fails or a row does not decode.
+    pub fn fleet_proposals_since(&self, fleet: &str, since: OffsetDateTime) -> Result<Vec<Proposal>, StoreError> {
+        // Stored times are RFC 3339 UTC; compare coarsely in SQL (to the second), exactly here.
+        let coarse = (since - time::Duration::seconds(1)).replace_nanosecond(0).unwrap_or(since);
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT body FROM proposals WHERE fleet = ?1 COLLATE NOCASE AND created_at >= ?2 ORDER BY created_at, rowid",
+        )?;
+        let rows = stmt.query_map(params![fleet, coarse.format(&Rfc3339).unwrap_or_default()], |row| row.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let p: Proposal = serde_json::from_str(&row?).map_err(|source| StoreError::Decode { what: "proposal", source })?;
+            if p.created_at >= since {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Set the global freeze (every mutation refused while on), recording who and when.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn set_frozen(&self, frozen: bool, by: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO settings (key, value, set_by, set_at) VALUES ('frozen', ?1, ?2, ?3)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, set_by = excluded.set_by, set_at = excluded.set_at",
+            params![if frozen { "true" } else { "false" }, by, OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()],
+        )?;
+        Ok(())
+    }
+
+    /// The global freeze: on or off, and who set it when (`None` if never set).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn frozen(&self) -> Result<Option<(bool, String, String)>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT value, set_by, set_at FROM settings WHERE key = 'frozen'", [], |row| {
+                Ok((row.get::<_, String>(0)? == "true", row.get(1)?, row.get(2)?))
+            })
+            .optional()?)
+    }
+
+    /// Append an audit record.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        let now = OffsetDateTime::now_utc();
+        self.conn().execute(
+            "INSERT INTO audit (at, at_unix_ms, caller, role, tool, fleet, arguments, verdict, result, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                record.at,
+                (now.unix_timestamp_nanos() / 1_000_000) as i64,
+                record.caller,
+                record.role,
+                record.tool,
+                record.fleet,
+                record.arguments.to_string(),
+                record.verdict,
+                record.result,
+                record.detail
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Audit records matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn audit_records(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let ms = |t: Option<OffsetDateTime>| t.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, caller, role, tool, fleet, arguments, verdict, result, detail FROM audit
+             WHERE (?1 IS NULL OR at_unix_ms >= ?1) AND (?2 IS NULL OR at_unix_ms < ?2)
+               AND (?3 IS NULL OR caller = ?3) AND (?4 IS NULL OR fleet = ?4 COLLATE NOCASE) AND (?5 IS NULL OR tool = ?5)
+             ORDER BY seq DESC LIMIT ?6",
+        )?;
+        let rows = stmt.query_map(
+            params![ms(filter.since), ms(filter.until), filter.caller, filter.fleet, filter.tool, filter.limit.max(1)],
+            |row| {
+                Ok(AuditRecord {
+                    seq: row.get(0)?,
+                    at: row.get(1)?,
+                    caller: row.get(2)?,
+                    role: row.get(3)?,
+                    tool: row.get(4)?,
+                    fleet: row.get(5)?,
+                    arguments: serde_json::from_str(&row.get::<_, String>(6)?).unwrap_or(serde_json::Value::Null),
+                    verdict: row.get(7)?,
+                    result: row.get(8)?,
+                    detail: row.get(9)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether the executor journalled an intent for the proposal.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn has_intent(&self, proposal_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT 1 FROM journal WHERE proposal_id = ?1 AND phase = 'intent' LIMIT 1", params![proposal_id], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
+    /// Proposals whose latest intent has no outcome after it (a crash interrupted them), with
+    /// that intent's body, oldest first.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn unfinished(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT i.proposal_id, i.body FROM journal i
+             WHERE i.phase = 'intent'
+               AND NOT EXISTS (SELECT 1 FROM journal o WHERE o.proposal_id = i.proposal_id AND o.phase = 'outcome' AND o.seq > i.seq)
+             ORDER BY i.seq",
+        )?;
+        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row?;
+            out.push((id, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)));
+        }
+        Ok(out)
     }
 
     /// The recorded outcome of a proposal, if the executor finished it.

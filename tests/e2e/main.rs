@@ -58,6 +58,7 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
         names,
         [
             "apply_proposal",
+            "approve_proposal",
             "cancel_ml_job",
             "estimate_cost",
             "get_ml_job",
@@ -67,6 +68,7 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
             "propose_scale",
             "query_kql",
             "read_fleet",
+            "reject_proposal",
             "submit_ml_job"
         ]
     );
@@ -75,7 +77,8 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
         assert!(tool.output_schema.is_some(), "{} has no output schema", tool.name);
         let annotations = tool.annotations.as_ref().context("annotations")?;
         let read_only = annotations.read_only_hint == Some(true);
-        let writes = ["apply_proposal", "submit_ml_job", "cancel_ml_job"].contains(&&*tool.name);
+        let writes =
+            ["apply_proposal", "approve_proposal", "reject_proposal", "submit_ml_job", "cancel_ml_job"].contains(&&*tool.name);
         assert_eq!(read_only, !writes, "{}: read-only hint", tool.name);
     }
 
@@ -344,6 +347,97 @@ async fn the_recipe_job_runs_through_the_job_tools() -> Result<()> {
     assert!(bounds.contains(&"max_nodes_per_job"), "{bounds:?}");
     let missing = call(&client, "get_ml_job", json!({"name": "nope"})).await?;
     assert_eq!(error_of(&missing)?["code"], "job_not_found");
+    client.cancel().await?;
+    server.stop().await;
+    Ok(())
+}
+
+async fn fleetpilot(args: &[&str], state: &Path) -> Result<std::process::Output> {
+    Ok(tokio::process::Command::new(bin()).args(args).arg("--state").arg(state).output().await?)
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A change above the approval threshold waits; an MCP operator cannot approve it; a person at
+/// the terminal can, and the server then applies it. Rejection, freeze and the audit too.
+#[tokio::test]
+async fn approvals_freeze_and_audit_from_mcp_and_the_terminal() -> Result<()> {
+    let dir = TempDir::new("approvals")?;
+    let config = dir.path().join("fleetpilot.toml");
+    std::fs::write(&config, "[policy.default]\ncooldown_secs = 0\napproval_above_delta = 2\n")?;
+    let config = config.to_string_lossy().into_owned();
+    let server = Server::start(bin(), &["--config", &config]).await?;
+    let db = server.state_db();
+    let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base))).await?;
+
+    let proposed =
+        call(&client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 24, "reason": "queue growing"})).await?;
+    assert_eq!(structured(&proposed)["status"], "needs_approval", "{proposed:?}");
+    let id = structured(&proposed)["id"].as_str().context("id")?.to_string();
+
+    // Applying without approval, or approving as an operator, changes nothing.
+    let applied = call(&client, "apply_proposal", json!({"proposal_id": id})).await?;
+    assert_eq!(error_of(&applied)?["code"], "needs_approval");
+    let approved = call(&client, "approve_proposal", json!({"proposal_id": id})).await?;
+    assert_eq!(approved.is_error, Some(true));
+    assert_eq!(error_of(&approved)?["code"], "forbidden");
+
+    // The terminal lists it, approves it; the server re-checks and applies it within seconds.
+    let listed = stdout(&fleetpilot(&["proposals", "list", "--status", "needs_approval"], &db).await?);
+    assert!(listed.contains(&id) && listed.contains("spot 20→24"), "{listed}");
+    let out = stdout(&fleetpilot(&["proposals", "approve", &id, "--note", "expected traffic"], &db).await?);
+    assert!(out.contains("approved"), "{out}");
+    let mut spot = 0;
+    for _ in 0..100 {
+        let fleet = call(&client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
+        spot = structured(&fleet)["spot"]["capacity"].as_u64().unwrap_or(0);
+        if spot == 24 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(spot, 24, "the approved proposal was applied");
+    let shown: Value = serde_json::from_str(&stdout(&fleetpilot(&["proposals", "show", &id, "--json"], &db).await?))?;
+    assert_eq!(shown["proposal"]["status"], "applied");
+    assert!(shown["proposal"]["review"]["by"].as_str().unwrap_or_default().starts_with("cli:"));
+    let phases: Vec<&str> = shown["journal"].as_array().context("journal")?.iter().filter_map(|e| e["phase"].as_str()).collect();
+    assert!(phases.starts_with(&["refused", "intent"]) && phases.last() == Some(&"outcome"), "{phases:?}");
+
+    // A rejected proposal is never applied.
+    let second =
+        call(&client, "propose_scale", json!({"fleet": "cf-ml-scaling", "regular_capacity": 13, "reason": "more floor"})).await?;
+    let second_id = structured(&second)["id"].as_str().context("id")?.to_string();
+    stdout(&fleetpilot(&["proposals", "reject", &second_id, "--note", "not now"], &db).await?);
+    let applied = call(&client, "apply_proposal", json!({"proposal_id": second_id})).await?;
+    assert_eq!(error_of(&applied)?["code"], "rejected");
+
+    // Freeze: every mutation refused, at once, until it is lifted.
+    stdout(&fleetpilot(&["freeze", "on"], &db).await?);
+    let frozen = call(&client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 25, "reason": "x"})).await?;
+    assert_eq!(error_of(&frozen)?["code"], "denied");
+    assert_eq!(error_of(&frozen)?["violations"][0]["bound"], "frozen");
+    let job = call(&client, "cancel_ml_job", json!({"name": "anything"})).await?;
+    assert_eq!(error_of(&job)?["code"], "frozen");
+    assert!(stdout(&fleetpilot(&["freeze", "status"], &db).await?).contains("freeze is on"));
+    stdout(&fleetpilot(&["freeze", "off"], &db).await?);
+    let thawed = call(&client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 25, "reason": "x"})).await?;
+    assert_eq!(thawed.is_error, Some(false), "{thawed:?}");
+
+    // The audit has every call, the refused ones included.
+    let audit: Value = serde_json::from_str(&stdout(&fleetpilot(&["audit", "--since", "10m", "--json"], &db).await?))?;
+    let rows = audit.as_array().context("audit rows")?;
+    let forbidden = rows.iter().find(|r| r["result"] == "forbidden").context("the forbidden approval is audited")?;
+    assert_eq!((forbidden["tool"].as_str(), forbidden["role"].as_str()), (Some("approve_proposal"), Some("operator")));
+    assert!(forbidden["caller"].as_str().unwrap_or_default().starts_with("mcp-http:"));
+    assert!(rows.iter().any(|r| r["caller"].as_str().unwrap_or_default().starts_with("cli:") && r["tool"] == "approve_proposal"));
+    assert!(
+        rows.iter().any(|r| r["tool"] == "propose_scale" && r["verdict"] == "needs_approval" && r["fleet"] == "cf-ml-scaling")
+    );
+    let only_reads: Value = serde_json::from_str(&stdout(&fleetpilot(&["audit", "--tool", "read_fleet", "--json"], &db).await?))?;
+    assert!(only_reads.as_array().context("rows")?.iter().all(|r| r["tool"] == "read_fleet"));
     client.cancel().await?;
     server.stop().await;
     Ok(())

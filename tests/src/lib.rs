@@ -82,6 +82,11 @@ impl Server {
         Ok(Self { child, base, emulator, _state: state })
     }
 
+    /// The server's state database.
+    pub fn state_db(&self) -> PathBuf {
+        self._state.path().join("state.db")
+    }
+
     /// Stop the server.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;

@@ -9,9 +9,11 @@
 //!
 //! This crate knows MCP; it does not know any LLM wire format.
 
+pub mod access;
 pub mod mcp;
 pub mod schema;
 pub mod service;
 
+pub use access::{Caller, Role};
 pub use mcp::{FleetTools, HttpConfig, http_router, serve_stdio};
-pub use service::{FleetService, ToolError, ToolsConfig};
+pub use service::{Clock, FleetService, ToolError, ToolsConfig};

@@ -18,9 +18,11 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::access::Caller;
 use crate::schema::{
-    ApplyProposalInput, ApplyResult, EstimateCostInput, FleetList, FleetView, GetPolicyInput, ListFleetsInput,
-    ListProposalsInput, PolicyView, ProposalList, ProposeScaleInput, QueryKqlInput, QueryKqlResult, ReadFleetInput,
+    ApplyProposalInput, ApplyResult, ApproveProposalInput, EstimateCostInput, FleetList, FleetView, GetPolicyInput,
+    ListFleetsInput, ListProposalsInput, PolicyView, ProposalList, ProposeScaleInput, QueryKqlInput, QueryKqlResult,
+    ReadFleetInput, RejectProposalInput,
 };
 use crate::service::{FleetService, ToolError};
 
@@ -55,6 +57,14 @@ fn respond<T: Serialize>(
     }
 }
 
+/// A caller's result as JSON (for the audit), or its error.
+fn to_value<T: Serialize>(result: Result<T, ToolError>) -> Result<Result<serde_json::Value, ToolError>, McpError> {
+    match result {
+        Ok(v) => Ok(Ok(serde_json::to_value(v).map_err(|e| McpError::internal_error(e.to_string(), None))?)),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
 fn no_shape(_: &ToolError) -> Option<serde_json::Value> {
     None
 }
@@ -80,9 +90,32 @@ impl FleetTools {
         Self { service, tool_router, transport }
     }
 
-    fn caller(&self, ctx: &RequestContext<RoleServer>) -> String {
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> Caller {
         let client = ctx.client_info().map(|info| info.name).unwrap_or_else(|| "unknown".into());
-        format!("mcp-{}:{client}", self.transport)
+        let config = self.service.config();
+        let role = if self.transport == "stdio" { config.stdio_role } else { config.http_role };
+        Caller { id: format!("mcp-{}:{client}", self.transport), role }
+    }
+
+    /// Admit, run, audit and answer one tool call.
+    async fn run<T: Serialize>(
+        &self,
+        tool: &'static str,
+        caller: &Caller,
+        arguments: serde_json::Value,
+        shape: fn(&ToolError) -> Option<serde_json::Value>,
+        call: impl std::future::Future<Output = Result<T, ToolError>>,
+    ) -> Result<CallToolResult, McpError> {
+        let span = tracing::info_span!("tool.call", tool, caller = %caller.id);
+        let result = match self.service.admit(caller, tool) {
+            Ok(()) => to_value(call.instrument(span).await)?,
+            Err(refused) => {
+                tracing::warn!(tool, caller = %caller.id, code = %refused.code, "call refused");
+                Err(refused)
+            }
+        };
+        self.service.audit_call(caller, tool, &arguments, &result);
+        respond(result, shape)
     }
 
     #[tool(
@@ -90,11 +123,14 @@ impl FleetTools {
         annotations(title = "List fleets", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<FleetList>()
     )]
-    async fn list_fleets(&self, Parameters(input): Parameters<ListFleetsInput>) -> Result<CallToolResult, McpError> {
-        respond(
-            self.service.list_fleets(input).instrument(tracing::info_span!("tool.call", tool = "list_fleets")).await,
-            no_shape,
-        )
+    async fn list_fleets(
+        &self,
+        Parameters(input): Parameters<ListFleetsInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("list_fleets", &caller, arguments, no_shape, self.service.list_fleets(input)).await
     }
 
     #[tool(
@@ -102,8 +138,14 @@ impl FleetTools {
         annotations(title = "Read fleet", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<FleetView>()
     )]
-    async fn read_fleet(&self, Parameters(input): Parameters<ReadFleetInput>) -> Result<CallToolResult, McpError> {
-        respond(self.service.read_fleet(input).instrument(tracing::info_span!("tool.call", tool = "read_fleet")).await, no_shape)
+    async fn read_fleet(
+        &self,
+        Parameters(input): Parameters<ReadFleetInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("read_fleet", &caller, arguments, no_shape, self.service.read_fleet(input)).await
     }
 
     #[tool(
@@ -111,11 +153,14 @@ impl FleetTools {
         annotations(title = "Estimate cost", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<fleetpilot_core::CostEstimate>()
     )]
-    async fn estimate_cost(&self, Parameters(input): Parameters<EstimateCostInput>) -> Result<CallToolResult, McpError> {
-        respond(
-            self.service.estimate_cost(input).instrument(tracing::info_span!("tool.call", tool = "estimate_cost")).await,
-            no_shape,
-        )
+    async fn estimate_cost(
+        &self,
+        Parameters(input): Parameters<EstimateCostInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("estimate_cost", &caller, arguments, no_shape, self.service.estimate_cost(input)).await
     }
 
     #[tool(
@@ -123,9 +168,14 @@ impl FleetTools {
         annotations(title = "Get policy", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<PolicyView>()
     )]
-    async fn get_policy(&self, Parameters(input): Parameters<GetPolicyInput>) -> Result<CallToolResult, McpError> {
-        let _span = tracing::info_span!("tool.call", tool = "get_policy").entered();
-        respond(self.service.get_policy(input), no_shape)
+    async fn get_policy(
+        &self,
+        Parameters(input): Parameters<GetPolicyInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("get_policy", &caller, arguments, no_shape, async { self.service.get_policy(input) }).await
     }
 
     #[tool(
@@ -139,13 +189,8 @@ impl FleetTools {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let caller = self.caller(&ctx);
-        respond(
-            self.service
-                .propose_scale(input, &caller)
-                .instrument(tracing::info_span!("tool.call", tool = "propose_scale", caller))
-                .await,
-            proposal_shape,
-        )
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("propose_scale", &caller, arguments, proposal_shape, self.service.propose_scale(input, &caller.id)).await
     }
 
     #[tool(
@@ -159,13 +204,8 @@ impl FleetTools {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let caller = self.caller(&ctx);
-        respond(
-            self.service
-                .apply_proposal(input)
-                .instrument(tracing::info_span!("tool.call", tool = "apply_proposal", caller))
-                .await,
-            apply_shape,
-        )
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("apply_proposal", &caller, arguments, apply_shape, self.service.apply_proposal(input)).await
     }
 
     #[tool(
@@ -173,8 +213,14 @@ impl FleetTools {
         annotations(title = "Query logs (KQL)", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<QueryKqlResult>()
     )]
-    async fn query_kql(&self, Parameters(input): Parameters<QueryKqlInput>) -> Result<CallToolResult, McpError> {
-        respond(self.service.query_kql(input).instrument(tracing::info_span!("tool.call", tool = "query_kql")).await, no_shape)
+    async fn query_kql(
+        &self,
+        Parameters(input): Parameters<QueryKqlInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("query_kql", &caller, arguments, no_shape, self.service.query_kql(input)).await
     }
 
     #[tool(
@@ -185,11 +231,11 @@ impl FleetTools {
     async fn submit_ml_job(
         &self,
         Parameters(input): Parameters<crate::schema::SubmitMlJobInput>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        respond(
-            self.service.submit_job(input).instrument(tracing::info_span!("tool.call", tool = "submit_ml_job")).await,
-            no_shape,
-        )
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("submit_ml_job", &caller, arguments, no_shape, self.service.submit_job(input)).await
     }
 
     #[tool(
@@ -197,8 +243,14 @@ impl FleetTools {
         annotations(title = "Get ML job", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<fleetpilot_core::ml::MlJob>()
     )]
-    async fn get_ml_job(&self, Parameters(input): Parameters<crate::schema::MlJobNameInput>) -> Result<CallToolResult, McpError> {
-        respond(self.service.get_ml_job(input).instrument(tracing::info_span!("tool.call", tool = "get_ml_job")).await, no_shape)
+    async fn get_ml_job(
+        &self,
+        Parameters(input): Parameters<crate::schema::MlJobNameInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("get_ml_job", &caller, arguments, no_shape, self.service.get_ml_job(input)).await
     }
 
     #[tool(
@@ -209,11 +261,11 @@ impl FleetTools {
     async fn cancel_ml_job(
         &self,
         Parameters(input): Parameters<crate::schema::MlJobNameInput>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        respond(
-            self.service.cancel_job(input).instrument(tracing::info_span!("tool.call", tool = "cancel_ml_job")).await,
-            no_shape,
-        )
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("cancel_ml_job", &caller, arguments, no_shape, self.service.cancel_job(input)).await
     }
 
     #[tool(
@@ -221,9 +273,45 @@ impl FleetTools {
         annotations(title = "List proposals", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<ProposalList>()
     )]
-    async fn list_proposals(&self, Parameters(input): Parameters<ListProposalsInput>) -> Result<CallToolResult, McpError> {
-        let _span = tracing::info_span!("tool.call", tool = "list_proposals").entered();
-        respond(self.service.list_proposals(input), no_shape)
+    async fn list_proposals(
+        &self,
+        Parameters(input): Parameters<ListProposalsInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("list_proposals", &caller, arguments, no_shape, async { self.service.list_proposals(input) }).await
+    }
+
+    #[tool(
+        description = "Approve a proposal that needs a human's approval (status needs_approval), as a person with the approver role. The proposal is then applied at once: the fleet is re-read and the guardrails re-checked against the state now (a hard bound still denies). Records who approved and when.",
+        annotations(title = "Approve proposal", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true),
+        output_schema = schema_for_output::<ApplyResult>()
+    )]
+    async fn approve_proposal(
+        &self,
+        Parameters(input): Parameters<ApproveProposalInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("approve_proposal", &caller, arguments, apply_shape, self.service.approve_proposal(input, &caller.id)).await
+    }
+
+    #[tool(
+        description = "Reject a proposal that is not applied (needs_approval, proposed or approved), as a person with the approver role; it will never be applied. Records who rejected it, when and why.",
+        annotations(title = "Reject proposal", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<fleetpilot_core::Proposal>()
+    )]
+    async fn reject_proposal(
+        &self,
+        Parameters(input): Parameters<RejectProposalInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        let result = async { self.service.reject_proposal(input, &caller.id) };
+        self.run("reject_proposal", &caller, arguments, proposal_shape, result).await
     }
 }
 

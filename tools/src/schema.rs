@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Input of `list_fleets`.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListFleetsInput {
     /// Resource group to list; empty lists every fleet in the subscription.
@@ -26,7 +26,7 @@ pub struct FleetList {
 }
 
 /// Input of `read_fleet`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadFleetInput {
     /// Fleet name, e.g. `cf-ml-scaling`.
@@ -47,7 +47,7 @@ pub struct FleetView {
 }
 
 /// Input of `get_policy`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetPolicyInput {
     /// Fleet name.
@@ -64,7 +64,7 @@ pub struct PolicyView {
 }
 
 /// Input of `propose_scale`. Leave a capacity out to keep it as it is.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProposeScaleInput {
     /// Fleet name.
@@ -88,7 +88,7 @@ pub struct ProposeScaleInput {
 }
 
 /// Input of `estimate_cost`. Leave a capacity out to keep it as it is.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EstimateCostInput {
     /// Fleet name.
@@ -110,31 +110,54 @@ pub struct EstimateCostInput {
 }
 
 /// Input of `apply_proposal`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyProposalInput {
     /// Id returned by `propose_scale`.
     pub proposal_id: String,
 }
 
+/// Input of `approve_proposal`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveProposalInput {
+    /// Id of a proposal waiting for approval (`needs_approval`).
+    pub proposal_id: String,
+    /// Why it is approved (kept with the decision).
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Input of `reject_proposal`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectProposalInput {
+    /// Id of a proposal not yet applied.
+    pub proposal_id: String,
+    /// Why it is rejected (kept with the decision).
+    #[serde(default)]
+    pub note: String,
+}
+
 /// Output of `apply_proposal`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ApplyResult {
     /// `applied`, `already_applied` or `dry_run`; on an error result `denied`,
-    /// `needs_approval` or `azure_error`.
+    /// `needs_approval`, `rejected`, `expired` or `azure_error`.
     pub result: String,
     /// The proposal, with its outcome.
     pub proposal: Proposal,
 }
 
 /// Input of `list_proposals`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListProposalsInput {
     /// Only this fleet; empty for all.
     #[serde(default)]
     pub fleet: String,
-    /// Only this status (`proposed`, `needs_approval`, `denied`, `dry_run`, `applied`, `failed`); empty for all.
+    /// Only this status (`proposed`, `needs_approval`, `approved`, `rejected`, `expired`, `denied`, `dry_run`,
+    /// `applied`, `failed`); empty for all.
     #[serde(default)]
     pub status: String,
     /// Most proposals to return, newest first (default 20, at most 500).
@@ -154,7 +177,7 @@ pub struct ProposalList {
 }
 
 /// Input of `query_kql`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryKqlInput {
     /// The KQL query, e.g. `AzureMetrics | where MetricName == "SpotInstanceUtilization" | summarize avg(Average) by bin(TimeGenerated, 5m)`.
@@ -189,7 +212,7 @@ pub struct QueryKqlResult {
 }
 
 /// Input of `submit_ml_job`: the fields of an Azure ML command job YAML.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitMlJobInput {
     /// Command line, e.g. `python train_model.py --samples 50000`.
@@ -227,7 +250,7 @@ fn default_instances() -> u32 {
 }
 
 /// Input of `get_ml_job` and `cancel_ml_job`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MlJobNameInput {
     /// Job name, as `submit_ml_job` returned it.

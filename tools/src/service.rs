@@ -4,18 +4,46 @@
 use std::sync::Arc;
 
 use fleetpilot_core::{
-    CostEstimate, Decision, FleetRef, FleetState, PriceTable, Proposal, ProposalStatus, ScaleTarget, Violation, plan,
+    CostEstimate, Decision, FleetRef, FleetState, PriceTable, Proposal, ProposalStatus, Review, ScaleTarget, Violation, plan,
 };
-use fleetpilot_guardrails::{Policies, check};
-use fleetpilot_infra::{Applied, AzureApi, AzureError, ExecuteError, Executor, Store, StoreError};
+use fleetpilot_guardrails::{Change, Context, Policies, Policy, Recommendation, Telemetry, check};
+use fleetpilot_infra::{Applied, AzureApi, AzureError, ExecuteError, Executor, ExecutorConfig, Store, StoreError};
 use schemars::JsonSchema;
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::schema::{
-    ApplyProposalInput, ApplyResult, EstimateCostInput, FleetList, FleetView, GetPolicyInput, ListFleetsInput,
-    ListProposalsInput, PolicyView, ProposalList, ProposeScaleInput, QueryKqlInput, QueryKqlResult, ReadFleetInput,
+    ApplyProposalInput, ApplyResult, ApproveProposalInput, EstimateCostInput, FleetList, FleetView, GetPolicyInput,
+    ListFleetsInput, ListProposalsInput, PolicyView, ProposalList, ProposeScaleInput, QueryKqlInput, QueryKqlResult,
+    ReadFleetInput, RejectProposalInput,
 };
+
+/// Where "now" comes from: the system clock, or one a test moves.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> OffsetDateTime + Send + Sync>);
+
+impl Clock {
+    /// The system's UTC clock.
+    pub fn system() -> Self {
+        Self(Arc::new(OffsetDateTime::now_utc))
+    }
+
+    /// A clock that reads `f`.
+    pub fn from_fn(f: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Now.
+    pub fn now(&self) -> OffsetDateTime {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
 
 /// What the tools are configured with.
 #[derive(Debug, Clone)]
@@ -30,13 +58,22 @@ pub struct ToolsConfig {
     pub default_workspace: String,
     /// The Azure ML workspace the job tools use.
     pub ml_workspace: fleetpilot_core::ml::WorkspaceRef,
+    /// Now, for the guardrails' time rules.
+    pub clock: Clock,
+    /// How the executor verifies.
+    pub executor: ExecutorConfig,
+    /// The role of MCP callers over stdio (a local operator).
+    pub stdio_role: crate::Role,
+    /// The role of MCP callers over HTTP until authentication says otherwise.
+    pub http_role: crate::Role,
 }
 
 /// A failure the caller (often a model) should read and act on.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ToolError {
     /// Machine-readable: `invalid_argument`, `fleet_not_found`, `proposal_not_found`,
-    /// `denied`, `needs_approval`, `azure_error`, `state_error`.
+    /// `denied`, `needs_approval`, `rejected`, `expired`, `not_pending`, `frozen`,
+    /// `forbidden`, `rate_limited`, `azure_error`, `state_error`.
     pub code: String,
     /// What went wrong and what to do about it.
     pub message: String,
@@ -51,7 +88,8 @@ pub struct ToolError {
 }
 
 impl ToolError {
-    fn new(code: &str, message: impl Into<String>) -> Self {
+    /// An error with a code and a message.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
         Self { code: code.into(), message: message.into(), violations: Vec::new(), proposal: None, retryable: false }
     }
 
@@ -93,13 +131,189 @@ pub struct FleetService {
     store: Arc<Store>,
     executor: Executor,
     config: ToolsConfig,
+    limiter: crate::access::CallLimiter,
 }
 
 impl FleetService {
     /// Wire the service.
     pub fn new(api: Arc<dyn AzureApi>, store: Arc<Store>, config: ToolsConfig) -> Self {
-        let executor = Executor::new(api.clone(), store.clone());
-        Self { api, store, executor, config }
+        let executor = Executor::with_config(api.clone(), store.clone(), config.executor);
+        let limiter = crate::access::CallLimiter::new(config.policies.calls_per_caller_per_minute, config.clock.clone());
+        Self { api, store, executor, config, limiter }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ToolsConfig {
+        &self.config
+    }
+
+    /// Admit a call: the caller's role must be enough for the tool, and the caller within its rate.
+    ///
+    /// # Errors
+    /// `forbidden` or `rate_limited`.
+    pub fn admit(&self, caller: &crate::Caller, tool: &str) -> Result<(), ToolError> {
+        let needed = crate::access::required_role(tool);
+        if caller.role < needed {
+            return Err(ToolError::new(
+                "forbidden",
+                format!("{tool} needs the {} role; {} has {}", needed.as_str(), caller.id, caller.role.as_str()),
+            ));
+        }
+        self.limiter.admit(&caller.id)
+    }
+
+    /// Write the audit record of one call (failures to write are logged, not returned: the
+    /// call has happened).
+    pub fn audit_call(
+        &self,
+        caller: &crate::Caller,
+        tool: &str,
+        arguments: &serde_json::Value,
+        result: &Result<serde_json::Value, ToolError>,
+    ) {
+        let proposal = match result {
+            Ok(v) => v.get("proposal").or(Some(v)).filter(|p| p.get("verdict").is_some()).cloned(),
+            Err(e) => e.proposal.as_ref().and_then(|p| serde_json::to_value(p).ok()),
+        };
+        let verdict = proposal.as_ref().and_then(|p| p["verdict"]["decision"].as_str().map(str::to_string));
+        let fleet = proposal
+            .as_ref()
+            .and_then(|p| p["fleet"]["name"].as_str().map(str::to_string))
+            .or_else(|| arguments["fleet"].as_str().filter(|f| !f.is_empty()).map(str::to_string));
+        let (code, detail) = match result {
+            Ok(v) => (
+                "ok".to_string(),
+                proposal
+                    .as_ref()
+                    .and_then(|p| p["id"].as_str())
+                    .map(|id| format!("proposal {id}"))
+                    .or_else(|| v["name"].as_str().map(|n| format!("job {n}")))
+                    .unwrap_or_default(),
+            ),
+            Err(e) => (e.code.clone(), e.message.chars().take(500).collect()),
+        };
+        let record = fleetpilot_infra::AuditRecord {
+            seq: 0,
+            at: self.config.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            caller: caller.id.clone(),
+            role: caller.role.as_str().into(),
+            tool: tool.into(),
+            fleet,
+            arguments: crate::access::redact(arguments),
+            verdict,
+            result: code,
+            detail,
+        };
+        if let Err(e) = self.store.audit(&record) {
+            tracing::error!(error = %e, tool, "cannot write the audit record");
+        }
+    }
+
+    /// The store (for the audit and the CLI's views).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Settle changes a crash interrupted; run once before serving.
+    ///
+    /// # Errors
+    /// Journal or Azure failures (the entries stay for the next start).
+    pub async fn recover(&self) -> Result<Vec<fleetpilot_infra::Recovered>, ExecuteError> {
+        let recovered = self.executor.recover().await?;
+        for r in &recovered {
+            if let Ok(Some(mut p)) = self.store.proposal(&r.proposal_id) {
+                p.status = if r.result == "finished" { ProposalStatus::Applied } else { ProposalStatus::Failed };
+                p.outcome = Some(r.outcome.clone());
+                self.store.save_proposal(&p)?;
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// The policy of a fleet now: configuration, plus the freeze switch in the state database.
+    fn policy_for(&self, fleet: &str) -> Result<Policy, ToolError> {
+        let mut policy = self.config.policies.for_fleet(fleet);
+        policy.frozen |= self.store.frozen().map_err(ToolError::state)?.is_some_and(|(on, _, _)| on);
+        Ok(policy)
+    }
+
+    /// Whether every mutation is refused right now.
+    fn ensure_not_frozen(&self) -> Result<(), ToolError> {
+        let frozen =
+            self.config.policies.globally_frozen() || self.store.frozen().map_err(ToolError::state)?.is_some_and(|f| f.0);
+        if frozen {
+            return Err(ToolError::new(
+                "frozen",
+                "fleetpilot is frozen: every change is refused until an operator lifts the freeze",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The history and telemetry the guardrails judge a change of `fleet` by.
+    async fn gather(&self, observed: &FleetState, policy: &Policy, exclude: Option<&str>) -> Result<Gathered, ToolError> {
+        let now = self.config.clock.now();
+        let span = 3600.max(policy.stabilization_secs).max(policy.cooldown_secs) + policy.approval_ttl_secs;
+        let history = self
+            .store
+            .fleet_proposals_since(&observed.fleet.name, now - time::Duration::seconds(span as i64))
+            .map_err(ToolError::state)?;
+        let mut changes = Vec::new();
+        let mut recommendations = Vec::new();
+        for p in history.iter().filter(|p| p.fleet.resource_group.eq_ignore_ascii_case(&observed.fleet.resource_group)) {
+            let from = p.observed_spot_capacity + p.observed_regular_capacity;
+            let to = p.target.spot_capacity.unwrap_or(p.observed_spot_capacity)
+                + p.target.regular_capacity.unwrap_or(p.observed_regular_capacity);
+            if let Some(o) = &p.outcome
+                && o.error.is_none()
+                && !o.performed.is_empty()
+            {
+                changes.push(Change { at: o.finished_at, from_total: from, to_total: o.spot_capacity + o.regular_capacity });
+            }
+            let counts = !matches!(p.status, ProposalStatus::Denied | ProposalStatus::Rejected | ProposalStatus::Expired);
+            if counts && Some(p.id.as_str()) != exclude {
+                recommendations.push(Recommendation { at: p.created_at, total: to });
+            }
+        }
+        let (telemetry, spent_today_usd) = self.fleet_telemetry(observed).await;
+        Ok(Gathered { now, changes, recommendations, telemetry, spent_today_usd })
+    }
+
+    /// The fleet's newest telemetry (age, CPU) and today's spend, from Log Analytics; `None`
+    /// when it cannot be read (which refuses scale-in, and counts the whole day at the
+    /// target's rate).
+    async fn fleet_telemetry(&self, observed: &FleetState) -> (Option<Telemetry>, Option<f64>) {
+        let workspace = &self.config.default_workspace;
+        if workspace.is_empty() || observed.id.is_empty() {
+            return (None, None);
+        }
+        let query = format!(
+            "AzureMetrics
+| where TimeGenerated > ago(1d) and ResourceId =~ {}
+| summarize newest = max(TimeGenerated),
+    spent = sumif(Average, MetricName == 'TotalCost' and TimeGenerated >= startofday(now())),
+    costs = countif(MetricName == 'TotalCost'),
+    cpu = avgif(Average, MetricName == 'Percentage CPU' and TimeGenerated > ago(15m))
+| extend age_s = (now() - newest) / 1s
+| project age_s, spent, costs, cpu",
+            serde_json::Value::String(observed.id.clone())
+        );
+        let result = match self.api.query_logs(workspace, &query, Some("P1D")).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, fleet = %observed.fleet, "cannot read the fleet's telemetry; scale-in will be refused");
+                return (None, None);
+            }
+        };
+        let Some(row) = result.tables.first().and_then(|t| t.rows.first()) else { return (None, None) };
+        let num = |i: usize| row.get(i).and_then(serde_json::Value::as_f64).filter(|x| x.is_finite());
+        let telemetry = num(0).map(|age_secs| Telemetry { age_secs: age_secs.max(0.0), utilization_percent: num(3) });
+        let spent = if num(2).unwrap_or(0.0) > 0.0 { num(1) } else { None };
+        (telemetry, spent)
+    }
+
+    fn expire_if_stale(&self, proposal: &mut Proposal, policy: &Policy) -> Result<(), ToolError> {
+        expire_if_stale(&self.store, proposal, policy, self.config.clock.now())
     }
 
     fn fleet_ref(&self, resource_group: &str, name: &str) -> Result<FleetRef, ToolError> {
@@ -148,7 +362,7 @@ impl FleetService {
     /// An empty fleet name.
     pub fn get_policy(&self, input: GetPolicyInput) -> Result<PolicyView, ToolError> {
         let fleet = self.fleet_ref("", &input.fleet)?;
-        Ok(PolicyView { policy: self.config.policies.for_fleet(&fleet.name), fleet: fleet.name })
+        Ok(PolicyView { policy: self.policy_for(&fleet.name)?, fleet: fleet.name })
     }
 
     /// `propose_scale`: check a target and record the proposal. Changes nothing in Azure.
@@ -172,8 +386,9 @@ impl FleetService {
             ));
         }
         let observed = self.api.read_fleet(&fleet).await.map_err(|e| ToolError::azure(Some(&fleet), e))?;
-        let policy = self.config.policies.for_fleet(&fleet.name);
-        let verdict = check(&target, &observed, &policy);
+        let policy = self.policy_for(&fleet.name)?;
+        let gathered = self.gather(&observed, &policy, None).await?;
+        let verdict = check(&target, &observed, &policy, &gathered.context(&self.config.prices));
         let status = match verdict.decision {
             Decision::Allow => ProposalStatus::Proposed,
             Decision::NeedsApproval => ProposalStatus::NeedsApproval,
@@ -193,6 +408,7 @@ impl FleetService {
             verdict,
             status,
             outcome: None,
+            review: None,
         };
         self.store.save_proposal(&proposal).map_err(ToolError::state)?;
         tracing::info!(proposal.id = %proposal.id, fleet = %proposal.fleet, decision = ?proposal.verdict.decision, requested_by, "proposal recorded");
@@ -202,14 +418,63 @@ impl FleetService {
         Ok(proposal)
     }
 
-    /// `apply_proposal`: carry out an allowed proposal; re-reads and re-checks first.
+    fn load_proposal(&self, id: &str) -> Result<Proposal, ToolError> {
+        self.store.proposal(id.trim()).map_err(ToolError::state)?.ok_or_else(|| {
+            ToolError::new("proposal_not_found", format!("no proposal '{}'; list_proposals shows them", id.trim()))
+        })
+    }
+
+    /// `apply_proposal`: carry out an allowed (or approved) proposal; re-reads and re-checks first.
     ///
     /// # Errors
-    /// Unknown proposal, a denial now or before, a pending approval, Azure failures.
+    /// Unknown proposal, a denial now or before, a pending approval, a rejection or expiry,
+    /// Azure failures.
     pub async fn apply_proposal(&self, input: ApplyProposalInput) -> Result<ApplyResult, ToolError> {
-        let mut proposal = self.store.proposal(input.proposal_id.trim()).map_err(ToolError::state)?.ok_or_else(|| {
-            ToolError::new("proposal_not_found", format!("no proposal '{}'; list_proposals shows them", input.proposal_id))
-        })?;
+        let mut proposal = self.load_proposal(&input.proposal_id)?;
+        let policy = self.policy_for(&proposal.fleet.name)?;
+        self.expire_if_stale(&mut proposal, &policy)?;
+        let approved = proposal.status == ProposalStatus::Approved;
+        self.execute(proposal, approved).await
+    }
+
+    /// `approve_proposal`: a human (approver role; checked by the caller) approves a proposal
+    /// waiting for approval; it is then applied at once, re-checked against the state now.
+    ///
+    /// # Errors
+    /// Unknown proposal, one not waiting for approval (or expired), a denial now, Azure failures.
+    pub async fn approve_proposal(&self, input: ApproveProposalInput, reviewer: &str) -> Result<ApplyResult, ToolError> {
+        let now = self.config.clock.now();
+        let proposal = record_review(&self.store, &self.config.policies, now, &input.proposal_id, reviewer, true, &input.note)?;
+        self.execute(proposal, true).await
+    }
+
+    /// `reject_proposal`: a human rejects a proposal that is not applied; it never will be.
+    ///
+    /// # Errors
+    /// Unknown proposal, one already applied, denied or decided.
+    pub fn reject_proposal(&self, input: RejectProposalInput, reviewer: &str) -> Result<Proposal, ToolError> {
+        let now = self.config.clock.now();
+        record_review(&self.store, &self.config.policies, now, &input.proposal_id, reviewer, false, &input.note)
+    }
+
+    /// Apply proposals a human approved outside a tool call (`fleetpilot proposals approve`);
+    /// the server runs this every few seconds. Returns how many it applied.
+    pub async fn apply_approved(&self) -> usize {
+        let Ok(approved) = self.store.proposals(None, Some(ProposalStatus::Approved), 50) else { return 0 };
+        let mut applied = 0;
+        for proposal in approved.into_iter().rev() {
+            let id = proposal.id.clone();
+            match self.execute(proposal, true).await {
+                Ok(_) => applied += 1,
+                Err(e) => {
+                    tracing::warn!(proposal.id = %id, code = %e.code, message = %e.message, "approved proposal not applied")
+                }
+            }
+        }
+        applied
+    }
+
+    async fn execute(&self, mut proposal: Proposal, approved: bool) -> Result<ApplyResult, ToolError> {
         match proposal.status {
             ProposalStatus::Denied => {
                 return Err(refusal("denied", &proposal, &proposal.verdict.violations));
@@ -217,12 +482,24 @@ impl FleetService {
             ProposalStatus::Applied => {
                 return Ok(ApplyResult { result: "already_applied".into(), proposal });
             }
+            ProposalStatus::Rejected | ProposalStatus::Expired => {
+                let code = proposal.status.as_str();
+                return Err(ToolError {
+                    proposal: Some(Box::new(proposal.clone())),
+                    ..ToolError::new(code, format!("proposal {} was {code}; it will not be applied — propose again", proposal.id))
+                });
+            }
             _ => {}
         }
-        let policy = self.config.policies.for_fleet(&proposal.fleet.name);
+        let policy = self.policy_for(&proposal.fleet.name)?;
+        // History and telemetry are read before the executor re-reads the fleet; the check
+        // itself runs on the state read just before acting.
+        let probe = self.api.read_fleet(&proposal.fleet).await.map_err(|e| ToolError::azure(Some(&proposal.fleet), e))?;
+        let gathered = self.gather(&probe, &policy, Some(&proposal.id)).await?;
+        let prices = self.config.prices.clone();
         let target = proposal.target.clone();
-        let recheck = move |observed: &FleetState| check(&target, observed, &policy);
-        let applied = self.executor.apply(&proposal, false, &recheck).await;
+        let recheck = move |observed: &FleetState| check(&target, observed, &policy, &gathered.context(&prices));
+        let applied = self.executor.apply(&proposal, approved, &recheck).await;
         let result = match applied {
             Ok(Applied::Done(outcome, plan)) => {
                 proposal.status = ProposalStatus::Applied;
@@ -242,12 +519,13 @@ impl FleetService {
             }
             Err(ExecuteError::Refused(verdict)) => {
                 proposal.status = match verdict.decision {
-                    Decision::NeedsApproval => ProposalStatus::NeedsApproval,
+                    Decision::NeedsApproval if proposal.status != ProposalStatus::Approved => ProposalStatus::NeedsApproval,
+                    Decision::NeedsApproval => ProposalStatus::Approved,
                     _ => ProposalStatus::Denied,
                 };
                 proposal.verdict = verdict;
                 self.store.save_proposal(&proposal).map_err(ToolError::state)?;
-                let code = if proposal.status == ProposalStatus::NeedsApproval { "needs_approval" } else { "denied" };
+                let code = if proposal.status == ProposalStatus::Denied { "denied" } else { "needs_approval" };
                 return Err(refusal(code, &proposal, &proposal.verdict.violations));
             }
             Err(ExecuteError::Azure(error)) => {
@@ -327,6 +605,7 @@ impl FleetService {
     /// # Errors
     /// Bad input, a guardrail denial (with every violation), an unknown compute, Azure failures.
     pub async fn submit_job(&self, input: crate::schema::SubmitMlJobInput) -> Result<fleetpilot_core::ml::MlJob, ToolError> {
+        self.ensure_not_frozen()?;
         for (field, value) in [("command", &input.command), ("environment", &input.environment), ("compute", &input.compute)] {
             if value.trim().is_empty() {
                 return Err(ToolError::new("invalid_argument", format!("'{field}' is required")));
@@ -396,6 +675,7 @@ impl FleetService {
     /// # Errors
     /// Unknown job, Azure failures.
     pub async fn cancel_job(&self, input: crate::schema::MlJobNameInput) -> Result<fleetpilot_core::ml::MlJob, ToolError> {
+        self.ensure_not_frozen()?;
         match self.executor.cancel_job(&self.config.ml_workspace, input.name.trim()).await {
             Ok(job) => Ok(job),
             Err(ExecuteError::Azure(e)) => Err(job_error(&input.name, e)),
@@ -411,18 +691,21 @@ impl FleetService {
     pub fn list_proposals(&self, input: ListProposalsInput) -> Result<ProposalList, ToolError> {
         let status = match input.status.trim() {
             "" => None,
-            s => Some(parse_status(s).ok_or_else(|| {
-                ToolError::new(
-                    "invalid_argument",
-                    format!("unknown status '{s}'; use proposed, needs_approval, denied, dry_run, applied or failed"),
-                )
+            s => Some(ProposalStatus::parse(s).ok_or_else(|| {
+                let names: Vec<&str> = ProposalStatus::ALL.iter().map(|s| s.as_str()).collect();
+                ToolError::new("invalid_argument", format!("unknown status '{s}'; use one of {}", names.join(", ")))
             })?),
         };
         let fleet = input.fleet.trim();
-        let proposals = self
+        let mut proposals = self
             .store
             .proposals((!fleet.is_empty()).then_some(fleet), status, input.limit.clamp(1, 500))
             .map_err(ToolError::state)?;
+        for p in &mut proposals {
+            let policy = self.policy_for(&p.fleet.name)?;
+            self.expire_if_stale(p, &policy)?;
+        }
+        proposals.retain(|p| status.is_none_or(|s| p.status == s));
         Ok(ProposalList { proposals })
     }
 }
@@ -434,17 +717,61 @@ fn job_error(name: &str, e: AzureError) -> ToolError {
     }
 }
 
-fn parse_status(s: &str) -> Option<ProposalStatus> {
-    [
-        ProposalStatus::Proposed,
-        ProposalStatus::NeedsApproval,
-        ProposalStatus::Denied,
-        ProposalStatus::DryRun,
-        ProposalStatus::Applied,
-        ProposalStatus::Failed,
-    ]
-    .into_iter()
-    .find(|status| status.as_str() == s)
+/// Mark a proposal that waited for approval past its policy's TTL as expired (and save it).
+///
+/// # Errors
+/// Store failures.
+pub fn expire_if_stale(store: &Store, proposal: &mut Proposal, policy: &Policy, now: OffsetDateTime) -> Result<(), ToolError> {
+    let age = (now - proposal.created_at).whole_seconds();
+    if proposal.status == ProposalStatus::NeedsApproval && age >= policy.approval_ttl_secs as i64 {
+        proposal.status = ProposalStatus::Expired;
+        store.save_proposal(proposal).map_err(ToolError::state)?;
+        tracing::info!(proposal.id = %proposal.id, "approval window passed; proposal expired");
+    }
+    Ok(())
+}
+
+/// Record a human decision: approve a proposal waiting for approval (it becomes `approved`,
+/// for the executor to apply after re-checking), or reject one not yet applied. Saved with
+/// who and when. Used by the tools and by `fleetpilot proposals approve|reject`.
+///
+/// # Errors
+/// Unknown proposal; one that cannot take the decision (applied, denied, expired, decided).
+pub fn record_review(
+    store: &Store,
+    policies: &Policies,
+    now: OffsetDateTime,
+    id: &str,
+    reviewer: &str,
+    approve: bool,
+    note: &str,
+) -> Result<Proposal, ToolError> {
+    let mut proposal = store
+        .proposal(id.trim())
+        .map_err(ToolError::state)?
+        .ok_or_else(|| ToolError::new("proposal_not_found", format!("no proposal '{}'; list_proposals shows them", id.trim())))?;
+    let policy = policies.for_fleet(&proposal.fleet.name);
+    expire_if_stale(store, &mut proposal, &policy, now)?;
+    let open = if approve {
+        matches!(proposal.status, ProposalStatus::NeedsApproval)
+    } else {
+        matches!(proposal.status, ProposalStatus::NeedsApproval | ProposalStatus::Proposed | ProposalStatus::Approved)
+    };
+    if !open {
+        let what = if approve { "approved" } else { "rejected" };
+        return Err(ToolError {
+            proposal: Some(Box::new(proposal.clone())),
+            ..ToolError::new(
+                "not_pending",
+                format!("proposal {} is {}; only a pending proposal can be {what}", proposal.id, proposal.status.as_str()),
+            )
+        });
+    }
+    proposal.review = Some(Review { approved: approve, by: reviewer.to_string(), at: now, note: note.to_string() });
+    proposal.status = if approve { ProposalStatus::Approved } else { ProposalStatus::Rejected };
+    store.save_proposal(&proposal).map_err(ToolError::state)?;
+    tracing::info!(proposal.id = %proposal.id, reviewer, approved = approve, "proposal reviewed");
+    Ok(proposal)
 }
 
 fn refusal(code: &str, proposal: &Proposal, violations: &[Violation]) -> ToolError {
@@ -471,4 +798,26 @@ fn refusal(code: &str, proposal: &Proposal, violations: &[Violation]) -> ToolErr
 /// A target from a tool's inputs: an empty size list keeps the sizes.
 fn scale_target(spot_capacity: Option<u32>, regular_capacity: Option<u32>, vm_sizes: Vec<String>) -> ScaleTarget {
     ScaleTarget { spot_capacity, regular_capacity, vm_sizes: (!vm_sizes.is_empty()).then_some(vm_sizes) }
+}
+
+/// History and telemetry gathered for one check.
+struct Gathered {
+    now: OffsetDateTime,
+    changes: Vec<Change>,
+    recommendations: Vec<Recommendation>,
+    telemetry: Option<Telemetry>,
+    spent_today_usd: Option<f64>,
+}
+
+impl Gathered {
+    fn context<'a>(&'a self, prices: &'a PriceTable) -> Context<'a> {
+        Context {
+            now: self.now,
+            prices,
+            changes: &self.changes,
+            recommendations: &self.recommendations,
+            telemetry: self.telemetry,
+            spent_today_usd: self.spent_today_usd,
+        }
+    }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use fleetpilot_core::{Decision, FleetRef, FleetState, Plan, Proposal, ProposalStatus, ScaleTarget, Verdict, VmState};
 use fleetpilot_emulator::{Emulator, EmulatorConfig, Scenario, WorldConfig};
-use fleetpilot_infra::{Applied, ArmAzureApi, ArmClient, ArmConfig, AzureApi, AzureError, ExecuteError, Executor, Store};
+use fleetpilot_infra::{
+    Applied, ArmAzureApi, ArmClient, ArmConfig, AzureApi, AzureError, ExecuteError, Executor, Store, StoreError,
+};
 use serde_json::json;
 use time::macros::datetime;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +57,7 @@ fn proposal(id: &str, target: ScaleTarget) -> Proposal {
         cost: None,
         status: ProposalStatus::Proposed,
         outcome: None,
+        review: None,
     }
 }
 
@@ -250,13 +253,16 @@ async fn store_survives_reopen() {
 }
 
 /// A crash between the PATCH and the deletions leaves the capacity lowered and the surplus VMs
-/// in place. Applying the proposal again plans only what is left and finishes the job.
+/// in place, and an intent with no outcome. Start-up recovery plans only what is left and
+/// finishes the job; applying the proposal afterwards does nothing.
 #[tokio::test]
-async fn rerun_after_a_partial_apply_finishes_the_job() {
+async fn recovery_finishes_a_change_interrupted_after_the_patch() {
     let env = start(Scenario::Reference).await;
     let store = Arc::new(Store::open_in_memory().unwrap());
-    let p = proposal("p-partial", ScaleTarget { spot_capacity: Some(15), ..Default::default() });
-    store.journal("p-partial", "intent", &json!({"plan": "as before the crash"})).unwrap();
+    let target = ScaleTarget { spot_capacity: Some(15), ..Default::default() };
+    let p = proposal("p-partial", target.clone());
+    store.save_proposal(&p).unwrap();
+    store.journal("p-partial", "intent", &json!({"fleet": reference(), "target": target})).unwrap();
     env.client
         .patch(
             &format!("{}/resourceGroups/rg-ml-adaptive-scaling/providers/Microsoft.AzureFleet/fleets/cf-ml-scaling?api-version=2024-11-01", env.client.subscription_path()),
@@ -265,12 +271,34 @@ async fn rerun_after_a_partial_apply_finishes_the_job() {
         .await
         .unwrap();
     let executor = Executor::new(env.api.clone(), store.clone());
-    let Applied::Done(outcome, plan) = executor.apply(&p, false, &allow_all).await.unwrap() else { panic!() };
-    assert!(outcome.verified);
-    assert!(
-        matches!(plan.actions.as_slice(), [fleetpilot_core::Action::DeleteVms { vm_ids, .. }] if vm_ids.len() == 5),
-        "only the deletions are left: {plan:?}"
-    );
+    // Until recovery settles it, the executor refuses to touch it.
+    assert!(matches!(executor.apply(&p, false, &allow_all).await, Err(ExecuteError::Store(StoreError::Unfinished(_)))));
+    let recovered = executor.recover().await.unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].result, "finished");
+    assert!(recovered[0].outcome.verified);
+    assert_eq!(recovered[0].outcome.performed, ["deleted 5 spot VMs"]);
     let state = env.api.read_fleet(&reference()).await.unwrap();
     assert_eq!((state.spot.capacity, state.spot.counted()), (15, 15));
+    assert!(matches!(executor.apply(&p, false, &allow_all).await.unwrap(), Applied::AlreadyApplied(_)));
+    assert!(store.unfinished().unwrap().is_empty());
+}
+
+/// A crash after the intent but before the PATCH: the change never reached Azure. Recovery
+/// marks it failed (permanent) and changes nothing.
+#[tokio::test]
+async fn recovery_fails_a_change_that_never_reached_azure() {
+    let env = start(Scenario::Reference).await;
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let target = ScaleTarget { spot_capacity: Some(25), ..Default::default() };
+    store.save_proposal(&proposal("p-early", target.clone())).unwrap();
+    store.journal("p-early", "intent", &json!({"fleet": reference(), "target": target})).unwrap();
+    let executor = Executor::new(env.api.clone(), store.clone());
+    let recovered = executor.recover().await.unwrap();
+    assert_eq!(recovered[0].result, "failed");
+    assert_eq!(recovered[0].outcome.error_class.as_deref(), Some("permanent"));
+    assert_eq!(env.api.read_fleet(&reference()).await.unwrap().spot.capacity, 20);
+    let journal = store.journal_of("p-early").unwrap();
+    assert_eq!(journal.last().unwrap().body["recovered"], true);
+    assert!(executor.recover().await.unwrap().is_empty(), "settled once");
 }
