@@ -20,6 +20,8 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub state: RawState,
+    #[serde(default)]
+    pub executor: RawExecutor,
     pub azure: Option<RawAzure>,
     #[serde(default)]
     pub emulator: RawEmulator,
@@ -45,8 +47,20 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawState {
     pub path: Option<PathBuf>,
-    /// Seconds the executor waits for a change to show before proposing its inverse.
+}
+
+/// How the executor talks to Azure.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExecutor {
+    /// Seconds the executor waits for a change to show before proposing its inverse (60).
     pub verify_timeout_secs: Option<u64>,
+    /// Seconds a long-running operation may take before it counts as timed out (600).
+    pub operation_timeout_secs: Option<u64>,
+    /// Retries of a transient failure (429, 5xx, timeouts) after the first attempt (5).
+    pub max_retries: Option<usize>,
+    /// Longest `Retry-After` honoured, in seconds (120).
+    pub max_retry_after_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +108,9 @@ pub struct RawEmulator {
     pub speed: Option<f64>,
     pub scenario: Option<String>,
     pub listen: Option<String>,
+    /// Faults injected from the start (see the emulator's `faults` module).
+    #[serde(default)]
+    pub faults: fleetpilot_emulator::faults::Faults,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +164,7 @@ pub struct EmulatorSettings {
     pub speed: f64,
     pub scenario: fleetpilot_emulator::Scenario,
     pub listen: SocketAddr,
+    pub faults: fleetpilot_emulator::faults::Faults,
 }
 
 /// The validated configuration.
@@ -163,6 +181,8 @@ pub struct Config {
     pub stdio_role: fleetpilot_tools::Role,
     pub http_role: fleetpilot_tools::Role,
     pub verify_timeout: std::time::Duration,
+    pub operation_timeout: std::time::Duration,
+    pub retry: fleetpilot_infra::RetryConfig,
 }
 
 /// Read `path` if given, else `fleetpilot.toml` in the working directory if it exists.
@@ -244,7 +264,15 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
     };
     let stdio_role = role(&raw.server.stdio_role, "server.stdio_role", fleetpilot_tools::Role::Admin)?;
     let http_role = role(&raw.server.http_role, "server.http_role", fleetpilot_tools::Role::Operator)?;
-    let verify_timeout = std::time::Duration::from_secs(raw.state.verify_timeout_secs.unwrap_or(60));
+    let verify_timeout = std::time::Duration::from_secs(raw.executor.verify_timeout_secs.unwrap_or(60));
+    let operation_timeout = std::time::Duration::from_secs(raw.executor.operation_timeout_secs.unwrap_or(600));
+    let mut retry = fleetpilot_infra::RetryConfig::default();
+    if let Some(n) = raw.executor.max_retries {
+        retry.max_retries = n;
+    }
+    if let Some(secs) = raw.executor.max_retry_after_secs {
+        retry.max_retry_after = std::time::Duration::from_secs(secs);
+    }
 
     let mut ml_workspace = fleetpilot_emulator::scenario::REFERENCE_WORKSPACE.to_string();
     let (target, default_resource_group) = match raw.azure {
@@ -266,6 +294,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
                 speed,
                 scenario,
                 listen: emulator_listen,
+                faults: raw.emulator.faults.clone(),
             };
             (Target::Emulator(settings), fleetpilot_emulator::scenario::REFERENCE_RESOURCE_GROUP.to_string())
         }
@@ -316,6 +345,8 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         stdio_role,
         http_role,
         verify_timeout,
+        operation_timeout,
+        retry,
     })
 }
 

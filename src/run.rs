@@ -70,7 +70,10 @@ async fn start_emulator(settings: &EmulatorSettings, cancel: &CancellationToken)
         ..EmulatorConfig::default()
     });
     let (subscription, workspace) = {
-        let world = emulator.lock_world();
+        let mut world = emulator.lock_world();
+        if settings.faults != fleetpilot_emulator::faults::Faults::default() {
+            world.set_faults(settings.faults.clone());
+        }
         (world.config.subscription_id.clone(), world.config.logs.workspace_id.clone())
     };
     let (addr, _task) = fleetpilot_emulator::spawn(emulator, settings.listen, cancel.child_token())
@@ -111,6 +114,11 @@ async fn backend(config: &Config, cancel: &CancellationToken) -> Result<Backend>
             (arm, logs, workspace.clone(), None)
         }
     };
+    let (mut arm, mut logs) = (arm, logs);
+    for c in [&mut arm, &mut logs] {
+        c.retry = config.retry.clone();
+        c.operation_timeout = config.operation_timeout;
+    }
     let api = Arc::new(
         ArmAzureApi::new(ArmClient::new(arm).context("cannot build the Azure client")?)
             .with_logs(ArmClient::new(logs).context("cannot build the Log Analytics client")?),
@@ -206,7 +214,15 @@ pub async fn mcp_stdio(config: Config) -> Result<()> {
 pub async fn emulator(listen: &str, speed: f64, seed: u64, scenario: &str) -> Result<()> {
     let addr: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not an address (IP:PORT)"))?;
     let scenario = scenario.parse().map_err(|e: String| anyhow::anyhow!("--scenario: {e}"))?;
-    let settings = EmulatorSettings { log_retention_hours: 48, vm_telemetry: true, seed, speed, scenario, listen: addr };
+    let settings = EmulatorSettings {
+        log_retention_hours: 48,
+        vm_telemetry: true,
+        seed,
+        speed,
+        scenario,
+        listen: addr,
+        faults: Default::default(),
+    };
     let cancel = CancellationToken::new();
     let at = start_emulator(&settings, &cancel).await?;
     tracing::info!(

@@ -53,12 +53,33 @@ pub async fn handle(emulator: Arc<Emulator>, method: Method, uri: Uri, headers: 
         Some(host) => format!("http://{host}"),
         None => "http://127.0.0.1".to_string(),
     };
+    let is_write = matches!(method, Method::PUT | Method::PATCH | Method::DELETE | Method::POST);
+    let latency = emulator.lock_world().faults.latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
     let result = {
         let now = emulator.clock.now();
         let mut world = emulator.lock_world();
         world.advance_to(now);
-        let result = route(&mut world, &base, &method, &uri, &body);
-        if matches!(method, Method::PUT | Method::PATCH | Method::DELETE | Method::POST) {
+        let result = match world.faults.take_request_fault(is_write) {
+            Some((status, code, retry_after)) => {
+                let message = match status {
+                    429 => "The request was throttled (injected fault); retry after the interval in Retry-After.".to_string(),
+                    _ => format!("The service is unavailable (injected fault {status}); retry later."),
+                };
+                let mut reply = Reply::json(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                    json!({"error": {"code": code, "message": message}}),
+                );
+                if let Some(secs) = retry_after {
+                    reply = reply.header("retry-after", secs.to_string());
+                }
+                Ok(reply)
+            }
+            None => route(&mut world, &base, &method, &uri, &body),
+        };
+        if is_write {
             let status = match &result {
                 Ok(reply) => reply.status.as_u16(),
                 Err(e) => e.status,
@@ -327,11 +348,15 @@ fn operation(world: &mut World, kind: &str, id: &str) -> Option<Reply> {
     let op = world.poll_operation(id)?;
     let retry = world.config.retry_after_secs.to_string();
     if kind == "operationresults" {
-        // Location polling: 202 while running, 204 when done.
-        return Some(if op.status == "InProgress" {
-            Reply::empty(StatusCode::ACCEPTED).header("retry-after", retry)
-        } else {
-            Reply::empty(StatusCode::NO_CONTENT)
+        // Location polling: 202 while running, 204 when done; a failed operation answers
+        // with the error it would have returned had it been synchronous.
+        return Some(match op.status.as_str() {
+            "InProgress" => Reply::empty(StatusCode::ACCEPTED).header("retry-after", retry),
+            "Failed" => Reply::json(
+                StatusCode::CONFLICT,
+                json!({"error": {"code": "InternalOperationError", "message": "The operation failed (injected fault)."}}),
+            ),
+            _ => Reply::empty(StatusCode::NO_CONTENT),
         });
     }
     let mut body = json!({
@@ -340,6 +365,9 @@ fn operation(world: &mut World, kind: &str, id: &str) -> Option<Reply> {
         "status": op.status,
         "startTime": wire::rfc3339(op.start_time),
     });
+    if op.status == "Failed" {
+        body["error"] = json!({"code": "InternalOperationError", "message": "The operation failed (injected fault)."});
+    }
     if let Some(end) = op.end_time {
         body["endTime"] = json!(wire::rfc3339(end));
         body["percentComplete"] = json!(100);
@@ -565,6 +593,11 @@ fn fleet(world: &mut World, base: &str, method: &Method, rg: &str, name: &str, b
         Method::PATCH => {
             let input: FleetPatch = parse_body(body)?;
             let record = get_fleet(world, rg, name)?.clone();
+            if world.faults.ignore_fleet_writes {
+                // Injected fault: accepted, and lost.
+                let resource_path = wire::fleet_id(&subscription, &record);
+                return Ok(accepted(world, base, "Microsoft.AzureFleet", &record.location.clone(), &resource_path, false));
+            }
             let mut updated = record.clone();
             if let Some(tags) = input.tags {
                 updated.tags = tags;
@@ -642,6 +675,15 @@ fn fleet(world: &mut World, base: &str, method: &Method, rg: &str, name: &str, b
                 }
                 if let Some(sizes) = &props.vm_sizes_profile {
                     updated.vm_sizes = wire::sizes_from(sizes);
+                    if let Some(blocked) = updated.vm_sizes.iter().map(|s| s.name.clone()).find(|s| world.faults.sku_blocked(s)) {
+                        return Err(ArmError::new(
+                            409,
+                            "SkuNotAvailable",
+                            format!(
+                                "The requested VM size '{blocked}' is currently not available in location 'eastus'. Please try another size or deploy to a different location or zone."
+                            ),
+                        ));
+                    }
                     validate_sizes(world, &updated.vm_sizes, updated.spot.as_ref().is_some_and(|s| s.maintain))?;
                 }
             }
@@ -655,6 +697,17 @@ fn fleet(world: &mut World, base: &str, method: &Method, rg: &str, name: &str, b
                     }
                 };
                 let extra = new.saturating_sub(old.max(record.counted(priority)));
+                if world.faults.quota_exceeded && new > old {
+                    return Err(ArmError::new(
+                        409,
+                        "OperationNotAllowed",
+                        format!(
+                            "Operation could not be completed as it results in exceeding approved {priority} vCPU quota (injected fault). \
+                             Additional details - Location: eastus, Additional Required: {}.",
+                            new - old
+                        ),
+                    ));
+                }
                 world.check_quota_for(&updated.vm_sizes, priority, extra)?;
             }
             updated.provisioning_state = "Updating".into();

@@ -9,6 +9,7 @@
 pub mod aml;
 pub mod arm;
 pub mod clock;
+pub mod faults;
 pub mod kql;
 pub mod logs;
 pub mod scenario;
@@ -98,6 +99,7 @@ impl Emulator {
             .route("/_emulator/clock", get(clock_get).post(clock_post))
             .route("/_emulator/events", get(events))
             .route("/_emulator/ledger", get(ledger))
+            .route("/_emulator/faults", get(faults_get).post(faults_post))
             .route("/v1/workspaces/{workspace}/query", get(la_get).post(la_post))
             .fallback(arm_fallback)
             .with_state(self.clone())
@@ -263,6 +265,17 @@ async fn la_query(
         Ok(Err(e)) => (StatusCode::BAD_REQUEST, axum::Json(kql::response::error_json(&e))).into_response(),
         Err(e) => la_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &e.to_string()),
     }
+}
+
+async fn faults_get(State(emulator): State<Arc<Emulator>>) -> impl IntoResponse {
+    axum::Json(emulator.lock_world().faults.clone())
+}
+
+/// `POST /_emulator/faults`: replace the faults in force (fields left out are off).
+async fn faults_post(State(emulator): State<Arc<Emulator>>, axum::Json(faults): axum::Json<faults::Faults>) -> impl IntoResponse {
+    let mut world = emulator.lock_world();
+    world.set_faults(faults);
+    axum::Json(world.faults.clone())
 }
 
 async fn healthz(State(emulator): State<Arc<Emulator>>) -> impl IntoResponse {

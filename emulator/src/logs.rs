@@ -220,6 +220,8 @@ pub struct LogStore {
     /// Strings seen before, shared so that repeated names cost one allocation.
     interned: hashbrown::HashSet<Arc<str>>,
     rng: StdRng,
+    /// Seconds added to every row's ingestion delay (a fault).
+    pub extra_delay_secs: u64,
 }
 
 /// The column names a writer sent last for a table, and their positions.
@@ -284,6 +286,7 @@ impl LogStore {
             last_sweep: i64::MIN,
             interned: Default::default(),
             rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)),
+            extra_delay_secs: 0,
         }
     }
 
@@ -293,7 +296,7 @@ impl LogStore {
             return;
         };
         let (lo, hi) = ingestion_delay(table);
-        let delay = lo + (self.rng.random::<f64>() * (hi - lo) as f64) as u64;
+        let delay = lo + (self.rng.random::<f64>() * (hi - lo) as f64) as u64 + self.extra_delay_secs;
         self.arrivals += 1;
         let at = ticks(time_generated) + delay as i64 * TICKS_PER_SECOND;
         let inbox = self.inboxes.entry_ref(table).or_default();

@@ -253,6 +253,10 @@ pub struct World {
     pub fleets: BTreeMap<(String, String), FleetRecord>,
     /// Long-running operations by id.
     pub operations: BTreeMap<String, Operation>,
+    /// Faults in force (see [`crate::faults`]).
+    pub faults: crate::faults::Faults,
+    /// The eviction multiplier of the configuration, restored when a storm ends.
+    base_eviction_multiplier: f64,
     /// Evictions and allocation failures, oldest first (bounded).
     pub events: Vec<FleetEvent>,
     /// Time up to which the world has been simulated.
@@ -280,6 +284,7 @@ impl World {
     pub fn new(config: WorldConfig, prices: PriceTable, start: OffsetDateTime) -> Self {
         let rng = StdRng::seed_from_u64(config.seed);
         let logs = crate::logs::LogStore::new(config.logs.clone(), config.seed);
+        let base_eviction_multiplier = config.eviction_multiplier;
         Self {
             logs,
             events_logged: 0,
@@ -292,6 +297,8 @@ impl World {
             resource_groups: BTreeMap::new(),
             fleets: BTreeMap::new(),
             operations: BTreeMap::new(),
+            faults: crate::faults::Faults::default(),
+            base_eviction_multiplier,
             events: Vec::new(),
             now: start,
             next_operation: 1,
@@ -334,6 +341,9 @@ impl World {
     /// Per-fleet metrics (AzureMetrics), service metrics, and a Heartbeat and Perf counters per
     /// running VM, for the minute `at`.
     fn write_minute_telemetry(&mut self, at: OffsetDateTime) {
+        if self.faults.telemetry_gap {
+            return;
+        }
         use crate::kql::Value as V;
         let subscription = self.config.subscription_id.clone();
         let mut rows: Vec<(&'static str, Vec<(&'static str, V)>)> = Vec::new();
@@ -917,6 +927,14 @@ impl World {
         Ok(())
     }
 
+    /// Put `faults` in force (replacing the ones before).
+    pub fn set_faults(&mut self, faults: crate::faults::Faults) {
+        self.config.eviction_multiplier = faults.eviction_multiplier.unwrap_or(self.base_eviction_multiplier);
+        self.logs.extra_delay_secs = faults.telemetry_delay_secs;
+        tracing::info!(?faults, "emulator faults set");
+        self.faults = faults;
+    }
+
     /// Start a long-running operation on a resource; it completes on its first status poll.
     pub fn start_operation(&mut self, location: &str, resource_path: &str) -> Operation {
         let id = format!("{:08x}-0000-4000-8000-{:012x}", self.next_operation, self.config.seed);
@@ -939,7 +957,11 @@ impl World {
         let now = self.now;
         let op = self.operations.get_mut(id)?;
         op.polls += 1;
-        if op.status == "InProgress" {
+        if op.status == "InProgress" && self.faults.lro == crate::faults::LroFault::Fail {
+            op.status = "Failed".into();
+            op.end_time = Some(now);
+        }
+        if op.status == "InProgress" && self.faults.lro != crate::faults::LroFault::Hang {
             op.status = "Succeeded".into();
             op.end_time = Some(now);
             let path = op.resource_path.to_ascii_lowercase();

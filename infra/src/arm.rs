@@ -302,7 +302,19 @@ impl ArmClient {
         if let Some(url) = response.header("location") {
             loop {
                 self.sleep_until_poll(delay, deadline, &url).await?;
-                let poll = self.call(Method::GET, &url, None).await?;
+                // A failed operation answers its Location with the error it would have
+                // returned synchronously: that is the operation failing, not the poll.
+                let poll = match self.call(Method::GET, &url, None).await {
+                    Ok(poll) => poll,
+                    Err(AzureError::Api { status, code, message, .. }) if !(500..600).contains(&status) && status != 429 => {
+                        return Err(AzureError::OperationFailed {
+                            url,
+                            status: "Failed".into(),
+                            message: format!("{code}: {message}"),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                };
                 if poll.status != StatusCode::ACCEPTED {
                     return Ok(true);
                 }

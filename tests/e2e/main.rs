@@ -17,6 +17,8 @@ fn bin() -> &'static Path {
 
 type Client = RunningService<RoleClient, ()>;
 
+mod crash;
+
 async fn call(client: &Client, tool: &str, args: Value) -> Result<CallToolResult> {
     let args = args.as_object().cloned().context("arguments must be an object")?;
     Ok(client.call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args)).await?)
@@ -438,6 +440,38 @@ async fn approvals_freeze_and_audit_from_mcp_and_the_terminal() -> Result<()> {
     );
     let only_reads: Value = serde_json::from_str(&stdout(&fleetpilot(&["audit", "--tool", "read_fleet", "--json"], &db).await?))?;
     assert!(only_reads.as_array().context("rows")?.iter().all(|r| r["tool"] == "read_fleet"));
+    client.cancel().await?;
+    server.stop().await;
+    Ok(())
+}
+
+/// Scale-in reads the fleet's telemetry through Log Analytics: allowed while it is fresh,
+/// refused once a gap makes it stale (the emulator's injected fault).
+#[tokio::test]
+async fn scale_in_needs_fresh_telemetry() -> Result<()> {
+    let server = Server::start(bin(), &[]).await?;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base))).await?;
+    advance(&server.emulator, 900).await?;
+    let fresh = call(&client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 18, "reason": "quiet"})).await?;
+    assert_eq!(fresh.is_error, Some(false), "{fresh:?}");
+    assert_eq!(structured(&fresh)["verdict"]["decision"], "allow");
+
+    reqwest::Client::new()
+        .post(format!("{}/_emulator/faults", server.emulator))
+        .json(&json!({"telemetry_gap": true}))
+        .send()
+        .await?
+        .error_for_status()?;
+    advance(&server.emulator, 1800).await?;
+    let stale = call(&client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 18, "reason": "quiet"})).await?;
+    assert_eq!(stale.is_error, Some(true));
+    let error = error_of(&stale)?;
+    let bounds: Vec<&str> =
+        error["violations"].as_array().context("violations")?.iter().filter_map(|v| v["bound"].as_str()).collect();
+    assert_eq!(bounds, ["telemetry_freshness"], "{error}");
+    // Scaling out stays possible: adding capacity is the safe direction.
+    let out = call(&client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 22, "reason": "x"})).await?;
+    assert_eq!(out.is_error, Some(false), "{out:?}");
     client.cancel().await?;
     server.stop().await;
     Ok(())

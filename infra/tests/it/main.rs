@@ -14,8 +14,11 @@ use serde_json::json;
 use time::macros::datetime;
 use tokio_util::sync::CancellationToken;
 
+mod faults;
+
 struct Env {
     emulator: Arc<Emulator>,
+    url: String,
     client: ArmClient,
     api: Arc<ArmAzureApi>,
     _cancel: tokio_util::sync::DropGuard,
@@ -35,7 +38,7 @@ async fn start(scenario: Scenario) -> Env {
     let subscription = emulator.lock_world().config.subscription_id.clone();
     let client = ArmClient::new(ArmConfig::new(format!("http://{addr}"), subscription)).unwrap();
     let api = Arc::new(ArmAzureApi::new(client.clone()));
-    Env { emulator, client, api, _cancel: cancel.drop_guard() }
+    Env { emulator, url: format!("http://{addr}"), client, api, _cancel: cancel.drop_guard() }
 }
 
 fn reference() -> FleetRef {
