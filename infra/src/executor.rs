@@ -92,6 +92,18 @@ fn snapshot(state: &FleetState) -> serde_json::Value {
     })
 }
 
+fn done_outcome(after: &FleetState, verified: bool, performed: Vec<String>) -> Outcome {
+    Outcome {
+        verified,
+        performed,
+        spot_capacity: after.spot.capacity,
+        regular_capacity: after.regular.capacity,
+        error: None,
+        error_class: None,
+        finished_at: OffsetDateTime::now_utc(),
+    }
+}
+
 fn failed_outcome(observed: &FleetState, error: String, class: &str) -> Outcome {
     Outcome {
         verified: false,
@@ -190,15 +202,7 @@ impl Executor {
         match self.carry_out(proposal, &plan).await {
             Ok(performed) => {
                 let (after, verified) = self.wait_verified(proposal, &plan).await?;
-                let outcome = Outcome {
-                    verified,
-                    performed,
-                    spot_capacity: after.spot.capacity,
-                    regular_capacity: after.regular.capacity,
-                    error: None,
-                    error_class: None,
-                    finished_at: OffsetDateTime::now_utc(),
-                };
+                let outcome = done_outcome(&after, verified, performed);
                 let mut body = json!(outcome);
                 body["after"] = snapshot(&after);
                 body["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
@@ -296,32 +300,24 @@ impl Executor {
                 && target.vm_sizes.as_ref().is_none_or(|s| {
                     s.len() == observed.vm_sizes.len() && s.iter().zip(&observed.vm_sizes).all(|(a, b)| a.eq_ignore_ascii_case(b))
                 });
-            let (result, outcome) = if reached {
+            let (result, outcome, after) = if reached {
                 // The capacity change landed; only deletions of idle surplus may be left.
                 let rest = plan(&observed, &target);
                 let performed = self.carry_out(&proposal, &rest).await?;
                 let after = self.api.read_fleet(&fleet).await?;
-                let outcome = Outcome {
-                    verified: verify(&after, &proposal, &rest),
-                    performed,
-                    spot_capacity: after.spot.capacity,
-                    regular_capacity: after.regular.capacity,
-                    error: None,
-                    error_class: None,
-                    finished_at: OffsetDateTime::now_utc(),
-                };
-                ("finished", outcome)
+                let outcome = done_outcome(&after, verify(&after, &proposal, &rest), performed);
+                ("finished", outcome, after)
             } else {
                 let outcome = failed_outcome(
                     &observed,
                     "interrupted by a restart before the change reached Azure; not retried automatically (the state it was checked against is gone): apply again to re-check, or propose anew".into(),
                     "permanent",
                 );
-                ("failed", outcome)
+                ("failed", outcome, observed)
             };
             let mut body = json!(outcome);
             body["recovered"] = json!(true);
-            body["after"] = snapshot(&observed);
+            body["after"] = snapshot(&after);
             self.store.journal(&proposal_id, "outcome", &body)?;
             tracing::warn!(proposal.id = %proposal_id, result, "recovered an unfinished change");
             done.push(Recovered { proposal_id, result, outcome });
