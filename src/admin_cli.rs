@@ -155,20 +155,10 @@ pub fn review(store: &Store, config: &Config, id: &str, approve: bool, note: &st
     let who = terminal_user();
     let p = fleetpilot_tools::service::record_review(store, &config.policies, OffsetDateTime::now_utc(), id, &who, approve, note)
         .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+    let tool = if approve { "approve_proposal" } else { "reject_proposal" };
     let args = serde_json::json!({ "proposal_id": id, "note": note });
-    let record = fleetpilot_infra::AuditRecord {
-        seq: 0,
-        at: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
-        caller: who.clone(),
-        role: "admin".into(),
-        tool: if approve { "approve_proposal" } else { "reject_proposal" }.into(),
-        fleet: Some(p.fleet.name.clone()),
-        arguments: args,
-        verdict: Some(format!("{:?}", p.verdict.decision).to_lowercase()),
-        result: "ok".into(),
-        detail: format!("proposal {}", p.id),
-    };
-    store.audit(&record)?;
+    let verdict = serde_json::to_value(p.verdict.decision)?.as_str().map(str::to_string);
+    audit_terminal(store, tool, Some(p.fleet.name.clone()), args, verdict, format!("proposal {}", p.id))?;
     if approve {
         println!(
             "approved {} as {who}; a running `fleetpilot serve` re-checks and applies it within seconds (`fleetpilot proposals show {}` shows the outcome)",
@@ -177,6 +167,30 @@ pub fn review(store: &Store, config: &Config, id: &str, approve: bool, note: &st
     } else {
         println!("rejected {} as {who}; it will not be applied", p.id);
     }
+    Ok(())
+}
+
+/// Audit what a person did at the terminal, as the tools audit their calls.
+fn audit_terminal(
+    store: &Store,
+    tool: &str,
+    fleet: Option<String>,
+    arguments: serde_json::Value,
+    verdict: Option<String>,
+    detail: String,
+) -> Result<()> {
+    store.audit(&fleetpilot_infra::AuditRecord {
+        seq: 0,
+        at: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+        caller: terminal_user(),
+        role: "admin".into(),
+        tool: tool.into(),
+        fleet,
+        arguments,
+        verdict,
+        result: "ok".into(),
+        detail,
+    })?;
     Ok(())
 }
 
@@ -216,6 +230,7 @@ pub fn freeze(store: &Store, config: &Config, action: &str) -> Result<()> {
     match action {
         "on" | "off" => {
             store.set_frozen(action == "on", &terminal_user())?;
+            audit_terminal(store, "freeze", None, serde_json::json!({ "action": action }), None, format!("freeze {action}"))?;
             println!(
                 "freeze is {action}: {}",
                 if action == "on" { "every change is refused" } else { "changes go through the guardrails again" }
