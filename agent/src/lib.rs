@@ -1,10 +1,20 @@
 //! fleetpilot's agent: a chat model driving fleetpilot's tools through an MCP client.
 //!
-//! This crate reaches Azure only through the tools — it must not depend on `infra` or the
-//! emulator (the tidy test enforces it). What is here now is the seam the agent loop is built
-//! on: the conversation vocabulary and the [`ChatModel`] contract. The model implementations
-//! (OpenAI-compatible endpoints, the built-in planner, replay) and the loop come with the agent
-//! work; until then `fleetpilot` serves its tools to external agents only.
+//! The agent reaches Azure only through the tools, over MCP — in-process over a duplex pipe or
+//! a remote URL — so every call it makes passes the same roles, guardrails and audit as any
+//! other client's. This crate must not depend on `infra`, the emulator or `tools` (the tidy
+//! test enforces it).
+//!
+//! - [`ChatModel`]: the contract every model fulfils; [`openai::OpenAiModel`] (any
+//!   OpenAI-compatible endpoint: Azure OpenAI, Azure AI Foundry, OpenAI, a local server),
+//!   [`planner::Planner`] (deterministic, built in, what runs offline) and
+//!   [`replay::Replay`] (a recorded transcript played back).
+//! - [`runner`]: the loop — budgets, malformed calls answered, transcripts recorded.
+
+pub mod openai;
+pub mod planner;
+pub mod replay;
+pub mod runner;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,8 +39,8 @@ pub struct ToolCall {
     pub id: String,
     /// Tool name, as the MCP server lists it.
     pub name: String,
-    /// Arguments (a JSON object).
-    pub arguments: serde_json::Value,
+    /// Arguments as the model wrote them (JSON text; it may be malformed).
+    pub arguments: String,
 }
 
 /// One message of a conversation.
@@ -48,6 +58,13 @@ pub struct Message {
     pub tool_call_id: Option<String>,
 }
 
+impl Message {
+    /// A system, user or assistant message with text only.
+    pub fn text(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+    }
+}
+
 /// A tool as offered to a model: generated from the schemas the MCP server publishes, so there
 /// is one source of truth.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,32 +78,80 @@ pub struct ToolSpec {
 }
 
 /// What a model returns for one turn.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Turn {
-    /// Call these tools, then ask again.
-    ToolCalls(Vec<ToolCall>),
+    /// Call these tools (in parallel), then ask again.
+    ToolCalls {
+        /// The calls.
+        calls: Vec<ToolCall>,
+    },
     /// The final answer.
-    Answer(String),
+    Answer,
+}
+
+/// Tokens a turn used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    /// Both together.
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// A model's reply to one turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Tool calls or the answer.
+    pub turn: Turn,
+    /// Text the model wrote (the answer, or what it said beside its tool calls).
+    pub text: String,
+    /// Tokens used.
+    pub usage: Usage,
 }
 
 /// A model error.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
-    /// The endpoint failed.
-    #[error("model endpoint failed: {0}")]
-    Endpoint(String),
+    /// The endpoint answered with an error (after retries, when it was retryable).
+    #[error("model endpoint returned {status}: {message}")]
+    Endpoint {
+        /// HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+    /// The endpoint could not be reached or timed out (after retries).
+    #[error("model endpoint unreachable: {0}")]
+    Transport(String),
+    /// The endpoint's reply could not be understood.
+    #[error("model reply not understood: {0}")]
+    Protocol(String),
+    /// A replayed transcript has no more turns, or a token could not be had.
+    #[error("{0}")]
+    Other(String),
 }
 
+/// Receives streamed text as a model writes it.
+pub type TextSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
 /// The contract every model (remote, planner, replay) fulfils: given the conversation and the
-/// tools, the next turn. Implementations are deterministic where they can be (planner, replay).
+/// tools, the next turn. Text is streamed to `sink` as it is written.
+#[async_trait::async_trait]
 pub trait ChatModel: Send + Sync {
+    /// A short name for transcripts (`planner`, `openai:gpt-4o`, `replay`).
+    fn name(&self) -> String;
+
     /// The next turn.
     ///
     /// # Errors
     /// When the model cannot answer.
-    fn next_turn(
-        &self,
-        conversation: &[Message],
-        tools: &[ToolSpec],
-    ) -> impl std::future::Future<Output = Result<Turn, ChatError>> + Send;
+    async fn next_turn(&self, conversation: &[Message], tools: &[ToolSpec], sink: TextSink<'_>) -> Result<Reply, ChatError>;
 }

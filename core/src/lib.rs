@@ -5,6 +5,7 @@
 //! random numbers: whoever needs "now" passes it in. It knows nothing of Azure's JSON, of
 //! HTTP, of MCP or of LLMs — the outer crates convert at their edges.
 
+pub mod alert;
 pub mod cost;
 pub mod fleet;
 pub mod plan;
@@ -21,7 +22,7 @@ pub use proposal::{Decision, Outcome, Proposal, ProposalStatus, Review, ScaleTar
 pub type Timestamp = time::OffsetDateTime;
 
 mod secret;
-pub use secret::Secret;
+pub use secret::{Secret, redact_json};
 
 pub mod logs;
 pub mod ml;

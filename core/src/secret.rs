@@ -29,6 +29,30 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// A copy of `value` with the values of secret-looking fields (names containing secret,
+/// token, password, api key, credential, connection string) replaced by `"[redacted]"`, at any
+/// depth. Used for the audit and the agent's transcripts.
+pub fn redact_json(value: &serde_json::Value) -> serde_json::Value {
+    const SECRET: [&str; 8] = ["secret", "token", "password", "apikey", "api_key", "api-key", "credential", "connection_string"];
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let lower = k.to_ascii_lowercase();
+                    // Token *counts* (usage) are numbers, not secrets.
+                    if SECRET.iter().any(|s| lower.contains(s)) && !v.is_number() {
+                        (k.clone(), serde_json::Value::String("[redacted]".into()))
+                    } else {
+                        (k.clone(), redact_json(v))
+                    }
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(redact_json).collect()),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -36,5 +60,16 @@ mod tests {
         let s = super::Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn secrets_are_redacted_at_any_depth_and_counts_kept() {
+        let v = serde_json::json!({"fleet": "f", "env": {"API_KEY": "k", "list": [{"client_secret": "s"}]}, "token": "t", "prompt_tokens": 12});
+        let r = super::redact_json(&v);
+        assert_eq!(r["fleet"], "f");
+        assert_eq!(r["env"]["API_KEY"], "[redacted]");
+        assert_eq!(r["env"]["list"][0]["client_secret"], "[redacted]");
+        assert_eq!(r["token"], "[redacted]");
+        assert_eq!(r["prompt_tokens"], 12);
     }
 }

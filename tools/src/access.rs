@@ -130,25 +130,9 @@ impl CallLimiter {
     }
 }
 
-/// A copy of `value` with secret-looking fields replaced by `"[redacted]"`.
+/// A copy of `value` with secret-looking fields redacted (see [`fleetpilot_core::redact_json`]).
 pub fn redact(value: &serde_json::Value) -> serde_json::Value {
-    const SECRET: [&str; 7] = ["secret", "token", "password", "apikey", "api_key", "credential", "connection_string"];
-    match value {
-        serde_json::Value::Object(map) => serde_json::Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let lower = k.to_ascii_lowercase();
-                    if SECRET.iter().any(|s| lower.contains(s)) {
-                        (k.clone(), serde_json::Value::String("[redacted]".into()))
-                    } else {
-                        (k.clone(), redact(v))
-                    }
-                })
-                .collect(),
-        ),
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(redact).collect()),
-        other => other.clone(),
-    }
+    fleetpilot_core::redact_json(value)
 }
 
 #[cfg(test)]
@@ -163,16 +147,6 @@ mod tests {
         assert_eq!(required_role("approve_proposal"), Role::Approver);
         assert_eq!(required_role("apply_proposal"), Role::Operator);
         assert_eq!(required_role("read_fleet"), Role::Reader);
-    }
-
-    #[test]
-    fn secrets_are_redacted_at_any_depth() {
-        let v = serde_json::json!({"fleet": "f", "env": {"API_KEY": "k", "list": [{"client_secret": "s"}]}, "token": 1});
-        let r = redact(&v);
-        assert_eq!(r["fleet"], "f");
-        assert_eq!(r["env"]["API_KEY"], "[redacted]");
-        assert_eq!(r["env"]["list"][0]["client_secret"], "[redacted]");
-        assert_eq!(r["token"], "[redacted]");
     }
 
     #[test]

@@ -1,0 +1,308 @@
+//! The built-in planner: a deterministic [`ChatModel`] that investigates and acts the way the
+//! system prompt asks a model to — read the fleet and its policy, query its telemetry, decide,
+//! estimate the cost, propose, apply when allowed — and writes a short account. It is what
+//! runs when no model endpoint is configured, and the baseline evals compare models with.
+//!
+//! Its decision is target tracking on CPU utilization: outside a dead band around the target
+//! it asks for `ceil(serving VMs × utilization / target)`, within the policy's bounds and step
+//! limits, adding and removing spot first above the regular floor. The guardrails still have
+//! the last word on every proposal.
+
+use serde_json::{Value, json};
+
+use crate::{ChatError, ChatModel, Message, Reply, Role, TextSink, ToolCall, ToolSpec, Turn, Usage};
+
+/// What the planner is asked to look after.
+#[derive(Debug, Clone)]
+pub struct PlannerConfig {
+    /// Fleet name.
+    pub fleet: String,
+    /// Its resource group (empty: the server's default).
+    pub resource_group: String,
+    /// Apply an allowed proposal without asking anyone.
+    pub auto_apply: bool,
+    /// Utilization the fleet is sized for (percent).
+    pub target_utilization: f64,
+    /// Scale out above this utilization.
+    pub scale_out_above: f64,
+    /// Scale in below this utilization.
+    pub scale_in_below: f64,
+    /// Why the run started (quoted in the reason of a proposal).
+    pub trigger: String,
+}
+
+impl PlannerConfig {
+    /// Defaults for a fleet: 60 % target, act above 70 % and below 40 %.
+    pub fn new(fleet: impl Into<String>, resource_group: impl Into<String>, trigger: impl Into<String>) -> Self {
+        Self {
+            fleet: fleet.into(),
+            resource_group: resource_group.into(),
+            auto_apply: true,
+            target_utilization: 60.0,
+            scale_out_above: 70.0,
+            scale_in_below: 40.0,
+            trigger: trigger.into(),
+        }
+    }
+}
+
+/// The planner.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    config: PlannerConfig,
+}
+
+impl Planner {
+    /// A planner for one fleet.
+    pub fn new(config: PlannerConfig) -> Self {
+        Self { config }
+    }
+}
+
+/// A capacity decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Leave the fleet as it is.
+    Hold(String),
+    /// Move to these capacities.
+    Scale {
+        /// Spot target.
+        spot: u32,
+        /// Regular target.
+        regular: u32,
+        /// Why, with the numbers.
+        why: String,
+    },
+}
+
+/// Decide from the fleet (as `read_fleet` returns it), its policy (as `get_policy` returns it)
+/// and the average CPU utilization of its VMs over the last minutes.
+pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, config: &PlannerConfig) -> Decision {
+    let n = |v: &Value, path: &str| v.pointer(path).and_then(Value::as_u64).unwrap_or(0) as u32;
+    let (spot, regular) = (n(fleet, "/spot/capacity"), n(fleet, "/regular/capacity"));
+    let serving = n(fleet, "/spot/running") + n(fleet, "/regular/running");
+    let total = spot + regular;
+    let Some(cpu) = cpu else {
+        return Decision::Hold("no recent CPU telemetry for the fleet, so no basis for a change".into());
+    };
+    let band = format!("{:.0}–{:.0} %", config.scale_in_below, config.scale_out_above);
+    if (config.scale_in_below..=config.scale_out_above).contains(&cpu) {
+        return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, inside the {band} band"));
+    }
+    let p = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_u64).map(|x| x as u32);
+    let pf = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_f64);
+    let (min_spot, max_spot) = (p("min_spot").unwrap_or(0), p("max_spot").unwrap_or(u32::MAX));
+    let (min_regular, max_regular) = (p("min_regular").unwrap_or(0), p("max_regular").unwrap_or(u32::MAX));
+    let step_limit = |absolute: Option<u32>, percent: Option<f64>| {
+        let absolute = absolute.unwrap_or(u32::MAX);
+        let limit = match percent {
+            Some(pc) => absolute.min(((f64::from(total) * pc / 100.0).floor() as u32).max(1)),
+            None => absolute,
+        };
+        // Stay under the approval threshold: the planner acts on its own within it.
+        match p("approval_above_delta") {
+            Some(a) => limit.min(a.max(1)),
+            None => limit,
+        }
+    };
+    let base = if serving > 0 { serving } else { total.max(1) };
+    let wanted = (f64::from(base) * cpu / config.target_utilization).ceil() as u32;
+    let (lo, hi) = (min_spot + min_regular, max_spot.saturating_add(max_regular));
+    let mut target_total = wanted.clamp(lo, hi);
+    if target_total > total {
+        target_total = target_total.min(total + step_limit(p("max_step_up"), pf("max_step_up_percent")));
+    } else {
+        target_total = target_total.max(total.saturating_sub(step_limit(p("max_step_down"), pf("max_step_down_percent"))));
+    }
+    if target_total == total {
+        return Decision::Hold(format!(
+            "CPU is {cpu:.1} % on {serving} running VMs, but the fleet is at the bound of what the policy allows ({total} VMs)"
+        ));
+    }
+    // Spot moves first; regular stays at its floor or where it is.
+    let mut new_regular = regular.clamp(min_regular, max_regular);
+    let new_spot = target_total.saturating_sub(new_regular).clamp(min_spot, max_spot);
+    if new_spot + new_regular < target_total {
+        new_regular = (target_total - new_spot).clamp(min_regular, max_regular);
+    } else if new_spot + new_regular > target_total && new_spot == min_spot {
+        new_regular = target_total.saturating_sub(new_spot).clamp(min_regular, max_regular);
+    }
+    let direction = if target_total > total { "out" } else { "in" };
+    let why = format!(
+        "CPU averaged {cpu:.1} % over the last minutes on {serving} running VMs (target {:.0} %, band {band}); {wanted} VMs would bring it to the target; scaling {direction} from {total} to {} VMs (spot {spot}→{new_spot}, regular {regular}→{new_regular}) within the policy's bounds and step limits",
+        config.target_utilization,
+        new_spot + new_regular
+    );
+    if new_spot == spot && new_regular == regular {
+        return Decision::Hold(format!("CPU is {cpu:.1} %, but the policy's bounds leave no room to move"));
+    }
+    Decision::Scale { spot: new_spot, regular: new_regular, why }
+}
+
+/// Tool results in the conversation, by call id (parsed JSON, and whether it is an error).
+fn result_of(conversation: &[Message], id: &str) -> Option<(Value, bool)> {
+    conversation.iter().find(|m| m.role == Role::Tool && m.tool_call_id.as_deref() == Some(id)).map(|m| {
+        let v: Value = serde_json::from_str(&m.content).unwrap_or_else(|_| Value::String(m.content.clone()));
+        let is_error = v.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+        (v, is_error)
+    })
+}
+
+fn call(id: &str, name: &str, arguments: Value) -> ToolCall {
+    ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }
+}
+
+fn calls(list: Vec<ToolCall>) -> Result<Reply, ChatError> {
+    Ok(Reply { turn: Turn::ToolCalls { calls: list }, text: String::new(), usage: Usage::default() })
+}
+
+fn answer(text: String, sink: TextSink<'_>) -> Result<Reply, ChatError> {
+    sink(&text);
+    Ok(Reply { turn: Turn::Answer, text, usage: Usage::default() })
+}
+
+fn error_text(v: &Value) -> String {
+    let e = v.get("error").unwrap_or(v);
+    let message = e.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+    if message.is_empty() { e.to_string() } else { message }
+}
+
+#[async_trait::async_trait]
+impl ChatModel for Planner {
+    fn name(&self) -> String {
+        "planner".into()
+    }
+
+    async fn next_turn(&self, conversation: &[Message], _tools: &[ToolSpec], sink: TextSink<'_>) -> Result<Reply, ChatError> {
+        let c = &self.config;
+        let fleet_args = json!({"fleet": c.fleet, "resource_group": c.resource_group});
+        // 1. Look: the fleet and its policy.
+        let Some((fleet, fleet_err)) = result_of(conversation, "planner-read_fleet") else {
+            return calls(vec![
+                call("planner-read_fleet", "read_fleet", fleet_args.clone()),
+                call("planner-get_policy", "get_policy", json!({"fleet": c.fleet})),
+            ]);
+        };
+        if fleet_err {
+            return answer(format!("I could not read fleet {}: {}. Nothing was changed.", c.fleet, error_text(&fleet)), sink);
+        }
+        let policy = result_of(conversation, "planner-get_policy").map(|(v, _)| v).unwrap_or(Value::Null);
+        // 2. The telemetry that explains the trigger.
+        let Some((telemetry, telemetry_err)) = result_of(conversation, "planner-query_kql") else {
+            let id = fleet.get("id").and_then(Value::as_str).unwrap_or_default();
+            let query = format!(
+                "AzureMetrics | where TimeGenerated > ago(15m) and ResourceId =~ {} | summarize cpu = avgif(Average, MetricName == 'Percentage CPU' and TimeGenerated > ago(10m)), arrivals = avgif(Average, MetricName == 'RequestsArrived'), newest = max(TimeGenerated)",
+                Value::String(id.to_string())
+            );
+            return calls(vec![call("planner-query_kql", "query_kql", json!({"query": query, "timespan": "PT1H"}))]);
+        };
+        let cpu = if telemetry_err {
+            None
+        } else {
+            telemetry.pointer("/tables/0/rows/0/0").and_then(Value::as_f64).filter(|x| x.is_finite())
+        };
+        let decision = decide(&fleet, &policy, cpu, c);
+        let (spot, regular, why) = match decision {
+            Decision::Hold(why) => {
+                return answer(format!("Fleet {}: {why}. I left it as it is.", c.fleet), sink);
+            }
+            Decision::Scale { spot, regular, why } => (spot, regular, why),
+        };
+        let target =
+            json!({"fleet": c.fleet, "resource_group": c.resource_group, "spot_capacity": spot, "regular_capacity": regular});
+        // 3. What it costs.
+        let Some((cost, _)) = result_of(conversation, "planner-estimate_cost") else {
+            return calls(vec![call("planner-estimate_cost", "estimate_cost", target)]);
+        };
+        let delta = cost.get("delta_hourly_usd").and_then(Value::as_f64).unwrap_or(0.0);
+        // 4. Propose.
+        let Some((proposal, proposal_err)) = result_of(conversation, "planner-propose_scale") else {
+            let mut args = target;
+            args["reason"] = json!(format!("{why}; cost {delta:+.2} USD/h. Trigger: {}", c.trigger));
+            return calls(vec![call("planner-propose_scale", "propose_scale", args)]);
+        };
+        let proposal_view = proposal.get("error").and_then(|e| e.get("proposal")).unwrap_or(&proposal);
+        let id = proposal_view.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        if proposal_err {
+            return answer(
+                format!(
+                    "{why}. I proposed it ({id}) but the guardrails refused: {}. Nothing was changed.",
+                    error_text(&proposal)
+                ),
+                sink,
+            );
+        }
+        let decision = proposal.pointer("/verdict/decision").and_then(Value::as_str).unwrap_or_default();
+        if decision == "needs_approval" {
+            return answer(
+                format!("{why}. Proposal {id} needs a human's approval ({delta:+.2} USD/h); it waits for an approver."),
+                sink,
+            );
+        }
+        if !c.auto_apply {
+            return answer(format!("{why}. Proposal {id} is allowed ({delta:+.2} USD/h); apply it when you agree."), sink);
+        }
+        // 5. Apply.
+        let Some((applied, applied_err)) = result_of(conversation, "planner-apply_proposal") else {
+            return calls(vec![call("planner-apply_proposal", "apply_proposal", json!({"proposal_id": id}))]);
+        };
+        if applied_err {
+            return answer(format!("{why}. Applying {id} failed: {}.", error_text(&applied)), sink);
+        }
+        let result = applied.get("result").and_then(Value::as_str).unwrap_or("applied");
+        let verified = applied.pointer("/proposal/outcome/verified").and_then(Value::as_bool).unwrap_or(false);
+        answer(
+            format!(
+                "{why}. Applied {id} ({result}{}; {delta:+.2} USD/h).",
+                if verified { ", verified" } else { ", not yet verified" }
+            ),
+            sink,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(spot: u32, regular: u32) -> Value {
+        json!({"id": "/f", "spot": {"capacity": spot, "running": spot}, "regular": {"capacity": regular, "running": regular}})
+    }
+
+    fn policy() -> Value {
+        json!({"policy": {"min_spot": 0, "max_spot": 40, "min_regular": 1, "max_regular": 20, "max_step_up": 10, "max_step_down": 10, "approval_above_delta": 8}})
+    }
+
+    fn config() -> PlannerConfig {
+        PlannerConfig::new("f", "rg", "test")
+    }
+
+    #[test]
+    fn holds_inside_the_band_and_without_telemetry() {
+        assert!(matches!(decide(&fleet(20, 10), &policy(), Some(55.0), &config()), Decision::Hold(_)));
+        assert!(matches!(decide(&fleet(20, 10), &policy(), None, &config()), Decision::Hold(_)));
+    }
+
+    #[test]
+    fn scales_out_on_spot_within_the_step_and_approval_limits() {
+        // 30 VMs at 90 % want 45; the approval threshold (8) caps the step.
+        let Decision::Scale { spot, regular, .. } = decide(&fleet(20, 10), &policy(), Some(90.0), &config()) else { panic!() };
+        assert_eq!((spot, regular), (28, 10));
+    }
+
+    #[test]
+    fn scales_in_spot_first_and_keeps_the_regular_floor() {
+        // 30 VMs at 20 % want 10; the step (8) allows 22.
+        let Decision::Scale { spot, regular, .. } = decide(&fleet(20, 10), &policy(), Some(20.0), &config()) else { panic!() };
+        assert_eq!((spot, regular), (12, 10));
+        // Spot already at zero: regular goes, down to its floor.
+        let Decision::Scale { spot, regular, .. } = decide(&fleet(0, 6), &policy(), Some(5.0), &config()) else { panic!() };
+        assert_eq!((spot, regular), (0, 1));
+    }
+
+    #[test]
+    fn overflows_into_regular_when_spot_is_at_its_maximum() {
+        let Decision::Scale { spot, regular, .. } = decide(&fleet(40, 5), &policy(), Some(90.0), &config()) else { panic!() };
+        assert_eq!((spot, regular), (40, 13));
+    }
+}
