@@ -22,6 +22,12 @@ pub struct RawConfig {
     pub state: RawState,
     #[serde(default)]
     pub executor: RawExecutor,
+    #[serde(default)]
+    pub model: RawModel,
+    #[serde(default)]
+    pub agent: RawAgent,
+    #[serde(default)]
+    pub alerts: RawAlerts,
     pub azure: Option<RawAzure>,
     #[serde(default)]
     pub emulator: RawEmulator,
@@ -41,12 +47,63 @@ pub struct RawServer {
     pub stdio_role: Option<String>,
     /// Role of MCP callers over HTTP (default `operator`: may propose and apply, not approve).
     pub http_role: Option<String>,
+    /// Role of fleetpilot's own agent (default `operator`).
+    pub agent_role: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawState {
     pub path: Option<PathBuf>,
+}
+
+/// The model the agent uses; none means the built-in planner.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// `none` (the built-in planner), `azure_openai` (by deployment, api-key) or `openai` (a v1 endpoint).
+    pub kind: Option<String>,
+    /// `https://<resource>.openai.azure.com` (azure_openai), or the v1 base URL (openai):
+    /// `https://<resource>.openai.azure.com/openai/v1`, `https://api.openai.com/v1`, a local server.
+    pub endpoint: Option<String>,
+    /// azure_openai: the deployment.
+    pub deployment: Option<String>,
+    /// azure_openai: the API version.
+    pub api_version: Option<String>,
+    /// openai: the model (the deployment name on Azure's v1 endpoint).
+    pub model: Option<String>,
+    /// openai: `api_key`, `entra` (a bearer token from fleetpilot's credential) or `none`.
+    pub auth: Option<String>,
+    /// The environment variable holding the key (default AZURE_OPENAI_API_KEY).
+    pub api_key_env: Option<String>,
+    /// entra: the credential (as `azure.credential`; default developer_tools).
+    pub credential: Option<String>,
+    /// entra: the token scope (default https://cognitiveservices.azure.com/.default).
+    pub token_scope: Option<String>,
+    pub timeout_secs: Option<u64>,
+    pub max_retries: Option<usize>,
+}
+
+/// Limits of every agent run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub max_turns: Option<u32>,
+    pub max_tool_calls: Option<u32>,
+    pub max_tokens: Option<u64>,
+    pub max_seconds: Option<u64>,
+    /// Apply allowed proposals without asking (autonomous runs); default true.
+    pub auto_apply: Option<bool>,
+}
+
+/// Autonomous runs on Azure Monitor alerts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// The webhook's secret (also FLEETPILOT_ALERTS_TOKEN); generated at start when unset.
+    pub token: Option<String>,
+    /// Fleet for alerts whose targets name no fleet (e.g. the ML workspace's CPU alert).
+    pub fleet: Option<String>,
 }
 
 /// How the executor talks to Azure.
@@ -180,9 +237,89 @@ pub struct Config {
     pub policies: Policies,
     pub stdio_role: fleetpilot_tools::Role,
     pub http_role: fleetpilot_tools::Role,
+    pub agent_role: fleetpilot_tools::Role,
     pub verify_timeout: std::time::Duration,
+    pub model: ModelSettings,
+    pub agent: AgentSettings,
+    pub alerts_token: Option<String>,
+    pub alerts_fleet: String,
     pub operation_timeout: std::time::Duration,
     pub retry: fleetpilot_infra::RetryConfig,
+}
+
+/// Which model kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// The built-in planner.
+    None,
+    /// Azure OpenAI by deployment.
+    AzureOpenai,
+    /// A v1 chat-completions endpoint.
+    Openai,
+}
+
+/// The validated `[model]`.
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    pub kind: ModelKind,
+    pub endpoint: String,
+    pub deployment: String,
+    pub api_version: String,
+    pub model: String,
+    pub auth: String,
+    pub api_key_env: Option<String>,
+    pub credential: CredentialConfig,
+    pub token_scope: String,
+    pub timeout_secs: u64,
+    pub max_retries: usize,
+}
+
+/// The validated `[agent]`.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub budgets: fleetpilot_agent::runner::Budgets,
+    pub auto_apply: bool,
+}
+
+fn model_settings(raw: &RawModel) -> Result<ModelSettings> {
+    let kind = match raw.kind.as_deref().unwrap_or("none") {
+        "none" | "planner" => ModelKind::None,
+        "azure_openai" => ModelKind::AzureOpenai,
+        "openai" => ModelKind::Openai,
+        other => bail!("`model.kind` = {other:?} is unknown; use none (the built-in planner), azure_openai or openai"),
+    };
+    let need = |v: &Option<String>, key: &str| -> Result<String> {
+        v.clone()
+            .filter(|s| !s.trim().is_empty())
+            .with_context(|| format!("`model.{key}` is required with model.kind = {:?}", raw.kind.as_deref().unwrap_or("")))
+    };
+    let (endpoint, deployment, model) = match kind {
+        ModelKind::None => (String::new(), String::new(), String::new()),
+        ModelKind::AzureOpenai => (need(&raw.endpoint, "endpoint")?, need(&raw.deployment, "deployment")?, String::new()),
+        ModelKind::Openai => (need(&raw.endpoint, "endpoint")?, String::new(), need(&raw.model, "model")?),
+    };
+    if kind != ModelKind::None && !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+        bail!("`model.endpoint` = {endpoint:?} is not a URL");
+    }
+    let credential = match raw.credential.as_deref().unwrap_or("developer_tools") {
+        "developer_tools" => CredentialConfig::DeveloperTools,
+        "managed_identity" => CredentialConfig::ManagedIdentity { client_id: None },
+        "workload_identity" => CredentialConfig::WorkloadIdentity,
+        other => bail!("`model.credential` = {other:?} is unknown; use developer_tools, managed_identity or workload_identity"),
+    };
+    Ok(ModelSettings {
+        kind,
+        endpoint,
+        deployment,
+        api_version: raw.api_version.clone().unwrap_or_else(|| "2024-10-21".into()),
+        model,
+        auth: raw.auth.clone().unwrap_or_else(|| "api_key".into()),
+        api_key_env: raw.api_key_env.clone(),
+        credential,
+        token_scope: raw.token_scope.clone().unwrap_or_else(|| "https://cognitiveservices.azure.com/.default".into()),
+        timeout_secs: raw.timeout_secs.unwrap_or(120),
+        max_retries: raw.max_retries.unwrap_or(4),
+    })
 }
 
 /// Read `path` if given, else `fleetpilot.toml` in the working directory if it exists.
@@ -264,7 +401,26 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
     };
     let stdio_role = role(&raw.server.stdio_role, "server.stdio_role", fleetpilot_tools::Role::Admin)?;
     let http_role = role(&raw.server.http_role, "server.http_role", fleetpilot_tools::Role::Operator)?;
+    let agent_role = role(&raw.server.agent_role, "server.agent_role", fleetpilot_tools::Role::Operator)?;
     let verify_timeout = std::time::Duration::from_secs(raw.executor.verify_timeout_secs.unwrap_or(60));
+    let model = model_settings(&raw.model)?;
+    let defaults = fleetpilot_agent::runner::Budgets::default();
+    let agent = AgentSettings {
+        budgets: fleetpilot_agent::runner::Budgets {
+            max_turns: raw.agent.max_turns.unwrap_or(defaults.max_turns),
+            max_tool_calls: raw.agent.max_tool_calls.unwrap_or(defaults.max_tool_calls),
+            max_tokens: raw.agent.max_tokens.unwrap_or(defaults.max_tokens),
+            wall_clock: raw.agent.max_seconds.map_or(defaults.wall_clock, std::time::Duration::from_secs),
+        },
+        auto_apply: raw.agent.auto_apply.unwrap_or(true),
+    };
+    let alerts_token = std::env::var("FLEETPILOT_ALERTS_TOKEN").ok().filter(|t| !t.is_empty()).or(raw.alerts.token.clone());
+    if alerts_token.as_ref().is_some_and(|t| t.len() < 16) {
+        bail!(
+            "the alert token (alerts.token or FLEETPILOT_ALERTS_TOKEN) is shorter than 16 characters; use a long random string"
+        );
+    }
+    let alerts_fleet = raw.alerts.fleet.clone().unwrap_or_else(|| "cf-ml-scaling".into());
     let operation_timeout = std::time::Duration::from_secs(raw.executor.operation_timeout_secs.unwrap_or(600));
     let mut retry = fleetpilot_infra::RetryConfig::default();
     if let Some(n) = raw.executor.max_retries {
@@ -344,7 +500,12 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         policies,
         stdio_role,
         http_role,
+        agent_role,
         verify_timeout,
+        model,
+        agent,
+        alerts_token,
+        alerts_fleet,
         operation_timeout,
         retry,
     })

@@ -1,6 +1,7 @@
 //! The `fleetpilot` binary: parses configuration and flags and wires the crates together.
 
 mod admin_cli;
+mod autonomy;
 mod config;
 mod job_cli;
 mod kql_cli;

@@ -136,6 +136,7 @@ async fn backend(config: &Config, cancel: &CancellationToken) -> Result<Backend>
         executor: fleetpilot_infra::ExecutorConfig { verify_timeout: config.verify_timeout, ..Default::default() },
         stdio_role: config.stdio_role,
         http_role: config.http_role,
+        agent_role: config.agent_role,
     };
     tracing::info!(path = %config.state_path.display(), "state database open");
     let service = Arc::new(FleetService::new(api, store, tools));
@@ -179,7 +180,36 @@ pub async fn serve(config: Config) -> Result<()> {
         allowed_origins: config.allowed_origins.clone(),
         ..HttpConfig::default()
     };
+    // Autonomous mode: alerts posted to /alerts start agent runs.
+    let generated = config.alerts_token.is_none();
+    let token = config
+        .alerts_token
+        .clone()
+        .unwrap_or_else(|| format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
+    let agent = Arc::new(crate::autonomy::AgentContext {
+        service: backend.service.clone(),
+        model: crate::autonomy::build_model(&config.model)?,
+        budgets: config.agent.budgets,
+        default_fleet: config.alerts_fleet.clone(),
+        auto_apply: config.agent.auto_apply,
+    });
+    let model_name = agent.model.as_ref().map_or_else(|| "the built-in planner".to_string(), |m| m.name());
+    let autonomy = crate::autonomy::Autonomy::new(agent, token.clone());
+    let webhook = format!("http://{local}/alerts?token={token}");
+    if let Some(url) = &backend.emulator_url {
+        // The emulator's alert rules notify this endpoint, closing the loop by themselves.
+        let _ =
+            reqwest::Client::new().post(format!("{url}/_emulator/alerts/webhook")).json(&json!({"url": webhook})).send().await;
+    }
+    if generated {
+        tracing::warn!(webhook = %webhook, "no alert token configured (alerts.token or FLEETPILOT_ALERTS_TOKEN); generated one: give this URL to the action group");
+    } else {
+        tracing::info!(webhook = %format!("http://{local}/alerts?token=…"), "alerts endpoint ready");
+    }
+    tracing::info!(model = %model_name, "agent ready for alerts");
+    let alerts = axum::Router::new().route("/alerts", axum::routing::post(crate::autonomy::alerts_endpoint)).with_state(autonomy);
     let app = fleetpilot_tools::http_router(backend.service, http, cancel.child_token())
+        .merge(alerts)
         .route("/healthz", get(move || std::future::ready(axum::Json(health.clone()))));
     tracing::info!(
         mcp = %format!("http://{local}/mcp"),

@@ -51,6 +51,8 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Fleet writes are accepted (202) but change nothing: the change never shows.
     pub ignore_fleet_writes: bool,
+    /// Multiplies every service's demand while set (a surge above 1, a lull below).
+    pub demand_multiplier: Option<f64>,
 }
 
 impl Faults {

@@ -6,6 +6,7 @@
 //! It knows `fleetpilot-core` and nothing else of fleetpilot: clients reach it only over HTTP,
 //! exactly as they would reach `https://management.azure.com`.
 
+pub mod alerts;
 pub mod aml;
 pub mod arm;
 pub mod clock;
@@ -100,6 +101,8 @@ impl Emulator {
             .route("/_emulator/events", get(events))
             .route("/_emulator/ledger", get(ledger))
             .route("/_emulator/faults", get(faults_get).post(faults_post))
+            .route("/_emulator/alerts", get(alerts_get))
+            .route("/_emulator/alerts/webhook", axum::routing::post(alerts_webhook))
             .route("/v1/workspaces/{workspace}/query", get(la_get).post(la_post))
             .fallback(arm_fallback)
             .with_state(self.clone())
@@ -121,10 +124,23 @@ impl Emulator {
     /// Step the world in the background until cancelled.
     pub async fn tick_until(self: Arc<Self>, cancel: CancellationToken) {
         let mut interval = tokio::time::interval(Duration::from_millis(250));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = interval.tick() => self.with_world(|_| ()),
+                _ = interval.tick() => {
+                    let (outbox, hooks) = self.with_world(|w| (std::mem::take(&mut w.alert_outbox), w.alert_webhooks.clone()));
+                    for notification in outbox {
+                        for hook in &hooks {
+                            // The action group's webhook: delivered once, failures logged.
+                            match http.post(hook).json(&notification).send().await {
+                                Ok(r) if r.status().is_success() => {}
+                                Ok(r) => tracing::warn!(status = r.status().as_u16(), "alert webhook refused a notification"),
+                                Err(e) => tracing::warn!(error = %e, "alert webhook unreachable"),
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -265,6 +281,25 @@ async fn la_query(
         Ok(Err(e)) => (StatusCode::BAD_REQUEST, axum::Json(kql::response::error_json(&e))).into_response(),
         Err(e) => la_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &e.to_string()),
     }
+}
+
+async fn alerts_get(State(emulator): State<Arc<Emulator>>) -> impl IntoResponse {
+    let world = emulator.lock_world();
+    axum::Json(json!({"webhooks": world.alert_webhooks, "rules": world.alert_rules, "sent": world.alerts_sent}))
+}
+
+/// Body of `POST /_emulator/alerts/webhook`: the action group's webhook.
+#[derive(Debug, Deserialize)]
+struct Webhook {
+    url: String,
+}
+
+/// `POST /_emulator/alerts/webhook`: where the action group sends notifications (replaces;
+/// an empty URL removes it).
+async fn alerts_webhook(State(emulator): State<Arc<Emulator>>, axum::Json(hook): axum::Json<Webhook>) -> impl IntoResponse {
+    let mut world = emulator.lock_world();
+    world.alert_webhooks = if hook.url.is_empty() { Vec::new() } else { vec![hook.url] };
+    axum::http::StatusCode::NO_CONTENT
 }
 
 async fn faults_get(State(emulator): State<Arc<Emulator>>) -> impl IntoResponse {

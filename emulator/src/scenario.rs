@@ -95,6 +95,13 @@ impl Scenario {
             debug_assert!(fleet.counted(Priority::Spot) == 20);
         }
         world.services.push((crate::services::reference_service(world.now), Default::default()));
+        // The recipe's metric alert rules on the workspace and the fleet.
+        if let Some(fleet) = world.fleets.get(&key) {
+            let fleet_id = crate::wire::fleet_id(&world.config.subscription_id, fleet);
+            let workspace_id =
+                crate::wire::workspace_id(&world.config.subscription_id, REFERENCE_RESOURCE_GROUP, REFERENCE_WORKSPACE);
+            world.alert_rules = crate::alerts::recipe_rules(&workspace_id, &fleet_id);
+        }
         // The recipe's ML workspace and its AmlCompute cluster (min 0, max 10 nodes).
         world.ml.insert(
             (REFERENCE_RESOURCE_GROUP.to_ascii_lowercase(), REFERENCE_WORKSPACE.to_string()),

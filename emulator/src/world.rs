@@ -255,6 +255,14 @@ pub struct World {
     pub operations: BTreeMap<String, Operation>,
     /// Faults in force (see [`crate::faults`]).
     pub faults: crate::faults::Faults,
+    /// Metric alert rules.
+    pub alert_rules: Vec<crate::alerts::AlertRule>,
+    /// Where notifications go (the action group's webhooks).
+    pub alert_webhooks: Vec<String>,
+    /// Notifications not yet delivered.
+    pub alert_outbox: Vec<serde_json::Value>,
+    /// Notifications produced so far.
+    pub alerts_sent: u64,
     /// The eviction multiplier of the configuration, restored when a storm ends.
     base_eviction_multiplier: f64,
     /// Evictions and allocation failures, oldest first (bounded).
@@ -298,6 +306,10 @@ impl World {
             fleets: BTreeMap::new(),
             operations: BTreeMap::new(),
             faults: crate::faults::Faults::default(),
+            alert_rules: Vec::new(),
+            alert_webhooks: Vec::new(),
+            alert_outbox: Vec::new(),
+            alerts_sent: 0,
             base_eviction_multiplier,
             events: Vec::new(),
             now: start,
@@ -318,18 +330,76 @@ impl World {
                 let at = OffsetDateTime::from_unix_timestamp(minute(self.now) * 60).unwrap_or(self.now);
                 self.serve_minute(at);
                 self.write_minute_telemetry(at);
+                self.evaluate_alerts(at);
             }
             self.log_events();
             self.logs.ingest_until(self.now);
         }
     }
 
+    /// Sample every alert rule's metric for the minute that just ended, and evaluate the rules
+    /// that are due; notifications go to the outbox.
+    fn evaluate_alerts(&mut self, at: OffsetDateTime) {
+        if self.alert_rules.is_empty() {
+            return;
+        }
+        let minute = at - time::Duration::minutes(1);
+        let rows: Vec<&crate::services::LedgerRow> = self.ledger.iter().rev().take_while(|r| r.minute == minute).collect();
+        let subscription = self.config.subscription_id.clone();
+        let mut rules = std::mem::take(&mut self.alert_rules);
+        for rule in &mut rules {
+            let scope = rule.scope.to_ascii_lowercase();
+            let value = match rule.metric.as_str() {
+                // CPU of what the scope serves: the workspace's services, or one fleet's.
+                "Percentage CPU" | "CpuUtilization" => {
+                    let serving: Vec<&&crate::services::LedgerRow> = rows
+                        .iter()
+                        .filter(|r| {
+                            scope.contains("/workspaces/")
+                                || scope.ends_with(&format!("/fleets/{}", r.fleet.to_ascii_lowercase()))
+                        })
+                        .collect();
+                    let capacity: f64 = serving.iter().map(|r| r.capacity).sum();
+                    (capacity > 0.0).then(|| 100.0 * serving.iter().map(|r| r.served).sum::<f64>() / capacity)
+                }
+                "SpotInstanceUtilization" => self
+                    .fleets
+                    .values()
+                    .find(|f| scope.ends_with(&format!("/fleets/{}", f.name.to_ascii_lowercase())))
+                    .and_then(|f| {
+                        let target = f64::from(f.spot.as_ref().map_or(0, |s| s.capacity));
+                        let running =
+                            f.vms.iter().filter(|v| v.priority == Priority::Spot && v.state == VmState::Running).count() as f64;
+                        (target > 0.0).then(|| 100.0 * running / target)
+                    }),
+                _ => None,
+            };
+            if self.faults.telemetry_gap {
+                continue;
+            }
+            if let Some(notification) = rule.observe(at, value, &subscription, &mut self.next_operation) {
+                tracing::info!(rule = %rule.name, condition = %notification["data"]["essentials"]["monitorCondition"], "alert rule changed state");
+                self.alerts_sent += 1;
+                self.alert_outbox.push(notification);
+            }
+        }
+        self.alert_rules = rules;
+    }
+
     /// Serve one minute of every inference service (the minute that just ended).
     fn serve_minute(&mut self, at: OffsetDateTime) {
         let minute = at - time::Duration::minutes(1);
+        let surge = self.faults.demand_multiplier.filter(|m| m.is_finite() && *m >= 0.0);
         for (spec, state) in &mut self.services {
             let Some(fleet) = self.fleets.get(&spec.fleet) else { continue };
-            let row = crate::services::serve_minute(spec, state, fleet, minute);
+            let row = match surge {
+                Some(m) => {
+                    let mut surged = spec.clone();
+                    surged.replay.amplitude *= m;
+                    crate::services::serve_minute(&surged, state, fleet, minute)
+                }
+                None => crate::services::serve_minute(spec, state, fleet, minute),
+            };
             self.ledger.push(row);
         }
         if self.ledger.len() > MAX_LEDGER {

@@ -22,4 +22,4 @@ pub use arm::{ArmClient, ArmConfig, RetryConfig};
 pub use credential::CredentialConfig;
 pub use error::AzureError;
 pub use executor::{Applied, ExecuteError, Executor, ExecutorConfig, Recovered};
-pub use store::{AuditFilter, AuditRecord, Store, StoreError};
+pub use store::{AuditFilter, AuditRecord, RunRecord, Store, StoreError};

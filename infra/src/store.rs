@@ -89,7 +89,60 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at_unix_ms);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    fleet TEXT NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at);
+CREATE TABLE IF NOT EXISTS alert_notifications (
+    dedup_key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
 ";
+
+/// An agent run: what started it, how it went, its transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct RunRecord {
+    /// `run-…`.
+    pub id: String,
+    /// `alert` or `chat`.
+    pub kind: String,
+    /// The fleet it looked after.
+    pub fleet: String,
+    /// `queued`, `running`, then `answered`, `budget_exhausted`, `model_failed`, `tools_failed` or `interrupted`.
+    pub status: String,
+    /// What started it (the alerts, coalesced, or the chat message).
+    pub trigger: serde_json::Value,
+    /// The model (`planner`, `openai:…`).
+    pub model: String,
+    /// When it was queued, started and finished (RFC 3339).
+    pub created_at: String,
+    /// Started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// The agent's account.
+    #[serde(default)]
+    pub answer: String,
+    /// Proposals it made.
+    #[serde(default)]
+    pub proposals: Vec<String>,
+    /// Tool calls made.
+    #[serde(default)]
+    pub tool_calls: u32,
+    /// Tokens used.
+    #[serde(default)]
+    pub tokens: u64,
+    /// The transcript, as JSON lines (secrets redacted).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub transcript: String,
+}
 
 /// One audited tool call.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -359,6 +412,61 @@ impl Store {
             },
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Insert or replace a run.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let body = serde_json::to_string(run).map_err(|source| StoreError::Decode { what: "run", source })?;
+        self.conn().execute(
+            "INSERT INTO runs (id, created_at, fleet, status, body) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET status = excluded.status, body = excluded.body",
+            params![run.id, run.created_at, run.fleet, run.status, body],
+        )?;
+        Ok(())
+    }
+
+    /// A run by id.
+    ///
+    /// # Errors
+    /// When SQLite fails or the row does not decode.
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let body: Option<String> =
+            self.conn().query_row("SELECT body FROM runs WHERE id = ?1", params![id], |row| row.get(0)).optional()?;
+        body.map(|b| serde_json::from_str(&b).map_err(|source| StoreError::Decode { what: "run", source })).transpose()
+    }
+
+    /// Runs, newest first, optionally of one fleet (transcripts left out).
+    ///
+    /// # Errors
+    /// When SQLite fails or a row does not decode.
+    pub fn runs(&self, fleet: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT body FROM runs WHERE (?1 IS NULL OR fleet = ?1 COLLATE NOCASE) ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![fleet, limit], |row| row.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let mut run: RunRecord = serde_json::from_str(&row?).map_err(|source| StoreError::Decode { what: "run", source })?;
+            run.transcript.clear();
+            out.push(run);
+        }
+        Ok(out)
+    }
+
+    /// Remember an alert notification; `false` when it was seen before (a duplicate).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn record_alert(&self, dedup_key: &str, run_id: &str) -> Result<bool, StoreError> {
+        let inserted = self.conn().execute(
+            "INSERT OR IGNORE INTO alert_notifications (dedup_key, run_id, received_at) VALUES (?1, ?2, ?3)",
+            params![dedup_key, run_id, OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()],
+        )?;
+        Ok(inserted == 1)
     }
 
     /// Whether the executor journalled an intent for the proposal.

@@ -17,6 +17,7 @@ fn bin() -> &'static Path {
 
 type Client = RunningService<RoleClient, ()>;
 
+mod alerts;
 mod crash;
 
 async fn call(client: &Client, tool: &str, args: Value) -> Result<CallToolResult> {

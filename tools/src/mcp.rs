@@ -93,7 +93,11 @@ impl FleetTools {
     fn caller(&self, ctx: &RequestContext<RoleServer>) -> Caller {
         let client = ctx.client_info().map(|info| info.name).unwrap_or_else(|| "unknown".into());
         let config = self.service.config();
-        let role = if self.transport == "stdio" { config.stdio_role } else { config.http_role };
+        let role = match self.transport {
+            "stdio" => config.stdio_role,
+            "agent" => config.agent_role,
+            _ => config.http_role,
+        };
         Caller { id: format!("mcp-{}:{client}", self.transport), role }
     }
 
@@ -312,6 +316,36 @@ impl FleetTools {
         let arguments = serde_json::to_value(&input).unwrap_or_default();
         let result = async { self.service.reject_proposal(input, &caller.id) };
         self.run("reject_proposal", &caller, arguments, proposal_shape, result).await
+    }
+
+    #[tool(
+        description = "List agent runs (started by alerts or chats), newest first: trigger, status, the agent's account, proposals made, tool calls and tokens.",
+        annotations(title = "List agent runs", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<crate::schema::RunList>()
+    )]
+    async fn list_runs(
+        &self,
+        Parameters(input): Parameters<crate::schema::ListRunsInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("list_runs", &caller, arguments, no_shape, async { self.service.list_runs(input) }).await
+    }
+
+    #[tool(
+        description = "Read one agent run by id, optionally with its transcript (JSON lines: model turns, tool calls and results, timings, tokens).",
+        annotations(title = "Get agent run", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<fleetpilot_infra::RunRecord>()
+    )]
+    async fn get_run(
+        &self,
+        Parameters(input): Parameters<crate::schema::GetRunInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("get_run", &caller, arguments, no_shape, async { self.service.get_run(input) }).await
     }
 }
 

@@ -256,3 +256,33 @@ pub struct MlJobNameInput {
     /// Job name, as `submit_ml_job` returned it.
     pub name: String,
 }
+
+/// Input of `list_runs`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListRunsInput {
+    /// Only this fleet; empty for all.
+    #[serde(default)]
+    pub fleet: String,
+    /// Most runs to return, newest first (default 20, at most 200).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+/// Output of `list_runs`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RunList {
+    /// Newest first, without transcripts.
+    pub runs: Vec<fleetpilot_infra::RunRecord>,
+}
+
+/// Input of `get_run`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetRunInput {
+    /// Run id (`run-…`).
+    pub run_id: String,
+    /// Include the transcript (JSON lines).
+    #[serde(default)]
+    pub include_transcript: bool,
+}

@@ -66,6 +66,8 @@ pub struct ToolsConfig {
     pub stdio_role: crate::Role,
     /// The role of MCP callers over HTTP until authentication says otherwise.
     pub http_role: crate::Role,
+    /// The role of fleetpilot's own agent (in-process MCP).
+    pub agent_role: crate::Role,
 }
 
 /// A failure the caller (often a model) should read and act on.
@@ -682,6 +684,31 @@ impl FleetService {
             Err(ExecuteError::Store(e)) => Err(ToolError::state(e)),
             Err(ExecuteError::Refused(_)) => Err(ToolError::new("denied", "cancel was refused")),
         }
+    }
+
+    /// `list_runs`.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn list_runs(&self, input: crate::schema::ListRunsInput) -> Result<crate::schema::RunList, ToolError> {
+        let fleet = input.fleet.trim();
+        let runs = self.store.runs((!fleet.is_empty()).then_some(fleet), input.limit.clamp(1, 200)).map_err(ToolError::state)?;
+        Ok(crate::schema::RunList { runs })
+    }
+
+    /// `get_run`.
+    ///
+    /// # Errors
+    /// Unknown run, store failures.
+    pub fn get_run(&self, input: crate::schema::GetRunInput) -> Result<fleetpilot_infra::RunRecord, ToolError> {
+        let mut run =
+            self.store.run(input.run_id.trim()).map_err(ToolError::state)?.ok_or_else(|| {
+                ToolError::new("run_not_found", format!("no run '{}'; list_runs shows them", input.run_id.trim()))
+            })?;
+        if !input.include_transcript {
+            run.transcript.clear();
+        }
+        Ok(run)
     }
 
     /// `list_proposals`.

@@ -1,0 +1,390 @@
+//! fleetpilot's own agent, wired: the model chosen by configuration (the built-in planner when
+//! none is), an MCP connection to the tools (in process, as a caller with the agent's role),
+//! runs recorded in the state database, and autonomous runs on Azure Monitor alerts posted
+//! to `/alerts` — deduplicated, one run per fleet at a time, later alerts coalescing into the
+//! queued run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fleetpilot_agent::openai::{Endpoint, OpenAiModel, Options, TokenSource, V1Auth};
+use fleetpilot_agent::planner::{Planner, PlannerConfig};
+use fleetpilot_agent::runner::{self, Budgets, Entry};
+use fleetpilot_agent::{ChatModel, Message, Role};
+use fleetpilot_core::alert::{Alert, MonitorCondition};
+use fleetpilot_infra::RunRecord;
+use fleetpilot_tools::{FleetService, FleetTools};
+use rmcp::ServiceExt;
+use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::{RoleClient, RunningService};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::config::{ModelKind, ModelSettings};
+
+/// A bearer token for Azure OpenAI / Foundry from fleetpilot's own credential, cached and
+/// refreshed before expiry by infra's token cache.
+#[derive(Debug)]
+struct EntraToken {
+    cache: fleetpilot_infra::credential::TokenCache,
+    scope: String,
+}
+
+#[async_trait::async_trait]
+impl TokenSource for EntraToken {
+    async fn token(&self) -> Result<String, String> {
+        self.cache.bearer(&self.scope).await.map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// Build the configured model, or `None` for the built-in planner.
+pub fn build_model(settings: &ModelSettings) -> Result<Option<Arc<dyn ChatModel>>> {
+    let key = || -> Result<String> {
+        let var = settings.api_key_env.as_deref().unwrap_or("AZURE_OPENAI_API_KEY");
+        std::env::var(var).with_context(|| format!("model.api_key_env: the environment variable {var} is not set"))
+    };
+    let options = Options {
+        request_timeout: std::time::Duration::from_secs(settings.timeout_secs),
+        max_retries: settings.max_retries,
+        ..Options::default()
+    };
+    let endpoint = match settings.kind {
+        ModelKind::None => return Ok(None),
+        ModelKind::AzureOpenai => Endpoint::AzureDeployment {
+            base: settings.endpoint.clone(),
+            deployment: settings.deployment.clone(),
+            api_version: settings.api_version.clone(),
+            api_key: key()?,
+        },
+        ModelKind::Openai => {
+            let auth = match settings.auth.as_str() {
+                "api_key" => V1Auth::ApiKey(key()?),
+                "none" => V1Auth::None,
+                "entra" => {
+                    let credential = settings
+                        .credential
+                        .build()
+                        .context("model.credential")?
+                        .context("model.auth = \"entra\" needs a credential (model.credential)")?;
+                    V1Auth::Bearer(Arc::new(EntraToken {
+                        cache: fleetpilot_infra::credential::TokenCache::new(credential),
+                        scope: settings.token_scope.clone(),
+                    }))
+                }
+                other => anyhow::bail!("model.auth = {other:?} is unknown; use api_key, entra or none"),
+            };
+            Endpoint::V1 { base: settings.endpoint.clone(), model: settings.model.clone(), auth }
+        }
+    };
+    Ok(Some(Arc::new(OpenAiModel::new(endpoint, options).map_err(|e| anyhow::anyhow!("{e}"))?)))
+}
+
+/// Connect to the tools in process, as the agent (its role, audited under `name`).
+pub async fn connect(service: Arc<FleetService>, name: &str) -> Result<RunningService<RoleClient, ClientConfig>> {
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    let tools = FleetTools::new(service, "agent");
+    tokio::spawn(async move {
+        if let Ok(running) = tools.serve(server_io).await {
+            let _ = running.waiting().await;
+        }
+    });
+    let info = ClientConfig::new(ClientCapabilities::default(), Implementation::new(name, env!("CARGO_PKG_VERSION")));
+    info.serve(client_io).await.context("cannot connect the agent to the tools")
+}
+
+/// What runs need.
+pub struct AgentContext {
+    /// The tools' logic (the in-process MCP server wraps it).
+    pub service: Arc<FleetService>,
+    /// The configured model, or `None` for the built-in planner.
+    pub model: Option<Arc<dyn ChatModel>>,
+    /// Budgets of every run.
+    pub budgets: Budgets,
+    /// Fleet for alerts whose targets name none.
+    pub default_fleet: String,
+    /// Apply allowed proposals without asking.
+    pub auto_apply: bool,
+}
+
+impl std::fmt::Debug for AgentContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentContext").field("default_fleet", &self.default_fleet).finish_non_exhaustive()
+    }
+}
+
+fn now() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+}
+
+/// Proposal ids a transcript made.
+fn proposals_of(transcript: &[Entry]) -> Vec<String> {
+    transcript
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Tool { name, result, .. } if name == "propose_scale" => {
+                result.get("id").or_else(|| result.pointer("/error/proposal/id")).and_then(Value::as_str).map(str::to_string)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn criteria_line(alert: &Alert) -> String {
+    alert
+        .criteria
+        .iter()
+        .map(|c| match c.value {
+            Some(v) => format!("{} {} {} (value {v})", c.metric, c.operator, c.threshold),
+            None => format!("{} {} {}", c.metric, c.operator, c.threshold),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl AgentContext {
+    /// Run the agent on `run` (recorded as it goes) with this task.
+    pub async fn execute(&self, run: &mut RunRecord, system: String, task: String, planner_trigger: &str) {
+        let store = self.service.store().clone();
+        run.status = "running".into();
+        run.started_at = Some(now());
+        let (resource_group, fleet) = (self.service.config().default_resource_group.clone(), run.fleet.clone());
+        let model: Arc<dyn ChatModel> = match &self.model {
+            Some(m) => m.clone(),
+            None => {
+                let mut config = PlannerConfig::new(fleet.clone(), resource_group, planner_trigger);
+                config.auto_apply = self.auto_apply;
+                Arc::new(Planner::new(config))
+            }
+        };
+        run.model = model.name();
+        let _ = store.save_run(run);
+        let client = match connect(self.service.clone(), &format!("agent-{}", run.id)).await {
+            Ok(c) => c,
+            Err(e) => {
+                run.status = "tools_failed".into();
+                run.answer = format!("{e:#}");
+                run.finished_at = Some(now());
+                let _ = store.save_run(run);
+                return;
+            }
+        };
+        let tools = runner::tool_specs(client.peer()).await.unwrap_or_default();
+        let conversation = vec![Message::text(Role::System, system), Message::text(Role::User, task)];
+        let result = runner::run(model.as_ref(), client.peer(), &tools, conversation, self.budgets, &|_| {}).await;
+        let _ = client.cancel().await;
+        run.status = serde_json::to_value(result.ending).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        run.answer = result.answer.clone();
+        run.proposals = proposals_of(&result.transcript);
+        run.tool_calls = result.tool_calls;
+        run.tokens = result.usage.total();
+        run.transcript = result.transcript_jsonl();
+        run.finished_at = Some(now());
+        if let Err(e) = store.save_run(run) {
+            tracing::error!(error = %e, run = %run.id, "cannot record the run");
+        }
+        tracing::info!(run = %run.id, fleet = %run.fleet, status = %run.status, proposals = ?run.proposals, "agent run finished");
+    }
+
+    fn system_prompt(&self, fleet: &str) -> String {
+        let apply_rule = if self.auto_apply {
+            "the verdict is allow (an allowed proposal may be applied at once)"
+        } else {
+            "a person asks you to (never on your own)"
+        };
+        fleetpilot_prompts::system(&fleetpilot_prompts::SystemInputs {
+            fleet,
+            resource_group: &self.service.config().default_resource_group,
+            apply_rule,
+        })
+        .unwrap_or_default()
+    }
+
+    /// The task of an alert run: every coalesced alert, quoted.
+    fn alert_task(&self, fleet: &str, alerts: &[Alert]) -> String {
+        alerts
+            .iter()
+            .map(|a| {
+                fleetpilot_prompts::alert(&fleetpilot_prompts::AlertInputs {
+                    fleet,
+                    rule: &a.rule,
+                    condition: match a.condition {
+                        MonitorCondition::Fired => "Fired",
+                        MonitorCondition::Resolved => "Resolved",
+                    },
+                    fired_at: &a.fired_at,
+                    severity: &a.severity,
+                    signal_type: &a.signal_type,
+                    targets: &a.target_ids.join(", "),
+                    criteria: &criteria_line(a),
+                    description: &a.description,
+                })
+                .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    }
+}
+
+/// One fleet's queue: a run going, and at most one waiting (later alerts join it).
+#[derive(Debug, Default)]
+struct Slot {
+    running: bool,
+    queued: Option<String>,
+}
+
+/// Autonomous mode: alerts in, runs out.
+#[derive(Debug)]
+pub struct Autonomy {
+    ctx: Arc<AgentContext>,
+    token: String,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+/// What became of a posted alert.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Ack {
+    /// `started`, `queued`, `coalesced` or `duplicate`.
+    pub status: &'static str,
+    /// The run that handles it.
+    pub run_id: String,
+    /// The fleet.
+    pub fleet: String,
+}
+
+impl Autonomy {
+    /// Autonomous mode over `ctx`, accepting alerts that carry `token`.
+    pub fn new(ctx: Arc<AgentContext>, token: String) -> Arc<Self> {
+        Arc::new(Self { ctx, token, slots: Mutex::new(HashMap::new()) })
+    }
+
+    /// Take an alert: deduplicate, coalesce or queue, and start a run when the fleet is free.
+    ///
+    /// # Errors
+    /// State database failures.
+    pub fn submit(self: &Arc<Self>, alert: Alert) -> Result<Ack> {
+        let fleet = alert.fleet_target().map(|f| f.name).unwrap_or_else(|| self.ctx.default_fleet.clone());
+        let key = fleet.to_ascii_lowercase();
+        let store = self.ctx.service.store().clone();
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.entry(key.clone()).or_default();
+        // Coalesce into the queued run, if there is one.
+        if let Some(queued) = slot.queued.clone() {
+            if !store.record_alert(&alert.dedup_key(), &queued)? {
+                return Ok(Ack { status: "duplicate", run_id: queued, fleet });
+            }
+            if let Some(mut run) = store.run(&queued)? {
+                if let Some(alerts) = run.trigger["alerts"].as_array_mut() {
+                    alerts.push(serde_json::to_value(&alert)?);
+                }
+                store.save_run(&run)?;
+            }
+            return Ok(Ack { status: "coalesced", run_id: queued, fleet });
+        }
+        let run_id = format!("run-{}", uuid::Uuid::new_v4().simple());
+        if !store.record_alert(&alert.dedup_key(), &run_id)? {
+            return Ok(Ack { status: "duplicate", run_id: String::new(), fleet });
+        }
+        let run = RunRecord {
+            id: run_id.clone(),
+            kind: "alert".into(),
+            fleet: fleet.clone(),
+            status: "queued".into(),
+            trigger: json!({ "alerts": [alert] }),
+            model: String::new(),
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            answer: String::new(),
+            proposals: Vec::new(),
+            tool_calls: 0,
+            tokens: 0,
+            transcript: String::new(),
+        };
+        store.save_run(&run)?;
+        if slot.running {
+            slot.queued = Some(run_id.clone());
+            return Ok(Ack { status: "queued", run_id, fleet });
+        }
+        slot.running = true;
+        drop(slots);
+        let this = self.clone();
+        let first = run_id.clone();
+        tokio::spawn(async move { this.work(key, first).await });
+        Ok(Ack { status: "started", run_id, fleet })
+    }
+
+    /// Run the fleet's runs one after another until its queue is empty.
+    async fn work(self: Arc<Self>, key: String, mut run_id: String) {
+        let store = self.ctx.service.store().clone();
+        loop {
+            if let Ok(Some(mut run)) = store.run(&run_id) {
+                let alerts: Vec<Alert> = serde_json::from_value(run.trigger["alerts"].clone()).unwrap_or_default();
+                let trigger = alerts.iter().map(|a| format!("{} {:?}", a.rule, a.condition)).collect::<Vec<_>>().join(", ");
+                let system = self.ctx.system_prompt(&run.fleet);
+                let task = self.ctx.alert_task(&run.fleet, &alerts);
+                self.ctx.execute(&mut run, system, task, &format!("alert {trigger}")).await;
+            }
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = slots.entry(key.clone()).or_default();
+            match slot.queued.take() {
+                Some(next) => run_id = next,
+                None => {
+                    slot.running = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn authorised(&self, query: &HashMap<String, String>, headers: &HeaderMap) -> bool {
+        let given = query
+            .get("token")
+            .cloned()
+            .or_else(|| headers.get("x-fleetpilot-alert-token").and_then(|v| v.to_str().ok()).map(str::to_string))
+            .unwrap_or_default();
+        // Constant time in the token's length.
+        given.len() == self.token.len() && given.bytes().zip(self.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+/// `POST /alerts`: Azure Monitor's common alert schema, from an action group's webhook.
+pub async fn alerts_endpoint(
+    State(autonomy): State<Arc<Autonomy>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let reply = |status: StatusCode, body: Value| (status, axum::Json(body)).into_response();
+    if !autonomy.authorised(&query, &headers) {
+        tracing::warn!("alert refused: missing or wrong token");
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": {"code": "unauthorized", "message": "missing or wrong alert token (?token= or X-Fleetpilot-Alert-Token)"}}),
+        );
+    }
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": {"code": "invalid_json", "message": format!("the body is not JSON: {e}")}}),
+            );
+        }
+    };
+    let alert = match Alert::from_common_schema(&value) {
+        Ok(a) => a,
+        Err(reason) => return reply(StatusCode::BAD_REQUEST, json!({"error": {"code": "invalid_alert", "message": reason}})),
+    };
+    match autonomy.submit(alert) {
+        Ok(ack) if ack.status == "duplicate" => reply(StatusCode::OK, json!(ack)),
+        Ok(ack) => reply(StatusCode::ACCEPTED, json!(ack)),
+        Err(e) => {
+            reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": {"code": "state_error", "message": format!("{e:#}")}}))
+        }
+    }
+}
