@@ -248,6 +248,77 @@ pub fn freeze(store: &Store, config: &Config, action: &str) -> Result<()> {
     Ok(())
 }
 
+/// `fleetpilot runs list`.
+pub fn runs_list(store: &Store, fleet: Option<&str>, limit: u32, json: bool) -> Result<()> {
+    let runs = store.runs(fleet, limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(());
+    }
+    if runs.is_empty() {
+        println!("no runs");
+        return Ok(());
+    }
+    println!("{:<36} {:<19} {:<6} {:<16} {:<17} {:<16} ANSWER", "ID", "CREATED (UTC)", "KIND", "FLEET", "STATUS", "MODEL");
+    for r in runs {
+        println!(
+            "{:<36} {:<19} {:<6} {:<16} {:<17} {:<16} {}",
+            r.id,
+            r.created_at.chars().take(19).collect::<String>().replace('T', " "),
+            r.kind,
+            r.fleet,
+            r.status,
+            r.model,
+            r.answer.chars().take(90).collect::<String>()
+        );
+    }
+    Ok(())
+}
+
+/// `fleetpilot runs show`.
+pub fn runs_show(store: &Store, id: &str, json: bool) -> Result<()> {
+    let run = store.run(id)?.with_context(|| format!("no run {id:?}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+        return Ok(());
+    }
+    println!("run        {}", run.id);
+    println!("fleet      {}", run.fleet);
+    println!("kind       {} ({})", run.kind, run.model);
+    println!("status     {}", run.status);
+    println!("created    {}", run.created_at);
+    if let Some(f) = &run.finished_at {
+        println!("finished   {f}");
+    }
+    println!("tools      {} calls, {} tokens", run.tool_calls, run.tokens);
+    if !run.proposals.is_empty() {
+        println!("proposals  {}", run.proposals.join(", "));
+    }
+    println!("trigger    {}", run.trigger);
+    println!("answer     {}", run.answer);
+    for line in run.transcript.lines() {
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        match e["kind"].as_str() {
+            Some("tool") => println!(
+                "  {:>6} ms  {} {} -> {}{}",
+                e["t_ms"],
+                e["name"].as_str().unwrap_or(""),
+                e["arguments"],
+                if e["is_error"] == true { "error " } else { "" },
+                e["result"].to_string().chars().take(160).collect::<String>()
+            ),
+            Some("model") => println!(
+                "  {:>6} ms  model ({} ms): {}",
+                e["t_ms"],
+                e["took_ms"],
+                e["reply"]["text"].as_str().unwrap_or("").chars().take(160).collect::<String>()
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

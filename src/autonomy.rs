@@ -86,8 +86,17 @@ pub fn build_model(settings: &ModelSettings) -> Result<Option<Arc<dyn ChatModel>
 
 /// Connect to the tools in process, as the agent (its role, audited under `name`).
 pub async fn connect(service: Arc<FleetService>, name: &str) -> Result<RunningService<RoleClient, ClientConfig>> {
+    connect_as(service, "agent", name).await
+}
+
+/// Connect in process over `transport` (`agent`: the agent's role; `stdio`: the local operator's).
+pub async fn connect_as(
+    service: Arc<FleetService>,
+    transport: &'static str,
+    name: &str,
+) -> Result<RunningService<RoleClient, ClientConfig>> {
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
-    let tools = FleetTools::new(service, "agent");
+    let tools = FleetTools::new(service, transport);
     tokio::spawn(async move {
         if let Ok(running) = tools.serve(server_io).await {
             let _ = running.waiting().await;

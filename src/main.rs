@@ -2,6 +2,7 @@
 
 mod admin_cli;
 mod autonomy;
+mod chat;
 mod config;
 mod job_cli;
 mod kql_cli;
@@ -115,6 +116,28 @@ enum Command {
     /// Proposals in the state database: list, show, approve, reject.
     #[command(subcommand)]
     Proposals(ProposalsCommand),
+    /// Agent runs (autonomous, on alerts; and chats): list and show with transcripts.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Chat with the agent in the terminal: it investigates with the tools and proposes
+    /// changes; proposals that need approval are put to you. Without a configured model
+    /// ([model] in fleetpilot.toml) the built-in planner answers.
+    Chat {
+        /// One message, answered, then exit (no prompt; for scripts).
+        #[arg(long)]
+        message: Option<String>,
+        /// The fleet in focus.
+        #[arg(long, default_value = "cf-ml-scaling")]
+        fleet: String,
+        /// Use a running fleetpilot's MCP endpoint instead of an in-process backend.
+        #[arg(long, env = "FLEETPILOT_SERVER")]
+        server: Option<String>,
+        /// Answer "yes" to approval questions (scripts; needs a role that may approve).
+        #[arg(long)]
+        approve: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Every tool call, as audited: who, with what role, which tool and arguments (secrets
     /// redacted), the verdict and the result. Newest first.
     Audit {
@@ -162,6 +185,34 @@ struct StateArg {
     /// SQLite file of the server (default: the configuration's, .fleetpilot/fleetpilot.db).
     #[arg(long, env = "FLEETPILOT_STATE")]
     state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only this fleet.
+        #[arg(long)]
+        fleet: Option<String>,
+        /// Most runs.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Show one run with its transcript.
+    Show {
+        /// Run id.
+        id: String,
+        /// Print JSON (the transcript as JSON lines in a field).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -320,6 +371,23 @@ fn main() -> std::process::ExitCode {
                         ProposalsCommand::Approve { id, note, .. } => admin_cli::review(&store, &config, &id, true, &note),
                         ProposalsCommand::Reject { id, note, .. } => admin_cli::review(&store, &config, &id, false, &note),
                     }
+                }
+                Command::Runs(command) => {
+                    let state = match &command {
+                        RunsCommand::List { state, .. } | RunsCommand::Show { state, .. } => state.state.clone(),
+                    };
+                    let config = config::load(cli.config.as_deref(), &config::Overrides { state, ..Default::default() })?;
+                    let store = admin_cli::open_store(&config)?;
+                    match command {
+                        RunsCommand::List { fleet, limit, json, .. } => {
+                            admin_cli::runs_list(&store, fleet.as_deref(), limit, json)
+                        }
+                        RunsCommand::Show { id, json, .. } => admin_cli::runs_show(&store, &id, json),
+                    }
+                }
+                Command::Chat { message, fleet, server, approve, run } => {
+                    let config = config::load(cli.config.as_deref(), &overrides(None, Some(&run)))?;
+                    chat::run(config, chat::ChatOptions { message, fleet, server, approve }).await
                 }
                 Command::Audit { since, until, caller, fleet, tool, limit, json, state } => {
                     let config =

@@ -41,9 +41,9 @@ pub fn init_tracing(format: LogFormat) {
 }
 
 /// What the tools run against.
-struct Backend {
-    service: Arc<FleetService>,
-    emulator_url: Option<String>,
+pub(crate) struct Backend {
+    pub(crate) service: Arc<FleetService>,
+    pub(crate) emulator_url: Option<String>,
 }
 
 /// The embedded emulator's URL, subscription and Log Analytics workspace.
@@ -82,7 +82,7 @@ async fn start_emulator(settings: &EmulatorSettings, cancel: &CancellationToken)
     Ok(EmulatorAt { url: format!("http://{addr}"), subscription, workspace })
 }
 
-async fn backend(config: &Config, cancel: &CancellationToken) -> Result<Backend> {
+pub(crate) async fn backend(config: &Config, cancel: &CancellationToken) -> Result<Backend> {
     if let Some(dir) = config.state_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create the state directory {}", dir.display()))?;
     }

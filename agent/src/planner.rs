@@ -91,8 +91,11 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, config: &PlannerC
     }
     let p = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_u64).map(|x| x as u32);
     let pf = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_f64);
-    let (min_spot, max_spot) = (p("min_spot").unwrap_or(0), p("max_spot").unwrap_or(u32::MAX));
-    let (min_regular, max_regular) = (p("min_regular").unwrap_or(0), p("max_regular").unwrap_or(u32::MAX));
+    // The policy's minimum, and the fleet's own minCapacity (Azure refuses anything below it).
+    let (min_spot, max_spot) =
+        (p("min_spot").unwrap_or(0).max(n(fleet, "/spot/min_capacity")), p("max_spot").unwrap_or(u32::MAX));
+    let (min_regular, max_regular) =
+        (p("min_regular").unwrap_or(0).max(n(fleet, "/regular/min_capacity")), p("max_regular").unwrap_or(u32::MAX));
     let step_limit = |absolute: Option<u32>, percent: Option<f64>| {
         let absolute = absolute.unwrap_or(u32::MAX);
         let limit = match percent {
@@ -298,6 +301,14 @@ mod tests {
         // Spot already at zero: regular goes, down to its floor.
         let Decision::Scale { spot, regular, .. } = decide(&fleet(0, 6), &policy(), Some(5.0), &config()) else { panic!() };
         assert_eq!((spot, regular), (0, 1));
+    }
+
+    #[test]
+    fn never_goes_below_the_fleets_own_min_capacity() {
+        let mut f = fleet(3, 10);
+        f["spot"]["min_capacity"] = json!(2);
+        let Decision::Scale { spot, regular, .. } = decide(&f, &policy(), Some(5.0), &config()) else { panic!() };
+        assert_eq!((spot, regular), (2, 3), "spot stops at the fleet's minCapacity; regular takes the rest of the step");
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub struct Emulator {
     world: Mutex<World>,
     /// The virtual clock.
     pub clock: VirtualClock,
+    /// Requests served (ARM and Log Analytics), and the time spent serving them: what a
+    /// benchmark subtracts as "Azure's time".
+    requests: std::sync::atomic::AtomicU64,
+    busy_ns: std::sync::atomic::AtomicU64,
 }
 
 impl Emulator {
@@ -75,7 +79,12 @@ impl Emulator {
     pub fn new(config: EmulatorConfig) -> Arc<Self> {
         let mut world = World::new(config.world, PriceTable::embedded(), config.start);
         config.scenario.install(&mut world);
-        Arc::new(Self { world: Mutex::new(world), clock: VirtualClock::new(config.start, config.speed) })
+        Arc::new(Self {
+            world: Mutex::new(world),
+            clock: VirtualClock::new(config.start, config.speed),
+            requests: Default::default(),
+            busy_ns: Default::default(),
+        })
     }
 
     /// Lock the world (without advancing it).
@@ -104,7 +113,9 @@ impl Emulator {
             .route("/_emulator/alerts", get(alerts_get))
             .route("/_emulator/alerts/webhook", axum::routing::post(alerts_webhook))
             .route("/v1/workspaces/{workspace}/query", get(la_get).post(la_post))
+            .route("/_emulator/stats", get(stats))
             .fallback(arm_fallback)
+            .layer(axum::middleware::from_fn_with_state(self.clone(), time_requests))
             .with_state(self.clone())
     }
 
@@ -281,6 +292,32 @@ async fn la_query(
         Ok(Err(e)) => (StatusCode::BAD_REQUEST, axum::Json(kql::response::error_json(&e))).into_response(),
         Err(e) => la_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &e.to_string()),
     }
+}
+
+/// Count every request but the emulator's own controls, and the time spent serving it.
+async fn time_requests(
+    State(emulator): State<Arc<Emulator>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let control = request.uri().path().starts_with("/_emulator") || request.uri().path() == "/healthz";
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    if !control {
+        use std::sync::atomic::Ordering;
+        emulator.requests.fetch_add(1, Ordering::Relaxed);
+        emulator.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+    response
+}
+
+/// `GET /_emulator/stats`: requests served and the time spent serving them.
+async fn stats(State(emulator): State<Arc<Emulator>>) -> impl IntoResponse {
+    use std::sync::atomic::Ordering;
+    axum::Json(json!({
+        "requests": emulator.requests.load(Ordering::Relaxed),
+        "busy_ms": emulator.busy_ns.load(Ordering::Relaxed) as f64 / 1e6,
+    }))
 }
 
 async fn alerts_get(State(emulator): State<Arc<Emulator>>) -> impl IntoResponse {

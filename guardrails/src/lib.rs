@@ -123,6 +123,16 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy, ctx: 
                 requested,
             ));
         }
+        // The fleet's own minCapacity cannot be changed and Azure refuses a capacity below it.
+        let fleet_min = observed.tier(priority).min_capacity;
+        if requested < fleet_min {
+            violations.push(deny(
+                &format!("fleet_min_{priority}"),
+                format!("{priority} capacity {requested} is below the fleet's minCapacity of {fleet_min}, which Azure enforces"),
+                fleet_min,
+                requested,
+            ));
+        }
         let delta = i64::from(requested) - i64::from(current);
         if delta > 0 {
             up += delta;

@@ -29,6 +29,9 @@ struct Observed {
     running: Option<u32>,
     #[serde(default)]
     location: Option<String>,
+    /// The fleet's own spot minCapacity.
+    #[serde(default)]
+    spot_min_capacity: u32,
 }
 
 /// The history and telemetry of a case; times are seconds before `now`.
@@ -91,7 +94,12 @@ fn observed(o: &Observed) -> FleetState {
         id: "id".into(),
         location: o.location.clone().unwrap_or_else(|| "eastus".into()),
         provisioning_state: "Succeeded".into(),
-        spot: PriorityState { capacity: o.spot, running: o.running.map_or(o.spot, |r| r.min(o.spot)), ..Default::default() },
+        spot: PriorityState {
+            capacity: o.spot,
+            min_capacity: o.spot_min_capacity,
+            running: o.running.map_or(o.spot, |r| r.min(o.spot)),
+            ..Default::default()
+        },
         regular: PriorityState {
             capacity: o.regular,
             running: o.running.map_or(o.regular, |r| r.saturating_sub(o.spot.min(r))),
@@ -164,8 +172,12 @@ fn every_violation_is_listed_not_only_the_first() {
     };
     let prices = fleetpilot_core::PriceTable::embedded();
     let ctx = Context::bare(time::OffsetDateTime::UNIX_EPOCH, &prices);
-    let verdict =
-        check(&target, &observed(&Observed { spot: 20, regular: 10, running: None, location: None }), &Policy::default(), &ctx);
+    let verdict = check(
+        &target,
+        &observed(&Observed { spot: 20, regular: 10, running: None, location: None, spot_min_capacity: 0 }),
+        &Policy::default(),
+        &ctx,
+    );
     let bounds: Vec<&str> = verdict.violations.iter().map(|v| v.bound.as_str()).collect();
     assert_eq!(bounds, ["max_spot", "min_regular", "max_step_up", "allowed_vm_sizes", "approval_above_delta"]);
 }
@@ -279,7 +291,13 @@ mod properties {
         }
 
         fn check(&self, target: &ScaleTarget, policy: &Policy, prices: &PriceTable) -> fleetpilot_core::Verdict {
-            let state = observed(&Observed { spot: self.spot, regular: self.regular, running: None, location: None });
+            let state = observed(&Observed {
+                spot: self.spot,
+                regular: self.regular,
+                running: None,
+                location: None,
+                spot_min_capacity: 0,
+            });
             // Utilization of the serving VMs: the load (in VMs' worth of work) over the VMs.
             let total = f64::from(self.spot + self.regular).max(1.0);
             let ctx = Context {

@@ -30,6 +30,9 @@ pub trait AzureApi: Send + Sync + std::fmt::Debug {
     /// One fleet with its VMs.
     async fn read_fleet(&self, fleet: &FleetRef) -> Result<FleetState, AzureError>;
 
+    /// A fleet's ARM resource id (no call: the id follows from the subscription and the name).
+    fn fleet_id(&self, fleet: &FleetRef) -> String;
+
     /// PATCH a fleet's target capacities and sizes; `None` leaves a field alone.
     async fn update_fleet(
         &self,
@@ -231,6 +234,14 @@ impl AzureApi for ArmAzureApi {
             }
         }
         Ok(out)
+    }
+
+    fn fleet_id(&self, fleet: &FleetRef) -> String {
+        let path = self.fleet_path(fleet);
+        match path.find("/subscriptions/") {
+            Some(i) => path[i..].to_string(),
+            None => path,
+        }
     }
 
     async fn read_fleet(&self, fleet: &FleetRef) -> Result<FleetState, AzureError> {

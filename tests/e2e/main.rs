@@ -18,6 +18,7 @@ fn bin() -> &'static Path {
 type Client = RunningService<RoleClient, ()>;
 
 mod alerts;
+mod chat;
 mod crash;
 
 async fn call(client: &Client, tool: &str, args: Value) -> Result<CallToolResult> {
@@ -66,8 +67,10 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
             "estimate_cost",
             "get_ml_job",
             "get_policy",
+            "get_run",
             "list_fleets",
             "list_proposals",
+            "list_runs",
             "propose_scale",
             "query_kql",
             "read_fleet",

@@ -55,6 +55,9 @@ impl AzureApi for InstantAzure {
     async fn list_fleets(&self, _: Option<&str>) -> Result<Vec<FleetSummary>, AzureError> {
         Ok(Vec::new())
     }
+    fn fleet_id(&self, fleet: &FleetRef) -> String {
+        format!("/subscriptions/s/resourceGroups/{}/providers/Microsoft.AzureFleet/fleets/{}", fleet.resource_group, fleet.name)
+    }
     async fn read_fleet(&self, _: &FleetRef) -> Result<FleetState, AzureError> {
         Ok(self.0.lock().unwrap().clone())
     }

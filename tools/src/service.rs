@@ -253,16 +253,16 @@ impl FleetService {
     }
 
     /// The history and telemetry the guardrails judge a change of `fleet` by.
-    async fn gather(&self, observed: &FleetState, policy: &Policy, exclude: Option<&str>) -> Result<Gathered, ToolError> {
+    async fn gather(&self, fleet: &FleetRef, policy: &Policy, exclude: Option<&str>) -> Result<Gathered, ToolError> {
         let now = self.config.clock.now();
         let span = 3600.max(policy.stabilization_secs).max(policy.cooldown_secs) + policy.approval_ttl_secs;
         let history = self
             .store
-            .fleet_proposals_since(&observed.fleet.name, now - time::Duration::seconds(span as i64))
+            .fleet_proposals_since(&fleet.name, now - time::Duration::seconds(span as i64))
             .map_err(ToolError::state)?;
         let mut changes = Vec::new();
         let mut recommendations = Vec::new();
-        for p in history.iter().filter(|p| p.fleet.resource_group.eq_ignore_ascii_case(&observed.fleet.resource_group)) {
+        for p in history.iter().filter(|p| p.fleet.resource_group.eq_ignore_ascii_case(&fleet.resource_group)) {
             let from = p.observed_spot_capacity + p.observed_regular_capacity;
             let to = p.target.spot_capacity.unwrap_or(p.observed_spot_capacity)
                 + p.target.regular_capacity.unwrap_or(p.observed_regular_capacity);
@@ -277,16 +277,17 @@ impl FleetService {
                 recommendations.push(Recommendation { at: p.created_at, total: to });
             }
         }
-        let (telemetry, spent_today_usd) = self.fleet_telemetry(observed).await;
+        let (telemetry, spent_today_usd) = self.fleet_telemetry(fleet).await;
         Ok(Gathered { now, changes, recommendations, telemetry, spent_today_usd })
     }
 
     /// The fleet's newest telemetry (age, CPU) and today's spend, from Log Analytics; `None`
     /// when it cannot be read (which refuses scale-in, and counts the whole day at the
     /// target's rate).
-    async fn fleet_telemetry(&self, observed: &FleetState) -> (Option<Telemetry>, Option<f64>) {
+    async fn fleet_telemetry(&self, fleet: &FleetRef) -> (Option<Telemetry>, Option<f64>) {
         let workspace = &self.config.default_workspace;
-        if workspace.is_empty() || observed.id.is_empty() {
+        let id = self.api.fleet_id(fleet);
+        if workspace.is_empty() {
             return (None, None);
         }
         let query = format!(
@@ -298,12 +299,12 @@ impl FleetService {
     cpu = avgif(Average, MetricName == 'Percentage CPU' and TimeGenerated > ago(15m))
 | extend age_s = (now() - newest) / 1s
 | project age_s, spent, costs, cpu",
-            serde_json::Value::String(observed.id.clone())
+            serde_json::Value::String(id)
         );
         let result = match self.api.query_logs(workspace, &query, Some("P1D")).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(error = %e, fleet = %observed.fleet, "cannot read the fleet's telemetry; scale-in will be refused");
+                tracing::warn!(error = %e, fleet = %fleet, "cannot read the fleet's telemetry; scale-in will be refused");
                 return (None, None);
             }
         };
@@ -389,7 +390,7 @@ impl FleetService {
         }
         let observed = self.api.read_fleet(&fleet).await.map_err(|e| ToolError::azure(Some(&fleet), e))?;
         let policy = self.policy_for(&fleet.name)?;
-        let gathered = self.gather(&observed, &policy, None).await?;
+        let gathered = self.gather(&observed.fleet, &policy, None).await?;
         let verdict = check(&target, &observed, &policy, &gathered.context(&self.config.prices));
         let status = match verdict.decision {
             Decision::Allow => ProposalStatus::Proposed,
@@ -494,10 +495,9 @@ impl FleetService {
             _ => {}
         }
         let policy = self.policy_for(&proposal.fleet.name)?;
-        // History and telemetry are read before the executor re-reads the fleet; the check
-        // itself runs on the state read just before acting.
-        let probe = self.api.read_fleet(&proposal.fleet).await.map_err(|e| ToolError::azure(Some(&proposal.fleet), e))?;
-        let gathered = self.gather(&probe, &policy, Some(&proposal.id)).await?;
+        // History and telemetry are read before the executor reads the fleet; the check itself
+        // runs on the state read just before acting.
+        let gathered = self.gather(&proposal.fleet, &policy, Some(&proposal.id)).await?;
         let prices = self.config.prices.clone();
         let target = proposal.target.clone();
         let recheck = move |observed: &FleetState| check(&target, observed, &policy, &gathered.context(&prices));

@@ -1,0 +1,94 @@
+//! `fleetpilot chat` end to end: the real binary, its in-process backend, and a scripted
+//! OpenAI-compatible model on loopback; a proposal that needs approval is put to the person
+//! and applied through their own connection.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use fleetpilot_e2e::TempDir;
+use serde_json::{Value, json};
+
+use super::bin;
+
+/// Answers each chat completion with the next scripted list of deltas (streamed).
+async fn scripted(State(script): State<Arc<Mutex<VecDeque<Vec<Value>>>>>, body: String) -> impl IntoResponse {
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    assert_eq!(request["stream"], true);
+    let deltas = script.lock().unwrap().pop_front().unwrap_or_else(|| vec![json!({"content": "(script exhausted)"})]);
+    let mut sse = String::new();
+    for delta in deltas {
+        let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [{"index": 0, "delta": delta}]});
+        sse.push_str(&format!("data: {chunk}\n\n"));
+    }
+    sse.push_str("data: [DONE]\n\n");
+    ([("content-type", "text/event-stream")], sse)
+}
+
+#[tokio::test]
+async fn chat_with_a_model_puts_a_needs_approval_proposal_to_the_person() -> Result<()> {
+    let script: VecDeque<Vec<Value>> = vec![
+        vec![json!({"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "read_fleet", "arguments": "{\"fleet\":\"cf-ml-scaling\"}"}}]})],
+        vec![json!({"tool_calls": [{"index": 0, "id": "c2", "type": "function", "function": {"name": "propose_scale", "arguments": "{\"fleet\":\"cf-ml-scaling\",\"spot_capacity\":24,\"reason\":\"the person asked for 4 more\"}"}}]})],
+        vec![json!({"content": "I proposed spot 20→24; it needs your approval."})],
+    ]
+    .into();
+    let app =
+        axum::Router::new().route("/v1/chat/completions", axum::routing::post(scripted)).with_state(Arc::new(Mutex::new(script)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = TempDir::new("chat")?;
+    let config = dir.path().join("fleetpilot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nkind = \"openai\"\nendpoint = \"http://{addr}/v1\"\nmodel = \"m\"\nauth = \"none\"\n\n[policy.default]\ncooldown_secs = 0\napproval_above_delta = 2\n"
+        ),
+    )?;
+    let out = tokio::process::Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["chat", "--message", "Add four spot VMs, please.", "--approve", "--speed", "0", "--state"])
+        .arg(dir.path().join("state.db"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("→ read_fleet"), "{stdout}");
+    assert!(stdout.contains("← propose_scale prop-") && stdout.contains("needs_approval"), "{stdout}");
+    assert!(stdout.contains("I proposed spot 20→24; it needs your approval."), "{stdout}");
+    assert!(stdout.contains("needs approval. Approve it? yes"), "{stdout}");
+    assert!(stdout.contains("applied — spot 24"), "the person's approval applied it: {stdout}");
+    // The chat was recorded as a run.
+    let runs = tokio::process::Command::new(bin())
+        .args(["runs", "list", "--json", "--state"])
+        .arg(dir.path().join("state.db"))
+        .output()
+        .await?;
+    let runs: Value = serde_json::from_slice(&runs.stdout)?;
+    assert_eq!((runs[0]["kind"].as_str(), runs[0]["model"].as_str()), (Some("chat"), Some("openai:m")), "{runs}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn chat_without_a_model_says_how_to_configure_one_and_uses_the_planner() -> Result<()> {
+    let dir = TempDir::new("chat-planner")?;
+    let out = tokio::process::Command::new(bin())
+        .args(["chat", "--message", "How is the fleet?", "--speed", "0", "--state"])
+        .arg(dir.path().join("state.db"))
+        .env("RUST_LOG", "warn")
+        .current_dir(dir.path())
+        .output()
+        .await?;
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("No model endpoint is configured") && stderr.contains("kind = \"azure_openai\""), "{stderr}");
+    assert!(stdout.contains("→ read_fleet") && stdout.contains("→ query_kql"), "{stdout}");
+    assert!(stdout.contains("Fleet cf-ml-scaling:"), "{stdout}");
+    Ok(())
+}
