@@ -144,6 +144,17 @@ async fn alerts_start_planner_runs_that_scale_the_fleet() -> Result<()> {
     let (status, ack) = post(&server.base, TOKEN, &sample()?).await?;
     assert_eq!((status, ack["fleet"].as_str()), (202, Some("cf-ml-scaling")), "{ack}");
     finished(&client, ack["run_id"].as_str().context("run id")?).await?;
+    // A log search alert: the official alertContext sample under the same essentials.
+    let context: Value = serde_json::from_str(&std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/alerts/log-search-context.json"),
+    )?)?;
+    let mut log_alert = fired("log-1", "2026-01-01T01:00:00Z", "Heartbeats missing")?;
+    log_alert["data"]["essentials"]["signalType"] = json!("Log");
+    log_alert["data"]["alertContext"] = context["alertContext"].clone();
+    let (status, ack) = post(&server.base, TOKEN, &log_alert).await?;
+    assert_eq!(status, 202, "{ack}");
+    let run = finished(&client, ack["run_id"].as_str().context("run id")?).await?;
+    assert_eq!(run["trigger"]["alerts"][0]["criteria"][0]["metric"], "Heartbeat", "{run}");
     client.cancel().await?;
     server.stop().await;
     Ok(())
@@ -206,6 +217,47 @@ async fn the_emulators_alert_rules_close_the_loop() -> Result<()> {
     assert_eq!(run["trigger"]["alerts"][0]["rule"], "ml-scaling-trigger", "{run} {state}");
     assert_eq!(run["trigger"]["alerts"][0]["condition"], "Fired");
     assert!(spot(&client).await? > before, "the agent scaled the fleet out");
+    client.cancel().await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn alerts_for_a_busy_fleet_queue_one_run_and_coalesce_into_it() -> Result<()> {
+    let dir = TempDir::new("alerts-coalesce")?;
+    let config = config(&dir)?;
+    let server = Server::start(bin(), &["--config", &config]).await?;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base))).await?;
+    reqwest::Client::new()
+        .post(format!("{}/_emulator/alerts/webhook", server.emulator))
+        .json(&json!({"url": ""}))
+        .send()
+        .await?
+        .error_for_status()?;
+    // Azure is slow today: every call takes 50 ms, so the first run is still going.
+    reqwest::Client::new()
+        .post(format!("{}/_emulator/faults", server.emulator))
+        .json(&json!({"latency_ms": 50}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut acks = Vec::new();
+    for i in 0..4 {
+        let (status, ack) = post(&server.base, TOKEN, &fired(&format!("c{i}"), "2026-01-01T00:00:00Z", "")?).await?;
+        assert_eq!(status, 202, "{ack}");
+        acks.push(ack);
+    }
+    let statuses: Vec<&str> = acks.iter().map(|a| a["status"].as_str().unwrap_or("")).collect();
+    assert_eq!(statuses, ["started", "queued", "coalesced", "coalesced"]);
+    assert_eq!(acks[1]["run_id"], acks[2]["run_id"]);
+    let queued = finished(&client, acks[1]["run_id"].as_str().context("id")?).await?;
+    let first = finished(&client, acks[0]["run_id"].as_str().context("id")?).await?;
+    assert_eq!(queued["trigger"]["alerts"].as_array().map(Vec::len), Some(3), "three alerts, one run");
+    let at =
+        |v: &Value| time::OffsetDateTime::parse(v.as_str().unwrap_or(""), &time::format_description::well_known::Rfc3339).ok();
+    assert!(at(&queued["started_at"]) >= at(&first["finished_at"]), "one run per fleet at a time");
+    let runs = call(&client, "list_runs", json!({})).await?;
+    assert_eq!(structured(&runs)["runs"].as_array().map(Vec::len), Some(2));
     client.cancel().await?;
     server.stop().await;
     Ok(())
