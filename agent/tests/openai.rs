@@ -310,3 +310,25 @@ async fn a_client_error_is_not_retried_and_ends_the_run() {
     assert_eq!(seen[0].2.get("authorization").unwrap(), "Bearer sk-test");
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_recorded_run_replays_to_the_same_tool_calls() {
+    // Record a run with the scripted endpoint, then play its transcript back.
+    let script = vec![
+        Scripted::Chunks(vec![call(0, "c1", "read_fleet", "{\"fleet\": \"f\"}")], 10),
+        Scripted::Chunks(vec![call(0, "c2", "propose_scale", "{\"fleet\": \"f\", \"spot_capacity\": 22}")], 10),
+        Scripted::Chunks(vec![json!({"content": "Proposed."})], 10),
+    ];
+    let (base, _) = serve(script).await;
+    let model =
+        OpenAiModel::new(Endpoint::V1 { base: format!("{base}/v1"), model: "m".into(), auth: V1Auth::None }, options()).unwrap();
+    let (client, calls) = tools().await;
+    let specs = runner::tool_specs(client.peer()).await.unwrap();
+    let recorded = runner::run(&model, client.peer(), &specs, conversation(), Budgets::default(), &|_| {}).await;
+    let replay = fleetpilot_agent::replay::Replay::from_jsonl(&recorded.transcript_jsonl()).unwrap();
+    let replayed = runner::run(&replay, client.peer(), &specs, conversation(), Budgets::default(), &|_| {}).await;
+    assert_eq!(replayed.ending, Ending::Answered);
+    assert_eq!(replayed.answer, "Proposed.");
+    assert_eq!(*calls.lock().unwrap(), ["read_fleet f", "propose_scale f 22", "read_fleet f", "propose_scale f 22"]);
+    client.cancel().await.unwrap();
+}
