@@ -695,3 +695,31 @@ pub fn str_op(op: StrOp, l: &Value, r: &Value) -> bool {
         StrOp::MatchesRegex => regex::Regex::new(&needle).is_ok_and(|re| re.is_match(&hay)),
     }
 }
+
+/// Whether a row passes a `where` predicate (is `true`), with fast paths for the usual shapes
+/// — a string column compared with or `in` constants, joined by `and`/`or` — and the general
+/// evaluator for the rest. Exact: a row is kept only when the predicate is `true`, which
+/// distributes over `and`/`or` under KQL's three-valued logic.
+pub fn row_is_true(c: &CExpr, table: &Table, row: usize, now: i64) -> bool {
+    match c {
+        CExpr::InStr { e, set, negated } => {
+            if let CExpr::Col(i) = &**e
+                && let Value::String(s) = &table.columns[*i].values[row]
+            {
+                return set.iter().any(|x| **x == **s) != *negated;
+            }
+        }
+        CExpr::Bin(BinOp::And, l, r) => return row_is_true(l, table, row, now) && row_is_true(r, table, row, now),
+        CExpr::Bin(BinOp::Or, l, r) => return row_is_true(l, table, row, now) || row_is_true(r, table, row, now),
+        CExpr::Bin(BinOp::Eq, l, r) => {
+            if let (CExpr::Col(i), CExpr::Const(Value::String(k))) | (CExpr::Const(Value::String(k)), CExpr::Col(i)) =
+                (&**l, &**r)
+                && let Value::String(s) = &table.columns[*i].values[row]
+            {
+                return **s == **k;
+            }
+        }
+        _ => {}
+    }
+    matches!(*eval_ref(c, table, row, now), Value::Bool(true))
+}

@@ -115,8 +115,7 @@ pub fn run_pipeline(src: &str, p: &Pipeline, env: &Env, catalog: &dyn Catalog, o
         // `where` then `summarize`: aggregate the kept rows in place instead of copying them.
         if let (Op::Where(predicate), Some((Op::Summarize { aggs, by }, _))) = (&p.ops[i].0, p.ops.get(i + 1)) {
             let c = scope(src, &table, env, catalog, options).compile(predicate)?;
-            let keep =
-                parallel_rows(table.rows, |r| *super::eval::eval_ref(&c.expr, &table, r, options.now) == Value::Bool(true));
+            let keep = parallel_rows(table.rows, |r| super::eval::row_is_true(&c.expr, &table, r, options.now));
             table = summarize(src, &table, aggs, by, env, catalog, options, Some(&keep))?;
             i += 2;
             continue;
@@ -421,8 +420,7 @@ fn apply(
             if let CExpr::Const(v) = &c.expr {
                 return Ok(if *v == Value::Bool(true) { table } else { table.take_rows(&[]) });
             }
-            let keep =
-                parallel_rows(table.rows, |r| *super::eval::eval_ref(&c.expr, &table, r, options.now) == Value::Bool(true));
+            let keep = parallel_rows(table.rows, |r| super::eval::row_is_true(&c.expr, &table, r, options.now));
             Ok(table.take_rows(&keep))
         }
         Op::Project(items) => {
@@ -910,6 +908,16 @@ fn summarize(
             _ => None,
         })
         .collect();
+    let binned_keys: Vec<Option<(&[Value], &Value)>> = by_compiled
+        .iter()
+        .map(|c| match &c.expr {
+            CExpr::Call(super::functions::Func::Bin, args) => match args.as_slice() {
+                [CExpr::Col(i), CExpr::Const(step)] => Some((table.columns[*i].values.as_slice(), step)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
     // Large inputs are split across threads; each chunk groups on its own, then the chunks
     // merge in order, so results (and group order) are those of one sequential pass.
     // `rows`: only these rows of `table` (a fused `where`), in order.
@@ -927,9 +935,13 @@ fn summarize(
             }
             let r = rows.map_or(k, |rows| rows[k]);
             computed.clear();
-            for (c, col) in by_compiled.iter().zip(&key_columns) {
+            for ((c, col), binned) in by_compiled.iter().zip(&key_columns).zip(&binned_keys) {
                 if col.is_none() {
-                    computed.push(eval(&c.expr, table, r, options.now));
+                    computed.push(match binned {
+                        // `bin(column, constant)`: straight to the function, no evaluator.
+                        Some((values, step)) => super::functions::bin(&values[r], step),
+                        None => eval(&c.expr, table, r, options.now),
+                    });
                 }
             }
             // The key's cells, on the stack for up to eight keys.
