@@ -75,9 +75,11 @@ pub enum Decision {
     },
 }
 
-/// Decide from the fleet (as `read_fleet` returns it), its policy (as `get_policy` returns it)
-/// and the average CPU utilization of its VMs over the last minutes.
-pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, config: &PlannerConfig) -> Decision {
+/// Decide from the fleet (as `read_fleet` returns it), its policy (as `get_policy` returns it),
+/// the average CPU utilization of its VMs over the last minutes, and `growth`: the forecast's
+/// upper bound on demand over the next minutes relative to demand now (when there is one).
+/// The forecast can only add capacity: a scale-in is never driven by it.
+pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f64>, config: &PlannerConfig) -> Decision {
     let n = |v: &Value, path: &str| v.pointer(path).and_then(Value::as_u64).unwrap_or(0) as u32;
     let (spot, regular) = (n(fleet, "/spot/capacity"), n(fleet, "/regular/capacity"));
     let serving = n(fleet, "/spot/running") + n(fleet, "/regular/running");
@@ -86,7 +88,14 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, config: &PlannerC
         return Decision::Hold("no recent CPU telemetry for the fleet, so no basis for a change".into());
     };
     let band = format!("{:.0}–{:.0} %", config.scale_in_below, config.scale_out_above);
-    if (config.scale_in_below..=config.scale_out_above).contains(&cpu) {
+    let base = if serving > 0 { serving } else { total.max(1) };
+    let reactive = (f64::from(base) * cpu / config.target_utilization).ceil() as u32;
+    // What the forecast's upper bound would need at the target utilization (growth only).
+    let predicted = growth
+        .filter(|g| g.is_finite() && *g > 1.0)
+        .map(|g| (f64::from(base) * cpu * g / config.target_utilization).ceil() as u32);
+    let in_band = (config.scale_in_below..=config.scale_out_above).contains(&cpu);
+    if in_band && predicted.is_none_or(|p| p <= total) {
         return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, inside the {band} band"));
     }
     let p = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_u64).map(|x| x as u32);
@@ -108,8 +117,12 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, config: &PlannerC
             None => limit,
         }
     };
-    let base = if serving > 0 { serving } else { total.max(1) };
-    let wanted = (f64::from(base) * cpu / config.target_utilization).ceil() as u32;
+    let wanted = reactive.max(predicted.unwrap_or(0));
+    if cpu < config.scale_in_below && wanted >= total {
+        return Decision::Hold(format!(
+            "CPU is {cpu:.1} % on {serving} running VMs, but the forecast expects the demand that needs the {total} VMs there are"
+        ));
+    }
     let (lo, hi) = (min_spot + min_regular, max_spot.saturating_add(max_regular));
     let mut target_total = wanted.clamp(lo, hi);
     if target_total > total {
@@ -131,8 +144,14 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, config: &PlannerC
         new_regular = target_total.saturating_sub(new_spot).clamp(min_regular, max_regular);
     }
     let direction = if target_total > total { "out" } else { "in" };
+    let forecast = match (predicted, growth) {
+        (Some(p), Some(g)) if p > reactive => {
+            format!("; demand is forecast to grow up to {:.0} % in the next minutes, which needs {p} VMs", (g - 1.0) * 100.0)
+        }
+        _ => String::new(),
+    };
     let why = format!(
-        "CPU averaged {cpu:.1} % over the last minutes on {serving} running VMs (target {:.0} %, band {band}); {wanted} VMs would bring it to the target; scaling {direction} from {total} to {} VMs (spot {spot}→{new_spot}, regular {regular}→{new_regular}) within the policy's bounds and step limits",
+        "CPU averaged {cpu:.1} % over the last minutes on {serving} running VMs (target {:.0} %, band {band}); {reactive} VMs would bring it to the target{forecast}; scaling {direction} from {total} to {} VMs (spot {spot}→{new_spot}, regular {regular}→{new_regular}) within the policy's bounds and step limits",
         config.target_utilization,
         new_spot + new_regular
     );
@@ -197,14 +216,36 @@ impl ChatModel for Planner {
                 "AzureMetrics | where TimeGenerated > ago(15m) and ResourceId =~ {} | summarize cpu = avgif(Average, MetricName == 'Percentage CPU' and TimeGenerated > ago(10m)), arrivals = avgif(Average, MetricName == 'RequestsArrived'), newest = max(TimeGenerated)",
                 Value::String(id.to_string())
             );
-            return calls(vec![call("planner-query_kql", "query_kql", json!({"query": query, "timespan": "PT1H"}))]);
+            return calls(vec![
+                call("planner-query_kql", "query_kql", json!({"query": query, "timespan": "PT1H"})),
+                call(
+                    "planner-forecast_demand",
+                    "forecast_demand",
+                    json!({"fleet": c.fleet, "resource_group": c.resource_group, "metric": "RequestsArrived", "history": "P7D", "step_minutes": 5, "horizon_minutes": 30, "level": 0.9}),
+                ),
+            ]);
         };
         let cpu = if telemetry_err {
             None
         } else {
             telemetry.pointer("/tables/0/rows/0/0").and_then(Value::as_f64).filter(|x| x.is_finite())
         };
-        let decision = decide(&fleet, &policy, cpu, c);
+        // Growth the forecast expects over the next 15 minutes (its upper bound over demand now).
+        let growth = result_of(conversation, "planner-forecast_demand").and_then(|(f, is_error)| {
+            if is_error {
+                return None;
+            }
+            let now = f.get("last_value").and_then(Value::as_f64).filter(|v| *v > 0.0)?;
+            let upper = f
+                .get("points")?
+                .as_array()?
+                .iter()
+                .filter(|p| p["offset_minutes"].as_u64().is_some_and(|m| m <= 15))
+                .filter_map(|p| p["upper"].as_f64())
+                .reduce(f64::max)?;
+            Some(upper / now)
+        });
+        let decision = decide(&fleet, &policy, cpu, growth, c);
         let (spot, regular, why) = match decision {
             Decision::Hold(why) => {
                 return answer(format!("Fleet {}: {why}. I left it as it is.", c.fleet), sink);
@@ -282,24 +323,28 @@ mod tests {
 
     #[test]
     fn holds_inside_the_band_and_without_telemetry() {
-        assert!(matches!(decide(&fleet(20, 10), &policy(), Some(55.0), &config()), Decision::Hold(_)));
-        assert!(matches!(decide(&fleet(20, 10), &policy(), None, &config()), Decision::Hold(_)));
+        assert!(matches!(decide(&fleet(20, 10), &policy(), Some(55.0), None, &config()), Decision::Hold(_)));
+        assert!(matches!(decide(&fleet(20, 10), &policy(), None, None, &config()), Decision::Hold(_)));
     }
 
     #[test]
     fn scales_out_on_spot_within_the_step_and_approval_limits() {
         // 30 VMs at 90 % want 45; the approval threshold (8) caps the step.
-        let Decision::Scale { spot, regular, .. } = decide(&fleet(20, 10), &policy(), Some(90.0), &config()) else { panic!() };
+        let Decision::Scale { spot, regular, .. } = decide(&fleet(20, 10), &policy(), Some(90.0), None, &config()) else {
+            panic!()
+        };
         assert_eq!((spot, regular), (28, 10));
     }
 
     #[test]
     fn scales_in_spot_first_and_keeps_the_regular_floor() {
         // 30 VMs at 20 % want 10; the step (8) allows 22.
-        let Decision::Scale { spot, regular, .. } = decide(&fleet(20, 10), &policy(), Some(20.0), &config()) else { panic!() };
+        let Decision::Scale { spot, regular, .. } = decide(&fleet(20, 10), &policy(), Some(20.0), None, &config()) else {
+            panic!()
+        };
         assert_eq!((spot, regular), (12, 10));
         // Spot already at zero: regular goes, down to its floor.
-        let Decision::Scale { spot, regular, .. } = decide(&fleet(0, 6), &policy(), Some(5.0), &config()) else { panic!() };
+        let Decision::Scale { spot, regular, .. } = decide(&fleet(0, 6), &policy(), Some(5.0), None, &config()) else { panic!() };
         assert_eq!((spot, regular), (0, 1));
     }
 
@@ -307,13 +352,28 @@ mod tests {
     fn never_goes_below_the_fleets_own_min_capacity() {
         let mut f = fleet(3, 10);
         f["spot"]["min_capacity"] = json!(2);
-        let Decision::Scale { spot, regular, .. } = decide(&f, &policy(), Some(5.0), &config()) else { panic!() };
+        let Decision::Scale { spot, regular, .. } = decide(&f, &policy(), Some(5.0), None, &config()) else { panic!() };
         assert_eq!((spot, regular), (2, 3), "spot stops at the fleet's minCapacity; regular takes the rest of the step");
     }
 
     #[test]
+    fn a_forecast_rise_scales_out_ahead_but_never_drives_a_scale_in() {
+        // CPU 60 % (in band) but demand is forecast to grow 50 %: 30 VMs → 45 wanted, +8 (approval cap).
+        let Decision::Scale { spot, regular, why } = decide(&fleet(20, 10), &policy(), Some(60.0), Some(1.5), &config()) else {
+            panic!()
+        };
+        assert_eq!((spot, regular), (28, 10));
+        assert!(why.contains("forecast to grow up to 50 %"), "{why}");
+        // A forecast of falling demand changes nothing; low CPU with a rise coming holds.
+        assert!(matches!(decide(&fleet(20, 10), &policy(), Some(60.0), Some(0.5), &config()), Decision::Hold(_)));
+        assert!(matches!(decide(&fleet(20, 10), &policy(), Some(30.0), Some(2.0), &config()), Decision::Hold(_)));
+    }
+
+    #[test]
     fn overflows_into_regular_when_spot_is_at_its_maximum() {
-        let Decision::Scale { spot, regular, .. } = decide(&fleet(40, 5), &policy(), Some(90.0), &config()) else { panic!() };
+        let Decision::Scale { spot, regular, .. } = decide(&fleet(40, 5), &policy(), Some(90.0), None, &config()) else {
+            panic!()
+        };
         assert_eq!((spot, regular), (40, 13));
     }
 }

@@ -127,7 +127,10 @@ async fn alerts_start_planner_runs_that_scale_the_fleet() -> Result<()> {
         .filter(|e| e["kind"] == "tool")
         .filter_map(|e| e["name"].as_str().map(str::to_string))
         .collect();
-    assert_eq!(tools, ["read_fleet", "get_policy", "query_kql", "estimate_cost", "propose_scale", "apply_proposal"]);
+    assert_eq!(
+        tools,
+        ["read_fleet", "get_policy", "query_kql", "forecast_demand", "estimate_cost", "propose_scale", "apply_proposal"]
+    );
     let after = spot(&client).await?;
     assert!(after > before, "the fleet scaled out: {before} → {after}");
     // The agent called the tools as itself, and was audited.

@@ -65,6 +65,7 @@ async fn journey(client: &Client, emulator: &str) -> Result<()> {
             "approve_proposal",
             "cancel_ml_job",
             "estimate_cost",
+            "forecast_demand",
             "get_ml_job",
             "get_policy",
             "get_run",
@@ -476,6 +477,41 @@ async fn scale_in_needs_fresh_telemetry() -> Result<()> {
     // Scaling out stays possible: adding capacity is the safe direction.
     let out = call(&client, "propose_scale", json!({"fleet": "cf-ml-scaling", "spot_capacity": 22, "reason": "x"})).await?;
     assert_eq!(out.is_error, Some(false), "{out:?}");
+    client.cancel().await?;
+    server.stop().await;
+    Ok(())
+}
+
+/// `forecast_demand` over the emulator's telemetry: a seasonal model once there is history.
+#[tokio::test]
+async fn forecast_demand_fits_the_fleets_history() -> Result<()> {
+    let server = Server::start(bin(), &[]).await?;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base))).await?;
+    // Little history: a simple model, said so.
+    advance(&server.emulator, 1800).await?;
+    let short = call(&client, "forecast_demand", json!({"fleet": "cf-ml-scaling", "horizon_minutes": 30})).await?;
+    assert_eq!(short.is_error, Some(false), "{short:?}");
+    let short = structured(&short);
+    assert!(["last-value", "ets", "mstl-ets"].contains(&short["model"].as_str().unwrap_or("")), "{short}");
+    assert_eq!(short["points"].as_array().map(Vec::len), Some(6));
+    // Six hours of history at 5-minute steps: hourly seasonality at least.
+    advance(&server.emulator, 6 * 3600).await?;
+    let long = call(
+        &client,
+        "forecast_demand",
+        json!({"fleet": "cf-ml-scaling", "history": "PT6H", "horizon_minutes": 120, "level": 0.8}),
+    )
+    .await?;
+    let long = structured(&long);
+    assert_eq!(long["model"], "mstl-ets", "{long}");
+    assert!(long["history_points"].as_u64().unwrap_or(0) >= 60, "{long}");
+    for p in long["points"].as_array().context("points")? {
+        let (lo, mean, hi) =
+            (p["lower"].as_f64().unwrap_or(-1.0), p["mean"].as_f64().unwrap_or(-1.0), p["upper"].as_f64().unwrap_or(-1.0));
+        assert!(0.0 <= lo && lo <= mean && mean <= hi, "{p}");
+    }
+    let bad = call(&client, "forecast_demand", json!({"fleet": "cf-ml-scaling", "metric": "x' | drop"})).await?;
+    assert_eq!(error_of(&bad)?["code"], "invalid_argument");
     client.cancel().await?;
     server.stop().await;
     Ok(())

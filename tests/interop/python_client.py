@@ -23,7 +23,7 @@ from mcp.client.stdio import StdioServerParameters
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/debug/fleetpilot"
 EXPECTED_TOOLS = [
-    "apply_proposal", "approve_proposal", "cancel_ml_job", "estimate_cost", "get_ml_job", "get_policy", "get_run",
+    "apply_proposal", "approve_proposal", "cancel_ml_job", "estimate_cost", "forecast_demand", "get_ml_job", "get_policy", "get_run",
     "list_fleets", "list_proposals", "list_runs", "propose_scale", "query_kql", "read_fleet", "reject_proposal",
     "submit_ml_job",
 ]

@@ -90,9 +90,12 @@ fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
     ]);
     let mut guardrails = ASYNC_OR_IO.to_vec();
     guardrails.extend(["async-openai", "fleetpilot-emulator", "fleetpilot-infra", "fleetpilot-tools", "fleetpilot-agent"]);
+    // The scaling policy is pure like the guardrails: series and observations in, decisions out.
+    let policy = guardrails.clone();
     vec![
         ("fleetpilot-core", core),
         ("fleetpilot-guardrails", guardrails),
+        ("fleetpilot-policy", policy),
         (
             "fleetpilot-emulator",
             vec![
@@ -149,6 +152,7 @@ fn every_crate_of_the_design_exists() {
         "fleetpilot-emulator",
         "fleetpilot-infra",
         "fleetpilot-guardrails",
+        "fleetpilot-policy",
         "fleetpilot-tools",
         "fleetpilot-prompts",
         "fleetpilot-agent",

@@ -347,6 +347,21 @@ impl FleetTools {
         let arguments = serde_json::to_value(&input).unwrap_or_default();
         self.run("get_run", &caller, arguments, no_shape, async { self.service.get_run(input) }).await
     }
+
+    #[tool(
+        description = "Forecast a fleet metric (default RequestsArrived, per step) from its Log Analytics history: MSTL with daily (or hourly) seasonality and an ETS trend, with prediction intervals; simpler models, said so in `model` and `note`, when history is short. Use the upper bound over the VMs' boot time to add capacity ahead of demand; never scale in on a forecast alone.",
+        annotations(title = "Forecast demand", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<crate::schema::ForecastDemandResult>()
+    )]
+    async fn forecast_demand(
+        &self,
+        Parameters(input): Parameters<crate::schema::ForecastDemandInput>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let caller = self.caller(&ctx);
+        let arguments = serde_json::to_value(&input).unwrap_or_default();
+        self.run("forecast_demand", &caller, arguments, no_shape, self.service.forecast_demand(input)).await
+    }
 }
 
 #[tool_handler(router = self.tool_router, name = "fleetpilot", version = "0.1.0", instructions = "fleetpilot scales Azure Compute Fleets safely. Read with list_fleets, read_fleet and \

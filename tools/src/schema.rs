@@ -286,3 +286,63 @@ pub struct GetRunInput {
     #[serde(default)]
     pub include_transcript: bool,
 }
+
+/// Input of `forecast_demand`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastDemandInput {
+    /// Fleet name.
+    pub fleet: String,
+    /// Resource group; empty means the configured default.
+    #[serde(default)]
+    pub resource_group: String,
+    /// The fleet's metric to forecast (default `RequestsArrived`; also `Percentage CPU`, `RunningVMs`, …).
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    /// How much history to fit on, as an ISO 8601 duration (default `P7D`; at most `P30D`).
+    #[serde(default = "default_history")]
+    pub history: String,
+    /// Minutes per step (default 5).
+    #[serde(default = "default_step")]
+    pub step_minutes: u32,
+    /// How far ahead, in minutes (default 60, at most 1440).
+    #[serde(default = "default_horizon")]
+    pub horizon_minutes: u32,
+    /// Prediction interval level (default 0.9).
+    #[serde(default = "default_level")]
+    pub level: f64,
+}
+
+fn default_metric() -> String {
+    "RequestsArrived".into()
+}
+fn default_history() -> String {
+    "P7D".into()
+}
+fn default_step() -> u32 {
+    5
+}
+fn default_horizon() -> u32 {
+    60
+}
+fn default_level() -> f64 {
+    0.9
+}
+
+/// Output of `forecast_demand`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ForecastDemandResult {
+    /// Fleet name.
+    pub fleet: String,
+    /// The metric.
+    pub metric: String,
+    /// The last observed step's start (RFC 3339), when there was history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_observed_at: Option<String>,
+    /// The last observed value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_value: Option<f64>,
+    /// The forecast.
+    #[serde(flatten)]
+    pub forecast: fleetpilot_policy::DemandForecast,
+}

@@ -686,6 +686,81 @@ impl FleetService {
         }
     }
 
+    /// `forecast_demand`: a fleet metric's history from Log Analytics, forecast with intervals.
+    ///
+    /// # Errors
+    /// Bad input, a query failure.
+    pub async fn forecast_demand(
+        &self,
+        input: crate::schema::ForecastDemandInput,
+    ) -> Result<crate::schema::ForecastDemandResult, ToolError> {
+        let fleet = self.fleet_ref(&input.resource_group, &input.fleet)?;
+        let metric = input.metric.trim().to_string();
+        if metric.is_empty() || !metric.chars().all(|c| c.is_ascii_alphanumeric() || " _-.%/".contains(c)) {
+            return Err(ToolError::new(
+                "invalid_argument",
+                "'metric' must be a metric name (letters, digits, spaces, _ - . % /)",
+            ));
+        }
+        if !(1..=60).contains(&input.step_minutes) {
+            return Err(ToolError::new("invalid_argument", "'step_minutes' must be between 1 and 60"));
+        }
+        if !(1..=1440).contains(&input.horizon_minutes) {
+            return Err(ToolError::new("invalid_argument", "'horizon_minutes' must be between 1 and 1440"));
+        }
+        if !(0.5..=0.99).contains(&input.level) {
+            return Err(ToolError::new("invalid_argument", "'level' must be between 0.5 and 0.99"));
+        }
+        let history = input.history.trim();
+        let valid_history =
+            history.starts_with('P') && history.len() <= 12 && history[1..].chars().all(|c| c.is_ascii_alphanumeric());
+        if !valid_history {
+            return Err(ToolError::new("invalid_argument", "'history' must be an ISO 8601 duration such as P7D or PT12H"));
+        }
+        let workspace = &self.config.default_workspace;
+        if workspace.is_empty() {
+            return Err(ToolError::new("invalid_argument", "no Log Analytics workspace is configured"));
+        }
+        let query = format!(
+            "AzureMetrics | where ResourceId =~ {} and MetricName == {} | summarize value = avg(Average) by t = bin(TimeGenerated, {}m) | order by t asc",
+            serde_json::Value::String(self.api.fleet_id(&fleet)),
+            serde_json::Value::String(metric.clone()),
+            input.step_minutes
+        );
+        let result = self.api.query_logs(workspace, &query, Some(history)).await.map_err(|e| match &e {
+            AzureError::Api { status: 400, message, .. } => ToolError::new("invalid_argument", message.clone()),
+            _ => ToolError::azure(None, e),
+        })?;
+        let rows = result.tables.first().map(|t| t.rows.clone()).unwrap_or_default();
+        // An evenly spaced series: missing steps are gaps the forecaster carries over.
+        let step_secs = i64::from(input.step_minutes) * 60;
+        let parse = |v: &serde_json::Value| {
+            v.as_str().and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+        };
+        let points: Vec<(OffsetDateTime, f64)> =
+            rows.iter().filter_map(|r| Some((parse(r.first()?)?, r.get(1)?.as_f64().unwrap_or(f64::NAN)))).collect();
+        let mut series = Vec::new();
+        if let (Some(first), Some(last)) = (points.first(), points.last()) {
+            let steps = ((last.0 - first.0).whole_seconds() / step_secs) as usize + 1;
+            series = vec![f64::NAN; steps.min(100_000)];
+            for (t, v) in &points {
+                let i = ((*t - first.0).whole_seconds() / step_secs) as usize;
+                if let Some(slot) = series.get_mut(i) {
+                    *slot = *v;
+                }
+            }
+        }
+        let horizon = input.horizon_minutes.div_ceil(input.step_minutes) as usize;
+        let forecast = fleetpilot_policy::forecast(&series, input.step_minutes, horizon, input.level);
+        Ok(crate::schema::ForecastDemandResult {
+            fleet: fleet.name,
+            metric,
+            last_observed_at: points.last().and_then(|(t, _)| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            last_value: points.last().map(|(_, v)| *v).filter(|v| v.is_finite()),
+            forecast,
+        })
+    }
+
     /// `list_runs`.
     ///
     /// # Errors
