@@ -4,6 +4,7 @@ mod admin_cli;
 mod autonomy;
 mod chat;
 mod config;
+mod eval_cli;
 mod job_cli;
 mod kql_cli;
 mod run;
@@ -138,6 +139,9 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Offline evaluations.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Every tool call, as audited: who, with what role, which tool and arguments (secrets
     /// redacted), the verdict and the result. Newest first.
     Audit {
@@ -185,6 +189,31 @@ struct StateArg {
     /// SQLite file of the server (default: the configuration's, .fleetpilot/fleetpilot.db).
     #[arg(long, env = "FLEETPILOT_STATE")]
     state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// Run scaling policies (fleetpilot, recipe-rule, hpa, static-peak, spothedge, oracle) over
+    /// demand traces on the same spot weather, and compare cost, SLA, unserved demand, actions
+    /// and flaps. Traces: per-minute CSV (`timestamp,value`, the Alibaba per-minute file), the
+    /// Azure LLM and Functions formats, plain or gzip.
+    Policies {
+        /// A trace file (repeatable).
+        #[arg(long = "trace", value_name = "FILE")]
+        traces: Vec<PathBuf>,
+        /// Only these policies (repeatable; default all).
+        #[arg(long = "policy", value_name = "NAME")]
+        policies: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: eval_cli::Format,
+        /// Write an SVG per trace (demand and each policy's serving VMs) into this directory.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
+        /// Seed of the spot weather (the same for every policy).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -371,6 +400,9 @@ fn main() -> std::process::ExitCode {
                         ProposalsCommand::Approve { id, note, .. } => admin_cli::review(&store, &config, &id, true, &note),
                         ProposalsCommand::Reject { id, note, .. } => admin_cli::review(&store, &config, &id, false, &note),
                     }
+                }
+                Command::Eval(EvalCommand::Policies { traces, policies, format, plot, seed }) => {
+                    eval_cli::run(&eval_cli::EvalOptions { traces, policies, format, plot, seed })
                 }
                 Command::Runs(command) => {
                     let state = match &command {

@@ -1,7 +1,11 @@
-//! fleetpilot's scaling policy: demand forecasting, and (as it lands) the decisions built on it.
+//! fleetpilot's scaling policy: demand forecasting, the policies (fleetpilot's and the
+//! baselines'), a minute-level fleet model to compare them on, and the perfect-foresight oracle.
 //!
 //! Pure and deterministic: series in, forecasts out; no IO, no clock, no randomness.
 
 pub mod forecast;
+pub mod oracle;
+pub mod policies;
+pub mod sim;
 
 pub use forecast::{DemandForecast, ForecastPoint, forecast};

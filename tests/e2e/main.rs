@@ -516,3 +516,37 @@ async fn forecast_demand_fits_the_fleets_history() -> Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// `fleetpilot eval policies` on a small trace: every field, every policy, the oracle cheapest,
+/// and the same seed giving the same table.
+#[tokio::test]
+async fn eval_policies_prints_the_comparison_as_json() -> Result<()> {
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("emulator/data/traces/azure_llm_2023_code.csv");
+    let run = || async {
+        tokio::process::Command::new(bin())
+            .args(["eval", "policies", "--format", "json", "--seed", "3", "--trace"])
+            .arg(&trace)
+            .output()
+            .await
+    };
+    let out = run().await?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let body: Value = serde_json::from_slice(&out.stdout)?;
+    let policies = body["traces"][0]["policies"].as_array().context("policies")?;
+    let names: Vec<&str> = policies.iter().filter_map(|p| p["policy"].as_str()).collect();
+    assert_eq!(names, ["fleetpilot", "recipe-rule", "hpa", "static-peak", "spothedge", "oracle"]);
+    for p in policies {
+        for field in ["cost_usd", "cost_vs_oracle", "sla_met_pct", "unserved_pct", "actions", "flaps", "mean_slack_pct"] {
+            assert!(p[field].is_number(), "{field} missing in {p}");
+        }
+        assert!(p["cost_vs_oracle"].as_f64().unwrap_or(0.0) >= 1.0 - 1e-9, "nothing beats the oracle: {p}");
+    }
+    assert_eq!(run().await?.stdout, out.stdout, "the same seed gives the same table");
+    let bad = tokio::process::Command::new(bin())
+        .args(["eval", "policies", "--policy", "magic", "--trace"])
+        .arg(&trace)
+        .output()
+        .await?;
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown policy"));
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! A minute-level fleet model for comparing scaling policies on the same demand and the same
+//! spot weather: VMs boot for `boot_minutes` before they serve; spot VMs are evicted at the
+//! rate the weather says and cannot be replaced while the spot pool is dry; a minute meets the
+//! SLA when demand stays under `sla_utilization` of the serving capacity. Prices are per VM
+//! hour, spot and regular. Deterministic: the weather is drawn once from a seed and is the
+//! same for every policy.
+
+use serde::{Deserialize, Serialize};
+
+/// The model's constants.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SimConfig {
+    /// Requests one VM serves per minute at 100 % utilization.
+    pub vm_rate: f64,
+    /// Minutes from request to serving.
+    pub boot_minutes: usize,
+    /// A minute meets the SLA when demand ≤ this share of the serving capacity.
+    pub sla_utilization: f64,
+    /// Price of a regular VM per hour (USD).
+    pub regular_usd_hour: f64,
+    /// Price of a spot VM per hour (USD).
+    pub spot_usd_hour: f64,
+    /// Smallest regular target any policy may set (the guardrails' floor).
+    pub min_regular: u32,
+    /// Largest total.
+    pub max_total: u32,
+}
+
+/// The spot market, minute by minute: the share of running spot VMs evicted, and whether new
+/// spot VMs can be had.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Weather {
+    /// Share of running spot VMs evicted in each minute.
+    pub eviction: Vec<f64>,
+    /// Whether spot capacity can be allocated in each minute.
+    pub available: Vec<bool>,
+}
+
+impl Weather {
+    /// Calm weather at `daily_rate` evictions a day (a share of spot VMs), with a storm about
+    /// every `storm_every_minutes` that evicts `storm_minute_rate` a minute for 20–60 minutes
+    /// and dries the pool meanwhile; drawn from `seed`.
+    pub fn draw(minutes: usize, seed: u64, daily_rate: f64, storm_every_minutes: usize, storm_minute_rate: f64) -> Weather {
+        let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let mut next = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let calm = daily_rate / 1440.0;
+        let mut eviction = vec![calm; minutes];
+        let mut available = vec![true; minutes];
+        let mut t = (next() * storm_every_minutes as f64) as usize;
+        while t < minutes {
+            let length = 20 + (next() * 40.0) as usize;
+            for m in t..(t + length).min(minutes) {
+                eviction[m] = storm_minute_rate;
+                available[m] = false;
+            }
+            t += length + (storm_every_minutes as f64 * (0.5 + next())) as usize;
+        }
+        Weather { eviction, available }
+    }
+}
+
+/// What a policy sees at the start of a minute (telemetry is one minute old).
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// The minute.
+    pub t: usize,
+    /// Demand of every minute before this one.
+    pub demand_history: &'a [f64],
+    /// Serving VMs last minute (spot, regular).
+    pub running: (u32, u32),
+    /// Booting VMs now (spot, regular).
+    pub booting: (u32, u32),
+    /// Current targets (spot, regular).
+    pub target: (u32, u32),
+    /// Spot VMs evicted last minute.
+    pub evicted: u32,
+    /// Whether new spot VMs could be had last minute.
+    pub spot_available: bool,
+    /// The model's constants.
+    pub config: &'a SimConfig,
+}
+
+impl Observation<'_> {
+    /// Utilization last minute (0 when nothing served).
+    pub fn utilization(&self) -> f64 {
+        let capacity = f64::from(self.running.0 + self.running.1) * self.config.vm_rate;
+        match self.demand_history.last() {
+            Some(d) if capacity > 0.0 => d / capacity,
+            Some(d) if *d > 0.0 => 10.0,
+            _ => 0.0,
+        }
+    }
+}
+
+/// A scaling policy: each minute, the targets it wants.
+pub trait Policy {
+    /// The name in tables (`fleetpilot`, `hpa`, …).
+    fn name(&self) -> &'static str;
+    /// Targets (spot, regular) for this minute.
+    fn decide(&mut self, obs: &Observation<'_>) -> (u32, u32);
+}
+
+/// One policy's run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Policy name.
+    pub policy: String,
+    /// Total cost (USD).
+    pub cost_usd: f64,
+    /// Minutes meeting the SLA (%).
+    pub sla_met_pct: f64,
+    /// Demand not served (% of all demand).
+    pub unserved_pct: f64,
+    /// Changes of target.
+    pub actions: u32,
+    /// Opposite changes within `stabilization` minutes of each other.
+    pub flaps: u32,
+    /// Mean spare capacity while serving (% of capacity).
+    pub mean_slack_pct: f64,
+    /// Serving VMs per minute (for plots).
+    #[serde(skip)]
+    pub serving: Vec<u32>,
+    /// Evictions per minute (for plots).
+    #[serde(skip)]
+    pub evictions: Vec<u32>,
+}
+
+/// Run `policy` over `demand` (requests per minute) and `weather`, from `initial` targets
+/// (spot, regular) already running. Targets are held to the bounds every minute.
+pub fn run(
+    policy: &mut dyn Policy,
+    demand: &[f64],
+    weather: &Weather,
+    config: &SimConfig,
+    initial: (u32, u32),
+    stabilization: usize,
+) -> Outcome {
+    let n = demand.len();
+    let (mut spot_run, mut reg_run) = initial;
+    // Booting VMs by the minute they start serving.
+    let mut spot_boot: Vec<u32> = vec![0; n + config.boot_minutes + 1];
+    let mut reg_boot: Vec<u32> = vec![0; n + config.boot_minutes + 1];
+    let mut target = initial;
+    let (mut cost, mut met, mut unserved, mut slack_sum, mut slack_n) = (0.0, 0usize, 0.0, 0.0, 0usize);
+    let (mut actions, mut flaps) = (0u32, 0u32);
+    let mut last_moves: Vec<(usize, i8)> = Vec::new();
+    let mut evicted_last = 0u32;
+    let mut eviction_carry = 0.0;
+    let mut serving = Vec::with_capacity(n);
+    let mut evictions = Vec::with_capacity(n);
+    for t in 0..n {
+        let booting = |b: &[u32]| b[t..].iter().sum::<u32>();
+        let obs = Observation {
+            t,
+            demand_history: &demand[..t],
+            running: (spot_run, reg_run),
+            booting: (booting(&spot_boot), booting(&reg_boot)),
+            target,
+            evicted: evicted_last,
+            spot_available: t == 0 || weather.available[t - 1],
+            config,
+        };
+        let (mut s, mut r) = policy.decide(&obs);
+        r = r.max(config.min_regular);
+        let total = (s + r).min(config.max_total);
+        s = total.saturating_sub(r);
+        r = total - s;
+        if (s, r) != target {
+            actions += 1;
+            let dir = ((s + r) as i64 - (target.0 + target.1) as i64).signum() as i8;
+            if dir != 0 {
+                if last_moves.iter().any(|(at, d)| *d == -dir && t - at < stabilization) {
+                    flaps += 1;
+                }
+                last_moves.push((t, dir));
+                last_moves.retain(|(at, _)| t - at < stabilization);
+            }
+            target = (s, r);
+        }
+        // Boots that finish now join the serving VMs.
+        spot_run += spot_boot[t];
+        spot_boot[t] = 0;
+        reg_run += reg_boot[t];
+        reg_boot[t] = 0;
+        // Evictions: the weather's share of running spot VMs.
+        eviction_carry += f64::from(spot_run) * weather.eviction[t];
+        let evicted = (eviction_carry.floor() as u32).min(spot_run);
+        eviction_carry -= f64::from(evicted);
+        spot_run -= evicted;
+        evicted_last = evicted;
+        // Converge to the targets: order what is missing, delete the surplus (booting first).
+        let converge = |run: &mut u32, boot: &mut Vec<u32>, want: u32, can_order: bool| {
+            let have = *run + boot[t + 1..].iter().sum::<u32>();
+            if have < want && can_order {
+                boot[t + config.boot_minutes.max(1)] += want - have;
+            } else if have > want {
+                let mut extra = have - want;
+                for slot in boot[t + 1..].iter_mut().rev() {
+                    let take = (*slot).min(extra);
+                    *slot -= take;
+                    extra -= take;
+                }
+                *run -= extra.min(*run);
+            }
+        };
+        converge(&mut spot_run, &mut spot_boot, target.0, weather.available[t]);
+        converge(&mut reg_run, &mut reg_boot, target.1, true);
+        let spot_billed = spot_run + spot_boot[t + 1..].iter().sum::<u32>();
+        let reg_billed = reg_run + reg_boot[t + 1..].iter().sum::<u32>();
+        cost += (f64::from(spot_billed) * config.spot_usd_hour + f64::from(reg_billed) * config.regular_usd_hour) / 60.0;
+        let capacity = f64::from(spot_run + reg_run) * config.vm_rate;
+        let d = demand[t];
+        if d <= config.sla_utilization * capacity || d == 0.0 {
+            met += 1;
+        }
+        unserved += (d - capacity).max(0.0);
+        if capacity > 0.0 {
+            slack_sum += (1.0 - d / capacity).max(0.0);
+            slack_n += 1;
+        }
+        serving.push(spot_run + reg_run);
+        evictions.push(evicted);
+    }
+    let total_demand: f64 = demand.iter().sum();
+    Outcome {
+        policy: policy.name().into(),
+        cost_usd: (cost * 100.0).round() / 100.0,
+        sla_met_pct: 100.0 * met as f64 / n.max(1) as f64,
+        unserved_pct: if total_demand > 0.0 { 100.0 * unserved / total_demand } else { 0.0 },
+        actions,
+        flaps,
+        mean_slack_pct: if slack_n > 0 { 100.0 * slack_sum / slack_n as f64 } else { 0.0 },
+        serving,
+        evictions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policies::{Fleetpilot, Hpa, RecipeRule, SpotHedge, StaticPeak};
+
+    fn config() -> SimConfig {
+        SimConfig {
+            vm_rate: 10.0,
+            boot_minutes: 2,
+            sla_utilization: 0.95,
+            regular_usd_hour: 0.192,
+            spot_usd_hour: 0.04,
+            min_regular: 1,
+            max_total: 30,
+        }
+    }
+
+    /// A day of a rising-and-falling demand with spikes.
+    fn demand() -> Vec<f64> {
+        (0..600).map(|t| 50.0 + 40.0 * ((t as f64) / 90.0).sin().abs() + if t % 97 == 0 { 120.0 } else { 0.0 }).collect()
+    }
+
+    #[test]
+    fn every_policy_stays_within_the_bounds_and_the_runs_are_repeatable() {
+        let d = demand();
+        let weather = Weather::draw(d.len(), 1, 0.025, 200, 0.05);
+        assert!(weather.available.iter().any(|a| !a), "the test weather has a storm");
+        let c = config();
+        let mut policies: Vec<Box<dyn Policy>> = vec![
+            Box::new(Fleetpilot::default()),
+            Box::new(RecipeRule),
+            Box::new(Hpa::default()),
+            Box::new(StaticPeak::new(170.0, c.vm_rate, c.sla_utilization)),
+            Box::new(SpotHedge),
+        ];
+        for p in &mut policies {
+            let a = run(p.as_mut(), &d, &weather, &c, (5, 1), 5);
+            assert!(a.serving.iter().all(|s| *s <= c.max_total), "{} went past the maximum", a.policy);
+            assert!(a.cost_usd > 0.0 && (0.0..=100.0).contains(&a.sla_met_pct));
+        }
+        let first = run(&mut Fleetpilot::default(), &d, &weather, &c, (5, 1), 5);
+        let again = run(&mut Fleetpilot::default(), &d, &weather, &c, (5, 1), 5);
+        assert_eq!(first, again);
+        let (oracle, _) = crate::oracle::oracle(&d, &weather, &c);
+        assert!(oracle <= first.cost_usd, "the oracle is a lower bound: {oracle} vs {}", first.cost_usd);
+    }
+}

@@ -1,0 +1,224 @@
+//! `fleetpilot eval policies`: every policy (fleetpilot's, the baselines, the oracle) over
+//! every trace, on the same demand and the same spot weather, in the policy crate's
+//! minute-level fleet model; a table or JSON, and an SVG plot per trace.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use fleetpilot_policy::policies::{Fleetpilot, Hpa, RecipeRule, SpotHedge, StaticPeak};
+use fleetpilot_policy::sim::{self, Outcome, Policy, SimConfig, Weather};
+use serde_json::{Value, json};
+
+/// Every policy name, in table order.
+pub const POLICIES: [&str; 6] = ["fleetpilot", "recipe-rule", "hpa", "static-peak", "spothedge", "oracle"];
+
+/// Output format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// A table per trace.
+    Table,
+    /// `{"traces":[{"trace":…, "policies":[…]}]}`.
+    Json,
+}
+
+/// What to run.
+#[derive(Debug)]
+pub struct EvalOptions {
+    pub traces: Vec<PathBuf>,
+    pub policies: Vec<String>,
+    pub format: Format,
+    pub plot: Option<PathBuf>,
+    pub seed: u64,
+}
+
+/// The model every policy is run in: D4s_v5 prices, a 2-minute boot, the SLA at 95 %
+/// utilization, a regular floor of one VM, and demand scaled so the trace's peak needs 40 VMs.
+pub fn model(demand: &[f64]) -> SimConfig {
+    let prices = fleetpilot_core::PriceTable::embedded();
+    let size = prices.get("Standard_D4s_v5");
+    let peak = demand.iter().copied().fold(0.0, f64::max).max(1.0);
+    SimConfig {
+        vm_rate: peak / (40.0 * 0.95),
+        boot_minutes: 2,
+        sla_utilization: 0.95,
+        regular_usd_hour: size.map_or(0.192, |s| s.price(fleetpilot_core::Priority::Regular)),
+        spot_usd_hour: size.map_or(0.0405, |s| s.price(fleetpilot_core::Priority::Spot)),
+        min_regular: 1,
+        max_total: 200,
+    }
+}
+
+/// Named series of serving VMs per minute, for the plot.
+type Series = Vec<(String, Vec<u32>)>;
+
+/// Run the policies named (all when empty) over one demand series.
+pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> Result<(Value, Series)> {
+    if demand.is_empty() {
+        bail!("trace {name} has no minutes");
+    }
+    let config = model(demand);
+    // Calm spot evicts 2.5 % a day; a storm about every two days evicts 5 % a minute for 20–60 minutes.
+    let weather = Weather::draw(demand.len(), seed, 0.025, 2880, 0.05);
+    let want = |p: &str| policies.is_empty() || policies.iter().any(|q| q == p);
+    let (oracle_cost, oracle_serving) = fleetpilot_policy::oracle::oracle(demand, &weather, &config);
+    let initial_need = ((demand[0] / (config.vm_rate * 0.85)).ceil() as u32).max(2);
+    let initial = (initial_need - 1, 1);
+    let peak = demand.iter().copied().fold(0.0, f64::max);
+    let mut rows = Vec::new();
+    let mut series = Vec::new();
+    for policy_name in POLICIES {
+        if !want(policy_name) || policy_name == "oracle" {
+            continue;
+        }
+        let mut policy: Box<dyn Policy> = match policy_name {
+            "fleetpilot" => Box::new(Fleetpilot::default()),
+            "recipe-rule" => Box::new(RecipeRule),
+            "hpa" => Box::new(Hpa::default()),
+            "static-peak" => Box::new(StaticPeak::new(peak, config.vm_rate, config.sla_utilization)),
+            _ => Box::new(SpotHedge),
+        };
+        let start = if policy_name == "static-peak" { policy.decide(&first_observation(&config)) } else { initial };
+        let outcome: Outcome = sim::run(policy.as_mut(), demand, &weather, &config, start, 5);
+        series.push((policy_name.to_string(), outcome.serving.clone()));
+        rows.push(json!({
+            "policy": policy_name,
+            "cost_usd": outcome.cost_usd,
+            "cost_vs_oracle": round3(outcome.cost_usd / oracle_cost.max(1e-9)),
+            "sla_met_pct": round3(outcome.sla_met_pct),
+            "unserved_pct": round3(outcome.unserved_pct),
+            "actions": outcome.actions,
+            "flaps": outcome.flaps,
+            "mean_slack_pct": round3(outcome.mean_slack_pct),
+        }));
+    }
+    if want("oracle") {
+        let changes = oracle_serving.windows(2).filter(|w| w[0] != w[1]).count();
+        let slack: Vec<f64> = demand
+            .iter()
+            .zip(&oracle_serving)
+            .filter(|(_, s)| **s > 0)
+            .map(|(d, s)| (1.0 - d / (f64::from(*s) * config.vm_rate)).max(0.0))
+            .collect();
+        rows.push(json!({
+            "policy": "oracle",
+            "cost_usd": oracle_cost,
+            "cost_vs_oracle": 1.0,
+            "sla_met_pct": 100.0,
+            "unserved_pct": 0.0,
+            "actions": changes,
+            "flaps": 0,
+            "mean_slack_pct": round3(100.0 * slack.iter().sum::<f64>() / slack.len().max(1) as f64),
+        }));
+        series.push(("oracle".into(), oracle_serving));
+    }
+    let needed: Vec<u32> = demand.iter().map(|d| (d / config.vm_rate).ceil() as u32).collect();
+    series.insert(0, ("demand (VMs at 100 %)".into(), needed));
+    let storms = weather.available.iter().filter(|a| !**a).count();
+    Ok((json!({"trace": name, "minutes": demand.len(), "storm_minutes": storms, "policies": rows}), series))
+}
+
+fn first_observation(config: &SimConfig) -> sim::Observation<'_> {
+    sim::Observation {
+        t: 0,
+        demand_history: &[],
+        running: (0, 0),
+        booting: (0, 0),
+        target: (0, 0),
+        evicted: 0,
+        spot_available: true,
+        config,
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// An SVG line chart: one line per series, downsampled to at most 1,500 points.
+fn svg(title: &str, series: &Series) -> String {
+    let (w, h, pad) = (1200.0, 420.0, 40.0);
+    let n = series.iter().map(|(_, s)| s.len()).max().unwrap_or(1).max(2);
+    let max = series.iter().flat_map(|(_, s)| s.iter()).copied().max().unwrap_or(1).max(1) as f64;
+    let every = n.div_ceil(1500).max(1);
+    let colours = ["#999999", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#000000"];
+    let mut out = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{pad}" y="20">{}</text>"#,
+        title.replace('&', "&amp;").replace('<', "&lt;")
+    );
+    for (i, (name, s)) in series.iter().enumerate() {
+        let points: Vec<String> = s
+            .iter()
+            .enumerate()
+            .step_by(every)
+            .map(|(t, v)| {
+                format!(
+                    "{:.1},{:.1}",
+                    pad + (w - 2.0 * pad) * t as f64 / (n - 1) as f64,
+                    h - pad - (h - 2.0 * pad) * f64::from(*v) / max
+                )
+            })
+            .collect();
+        let colour = colours[i % colours.len()];
+        out.push_str(&format!(r#"<polyline fill="none" stroke="{colour}" stroke-width="1" points="{}"/>"#, points.join(" ")));
+        out.push_str(&format!(r#"<text x="{}" y="{}" fill="{colour}">{name}</text>"#, w - 260.0, 40.0 + 16.0 * i as f64));
+    }
+    out.push_str(&format!(r#"<text x="{pad}" y="{}">minutes 0–{n}; VMs 0–{max:.0}</text></svg>"#, h - 10.0));
+    out
+}
+
+/// `fleetpilot eval policies`.
+pub fn run(options: &EvalOptions) -> Result<()> {
+    for p in &options.policies {
+        if !POLICIES.contains(&p.as_str()) {
+            bail!("unknown policy {p:?}; use {}", POLICIES.join(", "));
+        }
+    }
+    if options.traces.is_empty() {
+        bail!("give at least one --trace FILE (e.g. ../shared/data/demand/alibaba_genai_2024_diffusion_per_minute.csv)");
+    }
+    let mut traces = Vec::new();
+    for path in &options.traces {
+        let trace = fleetpilot_emulator::traces::load(path, &Default::default())
+            .with_context(|| format!("cannot read trace {}", path.display()))?;
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let (result, series) = evaluate(&name, &trace.per_minute, &options.policies, options.seed)?;
+        if let Some(dir) = &options.plot {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let file = dir
+                .join(format!("{}.svg", Path::new(&name).file_stem().map_or(name.clone(), |s| s.to_string_lossy().into_owned())));
+            std::fs::write(&file, svg(&format!("{name}: serving VMs per policy (seed {})", options.seed), &series))?;
+        }
+        traces.push(result);
+    }
+    match options.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"traces": traces}))?),
+        Format::Table => {
+            for t in &traces {
+                println!(
+                    "{} ({} minutes, {} storm minutes)",
+                    t["trace"].as_str().unwrap_or(""),
+                    t["minutes"],
+                    t["storm_minutes"]
+                );
+                println!(
+                    "  {:<12} {:>10} {:>8} {:>8} {:>10} {:>8} {:>6} {:>8}",
+                    "policy", "cost_usd", "vs_orcl", "sla_%", "unserved%", "actions", "flaps", "slack%"
+                );
+                for p in t["policies"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {:<12} {:>10.2} {:>8.3} {:>8.2} {:>10.3} {:>8} {:>6} {:>8.1}",
+                        p["policy"].as_str().unwrap_or(""),
+                        p["cost_usd"].as_f64().unwrap_or(0.0),
+                        p["cost_vs_oracle"].as_f64().unwrap_or(0.0),
+                        p["sla_met_pct"].as_f64().unwrap_or(0.0),
+                        p["unserved_pct"].as_f64().unwrap_or(0.0),
+                        p["actions"],
+                        p["flaps"],
+                        p["mean_slack_pct"].as_f64().unwrap_or(0.0)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
