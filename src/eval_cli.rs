@@ -61,7 +61,10 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> R
     let weather = Weather::draw(demand.len(), seed, 0.025, 2880, 0.05);
     let want = |p: &str| policies.is_empty() || policies.iter().any(|q| q == p);
     let (oracle_cost, oracle_serving) = fleetpilot_policy::oracle::oracle(demand, &weather, &config);
-    let initial_need = ((demand[0] / (config.vm_rate * 0.85)).ceil() as u32).max(2);
+    // The fleet is already serving when the trace starts: sized for its first minutes (the
+    // traces' first minute is often partial).
+    let opening = demand.iter().take(5).copied().fold(0.0, f64::max);
+    let initial_need = ((opening / (config.vm_rate * 0.85)).ceil() as u32).max(2);
     let initial = (initial_need - 1, 1);
     let peak = demand.iter().copied().fold(0.0, f64::max);
     let mut rows = Vec::new();

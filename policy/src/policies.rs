@@ -9,11 +9,14 @@
 //! - `static-peak`: regular VMs only, enough for the trace's peak at the SLA's utilization.
 //! - `spothedge`: SkyServe/SpotHedge — reactive sizing, spot over-provisioned by 20 % above a
 //!   regular floor, and on-demand (regular) fallback for whatever spot is not delivering.
-//! - `fleetpilot`: the larger of a reactive need and the demand forecast's upper bound over the
-//!   boot lead time (MSTL/ETS, refitted every 30 minutes on 5-minute history); spot above the
-//!   regular floor; regular backfill for spot that is not serving (evicted, or not
-//!   allocatable) and release as spot returns; scale-in only to the highest need of the
-//!   stabilization window.
+//! - `fleetpilot`: the largest of a reactive need (the peak of the last 5 minutes at 80 %, and
+//!   the last 30 minutes' mean plus two standard deviations at the SLA's utilization) and the
+//!   demand forecast's upper bound over the boot lead time (MSTL/ETS, refitted every 30
+//!   minutes on 5-minute history); spot above the regular floor; regular backfill for the spot
+//!   that is not serving while the pool is dry, released as spot returns (not within a
+//!   stabilization window of growing it); scale-in only to the highest need of the 10-minute
+//!   window, only when the forecast does not expect the demand back, and only when worth more
+//!   than 20 % of the fleet.
 
 use std::collections::VecDeque;
 
@@ -129,13 +132,33 @@ pub struct Fleetpilot {
     pub target: f64,
     /// Minutes a scale-in waits (the highest need of the window wins).
     pub stabilization: usize,
+    /// Minutes whose peak the reactive part covers.
+    pub peak_window: usize,
+    /// Minutes over which the burst size (standard deviation) is measured.
+    pub spread_window: usize,
+    /// Standard deviations of headroom above the recent mean.
+    pub spread: f64,
+    /// A scale-in smaller than this share of the fleet (at least one VM) is skipped.
+    pub hysteresis: f64,
     needs: VecDeque<(usize, u32)>,
     forecast: Option<(usize, crate::DemandForecast)>,
+    /// When the regular backfill last grew (its release waits a stabilization window).
+    regular_raised_at: Option<usize>,
 }
 
 impl Default for Fleetpilot {
     fn default() -> Self {
-        Self { target: 0.8, stabilization: 10, needs: VecDeque::new(), forecast: None }
+        Self {
+            target: 0.8,
+            stabilization: 10,
+            peak_window: 5,
+            spread_window: 30,
+            spread: 2.0,
+            hysteresis: 0.2,
+            needs: VecDeque::new(),
+            forecast: None,
+            regular_raised_at: None,
+        }
     }
 }
 
@@ -166,9 +189,15 @@ impl Policy for Fleetpilot {
     }
     fn decide(&mut self, obs: &Observation<'_>) -> (u32, u32) {
         let c = obs.config;
-        let recent = &obs.demand_history[obs.demand_history.len().saturating_sub(5)..];
-        let now = recent.iter().copied().reduce(f64::max).unwrap_or(0.0);
-        let reactive = need(now, c.vm_rate, self.target);
+        // Reactive: the recent peak, and the recent mean plus `spread` standard deviations (a
+        // burst of the size seen lately is covered before it comes).
+        let h = obs.demand_history;
+        let recent = &h[h.len().saturating_sub(self.peak_window)..];
+        let peak = recent.iter().copied().reduce(f64::max).unwrap_or(0.0);
+        let window = &h[h.len().saturating_sub(self.spread_window)..];
+        let mean = window.iter().sum::<f64>() / window.len().max(1) as f64;
+        let sd = (window.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / window.len().max(1) as f64).sqrt();
+        let reactive = need(peak, c.vm_rate, self.target).max(need(mean + self.spread * sd, c.vm_rate, c.sla_utilization));
         let lead = c.boot_minutes + 2;
         let predicted = self.forecast_upper(obs, lead).map_or(0, |u| need(u, c.vm_rate, c.sla_utilization));
         let raw = reactive.max(predicted).max(1);
@@ -188,16 +217,26 @@ impl Policy for Fleetpilot {
             let window = self.stabilization;
             let coming_back = self.forecast_upper(obs, window).map_or(0, |u| need(u, c.vm_rate, self.target));
             total = total.max(coming_back.min(current));
+            // Hysteresis: a scale-in worth less than the margin is not worth a flap.
+            let margin = ((f64::from(current) * self.hysteresis).ceil() as u32).max(1);
+            if current - total < margin {
+                total = current;
+            }
         }
         let floor = c.min_regular;
         let spot = total.saturating_sub(floor);
         // Backfill: while the spot pool is dry, regular covers the spot that is not serving; as
         // spot returns and boots, the regular VMs above the floor are released.
-        let regular = if obs.spot_available {
+        let mut regular = if obs.spot_available {
             floor.max(obs.target.1.min(total.saturating_sub(obs.running.0)))
         } else {
             floor.max(total.saturating_sub(obs.running.0))
         };
+        if regular > obs.target.1 {
+            self.regular_raised_at = Some(obs.t);
+        } else if regular < obs.target.1 && self.regular_raised_at.is_some_and(|at| obs.t - at < self.stabilization) {
+            regular = obs.target.1;
+        }
         (spot, regular)
     }
 }
