@@ -48,6 +48,22 @@ pub fn model(demand: &[f64]) -> SimConfig {
     }
 }
 
+/// The guardrails every policy runs under: fleetpilot's defaults, sized for the model (bounds
+/// to its maximum, steps of 20 VMs, 60 changes an hour; autonomous, so no approvals).
+fn rules(config: &SimConfig) -> fleetpilot_guardrails::Policy {
+    fleetpilot_guardrails::Policy {
+        min_regular: config.min_regular,
+        max_spot: config.max_total,
+        max_regular: config.max_total,
+        max_step_up: 20,
+        max_step_down: 20,
+        allowed_vm_sizes: Vec::new(),
+        approval_above_delta: None,
+        max_changes_per_hour: 60,
+        ..fleetpilot_guardrails::Policy::default()
+    }
+}
+
 /// Named series of serving VMs per minute, for the plot.
 type Series = Vec<(String, Vec<u32>)>;
 
@@ -81,7 +97,8 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> R
             _ => Box::new(SpotHedge),
         };
         let start = if policy_name == "static-peak" { policy.decide(&first_observation(&config)) } else { initial };
-        let outcome: Outcome = sim::run(policy.as_mut(), demand, &weather, &config, start, 5);
+        let mut guard = sim::guardrails(rules(&config));
+        let outcome: Outcome = sim::run(policy.as_mut(), demand, &weather, &config, start, 5, &mut guard);
         series.push((policy_name.to_string(), outcome.serving.clone()));
         rows.push(json!({
             "policy": policy_name,
@@ -92,6 +109,7 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> R
             "actions": outcome.actions,
             "flaps": outcome.flaps,
             "mean_slack_pct": round3(outcome.mean_slack_pct),
+            "denied": outcome.denied,
         }));
     }
     if want("oracle") {
@@ -111,6 +129,7 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> R
             "actions": changes,
             "flaps": 0,
             "mean_slack_pct": round3(100.0 * slack.iter().sum::<f64>() / slack.len().max(1) as f64),
+            "denied": 0,
         }));
         series.push(("oracle".into(), oracle_serving));
     }
@@ -204,12 +223,12 @@ pub fn run(options: &EvalOptions) -> Result<()> {
                     t["storm_minutes"]
                 );
                 println!(
-                    "  {:<12} {:>10} {:>8} {:>8} {:>10} {:>8} {:>6} {:>8}",
-                    "policy", "cost_usd", "vs_orcl", "sla_%", "unserved%", "actions", "flaps", "slack%"
+                    "  {:<12} {:>10} {:>8} {:>8} {:>10} {:>8} {:>6} {:>8} {:>7}",
+                    "policy", "cost_usd", "vs_orcl", "sla_%", "unserved%", "actions", "flaps", "slack%", "denied"
                 );
                 for p in t["policies"].as_array().into_iter().flatten() {
                     println!(
-                        "  {:<12} {:>10.2} {:>8.3} {:>8.2} {:>10.3} {:>8} {:>6} {:>8.1}",
+                        "  {:<12} {:>10.2} {:>8.3} {:>8.2} {:>10.3} {:>8} {:>6} {:>8.1} {:>7}",
                         p["policy"].as_str().unwrap_or(""),
                         p["cost_usd"].as_f64().unwrap_or(0.0),
                         p["cost_vs_oracle"].as_f64().unwrap_or(0.0),
@@ -217,7 +236,8 @@ pub fn run(options: &EvalOptions) -> Result<()> {
                         p["unserved_pct"].as_f64().unwrap_or(0.0),
                         p["actions"],
                         p["flaps"],
-                        p["mean_slack_pct"].as_f64().unwrap_or(0.0)
+                        p["mean_slack_pct"].as_f64().unwrap_or(0.0),
+                        p["denied"]
                     );
                 }
             }

@@ -120,6 +120,8 @@ pub struct Outcome {
     pub flaps: u32,
     /// Mean spare capacity while serving (% of capacity).
     pub mean_slack_pct: f64,
+    /// Changes the guardrails refused.
+    pub denied: u32,
     /// Serving VMs per minute (for plots).
     #[serde(skip)]
     pub serving: Vec<u32>,
@@ -128,8 +130,68 @@ pub struct Outcome {
     pub evictions: Vec<u32>,
 }
 
+/// Decides whether a change of targets may happen (the guardrails): minute, from, to, and
+/// what the fleet looks like.
+pub type Guard<'a> = dyn FnMut(usize, (u32, u32), (u32, u32), &Observation<'_>) -> bool + 'a;
+
+/// A guard that allows everything (the bounds of [`SimConfig`] still hold).
+pub fn unguarded() -> impl FnMut(usize, (u32, u32), (u32, u32), &Observation<'_>) -> bool {
+    |_, _, _, _| true
+}
+
+/// The guardrails as a [`Guard`]: every change is checked with `guardrails::check` against
+/// the fleet as the model has it, the history of changes and recommendations, and fresh
+/// telemetry of last minute's utilization; anything but `allow` is refused (autonomous runs
+/// do not wait for approvals).
+pub fn guardrails(rules: fleetpilot_guardrails::Policy) -> impl FnMut(usize, (u32, u32), (u32, u32), &Observation<'_>) -> bool {
+    use fleetpilot_core::{EvictionPolicy, FleetRef, FleetState, PriorityState, ScaleTarget};
+    use fleetpilot_guardrails::{Change, Context, Recommendation, Telemetry};
+    let prices = fleetpilot_core::PriceTable::embedded();
+    let epoch = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+    let mut changes: Vec<Change> = Vec::new();
+    let mut recommendations: Vec<Recommendation> = Vec::new();
+    move |t, from, to, obs| {
+        let now = epoch + time::Duration::minutes(t as i64);
+        let horizon = now - time::Duration::hours(1);
+        changes.retain(|c| c.at > horizon);
+        recommendations.retain(|r| r.at > horizon);
+        let observed = FleetState {
+            fleet: FleetRef { resource_group: "eval".into(), name: "eval".into() },
+            id: "eval".into(),
+            location: "eastus".into(),
+            provisioning_state: "Succeeded".into(),
+            spot: PriorityState { capacity: from.0, running: obs.running.0, ..Default::default() },
+            regular: PriorityState { capacity: from.1, running: obs.running.1, ..Default::default() },
+            spot_max_price_per_vm: -1.0,
+            spot_eviction_policy: EvictionPolicy::Delete,
+            spot_maintain: true,
+            vm_sizes: vec!["Standard_D4s_v5".into()],
+            vms: Vec::new(),
+            observed_at: now,
+        };
+        let target = ScaleTarget { spot_capacity: Some(to.0), regular_capacity: Some(to.1), vm_sizes: None };
+        let ctx = Context {
+            now,
+            prices: &prices,
+            changes: &changes,
+            recommendations: &recommendations,
+            telemetry: Some(Telemetry { age_secs: 60.0, utilization_percent: Some(100.0 * obs.utilization().min(10.0)) }),
+            spent_today_usd: None,
+        };
+        let verdict = fleetpilot_guardrails::check(&target, &observed, &rules, &ctx);
+        recommendations.push(Recommendation { at: now, total: to.0 + to.1 });
+        let allowed = verdict.decision == fleetpilot_core::Decision::Allow;
+        if allowed {
+            changes.push(Change { at: now, from_total: from.0 + from.1, to_total: to.0 + to.1 });
+        }
+        allowed
+    }
+}
+
 /// Run `policy` over `demand` (requests per minute) and `weather`, from `initial` targets
-/// (spot, regular) already running. Targets are held to the bounds every minute.
+/// (spot, regular) already running. Targets are held to the bounds every minute, and a change
+/// happens only when `guard` allows it.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     policy: &mut dyn Policy,
     demand: &[f64],
@@ -137,6 +199,7 @@ pub fn run(
     config: &SimConfig,
     initial: (u32, u32),
     stabilization: usize,
+    guard: &mut Guard<'_>,
 ) -> Outcome {
     let n = demand.len();
     let (mut spot_run, mut reg_run) = initial;
@@ -145,7 +208,7 @@ pub fn run(
     let mut reg_boot: Vec<u32> = vec![0; n + config.boot_minutes + 1];
     let mut target = initial;
     let (mut cost, mut met, mut unserved, mut slack_sum, mut slack_n) = (0.0, 0usize, 0.0, 0.0, 0usize);
-    let (mut actions, mut flaps) = (0u32, 0u32);
+    let (mut actions, mut flaps, mut denied) = (0u32, 0u32, 0u32);
     let mut last_moves: Vec<(usize, i8)> = Vec::new();
     let mut evicted_last = 0u32;
     let mut eviction_carry = 0.0;
@@ -168,6 +231,10 @@ pub fn run(
         let total = (s + r).min(config.max_total);
         s = total.saturating_sub(r);
         r = total - s;
+        if (s, r) != target && !guard(t, target, (s, r), &obs) {
+            denied += 1;
+            (s, r) = target;
+        }
         if (s, r) != target {
             actions += 1;
             let dir = ((s + r) as i64 - (target.0 + target.1) as i64).signum() as i8;
@@ -233,6 +300,7 @@ pub fn run(
         actions,
         flaps,
         mean_slack_pct: if slack_n > 0 { 100.0 * slack_sum / slack_n as f64 } else { 0.0 },
+        denied,
         serving,
         evictions,
     }
@@ -260,8 +328,34 @@ mod tests {
         (0..600).map(|t| 50.0 + 40.0 * ((t as f64) / 90.0).sin().abs() + if t % 97 == 0 { 120.0 } else { 0.0 }).collect()
     }
 
+    fn rules(max_total: u32) -> fleetpilot_guardrails::Policy {
+        fleetpilot_guardrails::Policy {
+            max_spot: max_total,
+            max_regular: max_total,
+            max_step_up: 20,
+            max_step_down: 20,
+            allowed_vm_sizes: Vec::new(),
+            approval_above_delta: None,
+            max_changes_per_hour: 60,
+            ..fleetpilot_guardrails::Policy::default()
+        }
+    }
+
+    /// The guardrails, and a check that every change they allowed is one they would allow.
+    fn guard(max_total: u32) -> impl FnMut(usize, (u32, u32), (u32, u32), &Observation<'_>) -> bool {
+        let mut inner = guardrails(rules(max_total));
+        move |t, from, to, obs| {
+            let allowed = inner(t, from, to, obs);
+            if allowed {
+                let (up, down) = ((to.0 + to.1).saturating_sub(from.0 + from.1), (from.0 + from.1).saturating_sub(to.0 + to.1));
+                assert!(to.0 + to.1 <= max_total && to.1 >= 1 && up <= 20 && down <= 20, "{from:?} -> {to:?}");
+            }
+            allowed
+        }
+    }
+
     #[test]
-    fn every_policy_stays_within_the_bounds_and_the_runs_are_repeatable() {
+    fn every_policy_stays_within_the_guardrails_and_the_runs_are_repeatable() {
         let d = demand();
         let weather = Weather::draw(d.len(), 1, 0.025, 200, 0.05);
         assert!(weather.available.iter().any(|a| !a), "the test weather has a storm");
@@ -274,12 +368,13 @@ mod tests {
             Box::new(SpotHedge),
         ];
         for p in &mut policies {
-            let a = run(p.as_mut(), &d, &weather, &c, (5, 1), 5);
+            let a = run(p.as_mut(), &d, &weather, &c, (5, 1), 5, &mut guard(c.max_total));
             assert!(a.serving.iter().all(|s| *s <= c.max_total), "{} went past the maximum", a.policy);
             assert!(a.cost_usd > 0.0 && (0.0..=100.0).contains(&a.sla_met_pct));
         }
-        let first = run(&mut Fleetpilot::default(), &d, &weather, &c, (5, 1), 5);
-        let again = run(&mut Fleetpilot::default(), &d, &weather, &c, (5, 1), 5);
+        let first = run(&mut Fleetpilot::default(), &d, &weather, &c, (5, 1), 5, &mut guard(c.max_total));
+        let again = run(&mut Fleetpilot::default(), &d, &weather, &c, (5, 1), 5, &mut guard(c.max_total));
+        assert_eq!(first.flaps, 0, "the guardrails refuse reversals within the window");
         assert_eq!(first, again);
         let (oracle, _) = crate::oracle::oracle(&d, &weather, &c);
         assert!(oracle <= first.cost_usd, "the oracle is a lower bound: {oracle} vs {}", first.cost_usd);
