@@ -48,22 +48,6 @@ pub fn model(demand: &[f64]) -> SimConfig {
     }
 }
 
-/// The guardrails every policy runs under: fleetpilot's defaults, sized for the model (bounds
-/// to its maximum, steps of 20 VMs, 60 changes an hour; autonomous, so no approvals).
-fn rules(config: &SimConfig) -> fleetpilot_guardrails::Policy {
-    fleetpilot_guardrails::Policy {
-        min_regular: config.min_regular,
-        max_spot: config.max_total,
-        max_regular: config.max_total,
-        max_step_up: 20,
-        max_step_down: 20,
-        allowed_vm_sizes: Vec::new(),
-        approval_above_delta: None,
-        max_changes_per_hour: 60,
-        ..fleetpilot_guardrails::Policy::default()
-    }
-}
-
 /// Named series of serving VMs per minute, for the plot.
 type Series = Vec<(String, Vec<u32>)>;
 
@@ -97,7 +81,7 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> R
             _ => Box::new(SpotHedge),
         };
         let start = if policy_name == "static-peak" { policy.decide(&first_observation(&config)) } else { initial };
-        let mut guard = sim::guardrails(rules(&config));
+        let mut guard = sim::guardrails(sim::eval_rules(&config));
         let outcome: Outcome = sim::run(policy.as_mut(), demand, &weather, &config, start, 5, &mut guard);
         series.push((policy_name.to_string(), outcome.serving.clone()));
         rows.push(json!({

@@ -136,6 +136,19 @@ fn last_value(history: &[f64], step: u32, horizon: usize, level: f64, note: &str
     }
 }
 
+fn ets(y: &[f64], step: u32, horizon: usize, level: f64, note: String) -> Option<DemandForecast> {
+    let f = AutoETS::non_seasonal().fit(y).and_then(|fit| fit.predict(horizon, level)).ok()?;
+    Some(DemandForecast {
+        model: "ets".into(),
+        seasonality_minutes: None,
+        step_minutes: step,
+        history_points: y.len(),
+        level,
+        points: points(&f, step),
+        note,
+    })
+}
+
 /// Forecast `horizon` steps of a series sampled every `step_minutes` (oldest first), with
 /// prediction intervals at `level` (0.5–0.99).
 pub fn forecast(history: &[f64], step_minutes: u32, horizon: usize, level: f64) -> DemandForecast {
@@ -184,35 +197,14 @@ pub fn forecast(history: &[f64], step_minutes: u32, horizon: usize, level: f64) 
                 };
             }
             Err(e) => {
-                let fallback = AutoETS::non_seasonal().fit(&y).and_then(|fit| fit.predict(horizon, level));
-                if let Ok(f) = fallback {
-                    return DemandForecast {
-                        model: "ets".into(),
-                        seasonality_minutes: None,
-                        step_minutes: step,
-                        history_points: y.len(),
-                        level,
-                        points: points(&f, step),
-                        note: format!("the seasonal model failed ({e}); trend and level only"),
-                    };
+                if let Some(f) = ets(&y, step, horizon, level, format!("the seasonal model failed ({e}); trend and level only")) {
+                    return f;
                 }
             }
         }
     }
-    match AutoETS::non_seasonal().fit(&y).and_then(|fit| fit.predict(horizon, level)) {
-        Ok(f) => DemandForecast {
-            model: "ets".into(),
-            seasonality_minutes: None,
-            step_minutes: step,
-            history_points: y.len(),
-            level,
-            points: points(&f, step),
-            note: "not enough history for a season: trend and level only".into(),
-        },
-        Err(e) => {
-            last_value(&y, step, horizon, level, &format!("the models failed ({e}): the last value, with the recent spread"))
-        }
-    }
+    ets(&y, step, horizon, level, "not enough history for a season: trend and level only".into())
+        .unwrap_or_else(|| last_value(&y, step, horizon, level, "the models failed: the last value, with the recent spread"))
 }
 
 #[cfg(test)]

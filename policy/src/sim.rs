@@ -134,6 +134,22 @@ pub struct Outcome {
 /// what the fleet looks like.
 pub type Guard<'a> = dyn FnMut(usize, (u32, u32), (u32, u32), &Observation<'_>) -> bool + 'a;
 
+/// The guardrails policies are evaluated under: fleetpilot's defaults sized for the model
+/// (bounds to its maximum, steps of 20 VMs, 60 changes an hour; autonomous, so no approvals).
+pub fn eval_rules(config: &SimConfig) -> fleetpilot_guardrails::Policy {
+    fleetpilot_guardrails::Policy {
+        min_regular: config.min_regular,
+        max_spot: config.max_total,
+        max_regular: config.max_total,
+        max_step_up: 20,
+        max_step_down: 20,
+        allowed_vm_sizes: Vec::new(),
+        approval_above_delta: None,
+        max_changes_per_hour: 60,
+        ..fleetpilot_guardrails::Policy::default()
+    }
+}
+
 /// A guard that allows everything (the bounds of [`SimConfig`] still hold).
 pub fn unguarded() -> impl FnMut(usize, (u32, u32), (u32, u32), &Observation<'_>) -> bool {
     |_, _, _, _| true
@@ -328,22 +344,9 @@ mod tests {
         (0..600).map(|t| 50.0 + 40.0 * ((t as f64) / 90.0).sin().abs() + if t % 97 == 0 { 120.0 } else { 0.0 }).collect()
     }
 
-    fn rules(max_total: u32) -> fleetpilot_guardrails::Policy {
-        fleetpilot_guardrails::Policy {
-            max_spot: max_total,
-            max_regular: max_total,
-            max_step_up: 20,
-            max_step_down: 20,
-            allowed_vm_sizes: Vec::new(),
-            approval_above_delta: None,
-            max_changes_per_hour: 60,
-            ..fleetpilot_guardrails::Policy::default()
-        }
-    }
-
     /// The guardrails, and a check that every change they allowed is one they would allow.
     fn guard(max_total: u32) -> impl FnMut(usize, (u32, u32), (u32, u32), &Observation<'_>) -> bool {
-        let mut inner = guardrails(rules(max_total));
+        let mut inner = guardrails(eval_rules(&config()));
         move |t, from, to, obs| {
             let allowed = inner(t, from, to, obs);
             if allowed {

@@ -43,14 +43,14 @@ async fn post(base: &str, token: &str, body: &Value) -> Result<(u16, Value)> {
     Ok((status, response.json().await.unwrap_or(Value::Null)))
 }
 
-async fn surge(emulator: &str, multiplier: f64) -> Result<()> {
-    reqwest::Client::new()
-        .post(format!("{emulator}/_emulator/faults"))
-        .json(&json!({"demand_multiplier": multiplier}))
-        .send()
-        .await?
-        .error_for_status()?;
+/// POST a control to the emulator (`faults`, `alerts/webhook`).
+async fn control(emulator: &str, path: &str, body: Value) -> Result<()> {
+    reqwest::Client::new().post(format!("{emulator}/_emulator/{path}")).json(&body).send().await?.error_for_status()?;
     Ok(())
+}
+
+async fn surge(emulator: &str, multiplier: f64) -> Result<()> {
+    control(emulator, "faults", json!({"demand_multiplier": multiplier})).await
 }
 
 /// Wait until a run has finished.
@@ -84,12 +84,7 @@ async fn alerts_start_planner_runs_that_scale_the_fleet() -> Result<()> {
     let server = Server::start(bin(), &["--config", &config]).await?;
     let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base))).await?;
     // Only the alerts this test posts: the emulator's own rules notify nobody.
-    reqwest::Client::new()
-        .post(format!("{}/_emulator/alerts/webhook", server.emulator))
-        .json(&json!({"url": ""}))
-        .send()
-        .await?
-        .error_for_status()?;
+    control(&server.emulator, "alerts/webhook", json!({"url": ""})).await?;
     // Demand rises sixfold: CPU climbs well above the 70 % band.
     surge(&server.emulator, 6.0).await?;
     advance(&server.emulator, 900).await?;
@@ -231,19 +226,9 @@ async fn alerts_for_a_busy_fleet_queue_one_run_and_coalesce_into_it() -> Result<
     let config = config(&dir)?;
     let server = Server::start(bin(), &["--config", &config]).await?;
     let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base))).await?;
-    reqwest::Client::new()
-        .post(format!("{}/_emulator/alerts/webhook", server.emulator))
-        .json(&json!({"url": ""}))
-        .send()
-        .await?
-        .error_for_status()?;
+    control(&server.emulator, "alerts/webhook", json!({"url": ""})).await?;
     // Azure is slow today: every call takes 50 ms, so the first run is still going.
-    reqwest::Client::new()
-        .post(format!("{}/_emulator/faults", server.emulator))
-        .json(&json!({"latency_ms": 50}))
-        .send()
-        .await?
-        .error_for_status()?;
+    control(&server.emulator, "faults", json!({"latency_ms": 50})).await?;
     let mut acks = Vec::new();
     for i in 0..4 {
         let (status, ack) = post(&server.base, TOKEN, &fired(&format!("c{i}"), "2026-01-01T00:00:00Z", "")?).await?;
