@@ -118,6 +118,8 @@ pub struct AgentContext {
     pub default_fleet: String,
     /// Apply allowed proposals without asking.
     pub auto_apply: bool,
+    /// A remote fleetpilot MCP endpoint for the tools, instead of the in-process server.
+    pub tools_url: Option<String>,
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -172,7 +174,22 @@ impl AgentContext {
         };
         run.model = model.name();
         let _ = store.save_run(run);
-        let client = match connect(self.service.clone(), &format!("agent-{}", run.id)).await {
+        let name = format!("agent-{}", run.id);
+        // In process by default; a remote fleetpilot when configured (same tools, its own audit).
+        let connected: Result<(rmcp::service::Peer<RoleClient>, Box<dyn std::any::Any + Send>)> = match &self.tools_url {
+            None => connect(self.service.clone(), &name)
+                .await
+                .map(|c| (c.peer().clone(), Box::new(c) as Box<dyn std::any::Any + Send>)),
+            Some(url) => {
+                let info =
+                    ClientConfig::new(ClientCapabilities::default(), Implementation::new(&name, env!("CARGO_PKG_VERSION")));
+                info.serve(rmcp::transport::StreamableHttpClientTransport::from_uri(url.clone()))
+                    .await
+                    .with_context(|| format!("cannot reach the agent's tools at {url}"))
+                    .map(|c| (c.peer().clone(), Box::new(c) as Box<dyn std::any::Any + Send>))
+            }
+        };
+        let (peer, _connection) = match connected {
             Ok(c) => c,
             Err(e) => {
                 run.status = "tools_failed".into();
@@ -182,10 +199,9 @@ impl AgentContext {
                 return;
             }
         };
-        let tools = runner::tool_specs(client.peer()).await.unwrap_or_default();
+        let tools = runner::tool_specs(&peer).await.unwrap_or_default();
         let conversation = vec![Message::text(Role::System, system), Message::text(Role::User, task)];
-        let result = runner::run(model.as_ref(), client.peer(), &tools, conversation, self.budgets, &|_| {}).await;
-        let _ = client.cancel().await;
+        let result = runner::run(model.as_ref(), &peer, &tools, conversation, self.budgets, &|_| {}).await;
         run.status = serde_json::to_value(result.ending).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         run.answer = result.answer.clone();
         run.proposals = proposals_of(&result.transcript);

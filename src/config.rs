@@ -94,6 +94,9 @@ pub struct RawAgent {
     pub max_seconds: Option<u64>,
     /// Apply allowed proposals without asking (autonomous runs); default true.
     pub auto_apply: Option<bool>,
+    /// A fleetpilot MCP endpoint for the agent's tool calls instead of the in-process server
+    /// (e.g. a central fleetpilot that holds the credentials and the audit).
+    pub tools_url: Option<String>,
 }
 
 /// Autonomous runs on Azure Monitor alerts.
@@ -279,6 +282,7 @@ pub struct ModelSettings {
 pub struct AgentSettings {
     pub budgets: fleetpilot_agent::runner::Budgets,
     pub auto_apply: bool,
+    pub tools_url: Option<String>,
 }
 
 fn model_settings(raw: &RawModel) -> Result<ModelSettings> {
@@ -413,6 +417,12 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
             wall_clock: raw.agent.max_seconds.map_or(defaults.wall_clock, std::time::Duration::from_secs),
         },
         auto_apply: raw.agent.auto_apply.unwrap_or(true),
+        tools_url: match raw.agent.tools_url.clone().filter(|u| !u.trim().is_empty()) {
+            Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                bail!("`agent.tools_url` = {u:?} is not an http(s) URL of a fleetpilot MCP endpoint")
+            }
+            other => other,
+        },
     };
     let alerts_token = std::env::var("FLEETPILOT_ALERTS_TOKEN").ok().filter(|t| !t.is_empty()).or(raw.alerts.token.clone());
     if alerts_token.as_ref().is_some_and(|t| t.len() < 16) {

@@ -192,6 +192,7 @@ pub async fn serve(config: Config) -> Result<()> {
         budgets: config.agent.budgets,
         default_fleet: config.alerts_fleet.clone(),
         auto_apply: config.agent.auto_apply,
+        tools_url: config.agent.tools_url.clone(),
     });
     let model_name = agent.model.as_ref().map_or_else(|| "the built-in planner".to_string(), |m| m.name());
     let autonomy = crate::autonomy::Autonomy::new(agent, token.clone());

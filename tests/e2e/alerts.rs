@@ -250,3 +250,35 @@ async fn alerts_for_a_busy_fleet_queue_one_run_and_coalesce_into_it() -> Result<
     server.stop().await;
     Ok(())
 }
+
+/// `[agent] tools_url`: the agent of one fleetpilot works through another's tools (and audit).
+#[tokio::test]
+async fn the_agent_can_use_a_remote_fleetpilots_tools() -> Result<()> {
+    let dir = TempDir::new("alerts-remote")?;
+    let remote_config = config(&dir)?;
+    let remote = Server::start(bin(), &["--config", &remote_config]).await?;
+    control(&remote.emulator, "alerts/webhook", json!({"url": ""})).await?;
+    surge(&remote.emulator, 6.0).await?;
+    advance(&remote.emulator, 900).await?;
+    let local_config = dir.path().join("local.toml");
+    std::fs::write(&local_config, format!("[alerts]\ntoken = \"{TOKEN}\"\n\n[agent]\ntools_url = \"{}/mcp\"\n", remote.base))?;
+    let local = Server::start(bin(), &["--config", &local_config.to_string_lossy()]).await?;
+    control(&local.emulator, "alerts/webhook", json!({"url": ""})).await?;
+    let (status, ack) = post(&local.base, TOKEN, &fired("r1", "2026-01-01T00:00:00Z", "")?).await?;
+    assert_eq!(status, 202, "{ack}");
+    let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", local.base))).await?;
+    let run = finished(&client, ack["run_id"].as_str().context("id")?).await?;
+    assert_eq!(run["status"], "answered", "{run}");
+    let remote_client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", remote.base))).await?;
+    let proposals = call(&remote_client, "list_proposals", json!({})).await?;
+    let first = &structured(&proposals)["proposals"][0];
+    // Over HTTP the remote server knows the agent as an HTTP caller (its role, its audit).
+    assert!(first["requested_by"].as_str().unwrap_or("").starts_with("mcp-http:"), "{first}");
+    assert!(first["reason"].as_str().unwrap_or("").contains("Trigger: alert ml-scaling-trigger Fired"), "{first}");
+    assert_eq!(first["status"], "applied", "{first}");
+    client.cancel().await?;
+    remote_client.cancel().await?;
+    local.stop().await;
+    remote.stop().await;
+    Ok(())
+}
