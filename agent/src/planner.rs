@@ -94,11 +94,33 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f6
     let predicted = growth
         .filter(|g| g.is_finite() && *g > 1.0)
         .map(|g| (f64::from(base) * cpu * g / config.target_utilization).ceil() as u32);
+    let p = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_u64).map(|x| x as u32);
+    // Spot the fleet is not delivering: evicted and not replaced (the pool is dry), or
+    // deallocated. Compute Fleet does not backfill with regular VMs; the planner does.
+    let delivering = n(fleet, "/spot/running") + n(fleet, "/spot/creating");
+    let shortfall = spot.saturating_sub(delivering);
+    let max_regular_policy = p("max_regular").unwrap_or(u32::MAX);
+    if shortfall > 0 && cpu >= config.scale_in_below && regular < max_regular_policy {
+        let step = p("max_step_up").unwrap_or(u32::MAX).min(p("approval_above_delta").map_or(u32::MAX, |a| a.max(1)));
+        let add = shortfall.min(step).min(max_regular_policy - regular);
+        return Decision::Scale {
+            spot,
+            regular: regular + add,
+            why: format!(
+                "{shortfall} of the fleet's {spot} spot VMs are not serving (evicted and not replaced, or deallocated) while CPU is {cpu:.1} %; backfilling with {add} regular VMs (regular {regular}→{}) until spot returns",
+                regular + add
+            ),
+        };
+    }
+    if shortfall > 0 {
+        return Decision::Hold(format!(
+            "{shortfall} of the fleet's {spot} spot VMs are not serving and CPU is {cpu:.1} % on the {serving} that are; no scale-in while spot is short"
+        ));
+    }
     let in_band = (config.scale_in_below..=config.scale_out_above).contains(&cpu);
     if in_band && predicted.is_none_or(|p| p <= total) {
         return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, inside the {band} band"));
     }
-    let p = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_u64).map(|x| x as u32);
     let pf = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_f64);
     // The policy's minimum, and the fleet's own minCapacity (Azure refuses anything below it).
     let (min_spot, max_spot) =
@@ -135,14 +157,18 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f6
             "CPU is {cpu:.1} % on {serving} running VMs, but the fleet is at the bound of what the policy allows ({total} VMs)"
         ));
     }
-    // Spot moves first; regular stays at its floor or where it is.
-    let mut new_regular = regular.clamp(min_regular, max_regular);
-    let new_spot = target_total.saturating_sub(new_regular).clamp(min_spot, max_spot);
-    if new_spot + new_regular < target_total {
-        new_regular = (target_total - new_spot).clamp(min_regular, max_regular);
-    } else if new_spot + new_regular > target_total && new_spot == min_spot {
-        new_regular = target_total.saturating_sub(new_spot).clamp(min_regular, max_regular);
-    }
+    // Scale-out adds spot (regular only past spot's maximum); scale-in releases regular above
+    // its floor first (it costs several times spot: this is also how a backfill is released
+    // once spot serves again), then spot.
+    let (new_spot, new_regular) = if target_total > total {
+        let new_spot = (target_total.saturating_sub(regular)).clamp(min_spot, max_spot);
+        (new_spot, target_total.saturating_sub(new_spot).clamp(min_regular, max_regular))
+    } else {
+        let cut = total - target_total;
+        let new_regular = regular.saturating_sub(cut).clamp(min_regular, max_regular);
+        let left = cut.saturating_sub(regular - new_regular.min(regular));
+        (spot.saturating_sub(left).clamp(min_spot, max_spot), new_regular)
+    };
     let direction = if target_total > total { "out" } else { "in" };
     let forecast = match (predicted, growth) {
         (Some(p), Some(g)) if p > reactive => {
@@ -337,23 +363,41 @@ mod tests {
     }
 
     #[test]
-    fn scales_in_spot_first_and_keeps_the_regular_floor() {
-        // 30 VMs at 20 % want 10; the step (8) allows 22.
+    fn scales_in_regular_above_its_floor_first_then_spot() {
+        // 30 VMs at 20 % want 10; the step (8) allows 22: regular goes first, to its floor.
         let Decision::Scale { spot, regular, .. } = decide(&fleet(20, 10), &policy(), Some(20.0), None, &config()) else {
             panic!()
         };
-        assert_eq!((spot, regular), (12, 10));
-        // Spot already at zero: regular goes, down to its floor.
-        let Decision::Scale { spot, regular, .. } = decide(&fleet(0, 6), &policy(), Some(5.0), None, &config()) else { panic!() };
-        assert_eq!((spot, regular), (0, 1));
+        assert_eq!((spot, regular), (20, 2));
+        // Regular at its floor: spot goes.
+        let Decision::Scale { spot, regular, .. } = decide(&fleet(20, 1), &policy(), Some(10.0), None, &config()) else {
+            panic!()
+        };
+        assert_eq!((spot, regular), (12, 1), "21 → 13 VMs, all from spot");
     }
 
     #[test]
     fn never_goes_below_the_fleets_own_min_capacity() {
-        let mut f = fleet(3, 10);
+        let mut f = fleet(3, 1);
         f["spot"]["min_capacity"] = json!(2);
         let Decision::Scale { spot, regular, .. } = decide(&f, &policy(), Some(5.0), None, &config()) else { panic!() };
-        assert_eq!((spot, regular), (2, 3), "spot stops at the fleet's minCapacity; regular takes the rest of the step");
+        assert_eq!((spot, regular), (2, 1), "spot stops at the fleet's minCapacity");
+    }
+
+    #[test]
+    fn backfills_spot_that_is_not_serving_with_regular() {
+        // An eviction storm: 12 of 20 spot VMs gone and not replaced.
+        let mut f = fleet(20, 10);
+        f["spot"]["running"] = json!(8);
+        let Decision::Scale { spot, regular, why } = decide(&f, &policy(), Some(80.0), None, &config()) else { panic!() };
+        assert_eq!((spot, regular), (20, 18), "regular +8 (the approval cap), spot target kept");
+        assert!(why.contains("backfilling"), "{why}");
+        // Spot booting again counts as delivering: no backfill.
+        f["spot"]["creating"] = json!(12);
+        assert!(!matches!(decide(&f, &policy(), Some(55.0), None, &config()), Decision::Scale { .. }));
+        // Low CPU while spot is short: hold, never release the regular VMs that serve.
+        f["spot"]["creating"] = json!(0);
+        assert!(matches!(decide(&f, &policy(), Some(20.0), None, &config()), Decision::Hold(_)));
     }
 
     #[test]

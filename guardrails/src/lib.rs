@@ -375,19 +375,24 @@ fn scale_in_rules(
             Some(t.age_secs),
         )),
         Some(t) => {
-            // Azure Monitor's check: the load now, spread over the smaller fleet.
+            // Azure Monitor's check: the load now, spread over the VMs that will serve after
+            // the scale-in (target capacity that is not serving now — deallocated or booting
+            // VMs — is not counted as serving after it either).
             let serving = observed.spot.running + observed.regular.running;
             let base = if serving > 0 { serving } else { from_total };
+            let not_serving = from_total.saturating_sub(base);
+            let serving_after = to_total.saturating_sub(not_serving);
             if let Some(util) = t.utilization_percent
                 && to_total > 0
             {
-                let projected = util * f64::from(base) / f64::from(to_total);
+                let projected =
+                    if serving_after == 0 { f64::INFINITY } else { util * f64::from(base) / f64::from(serving_after) };
                 if projected >= policy.scale_out_utilization_percent {
                     out.push(rule(
                         "anti_flapping",
                         Decision::Deny,
                         format!(
-                            "utilization is {util:.0} % on {base} VMs; on {to_total} it would be {projected:.0} %, at or above the scale-out threshold of {:.0} %",
+                            "utilization is {util:.0} % on {base} serving VMs; on the {serving_after} left serving it would be {projected:.0} %, at or above the scale-out threshold of {:.0} %",
                             policy.scale_out_utilization_percent
                         ),
                         Some(policy.scale_out_utilization_percent),

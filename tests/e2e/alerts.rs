@@ -282,3 +282,30 @@ async fn the_agent_can_use_a_remote_fleetpilots_tools() -> Result<()> {
     remote.stop().await;
     Ok(())
 }
+
+/// An eviction storm deallocates spot VMs (the reference fleet's eviction policy): they count
+/// towards the target but serve nothing. The planner backfills with regular VMs.
+#[tokio::test]
+async fn an_eviction_storm_is_backfilled_with_regular_vms() -> Result<()> {
+    let dir = TempDir::new("alerts-storm")?;
+    let config = config(&dir)?;
+    let server = Server::start(bin(), &["--config", &config]).await?;
+    control(&server.emulator, "alerts/webhook", json!({"url": ""})).await?;
+    control(&server.emulator, "faults", json!({"eviction_multiplier": 20000.0, "demand_multiplier": 4.0})).await?;
+    advance(&server.emulator, 600).await?;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base))).await?;
+    let fleet = call(&client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
+    let before = structured(&fleet).clone();
+    assert!(before["spot"]["deallocated"].as_u64().unwrap_or(0) >= 5, "the storm deallocated spot VMs: {}", before["spot"]);
+    let (status, ack) = post(&server.base, TOKEN, &fired("s1", "2026-01-01T00:00:00Z", "")?).await?;
+    assert_eq!(status, 202, "{ack}");
+    let run = finished(&client, ack["run_id"].as_str().context("id")?).await?;
+    assert!(run["answer"].as_str().unwrap_or("").contains("backfilling"), "{}", run["answer"]);
+    let after = call(&client, "read_fleet", json!({"fleet": "cf-ml-scaling"})).await?;
+    let after = structured(&after);
+    assert!(after["regular"]["capacity"].as_u64() > before["regular"]["capacity"].as_u64(), "regular grew: {}", after["regular"]);
+    assert_eq!(after["spot"]["capacity"], before["spot"]["capacity"], "the spot target is kept for when spot returns");
+    client.cancel().await?;
+    server.stop().await;
+    Ok(())
+}
