@@ -112,11 +112,6 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f6
             ),
         };
     }
-    if shortfall > 0 {
-        return Decision::Hold(format!(
-            "{shortfall} of the fleet's {spot} spot VMs are not serving and CPU is {cpu:.1} % on the {serving} that are; no scale-in while spot is short"
-        ));
-    }
     let in_band = (config.scale_in_below..=config.scale_out_above).contains(&cpu);
     if in_band && predicted.is_none_or(|p| p <= total) {
         return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, inside the {band} band"));
@@ -139,11 +134,11 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f6
             None => limit,
         }
     };
-    let wanted = reactive.max(predicted.unwrap_or(0));
-    if cpu < config.scale_in_below && wanted >= total {
-        return Decision::Hold(format!(
-            "CPU is {cpu:.1} % on {serving} running VMs, but the forecast expects the demand that needs the {total} VMs there are"
-        ));
+    // The forecast only adds capacity ahead of demand: below the band it is not consulted
+    // (a forecast trained on yesterday's level must not hold a fleet up after demand fell).
+    let wanted = if cpu < config.scale_in_below { reactive } else { reactive.max(predicted.unwrap_or(0)) };
+    if wanted >= total && cpu < config.scale_in_below {
+        return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, but the fleet is at its floor"));
     }
     let (lo, hi) = (min_spot + min_regular, max_spot.saturating_add(max_regular));
     let mut target_total = wanted.clamp(lo, hi);
@@ -163,6 +158,13 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f6
     let (new_spot, new_regular) = if target_total > total {
         let new_spot = (target_total.saturating_sub(regular)).clamp(min_spot, max_spot);
         (new_spot, target_total.saturating_sub(new_spot).clamp(min_regular, max_regular))
+    } else if shortfall > 0 {
+        // Spot is short: the cut goes to spot first (the executor deletes the VMs that serve
+        // nothing — deallocated, then booting — first), and the regular VMs that serve stay.
+        let cut = total - target_total;
+        let new_spot = spot.saturating_sub(cut).clamp(min_spot, max_spot);
+        let left = cut.saturating_sub(spot - new_spot.min(spot));
+        (new_spot, regular.saturating_sub(left).clamp(min_regular, max_regular))
     } else {
         let cut = total - target_total;
         let new_regular = regular.saturating_sub(cut).clamp(min_regular, max_regular);
@@ -171,7 +173,7 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f6
     };
     let direction = if target_total > total { "out" } else { "in" };
     let forecast = match (predicted, growth) {
-        (Some(p), Some(g)) if p > reactive => {
+        (Some(p), Some(g)) if p > reactive && cpu >= config.scale_in_below => {
             format!("; demand is forecast to grow up to {:.0} % in the next minutes, which needs {p} VMs", (g - 1.0) * 100.0)
         }
         _ => String::new(),
@@ -395,9 +397,11 @@ mod tests {
         // Spot booting again counts as delivering: no backfill.
         f["spot"]["creating"] = json!(12);
         assert!(!matches!(decide(&f, &policy(), Some(55.0), None, &config()), Decision::Scale { .. }));
-        // Low CPU while spot is short: hold, never release the regular VMs that serve.
+        // Low CPU while spot is short: the cut goes to spot (the VMs serving nothing), never
+        // to the regular VMs that serve.
         f["spot"]["creating"] = json!(0);
-        assert!(matches!(decide(&f, &policy(), Some(20.0), None, &config()), Decision::Hold(_)));
+        let Decision::Scale { spot, regular, .. } = decide(&f, &policy(), Some(20.0), None, &config()) else { panic!() };
+        assert_eq!((spot, regular), (12, 10));
     }
 
     #[test]
@@ -408,9 +412,13 @@ mod tests {
         };
         assert_eq!((spot, regular), (28, 10));
         assert!(why.contains("forecast to grow up to 50 %"), "{why}");
-        // A forecast of falling demand changes nothing; low CPU with a rise coming holds.
+        // A forecast of falling demand changes nothing; below the band the forecast is not
+        // consulted at all: the scale-in is the reactive one, with or without a forecast.
         assert!(matches!(decide(&fleet(20, 10), &policy(), Some(60.0), Some(0.5), &config()), Decision::Hold(_)));
-        assert!(matches!(decide(&fleet(20, 10), &policy(), Some(30.0), Some(2.0), &config()), Decision::Hold(_)));
+        assert_eq!(
+            decide(&fleet(20, 10), &policy(), Some(30.0), Some(2.0), &config()),
+            decide(&fleet(20, 10), &policy(), Some(30.0), None, &config())
+        );
     }
 
     #[test]
