@@ -128,8 +128,39 @@ impl std::fmt::Debug for AgentContext {
     }
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+}
+
+/// A queued run.
+pub fn new_run(kind: &str, fleet: &str, trigger: Value) -> RunRecord {
+    RunRecord {
+        id: format!("run-{}", uuid::Uuid::new_v4().simple()),
+        kind: kind.into(),
+        fleet: fleet.into(),
+        status: "queued".into(),
+        trigger,
+        model: String::new(),
+        created_at: now(),
+        started_at: None,
+        finished_at: None,
+        answer: String::new(),
+        proposals: Vec::new(),
+        tool_calls: 0,
+        tokens: 0,
+        transcript: String::new(),
+    }
+}
+
+/// Record how a run went: its ending, account, proposals, counts and transcript.
+pub fn finish_run(run: &mut RunRecord, result: &runner::RunResult) {
+    run.status = result.ending.as_str().into();
+    run.answer = result.answer.clone();
+    run.proposals = proposals_of(&result.transcript);
+    run.tool_calls = result.tool_calls;
+    run.tokens = result.usage.total();
+    run.transcript = result.transcript_jsonl();
+    run.finished_at = Some(now());
 }
 
 /// Proposal ids a transcript made.
@@ -202,13 +233,7 @@ impl AgentContext {
         let tools = runner::tool_specs(&peer).await.unwrap_or_default();
         let conversation = vec![Message::text(Role::System, system), Message::text(Role::User, task)];
         let result = runner::run(model.as_ref(), &peer, &tools, conversation, self.budgets, &|_| {}).await;
-        run.status = serde_json::to_value(result.ending).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        run.answer = result.answer.clone();
-        run.proposals = proposals_of(&result.transcript);
-        run.tool_calls = result.tool_calls;
-        run.tokens = result.usage.total();
-        run.transcript = result.transcript_jsonl();
-        run.finished_at = Some(now());
+        finish_run(run, &result);
         if let Err(e) = store.save_run(run) {
             tracing::error!(error = %e, run = %run.id, "cannot record the run");
         }
@@ -310,26 +335,11 @@ impl Autonomy {
             }
             return Ok(Ack { status: "coalesced", run_id: queued, fleet });
         }
-        let run_id = format!("run-{}", uuid::Uuid::new_v4().simple());
+        let run = new_run("alert", &fleet, json!({ "alerts": [alert] }));
+        let run_id = run.id.clone();
         if !store.record_alert(&alert.dedup_key(), &run_id)? {
             return Ok(Ack { status: "duplicate", run_id: String::new(), fleet });
         }
-        let run = RunRecord {
-            id: run_id.clone(),
-            kind: "alert".into(),
-            fleet: fleet.clone(),
-            status: "queued".into(),
-            trigger: json!({ "alerts": [alert] }),
-            model: String::new(),
-            created_at: now(),
-            started_at: None,
-            finished_at: None,
-            answer: String::new(),
-            proposals: Vec::new(),
-            tool_calls: 0,
-            tokens: 0,
-            transcript: String::new(),
-        };
         store.save_run(&run)?;
         if slot.running {
             slot.queued = Some(run_id.clone());

@@ -201,28 +201,16 @@ pub async fn run(config: Config, options: ChatOptions) -> Result<()> {
                 Arc::new(Planner::new(planner))
             }
         };
+        let mut record = crate::autonomy::new_run("chat", &options.fleet, json!({"message": line, "user": user}));
+        record.status = "running".into();
+        record.started_at = Some(crate::autonomy::now());
+        record.model = model.name();
         print!("agent> ");
         let result = runner::run(model.as_ref(), &peer, &tools, conversation.clone(), config.agent.budgets, &show).await;
         println!();
         conversation = result.conversation.clone();
         if let Some(store) = &store {
-            let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-            let record = fleetpilot_infra::RunRecord {
-                id: format!("run-{}", uuid::Uuid::new_v4().simple()),
-                kind: "chat".into(),
-                fleet: options.fleet.clone(),
-                status: serde_json::to_value(result.ending).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-                trigger: json!({"message": line, "user": user}),
-                model: model.name(),
-                created_at: now.clone(),
-                started_at: Some(now.clone()),
-                finished_at: Some(now),
-                answer: result.answer.clone(),
-                proposals: Vec::new(),
-                tool_calls: result.tool_calls,
-                tokens: result.usage.total(),
-                transcript: result.transcript_jsonl(),
-            };
+            crate::autonomy::finish_run(&mut record, &result);
             let _ = store.save_run(&record);
         }
         // Proposals the agent made are put to the person.

@@ -45,6 +45,18 @@ pub enum Ending {
     ToolsFailed,
 }
 
+impl Ending {
+    /// The snake_case name, as recorded.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Answered => "answered",
+            Ending::BudgetExhausted => "budget_exhausted",
+            Ending::ModelFailed => "model_failed",
+            Ending::ToolsFailed => "tools_failed",
+        }
+    }
+}
+
 /// One line of a transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -22,6 +22,22 @@ pub struct ScaleTarget {
     pub vm_sizes: Option<Vec<String>>,
 }
 
+impl ScaleTarget {
+    /// Whether the sizes asked for (if any) are `sizes`, in order, ignoring case as Azure does.
+    pub fn sizes_match(&self, sizes: &[String]) -> bool {
+        self.vm_sizes
+            .as_ref()
+            .is_none_or(|want| want.len() == sizes.len() && want.iter().zip(sizes).all(|(a, b)| a.eq_ignore_ascii_case(b)))
+    }
+
+    /// Whether `state` already has the capacities and sizes asked for.
+    pub fn is_met_by(&self, state: &crate::FleetState) -> bool {
+        self.spot_capacity.is_none_or(|c| c == state.spot.capacity)
+            && self.regular_capacity.is_none_or(|c| c == state.regular.capacity)
+            && self.sizes_match(&state.vm_sizes)
+    }
+}
+
 /// The guardrails' decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

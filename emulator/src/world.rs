@@ -287,6 +287,27 @@ const MAX_LEDGER: usize = 1_008_000;
 
 const MAX_EVENTS: usize = 10_000;
 
+/// The ledger's rows of `minute` (the newest ones).
+fn rows_of(ledger: &[crate::services::LedgerRow], minute: OffsetDateTime) -> Vec<&crate::services::LedgerRow> {
+    ledger.iter().rev().take_while(|r| r.minute == minute).collect()
+}
+
+/// Requests served and capacity of some ledger rows; `None` without rows.
+fn served_and_capacity<'a>(rows: impl IntoIterator<Item = &'a crate::services::LedgerRow>) -> Option<(f64, f64)> {
+    rows.into_iter().fold(None, |acc, r| {
+        let (served, capacity) = acc.unwrap_or((0.0, 0.0));
+        Some((served + r.served, capacity + r.capacity))
+    })
+}
+
+/// Running spot VMs as a percentage of the spot target (the fleet's SpotInstanceUtilization);
+/// `None` without a spot target.
+fn spot_running_percent(fleet: &FleetRecord) -> Option<f64> {
+    let target = f64::from(fleet.spot.as_ref().map_or(0, |s| s.capacity));
+    let running = fleet.vms.iter().filter(|v| v.priority == Priority::Spot && v.state == VmState::Running).count() as f64;
+    (target > 0.0).then(|| 100.0 * running / target)
+}
+
 impl World {
     /// An empty world at `start`.
     pub fn new(config: WorldConfig, prices: PriceTable, start: OffsetDateTime) -> Self {
@@ -343,35 +364,22 @@ impl World {
         if self.alert_rules.is_empty() {
             return;
         }
-        let minute = at - time::Duration::minutes(1);
-        let rows: Vec<&crate::services::LedgerRow> = self.ledger.iter().rev().take_while(|r| r.minute == minute).collect();
+        let rows = rows_of(&self.ledger, at - time::Duration::minutes(1));
         let subscription = self.config.subscription_id.clone();
         let mut rules = std::mem::take(&mut self.alert_rules);
         for rule in &mut rules {
             let scope = rule.scope.to_ascii_lowercase();
             let value = match rule.metric.as_str() {
                 // CPU of what the scope serves: the workspace's services, or one fleet's.
-                "Percentage CPU" | "CpuUtilization" => {
-                    let serving: Vec<&&crate::services::LedgerRow> = rows
-                        .iter()
-                        .filter(|r| {
-                            scope.contains("/workspaces/")
-                                || scope.ends_with(&format!("/fleets/{}", r.fleet.to_ascii_lowercase()))
-                        })
-                        .collect();
-                    let capacity: f64 = serving.iter().map(|r| r.capacity).sum();
-                    (capacity > 0.0).then(|| 100.0 * serving.iter().map(|r| r.served).sum::<f64>() / capacity)
-                }
+                "Percentage CPU" | "CpuUtilization" => served_and_capacity(rows.iter().copied().filter(|r| {
+                    scope.contains("/workspaces/") || scope.ends_with(&format!("/fleets/{}", r.fleet.to_ascii_lowercase()))
+                }))
+                .and_then(|(served, capacity)| (capacity > 0.0).then(|| 100.0 * served / capacity)),
                 "SpotInstanceUtilization" => self
                     .fleets
                     .values()
                     .find(|f| scope.ends_with(&format!("/fleets/{}", f.name.to_ascii_lowercase())))
-                    .and_then(|f| {
-                        let target = f64::from(f.spot.as_ref().map_or(0, |s| s.capacity));
-                        let running =
-                            f.vms.iter().filter(|v| v.priority == Priority::Spot && v.state == VmState::Running).count() as f64;
-                        (target > 0.0).then(|| 100.0 * running / target)
-                    }),
+                    .and_then(spot_running_percent),
                 _ => None,
             };
             if self.faults.telemetry_gap {
@@ -419,11 +427,10 @@ impl World {
         let mut rows: Vec<(&'static str, Vec<(&'static str, V)>)> = Vec::new();
         // This minute's service rows, and each fleet's utilization (served / capacity).
         let minute = at - time::Duration::minutes(1);
-        let this_minute: Vec<&crate::services::LedgerRow> = self.ledger.iter().rev().take_while(|r| r.minute == minute).collect();
+        let this_minute = rows_of(&self.ledger, minute);
         let utilization_of = |fleet: &str| -> Option<f64> {
-            let rows: Vec<&&crate::services::LedgerRow> = this_minute.iter().filter(|r| r.fleet == fleet).collect();
-            let capacity: f64 = rows.iter().map(|r| r.capacity).sum();
-            (!rows.is_empty()).then(|| if capacity > 0.0 { rows.iter().map(|r| r.served).sum::<f64>() / capacity } else { 0.0 })
+            served_and_capacity(this_minute.iter().copied().filter(|r| r.fleet == fleet))
+                .map(|(served, capacity)| if capacity > 0.0 { served / capacity } else { 0.0 })
         };
         let workspace = crate::wire::workspace_id(
             &subscription,
@@ -526,11 +533,7 @@ impl World {
             let metrics = [
                 // Average CPU of the running VMs (Azure's platform metric), when the fleet serves load.
                 ("Percentage CPU", 100.0 * load.unwrap_or(0.0), "Percent"),
-                (
-                    "SpotInstanceUtilization",
-                    if spot_target > 0.0 { 100.0 * running(Priority::Spot) / spot_target } else { 0.0 },
-                    "Percent",
-                ),
+                ("SpotInstanceUtilization", spot_running_percent(fleet).unwrap_or(0.0), "Percent"),
                 ("RunningVMs", running(Priority::Spot) + running(Priority::Regular), "Count"),
                 ("SpotCapacity", spot_target, "Count"),
                 ("RegularCapacity", regular_target, "Count"),

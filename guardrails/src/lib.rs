@@ -143,9 +143,7 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy, ctx: 
     let from_total = observed.spot.capacity + observed.regular.capacity;
     let to_total =
         target.spot_capacity.unwrap_or(observed.spot.capacity) + target.regular_capacity.unwrap_or(observed.regular.capacity);
-    let sizes_change = target.vm_sizes.as_ref().is_some_and(|sizes| {
-        sizes.len() != observed.vm_sizes.len() || sizes.iter().zip(&observed.vm_sizes).any(|(a, b)| !a.eq_ignore_ascii_case(b))
-    });
+    let sizes_change = !target.sizes_match(&observed.vm_sizes);
     let changes_anything = up > 0 || down > 0 || sizes_change;
     let step_limit = |absolute: u32, percent: Option<f64>| match percent {
         Some(p) => absolute.min(((f64::from(from_total) * p / 100.0).floor() as u32).max(1)),

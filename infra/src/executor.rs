@@ -295,11 +295,7 @@ impl Executor {
                 None => continue,
             };
             let observed = self.api.read_fleet(&fleet).await?;
-            let reached = target.spot_capacity.is_none_or(|c| c == observed.spot.capacity)
-                && target.regular_capacity.is_none_or(|c| c == observed.regular.capacity)
-                && target.vm_sizes.as_ref().is_none_or(|s| {
-                    s.len() == observed.vm_sizes.len() && s.iter().zip(&observed.vm_sizes).all(|(a, b)| a.eq_ignore_ascii_case(b))
-                });
+            let reached = target.is_met_by(&observed);
             let (result, outcome, after) = if reached {
                 // The capacity change landed; only deletions of idle surplus may be left.
                 let rest = plan(&observed, &target);
@@ -409,12 +405,7 @@ fn verify(after: &FleetState, proposal: &Proposal, plan: &Plan) -> bool {
             tier.capacity == to && tier.counted() <= to + plan.busy_kept
         }
     };
-    let sizes_ok = match &proposal.target.vm_sizes {
-        None => true,
-        Some(sizes) => {
-            sizes.len() == after.vm_sizes.len() && sizes.iter().zip(&after.vm_sizes).all(|(a, b)| a.eq_ignore_ascii_case(b))
-        }
-    };
+    let sizes_ok = proposal.target.sizes_match(&after.vm_sizes);
     tier_ok(Priority::Spot, proposal.target.spot_capacity)
         && tier_ok(Priority::Regular, proposal.target.regular_capacity)
         && sizes_ok

@@ -220,8 +220,9 @@ pub fn run(
     let n = demand.len();
     let (mut spot_run, mut reg_run) = initial;
     // Booting VMs by the minute they start serving.
-    let mut spot_boot: Vec<u32> = vec![0; n + config.boot_minutes + 1];
-    let mut reg_boot: Vec<u32> = vec![0; n + config.boot_minutes + 1];
+    let lead = config.boot_minutes.max(1);
+    let mut spot_boot: Vec<u32> = vec![0; n + lead + 1];
+    let mut reg_boot: Vec<u32> = vec![0; n + lead + 1];
     let mut target = initial;
     let (mut cost, mut met, mut unserved, mut slack_sum, mut slack_n) = (0.0, 0usize, 0.0, 0.0, 0usize);
     let (mut actions, mut flaps, mut denied) = (0u32, 0u32, 0u32);
@@ -231,7 +232,9 @@ pub fn run(
     let mut serving = Vec::with_capacity(n);
     let mut evictions = Vec::with_capacity(n);
     for t in 0..n {
-        let booting = |b: &[u32]| b[t..].iter().sum::<u32>();
+        // Orders land `boot_minutes` ahead, so nothing boots past this minute's window.
+        let ahead = t + lead + 1;
+        let booting = |b: &[u32]| b[t..ahead].iter().sum::<u32>();
         let obs = Observation {
             t,
             demand_history: &demand[..t],
@@ -276,12 +279,12 @@ pub fn run(
         evicted_last = evicted;
         // Converge to the targets: order what is missing, delete the surplus (booting first).
         let converge = |run: &mut u32, boot: &mut Vec<u32>, want: u32, can_order: bool| {
-            let have = *run + boot[t + 1..].iter().sum::<u32>();
+            let have = *run + boot[t + 1..ahead].iter().sum::<u32>();
             if have < want && can_order {
-                boot[t + config.boot_minutes.max(1)] += want - have;
+                boot[t + lead] += want - have;
             } else if have > want {
                 let mut extra = have - want;
-                for slot in boot[t + 1..].iter_mut().rev() {
+                for slot in boot[t + 1..ahead].iter_mut().rev() {
                     let take = (*slot).min(extra);
                     *slot -= take;
                     extra -= take;
@@ -291,8 +294,8 @@ pub fn run(
         };
         converge(&mut spot_run, &mut spot_boot, target.0, weather.available[t]);
         converge(&mut reg_run, &mut reg_boot, target.1, true);
-        let spot_billed = spot_run + spot_boot[t + 1..].iter().sum::<u32>();
-        let reg_billed = reg_run + reg_boot[t + 1..].iter().sum::<u32>();
+        let spot_billed = spot_run + spot_boot[t + 1..ahead].iter().sum::<u32>();
+        let reg_billed = reg_run + reg_boot[t + 1..ahead].iter().sum::<u32>();
         cost += (f64::from(spot_billed) * config.spot_usd_hour + f64::from(reg_billed) * config.regular_usd_hour) / 60.0;
         let capacity = f64::from(spot_run + reg_run) * config.vm_rate;
         let d = demand[t];

@@ -235,15 +235,18 @@ impl FleetService {
     /// The policy of a fleet now: configuration, plus the freeze switch in the state database.
     fn policy_for(&self, fleet: &str) -> Result<Policy, ToolError> {
         let mut policy = self.config.policies.for_fleet(fleet);
-        policy.frozen |= self.store.frozen().map_err(ToolError::state)?.is_some_and(|(on, _, _)| on);
+        policy.frozen |= self.frozen_now()?;
         Ok(policy)
+    }
+
+    /// Whether every fleet is frozen now: by configuration or by the switch in the database.
+    fn frozen_now(&self) -> Result<bool, ToolError> {
+        Ok(self.config.policies.globally_frozen() || self.store.frozen().map_err(ToolError::state)?.is_some_and(|(on, _, _)| on))
     }
 
     /// Whether every mutation is refused right now.
     fn ensure_not_frozen(&self) -> Result<(), ToolError> {
-        let frozen =
-            self.config.policies.globally_frozen() || self.store.frozen().map_err(ToolError::state)?.is_some_and(|f| f.0);
-        if frozen {
+        if self.frozen_now()? {
             return Err(ToolError::new(
                 "frozen",
                 "fleetpilot is frozen: every change is refused until an operator lifts the freeze",
@@ -434,7 +437,8 @@ impl FleetService {
     /// Azure failures.
     pub async fn apply_proposal(&self, input: ApplyProposalInput) -> Result<ApplyResult, ToolError> {
         let mut proposal = self.load_proposal(&input.proposal_id)?;
-        let policy = self.policy_for(&proposal.fleet.name)?;
+        // The approval TTL (the freeze is checked where it matters, in `execute`).
+        let policy = self.config.policies.for_fleet(&proposal.fleet.name);
         self.expire_if_stale(&mut proposal, &policy)?;
         let approved = proposal.status == ProposalStatus::Approved;
         self.execute(proposal, approved).await
@@ -804,7 +808,8 @@ impl FleetService {
             .proposals((!fleet.is_empty()).then_some(fleet), status, input.limit.clamp(1, 500))
             .map_err(ToolError::state)?;
         for p in &mut proposals {
-            let policy = self.policy_for(&p.fleet.name)?;
+            // Only the approval TTL matters here: the configured policy, no database read per row.
+            let policy = self.config.policies.for_fleet(&p.fleet.name);
             self.expire_if_stale(p, &policy)?;
         }
         proposals.retain(|p| status.is_none_or(|s| p.status == s));
