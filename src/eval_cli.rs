@@ -187,7 +187,12 @@ pub fn run(options: &EvalOptions) -> Result<()> {
         let trace = fleetpilot_emulator::traces::load(path, &Default::default())
             .with_context(|| format!("cannot read trace {}", path.display()))?;
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        let (result, series) = evaluate(&name, &trace.per_minute, &options.policies, options.seed)?;
+        // A minute bucket the recording covers only in part is not a measurement of demand.
+        let demand = match trace.per_minute.len() {
+            n if trace.partial_edges && n > 2 => &trace.per_minute[1..n - 1],
+            _ => &trace.per_minute[..],
+        };
+        let (result, series) = evaluate(&name, demand, &options.policies, options.seed)?;
         if let Some(dir) = &options.plot {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             let file = dir

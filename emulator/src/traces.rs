@@ -33,6 +33,9 @@ pub struct Trace {
     pub unit: Unit,
     /// Values per minute.
     pub per_minute: Vec<f64>,
+    /// Whether the first and last minute are counted from request timestamps, so that the
+    /// recording covers them only in part.
+    pub partial_edges: bool,
 }
 
 /// A trace that could not be read.
@@ -84,6 +87,7 @@ pub fn parse(name: &str, bytes: &[u8], options: &ParseOptions) -> Result<Trace, 
     };
     let mut lines = text.lines();
     let header = lines.next().ok_or_else(|| bad(1, "empty file"))?.trim().trim_start_matches('\u{feff}');
+    let partial_edges = header.starts_with("TIMESTAMP,ContextTokens,GeneratedTokens") || header.starts_with("gmt_create,");
     let per_minute = if header.starts_with("TIMESTAMP,ContextTokens,GeneratedTokens") {
         bucket(lines, 2, |cols, line| {
             let ts = parse_datetime(cols[0]).ok_or_else(|| bad(line, format!("bad timestamp {:?}", cols[0])))?;
@@ -161,7 +165,7 @@ pub fn parse(name: &str, bytes: &[u8], options: &ParseOptions) -> Result<Trace, 
         }
         out
     };
-    Ok(Trace { name: name.to_string(), unit: options.unit, per_minute })
+    Ok(Trace { name: name.to_string(), unit: options.unit, per_minute, partial_edges })
 }
 
 /// Sum weights into per-minute buckets from the first timestamp's minute.
@@ -319,7 +323,12 @@ mod tests {
 
     #[test]
     fn replay_scales_loops_and_interpolates() {
-        let trace = std::sync::Arc::new(Trace { name: "t".into(), unit: Unit::Requests, per_minute: vec![10.0, 20.0] });
+        let trace = std::sync::Arc::new(Trace {
+            name: "t".into(),
+            unit: Unit::Requests,
+            per_minute: vec![10.0, 20.0],
+            partial_edges: false,
+        });
         let r = Replay { trace: trace.clone(), time_scale: 10.0, amplitude: 2.0, looped: true };
         assert_eq!(r.demand_at(0.0), 20.0);
         assert_eq!(r.demand_at(5.0), 30.0, "halfway between 10 and 20, doubled");

@@ -9,14 +9,14 @@
 //! - `static-peak`: regular VMs only, enough for the trace's peak at the SLA's utilization.
 //! - `spothedge`: SkyServe/SpotHedge — reactive sizing, spot over-provisioned by 20 % above a
 //!   regular floor, and on-demand (regular) fallback for whatever spot is not delivering.
-//! - `fleetpilot`: the largest of a reactive need (the peak of the last 5 minutes at 80 %, and
-//!   the last 30 minutes' mean plus two standard deviations at the SLA's utilization) and the
-//!   demand forecast's upper bound over the boot lead time (MSTL/ETS, refitted every 30
-//!   minutes on 5-minute history); spot above the regular floor; regular backfill for the spot
-//!   that is not serving while the pool is dry, released as spot returns (not within a
-//!   stabilization window of growing it); scale-in only to the highest need of the 10-minute
-//!   window, only when the forecast does not expect the demand back, and only when worth more
-//!   than 20 % of the fleet.
+//! - `fleetpilot`: the larger of a reactive bound (the current level plus the 98th percentile
+//!   of how far demand rose above the level within the boot lead time over the last 4 hours —
+//!   see [`reactive_bound`]) and the demand forecast's upper bound over the boot lead time
+//!   (MSTL/ETS, refitted every 30 minutes on 5-minute history), at the SLA's utilization; spot
+//!   above the regular floor; regular backfill for the spot that is not serving while the pool
+//!   is dry, released as spot returns (not within a stabilization window of growing it);
+//!   scale-in only to the highest need of the 10-minute window, only when the forecast does
+//!   not expect the demand back, and only when worth more than 5 % of the fleet.
 
 use std::collections::VecDeque;
 
@@ -24,6 +24,35 @@ use crate::sim::{Observation, Policy};
 
 fn need(demand: f64, rate: f64, utilization: f64) -> u32 {
     (demand / (rate * utilization)).ceil().max(0.0) as u32
+}
+
+/// The reactive upper bound on demand over the next `horizon` minutes, distribution-free: the
+/// level (mean of the last `level_minutes`) plus the `quantile` of how far the highest demand of
+/// the `horizon` minutes after each of the last `window` minutes rose above the level then (an
+/// empirical prediction interval, so bursty, Poisson-like and smooth traces each get the
+/// headroom they show). Never above the window's own peak, moved up by how much the level rose
+/// over the last ten minutes (a trend reaches new peaks), and never below the last two minutes.
+pub fn reactive_bound(h: &[f64], horizon: usize, level_minutes: usize, window: usize, quantile: f64) -> f64 {
+    let level = |end: usize| {
+        let from = end.saturating_sub(level_minutes);
+        if end == from { 0.0 } else { h[from..end].iter().sum::<f64>() / (end - from) as f64 }
+    };
+    let horizon = horizon.max(1);
+    let first = h.len().saturating_sub(window + horizon).max(1);
+    let mut errors: Vec<f64> = (first..(h.len() + 1).saturating_sub(horizon))
+        .map(|i| h[i..i + horizon].iter().copied().fold(f64::MIN, f64::max) - level(i))
+        .collect();
+    let headroom = if errors.is_empty() {
+        0.0
+    } else {
+        let k = ((errors.len() - 1) as f64 * quantile.clamp(0.0, 1.0)).round() as usize;
+        *errors.select_nth_unstable_by(k, f64::total_cmp).1
+    };
+    let now = level(h.len());
+    let seen = h[first - 1..].iter().copied().fold(0.0, f64::max);
+    let rise = (now - level(h.len().saturating_sub(10))).max(0.0);
+    let latest = h[h.len().saturating_sub(2)..].iter().copied().fold(0.0, f64::max);
+    (now + headroom.max(0.0)).min(seen + rise).max(latest)
 }
 
 /// The recipe's rule.
@@ -132,12 +161,12 @@ pub struct Fleetpilot {
     pub target: f64,
     /// Minutes a scale-in waits (the highest need of the window wins).
     pub stabilization: usize,
-    /// Minutes whose peak the reactive part covers.
-    pub peak_window: usize,
-    /// Minutes over which the burst size (standard deviation) is measured.
-    pub spread_window: usize,
-    /// Standard deviations of headroom above the recent mean.
-    pub spread: f64,
+    /// Minutes averaged for the current level of demand.
+    pub level_minutes: usize,
+    /// Minutes of history whose errors give the reactive bound.
+    pub error_window: usize,
+    /// Quantile of those errors covered.
+    pub quantile: f64,
     /// A scale-in smaller than this share of the fleet (at least one VM) is skipped.
     pub hysteresis: f64,
     needs: VecDeque<(usize, u32)>,
@@ -151,10 +180,10 @@ impl Default for Fleetpilot {
         Self {
             target: 0.8,
             stabilization: 10,
-            peak_window: 5,
-            spread_window: 30,
-            spread: 2.0,
-            hysteresis: 0.2,
+            level_minutes: 3,
+            error_window: 240,
+            quantile: 0.98,
+            hysteresis: 0.05,
             needs: VecDeque::new(),
             forecast: None,
             regular_raised_at: None,
@@ -189,15 +218,9 @@ impl Policy for Fleetpilot {
     }
     fn decide(&mut self, obs: &Observation<'_>) -> (u32, u32) {
         let c = obs.config;
-        // Reactive: the recent peak, and the recent mean plus `spread` standard deviations (a
-        // burst of the size seen lately is covered before it comes).
         let h = obs.demand_history;
-        let recent = &h[h.len().saturating_sub(self.peak_window)..];
-        let peak = recent.iter().copied().reduce(f64::max).unwrap_or(0.0);
-        let window = &h[h.len().saturating_sub(self.spread_window)..];
-        let mean = window.iter().sum::<f64>() / window.len().max(1) as f64;
-        let sd = (window.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / window.len().max(1) as f64).sqrt();
-        let reactive = need(peak, c.vm_rate, self.target).max(need(mean + self.spread * sd, c.vm_rate, c.sla_utilization));
+        let bound = reactive_bound(h, c.boot_minutes + 1, self.level_minutes, self.error_window, self.quantile);
+        let reactive = need(bound, c.vm_rate, c.sla_utilization);
         let lead = c.boot_minutes + 2;
         let predicted = self.forecast_upper(obs, lead).map_or(0, |u| need(u, c.vm_rate, c.sla_utilization));
         let raw = reactive.max(predicted).max(1);
@@ -238,5 +261,27 @@ impl Policy for Fleetpilot {
             regular = obs.target.1;
         }
         (spot, regular)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reactive_bound;
+
+    #[test]
+    fn the_reactive_bound_covers_the_bursts_the_window_has_shown() {
+        // Flat demand: no headroom beyond the level.
+        assert_eq!(reactive_bound(&[10.0; 60], 3, 3, 240, 0.98), 10.0);
+        // A burst to 30 every 10 minutes from a level of 10: the bound covers it, and not more.
+        let bursty: Vec<f64> = (0..120).map(|t| if t % 10 == 0 { 30.0 } else { 10.0 }).collect();
+        let b = reactive_bound(&bursty, 3, 3, 240, 0.98);
+        assert!((b - 30.0).abs() < 1e-9, "{b}");
+        // With a lower quantile the rare burst is not covered.
+        assert!(reactive_bound(&bursty, 3, 3, 240, 0.5) < 30.0);
+        // A steady climb reaches new peaks: the cap moves with the rise.
+        let climb: Vec<f64> = (0..60).map(|t| 100.0 + 5.0 * t as f64).collect();
+        assert!(reactive_bound(&climb, 3, 3, 240, 0.98) > climb[59], "a climb is anticipated");
+        // No history: nothing to go on.
+        assert_eq!(reactive_bound(&[], 3, 3, 240, 0.98), 0.0);
     }
 }

@@ -43,7 +43,7 @@ fn spec(trace: Vec<f64>, key: (String, String)) -> ServiceSpec {
         name: "s".into(),
         fleet: key,
         replay: Replay {
-            trace: Arc::new(Trace { name: "t".into(), unit: Unit::Requests, per_minute: trace }),
+            trace: Arc::new(Trace { name: "t".into(), unit: Unit::Requests, per_minute: trace, partial_edges: false }),
             time_scale: 1.0,
             amplitude: 1.0,
             looped: false,
