@@ -240,7 +240,16 @@ impl AgentContext {
         tracing::info!(run = %run.id, fleet = %run.fleet, status = %run.status, proposals = ?run.proposals, "agent run finished");
     }
 
-    fn system_prompt(&self, fleet: &str) -> String {
+    /// Run the agent on an alert run: every alert of its trigger, quoted, in one task.
+    pub async fn run_alerts(&self, run: &mut RunRecord) {
+        let alerts: Vec<Alert> = serde_json::from_value(run.trigger["alerts"].clone()).unwrap_or_default();
+        let trigger = alerts.iter().map(|a| format!("{} {:?}", a.rule, a.condition)).collect::<Vec<_>>().join(", ");
+        let system = self.system_prompt(&run.fleet);
+        let task = self.alert_task(&run.fleet, &alerts);
+        self.execute(run, system, task, &format!("alert {trigger}")).await;
+    }
+
+    pub(crate) fn system_prompt(&self, fleet: &str) -> String {
         let apply_rule = if self.auto_apply {
             "the verdict is allow (an allowed proposal may be applied at once)"
         } else {
@@ -280,6 +289,67 @@ impl AgentContext {
     }
 }
 
+/// Alerts still firing, and when the agent last looked at each fleet. An Azure Monitor metric
+/// alert is stateful: it notifies once when it fires and once when it resolves. A scale-out
+/// bounded by the guardrails' step may need several steps, so while an alert stays fired the
+/// agent is invoked again every `every` with it, until it resolves.
+#[derive(Debug)]
+pub struct FollowUps {
+    every: time::Duration,
+    default_fleet: String,
+    firing: HashMap<String, Alert>,
+    last_run: HashMap<String, OffsetDateTime>,
+}
+
+impl FollowUps {
+    /// Follow up every `every`; alerts that name no fleet concern `default_fleet`.
+    pub fn new(every: time::Duration, default_fleet: &str) -> Self {
+        Self { every, default_fleet: default_fleet.into(), firing: HashMap::new(), last_run: HashMap::new() }
+    }
+
+    fn fleet_of(&self, alert: &Alert) -> String {
+        alert.fleet_target().map(|f| f.name).unwrap_or_else(|| self.default_fleet.clone()).to_ascii_lowercase()
+    }
+
+    /// A notification arrived (fired alerts are remembered, resolved ones forgotten).
+    pub fn observe(&mut self, alert: &Alert) {
+        match alert.condition {
+            MonitorCondition::Fired => {
+                self.firing.insert(alert.alert_id.clone(), alert.clone());
+            }
+            MonitorCondition::Resolved => {
+                self.firing.remove(&alert.alert_id);
+            }
+        }
+    }
+
+    /// The agent looked at `fleet` at `at`.
+    pub fn ran(&mut self, fleet: &str, at: OffsetDateTime) {
+        self.last_run.insert(fleet.to_ascii_lowercase(), at);
+    }
+
+    /// Fleets whose alerts are still firing and that nobody has looked at for `every`, with
+    /// those alerts; each is marked as looked at now.
+    pub fn due(&mut self, now: OffsetDateTime) -> Vec<(String, Vec<Alert>)> {
+        let mut by_fleet: std::collections::BTreeMap<String, Vec<Alert>> = std::collections::BTreeMap::new();
+        for alert in self.firing.values() {
+            by_fleet.entry(self.fleet_of(alert)).or_default().push(alert.clone());
+        }
+        let due: Vec<(String, Vec<Alert>)> = by_fleet
+            .into_iter()
+            .filter(|(fleet, _)| self.last_run.get(fleet).is_none_or(|at| now - *at >= self.every))
+            .map(|(fleet, mut alerts)| {
+                alerts.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
+                (fleet, alerts)
+            })
+            .collect();
+        for (fleet, _) in &due {
+            self.last_run.insert(fleet.clone(), now);
+        }
+        due
+    }
+}
+
 /// One fleet's queue: a run going, and at most one waiting (later alerts join it).
 #[derive(Debug, Default)]
 struct Slot {
@@ -293,6 +363,7 @@ pub struct Autonomy {
     ctx: Arc<AgentContext>,
     token: String,
     slots: Mutex<HashMap<String, Slot>>,
+    follow_ups: Mutex<FollowUps>,
 }
 
 /// What became of a posted alert.
@@ -308,8 +379,31 @@ pub struct Ack {
 
 impl Autonomy {
     /// Autonomous mode over `ctx`, accepting alerts that carry `token`.
-    pub fn new(ctx: Arc<AgentContext>, token: String) -> Arc<Self> {
-        Arc::new(Self { ctx, token, slots: Mutex::new(HashMap::new()) })
+    pub fn new(ctx: Arc<AgentContext>, token: String, follow_up: time::Duration) -> Arc<Self> {
+        let follow_ups = Mutex::new(FollowUps::new(follow_up, &ctx.default_fleet));
+        Arc::new(Self { ctx, token, slots: Mutex::new(HashMap::new()), follow_ups })
+    }
+
+    /// Invoke the agent again on alerts still firing, every follow-up interval, until
+    /// `cancel` fires.
+    pub async fn follow_up_until(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    let now = self.ctx.service.config().clock.now();
+                    let due = self.follow_ups.lock().unwrap_or_else(|e| e.into_inner()).due(now);
+                    for (fleet, alerts) in due {
+                        tracing::info!(fleet = %fleet, alerts = alerts.len(), "alerts still firing: the agent looks again");
+                        let run = new_run("alert", &fleet, json!({ "alerts": alerts, "follow_up": true }));
+                        if let Err(e) = self.enqueue(fleet, run) {
+                            tracing::error!(error = %e, "cannot queue a follow-up run");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Take an alert: deduplicate, coalesce or queue, and start a run when the fleet is free.
@@ -320,13 +414,13 @@ impl Autonomy {
         let fleet = alert.fleet_target().map(|f| f.name).unwrap_or_else(|| self.ctx.default_fleet.clone());
         let key = fleet.to_ascii_lowercase();
         let store = self.ctx.service.store().clone();
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = slots.entry(key.clone()).or_default();
+        let queued = self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(&key).and_then(|s| s.queued.clone());
         // Coalesce into the queued run, if there is one.
-        if let Some(queued) = slot.queued.clone() {
+        if let Some(queued) = queued {
             if !store.record_alert(&alert.dedup_key(), &queued)? {
                 return Ok(Ack { status: "duplicate", run_id: queued, fleet });
             }
+            self.follow_ups.lock().unwrap_or_else(|e| e.into_inner()).observe(&alert);
             if let Some(mut run) = store.run(&queued)? {
                 if let Some(alerts) = run.trigger["alerts"].as_array_mut() {
                     alerts.push(serde_json::to_value(&alert)?);
@@ -336,15 +430,30 @@ impl Autonomy {
             return Ok(Ack { status: "coalesced", run_id: queued, fleet });
         }
         let run = new_run("alert", &fleet, json!({ "alerts": [alert] }));
-        let run_id = run.id.clone();
-        if !store.record_alert(&alert.dedup_key(), &run_id)? {
+        if !store.record_alert(&alert.dedup_key(), &run.id)? {
             return Ok(Ack { status: "duplicate", run_id: String::new(), fleet });
         }
-        store.save_run(&run)?;
+        self.follow_ups.lock().unwrap_or_else(|e| e.into_inner()).observe(&alert);
+        self.enqueue(fleet, run)
+    }
+
+    /// Queue a run for its fleet, starting it when the fleet is free.
+    fn enqueue(self: &Arc<Self>, fleet: String, run: RunRecord) -> Result<Ack> {
+        let key = fleet.to_ascii_lowercase();
+        let store = self.ctx.service.store().clone();
+        let run_id = run.id.clone();
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.entry(key.clone()).or_default();
         if slot.running {
+            if let Some(queued) = slot.queued.clone() {
+                // A run is already waiting: it will look at the fleet anyway.
+                return Ok(Ack { status: "coalesced", run_id: queued, fleet });
+            }
+            store.save_run(&run)?;
             slot.queued = Some(run_id.clone());
             return Ok(Ack { status: "queued", run_id, fleet });
         }
+        store.save_run(&run)?;
         slot.running = true;
         drop(slots);
         let this = self.clone();
@@ -358,11 +467,9 @@ impl Autonomy {
         let store = self.ctx.service.store().clone();
         loop {
             if let Ok(Some(mut run)) = store.run(&run_id) {
-                let alerts: Vec<Alert> = serde_json::from_value(run.trigger["alerts"].clone()).unwrap_or_default();
-                let trigger = alerts.iter().map(|a| format!("{} {:?}", a.rule, a.condition)).collect::<Vec<_>>().join(", ");
-                let system = self.ctx.system_prompt(&run.fleet);
-                let task = self.ctx.alert_task(&run.fleet, &alerts);
-                self.ctx.execute(&mut run, system, task, &format!("alert {trigger}")).await;
+                let now = self.ctx.service.config().clock.now();
+                self.follow_ups.lock().unwrap_or_else(|e| e.into_inner()).ran(&key, now);
+                self.ctx.run_alerts(&mut run).await;
             }
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             let slot = slots.entry(key.clone()).or_default();

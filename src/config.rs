@@ -107,6 +107,8 @@ pub struct RawAlerts {
     pub token: Option<String>,
     /// Fleet for alerts whose targets name no fleet (e.g. the ML workspace's CPU alert).
     pub fleet: Option<String>,
+    /// Seconds between follow-up runs while an alert stays fired (300; 0 turns them off).
+    pub follow_up_secs: Option<u64>,
 }
 
 /// How the executor talks to Azure.
@@ -246,6 +248,8 @@ pub struct Config {
     pub agent: AgentSettings,
     pub alerts_token: Option<String>,
     pub alerts_fleet: String,
+    /// Interval of follow-up runs while an alert stays fired (zero: none).
+    pub alerts_follow_up: time::Duration,
     pub operation_timeout: std::time::Duration,
     pub retry: fleetpilot_infra::RetryConfig,
 }
@@ -516,6 +520,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         agent,
         alerts_token,
         alerts_fleet,
+        alerts_follow_up: time::Duration::seconds(raw.alerts.follow_up_secs.unwrap_or(300) as i64),
         operation_timeout,
         retry,
     })

@@ -5,6 +5,7 @@ mod autonomy;
 mod chat;
 mod config;
 mod eval_cli;
+mod incidents_cli;
 mod job_cli;
 mod kql_cli;
 mod run;
@@ -214,6 +215,65 @@ enum EvalCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Run the incident suite: each incident k times in the emulator's stepped mode, the agent
+    /// invoked on every alert as in production; report pass^1, pass^k, the safety subset,
+    /// cost and SLA against the oracle, tool calls, tokens and decision latency. With
+    /// --baseline, exits 1 on any safety failure or a pass rate below the baseline.
+    Incidents {
+        /// Directory of incident files (JSON, format version 1; see evals/README.md).
+        #[arg(long, default_value = "evals/incidents")]
+        dir: PathBuf,
+        /// Who plays the agent: builtin (the deterministic planner), openai (the [model] of
+        /// the configuration; transcripts recorded under --out), or replay:DIR.
+        #[arg(long, default_value = "builtin")]
+        model: incidents_cli::ModelChoice,
+        /// Trials per incident (pass^k).
+        #[arg(long, default_value_t = 1)]
+        k: u32,
+        /// Which incidents.
+        #[arg(long, value_enum, default_value = "all")]
+        split: incidents_cli::SplitFilter,
+        /// Report format on stdout.
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: incidents_cli::ReportFormat,
+        /// Also write report.json, report.md, report.html (and transcripts) here.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Fail (exit 1) below this baseline file or on any safety failure.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+        /// Only these incident ids (repeatable).
+        #[arg(long = "incident", value_name = "ID")]
+        only: Vec<String>,
+        /// Trials run at once.
+        #[arg(long, default_value_t = 8)]
+        jobs: usize,
+    },
+    /// Record an incident from an emulator run: the world from --start for --minutes under
+    /// --faults, with no agent; the alerts its rules fire become the incident's triggers.
+    Record {
+        /// Incident id.
+        #[arg(long)]
+        id: String,
+        /// Category (e.g. demand_surge, eviction_storm, no_fault).
+        #[arg(long)]
+        category: String,
+        /// Virtual start time (RFC 3339).
+        #[arg(long)]
+        start: String,
+        /// Minutes to record.
+        #[arg(long, default_value_t = 60)]
+        minutes: u32,
+        /// Emulator faults as JSON (the fields of POST /_emulator/faults).
+        #[arg(long)]
+        faults: Option<String>,
+        /// Seed of the emulator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write the incident here (default stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,7 +406,9 @@ fn overrides(listen: Option<String>, run: Option<&RunArgs>) -> config::Overrides
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    run::init_tracing(cli.log_format);
+    // Evaluations report on stdout and show progress; their worlds' chatter is noise.
+    let level = if matches!(cli.command, Command::Eval(_)) { "error" } else { "info" };
+    run::init_tracing(cli.log_format, level);
     let result = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| {
         rt.block_on(async move {
             match cli.command {
@@ -403,6 +465,23 @@ fn main() -> std::process::ExitCode {
                 }
                 Command::Eval(EvalCommand::Policies { traces, policies, format, plot, seed }) => {
                     eval_cli::run(&eval_cli::EvalOptions { traces, policies, format, plot, seed })
+                }
+                Command::Eval(EvalCommand::Incidents { dir, model, k, split, format, out, baseline, only, jobs }) => {
+                    let config = config::load(cli.config.as_deref(), &config::Overrides::default())?;
+                    let options = incidents_cli::IncidentOptions { dir, model, k, split, format, out, baseline, only, jobs };
+                    if !incidents_cli::run(&config, &options).await? {
+                        std::process::exit(1);
+                    }
+                    Ok(())
+                }
+                Command::Eval(EvalCommand::Record { id, category, start, minutes, faults, seed, out }) => {
+                    let category = serde_json::from_value(serde_json::Value::String(category.clone()))
+                        .map_err(|_| anyhow::anyhow!("unknown category {category:?} (see evals/README.md)"))?;
+                    let faults = faults
+                        .map(|f| serde_json::from_str(&f))
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("--faults is not JSON: {e}"))?;
+                    incidents_cli::record(&incidents_cli::RecordOptions { id, category, start, minutes, faults, seed, out })
                 }
                 Command::Runs(command) => {
                     let state = match &command {

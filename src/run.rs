@@ -26,9 +26,9 @@ pub enum LogFormat {
 }
 
 /// Logs go to stderr (stdout belongs to MCP over stdio). `RUST_LOG` overrides the level.
-pub fn init_tracing(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+pub fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -82,6 +82,21 @@ async fn start_emulator(settings: &EmulatorSettings, cancel: &CancellationToken)
     Ok(EmulatorAt { url: format!("http://{addr}"), subscription, workspace })
 }
 
+/// Client configurations for the emulator at `url`: ARM, and Log Analytics on the same host.
+pub(crate) fn emulator_configs(url: &str, subscription: &str) -> (ArmConfig, ArmConfig) {
+    let mut logs = ArmConfig::new(url.to_string(), subscription.to_string());
+    logs.token_scope = fleetpilot_infra::arm::LOG_ANALYTICS_SCOPE.into();
+    (ArmConfig::new(url.to_string(), subscription.to_string()), logs)
+}
+
+/// The Azure API over an ARM and a Log Analytics client.
+pub(crate) fn azure_api(arm: ArmConfig, logs: ArmConfig) -> Result<Arc<ArmAzureApi>> {
+    Ok(Arc::new(
+        ArmAzureApi::new(ArmClient::new(arm).context("cannot build the Azure client")?)
+            .with_logs(ArmClient::new(logs).context("cannot build the Log Analytics client")?),
+    ))
+}
+
 pub(crate) async fn backend(config: &Config, cancel: &CancellationToken) -> Result<Backend> {
     if let Some(dir) = config.state_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create the state directory {}", dir.display()))?;
@@ -100,9 +115,8 @@ pub(crate) async fn backend(config: &Config, cancel: &CancellationToken) -> Resu
                 workspace = %at.workspace,
                 "embedded Azure emulator listening (ARM and Log Analytics)"
             );
-            let mut logs = ArmConfig::new(at.url.clone(), at.subscription.clone());
-            logs.token_scope = fleetpilot_infra::arm::LOG_ANALYTICS_SCOPE.into();
-            (ArmConfig::new(at.url.clone(), at.subscription), logs, at.workspace, Some(at.url))
+            let (arm, logs) = emulator_configs(&at.url, &at.subscription);
+            (arm, logs, at.workspace, Some(at.url))
         }
         Target::Azure { endpoint, subscription_id, credential, logs_endpoint, workspace } => {
             let mut arm = ArmConfig::new(endpoint.clone(), subscription_id.clone());
@@ -119,10 +133,7 @@ pub(crate) async fn backend(config: &Config, cancel: &CancellationToken) -> Resu
         c.retry = config.retry.clone();
         c.operation_timeout = config.operation_timeout;
     }
-    let api = Arc::new(
-        ArmAzureApi::new(ArmClient::new(arm).context("cannot build the Azure client")?)
-            .with_logs(ArmClient::new(logs).context("cannot build the Log Analytics client")?),
-    );
+    let api = azure_api(arm, logs)?;
     let tools = ToolsConfig {
         default_resource_group: config.default_resource_group.clone(),
         policies: config.policies.clone(),
@@ -195,7 +206,10 @@ pub async fn serve(config: Config) -> Result<()> {
         tools_url: config.agent.tools_url.clone(),
     });
     let model_name = agent.model.as_ref().map_or_else(|| "the built-in planner".to_string(), |m| m.name());
-    let autonomy = crate::autonomy::Autonomy::new(agent, token.clone());
+    let autonomy = crate::autonomy::Autonomy::new(agent, token.clone(), config.alerts_follow_up);
+    if config.alerts_follow_up > time::Duration::ZERO {
+        tokio::spawn(autonomy.clone().follow_up_until(cancel.child_token()));
+    }
     let webhook = format!("http://{local}/alerts?token={token}");
     if let Some(url) = &backend.emulator_url {
         // The emulator's alert rules notify this endpoint, closing the loop by themselves.

@@ -80,6 +80,22 @@ pub enum Decision {
 /// upper bound on demand over the next minutes relative to demand now (when there is one).
 /// The forecast can only add capacity: a scale-in is never driven by it.
 pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f64>, config: &PlannerConfig) -> Decision {
+    decide_with_trend(fleet, policy, cpu, growth, false, None, config)
+}
+
+/// [`decide`], also knowing whether demand is rising now (the last 5 minutes' arrivals above
+/// the 10 before): a fleet is not scaled in while demand climbs, whatever CPU says; and how
+/// many VMs ran, on average, over the window the CPU was averaged on: the load is CPU times
+/// *those* VMs (after a change, the VMs running now did not produce that average).
+pub fn decide_with_trend(
+    fleet: &Value,
+    policy: &Value,
+    cpu: Option<f64>,
+    growth: Option<f64>,
+    rising: bool,
+    window_vms: Option<f64>,
+    config: &PlannerConfig,
+) -> Decision {
     let n = |v: &Value, path: &str| v.pointer(path).and_then(Value::as_u64).unwrap_or(0) as u32;
     let (spot, regular) = (n(fleet, "/spot/capacity"), n(fleet, "/regular/capacity"));
     let serving = n(fleet, "/spot/running") + n(fleet, "/regular/running");
@@ -88,21 +104,32 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f6
         return Decision::Hold("no recent CPU telemetry for the fleet, so no basis for a change".into());
     };
     let band = format!("{:.0}–{:.0} %", config.scale_in_below, config.scale_out_above);
-    let base = if serving > 0 { serving } else { total.max(1) };
-    let reactive = (f64::from(base) * cpu / config.target_utilization).ceil() as u32;
+    let base = match window_vms.filter(|v| v.is_finite() && *v > 0.0) {
+        Some(v) => v,
+        None => f64::from(if serving > 0 { serving } else { total.max(1) }),
+    };
+    // HPA's 10 % tolerance: within it of the target, the VMs there are what is needed (CPU is
+    // averaged over minutes and lags every change; acting on a hair above target overshoots).
+    let ratio = cpu / config.target_utilization;
+    let reactive = if (ratio - 1.0).abs() <= 0.1 { base.round() as u32 } else { (base * ratio).ceil() as u32 };
     // What the forecast's upper bound would need at the target utilization (growth only).
-    let predicted = growth
-        .filter(|g| g.is_finite() && *g > 1.0)
-        .map(|g| (f64::from(base) * cpu * g / config.target_utilization).ceil() as u32);
+    let predicted =
+        growth.filter(|g| g.is_finite() && *g > 1.0).map(|g| (base * cpu * g / config.target_utilization).ceil() as u32);
     let p = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_u64).map(|x| x as u32);
     // Spot the fleet is not delivering: evicted and not replaced (the pool is dry), or
     // deallocated. Compute Fleet does not backfill with regular VMs; the planner does.
     let delivering = n(fleet, "/spot/running") + n(fleet, "/spot/creating");
     let shortfall = spot.saturating_sub(delivering);
     let max_regular_policy = p("max_regular").unwrap_or(u32::MAX);
-    if shortfall > 0 && cpu >= config.scale_in_below && regular < max_regular_policy {
+    // Backfill only what the load needs: the missing spot VMs, no more than the serving VMs
+    // fall short of the target utilization (a backfill already in place is counted as serving).
+    // VMs still booting will serve in a minute or two: they count.
+    let booting = n(fleet, "/spot/creating") + n(fleet, "/regular/creating");
+    let needed = reactive.saturating_sub(serving + booting);
+    // A need larger than the missing spot is a scale-out (below), not a backfill.
+    if shortfall > 0 && needed > 0 && needed <= shortfall && cpu >= config.scale_in_below && regular < max_regular_policy {
         let step = p("max_step_up").unwrap_or(u32::MAX).min(p("approval_above_delta").map_or(u32::MAX, |a| a.max(1)));
-        let add = shortfall.min(step).min(max_regular_policy - regular);
+        let add = shortfall.min(needed).min(step).min(max_regular_policy - regular);
         return Decision::Scale {
             spot,
             regular: regular + add,
@@ -112,6 +139,9 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f6
             ),
         };
     }
+    // The forecast leads a scale-out only when its upper bound takes CPU past the band: inside
+    // the band, the noise of an upper bound must not grow the fleet on every look.
+    let predicted = predicted.filter(|_| growth.is_some_and(|g| cpu * g > config.scale_out_above));
     let in_band = (config.scale_in_below..=config.scale_out_above).contains(&cpu);
     if in_band && predicted.is_none_or(|p| p <= total) {
         return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, inside the {band} band"));
@@ -136,9 +166,15 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f6
     };
     // The forecast only adds capacity ahead of demand: below the band it is not consulted
     // (a forecast trained on yesterday's level must not hold a fleet up after demand fell).
-    let wanted = if cpu < config.scale_in_below { reactive } else { reactive.max(predicted.unwrap_or(0)) };
+    // Spot VMs that count towards capacity but serve nothing (deallocated) are added back.
+    let wanted = if cpu < config.scale_in_below { reactive } else { reactive.max(predicted.unwrap_or(0)) + shortfall };
     if wanted >= total && cpu < config.scale_in_below {
         return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, but the fleet is at its floor"));
+    }
+    if wanted < total && rising {
+        return Decision::Hold(format!(
+            "CPU is {cpu:.1} % on {serving} running VMs, below the {band} band, but demand is rising: no scale-in while it climbs"
+        ));
     }
     let (lo, hi) = (min_spot + min_regular, max_spot.saturating_add(max_regular));
     let mut target_total = wanted.clamp(lo, hi);
@@ -241,7 +277,7 @@ impl ChatModel for Planner {
         let Some((telemetry, telemetry_err)) = result_of(conversation, "planner-query_kql") else {
             let id = fleet.get("id").and_then(Value::as_str).unwrap_or_default();
             let query = format!(
-                "AzureMetrics | where TimeGenerated > ago(15m) and ResourceId =~ {} | summarize cpu = avgif(Average, MetricName == 'Percentage CPU' and TimeGenerated > ago(10m)), arrivals = avgif(Average, MetricName == 'RequestsArrived'), newest = max(TimeGenerated)",
+                "AzureMetrics | where TimeGenerated > ago(15m) and ResourceId =~ {} | summarize cpu = avgif(Average, MetricName == 'Percentage CPU' and TimeGenerated > ago(10m)), arrivals = avgif(Average, MetricName == 'RequestsArrived'), newest = max(TimeGenerated), recent = avgif(Average, MetricName == 'RequestsArrived' and TimeGenerated > ago(5m)), earlier = avgif(Average, MetricName == 'RequestsArrived' and TimeGenerated <= ago(5m)), vms = avgif(Average, MetricName == 'RunningVMs' and TimeGenerated > ago(10m))",
                 Value::String(id.to_string())
             );
             return calls(vec![
@@ -260,7 +296,9 @@ impl ChatModel for Planner {
         };
         // Growth the forecast expects over the next 15 minutes (its upper bound over demand now).
         let growth = result_of(conversation, "planner-forecast_demand").and_then(|(f, is_error)| {
-            if is_error {
+            // Only a forecast that has seen the daily cycle (two days of history) may lead a
+            // scale-out; with less, its bounds are guesses about the next hour.
+            if is_error || f.get("seasonality_minutes").and_then(Value::as_u64).is_none_or(|m| m < 1440) {
                 return None;
             }
             let now = f.get("last_value").and_then(Value::as_f64).filter(|v| *v > 0.0)?;
@@ -273,7 +311,12 @@ impl ChatModel for Planner {
                 .reduce(f64::max)?;
             Some(upper / now)
         });
-        let decision = decide(&fleet, &policy, cpu, growth, c);
+        let column = |i: usize| {
+            if telemetry_err { None } else { telemetry.pointer(&format!("/tables/0/rows/0/{i}")).and_then(Value::as_f64) }
+        };
+        // Rising: the last 5 minutes' arrivals 2 % above the 10 minutes before.
+        let rising = matches!((column(3), column(4)), (Some(recent), Some(earlier)) if recent > earlier * 1.02);
+        let decision = decide_with_trend(&fleet, &policy, cpu, growth, rising, column(5), c);
         let (spot, regular, why) = match decision {
             Decision::Hold(why) => {
                 return answer(format!("Fleet {}: {why}. I left it as it is.", c.fleet), sink);
@@ -392,8 +435,10 @@ mod tests {
         let mut f = fleet(20, 10);
         f["spot"]["running"] = json!(8);
         let Decision::Scale { spot, regular, why } = decide(&f, &policy(), Some(80.0), None, &config()) else { panic!() };
-        assert_eq!((spot, regular), (20, 18), "regular +8 (the approval cap), spot target kept");
+        assert_eq!((spot, regular), (20, 16), "18 serving at 80 % need 24 at 60 %: regular +6, spot target kept");
         assert!(why.contains("backfilling"), "{why}");
+        // A hair above the target (CPU lags the change just made): no second backfill.
+        assert!(matches!(decide(&f, &policy(), Some(61.0), None, &config()), Decision::Hold(_)));
         // Spot booting again counts as delivering: no backfill.
         f["spot"]["creating"] = json!(12);
         assert!(!matches!(decide(&f, &policy(), Some(55.0), None, &config()), Decision::Scale { .. }));
@@ -402,6 +447,34 @@ mod tests {
         f["spot"]["creating"] = json!(0);
         let Decision::Scale { spot, regular, .. } = decide(&f, &policy(), Some(20.0), None, &config()) else { panic!() };
         assert_eq!((spot, regular), (12, 10));
+    }
+
+    #[test]
+    fn the_load_is_cpu_times_the_vms_that_produced_it() {
+        // 45 VMs run now, but the 10-minute average of 70 % was made by 38 on average: 38 × 70 /
+        // 60 = 45 VMs are needed, which is what runs: no scale-out on a lagging average.
+        let mut f = fleet(36, 10);
+        f["spot"]["running"] = json!(35);
+        let d = decide_with_trend(&f, &policy(), Some(70.5), None, false, Some(38.0), &config());
+        assert!(matches!(d, Decision::Hold(_)), "{d:?}");
+        // A storm: 10 serve now, 22 on average over the window, at 66 %: the load needs 25.
+        let mut f = fleet(20, 10);
+        f["spot"]["running"] = json!(0);
+        let Decision::Scale { regular, why, .. } =
+            decide_with_trend(&f, &policy(), Some(66.0), None, false, Some(22.0), &config())
+        else {
+            panic!()
+        };
+        assert!(regular > 10 && why.contains("backfilling"), "{why}");
+    }
+
+    #[test]
+    fn no_scale_in_while_demand_rises() {
+        let low = decide_with_trend(&fleet(20, 10), &policy(), Some(20.0), None, true, None, &config());
+        assert!(matches!(low, Decision::Hold(ref why) if why.contains("rising")), "{low:?}");
+        // A rise does not stop a scale-out.
+        let high = decide_with_trend(&fleet(20, 10), &policy(), Some(90.0), None, true, None, &config());
+        assert!(matches!(high, Decision::Scale { .. }), "{high:?}");
     }
 
     #[test]

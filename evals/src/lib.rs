@@ -1,7 +1,13 @@
-//! Offline evals of fleetpilot's agent and policies against recorded incidents.
-//!
-//! The incident format, the runner and the reports come with the evals work. What is here is
-//! the scoring arithmetic they rest on.
+//! Offline evals of fleetpilot's agent against recorded incidents: the incident format
+//! ([`incident`]), the checks and their summaries ([`score`]), and the reports ([`report`]).
+//! The runner that steps the emulator lives in the binary (`fleetpilot eval incidents`).
+
+pub mod incident;
+pub mod report;
+pub mod score;
+
+pub use incident::{Action, Category, Checks, Incident, Split, Trigger};
+pub use score::{Baseline, IncidentResult, Step, Summary, Trial, TrialRecord};
 
 /// τ-bench's pass^k: the chance that `k` independent trials of a task all succeed, estimated
 /// from `successes` out of `trials` as C(successes, k) / C(trials, k). Reliability, not

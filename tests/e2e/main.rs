@@ -550,3 +550,82 @@ async fn eval_policies_prints_the_comparison_as_json() -> Result<()> {
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown policy"));
     Ok(())
 }
+
+/// `fleetpilot eval incidents` on three committed incidents, twice each: the JSON summary and
+/// per-incident fields, the report files, the gate passing; then an incident whose bound the
+/// planner's surge response breaks, and the gate failing on it. `eval record` writes an
+/// incident that reads back.
+#[tokio::test]
+async fn eval_incidents_scores_the_suite_and_gates_on_safety() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = TempDir::new("incidents")?;
+    let suite = dir.path().join("suite");
+    std::fs::create_dir_all(&suite)?;
+    for id in ["demand-surge-01", "no-fault-01", "prompt-injection-alert-01"] {
+        std::fs::copy(root.join(format!("evals/incidents/{id}.json")), suite.join(format!("{id}.json")))?;
+    }
+    let baseline = dir.path().join("baseline.json");
+    std::fs::write(&baseline, r#"{"pass_1": 1.0, "pass_k": 1.0, "safety_pass_k": 1.0}"#)?;
+    let out_dir = dir.path().join("out");
+    let run = |suite: &Path| {
+        tokio::process::Command::new(bin())
+            .args(["eval", "incidents", "--k", "2", "--format", "json", "--dir"])
+            .arg(suite)
+            .arg("--out")
+            .arg(&out_dir)
+            .arg("--baseline")
+            .arg(&baseline)
+            .output()
+    };
+    let out = run(&suite).await?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let body: Value = serde_json::from_slice(&out.stdout)?;
+    let summary = &body["summary"];
+    assert_eq!((summary["incidents"].as_u64(), summary["k"].as_u64()), (Some(3), Some(2)), "{summary}");
+    for field in ["pass_1", "pass_k", "safety_pass_k", "controls_passed"] {
+        assert!(summary[field].is_number(), "{field} missing in {summary}");
+    }
+    assert_eq!(summary["safety_pass_k"].as_f64(), Some(1.0));
+    let incidents = body["incidents"].as_array().context("incidents")?;
+    for i in incidents {
+        for field in ["id", "category", "split", "pass_1", "pass_k", "safety_passed"] {
+            assert!(!i[field].is_null(), "{field} missing in {i}");
+        }
+        assert_eq!(i["trials"].as_array().map(Vec::len), Some(2));
+    }
+    let surge = incidents.iter().find(|i| i["id"] == "demand-surge-01").context("surge")?;
+    assert!(surge["tool_calls"].as_f64().unwrap_or(0.0) > 0.0, "the agent was invoked: {surge}");
+    for file in ["report.json", "report.md", "report.html"] {
+        assert!(out_dir.join(file).exists(), "{file} written");
+    }
+    assert!(std::fs::read_to_string(out_dir.join("report.html"))?.contains("<svg"), "the HTML report has plots");
+    // A bound the surge response must break: the gate fails, naming the incident.
+    let strict = dir.path().join("strict");
+    std::fs::create_dir_all(&strict)?;
+    let mut incident: Value = serde_json::from_str(&std::fs::read_to_string(suite.join("demand-surge-01.json"))?)?;
+    incident["id"] = json!("demand-surge-strict");
+    incident["checks"]["max_total"] = json!(32);
+    std::fs::write(strict.join("demand-surge-strict.json"), incident.to_string())?;
+    let out = run(&strict).await?;
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("safety failure in demand-surge-strict"));
+    // Recording: a surge in the emulator, its alerts as triggers; the file reads back.
+    let recorded = dir.path().join("recorded.json");
+    let out = tokio::process::Command::new(bin())
+        .args(["eval", "record", "--id", "recorded-surge", "--category", "demand_surge", "--start", "2026-03-02T00:00:00Z"])
+        .args(["--minutes", "20", "--faults", r#"{"demand_multiplier": 2.5}"#, "--out"])
+        .arg(&recorded)
+        .output()
+        .await?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let incident: Value = serde_json::from_str(&std::fs::read_to_string(&recorded)?)?;
+    assert_eq!(incident["version"], 1);
+    let triggers = incident["triggers"].as_array().context("triggers")?;
+    assert!(
+        triggers
+            .iter()
+            .any(|t| t["kind"] == "payload" && t["payload"]["data"]["essentials"]["alertRule"] == "ml-scaling-trigger"),
+        "the surge fired the scaling alert: {triggers:?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,611 @@
+//! `fleetpilot eval incidents` and `fleetpilot eval record`: the incident suite run in the
+//! emulator's stepped mode. Each trial builds a fresh world (the reference deployment at the
+//! incident's start, warmed up so telemetry exists), serves it on loopback, and steps it a
+//! virtual minute at a time: events change faults, demand or telemetry; the incident's
+//! triggers and the emulator's own alert rules invoke the agent — the same `AgentContext` as
+//! autonomous mode, through the real tools, guardrails and executor — and the world is
+//! recorded after every minute for the checks.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use fleetpilot_agent::ChatModel;
+use fleetpilot_core::{Decision, PriceTable, Priority, ProposalStatus};
+use fleetpilot_emulator::scenario::{REFERENCE_FLEET, REFERENCE_RESOURCE_GROUP, REFERENCE_WORKSPACE};
+use fleetpilot_emulator::{Emulator, EmulatorConfig, WorldConfig};
+use fleetpilot_evals::incident::{Event, Incident, Split, Trigger};
+use fleetpilot_evals::{Baseline, IncidentResult, Step, Summary, Trial, TrialRecord};
+use fleetpilot_infra::Store;
+use fleetpilot_tools::{FleetService, ToolsConfig};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio_util::sync::CancellationToken;
+
+use crate::autonomy::AgentContext;
+use crate::config::Config;
+
+/// Which model plays the agent.
+#[derive(Debug, Clone)]
+pub enum ModelChoice {
+    /// The built-in deterministic planner.
+    Builtin,
+    /// The `[model]` endpoint of the configuration (transcripts are recorded under `--out`).
+    Configured,
+    /// Recorded transcripts: `DIR/<incident>/<trial>-<run>.jsonl`.
+    Replay(PathBuf),
+}
+
+impl std::str::FromStr for ModelChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "builtin" => Ok(ModelChoice::Builtin),
+            "openai" | "configured" => Ok(ModelChoice::Configured),
+            other => match other.strip_prefix("replay:") {
+                Some(dir) if !dir.is_empty() => Ok(ModelChoice::Replay(PathBuf::from(dir))),
+                _ => {
+                    Err(format!("unknown model {other:?}: use builtin, openai (the [model] of the configuration) or replay:DIR"))
+                }
+            },
+        }
+    }
+}
+
+/// Which incidents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitFilter {
+    /// Tuning may look at these.
+    Dev,
+    /// Final measurement only.
+    Heldout,
+    /// Both.
+    All,
+}
+
+/// Report format on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// `{"summary":{…},"incidents":[…]}`.
+    Json,
+    /// Tables.
+    Markdown,
+    /// A self-contained page with plots.
+    Html,
+}
+
+/// What to run.
+#[derive(Debug)]
+pub struct IncidentOptions {
+    pub dir: PathBuf,
+    pub model: ModelChoice,
+    pub k: u32,
+    pub split: SplitFilter,
+    pub format: ReportFormat,
+    pub out: Option<PathBuf>,
+    pub baseline: Option<PathBuf>,
+    pub only: Vec<String>,
+    pub jobs: usize,
+}
+
+/// Run the suite; `Ok(false)` when the baseline is not met.
+pub async fn run(config: &Config, options: &IncidentOptions) -> Result<bool> {
+    if options.k == 0 {
+        bail!("--k must be at least 1");
+    }
+    let started = Instant::now();
+    let mut incidents = Incident::load_dir(&options.dir)
+        .with_context(|| format!("cannot load the incidents in {} (pass --dir)", options.dir.display()))?;
+    incidents.retain(|i| match options.split {
+        SplitFilter::All => true,
+        SplitFilter::Dev => i.split == Split::Dev,
+        SplitFilter::Heldout => i.split == Split::Heldout,
+    });
+    if !options.only.is_empty() {
+        incidents.retain(|i| options.only.iter().any(|o| o == &i.id));
+    }
+    if incidents.is_empty() {
+        bail!("no incidents to run in {} with that split and filter", options.dir.display());
+    }
+    let configured = match options.model {
+        ModelChoice::Configured => Some(
+            crate::autonomy::build_model(&config.model)?
+                .context("--model openai needs a [model] section in the configuration (see `fleetpilot chat --help`)")?,
+        ),
+        _ => None,
+    };
+    let bar = indicatif::ProgressBar::new(incidents.len() as u64 * u64::from(options.k));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} trials, {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let transcripts = options.out.as_ref().map(|o| o.join("transcripts"));
+    // Trials are independent worlds on their own loopback ports; most of a trial's time is
+    // spent waiting on its own HTTP round trips, so several run at once.
+    let incidents: Vec<Arc<Incident>> = incidents.into_iter().map(Arc::new).collect();
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, incident) in incidents.iter().enumerate() {
+        for trial in 0..options.k {
+            let setup = TrialSetup {
+                incident: incident.clone(),
+                trial,
+                model: options.model.clone(),
+                configured: configured.clone(),
+                transcripts: transcripts.clone(),
+            };
+            let permits = permits.clone();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let record = run_trial(&setup).await.with_context(|| format!("incident {} trial {trial}", setup.incident.id));
+                (index, trial, record)
+            });
+        }
+    }
+    let mut records: Vec<Vec<Option<TrialRecord>>> = incidents.iter().map(|_| vec![None; options.k as usize]).collect();
+    while let Some(joined) = tasks.join_next().await {
+        let (index, trial, record) = joined.context("a trial panicked")?;
+        records[index][trial as usize] = Some(record?);
+        bar.set_message(incidents[index].id.clone());
+        bar.inc(1);
+    }
+    let mut results = Vec::with_capacity(incidents.len());
+    for (incident, records) in incidents.iter().zip(records) {
+        let records: Vec<TrialRecord> = records.into_iter().flatten().collect();
+        let series = records
+            .first()
+            .map(|r| {
+                r.steps
+                    .iter()
+                    .map(|s| (if s.vm_rate > 0.0 { s.arrivals / s.vm_rate } else { 0.0 }, s.spot + s.regular, s.running))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let trials = records.iter().map(|r| Trial::judge(incident, r)).collect();
+        let mut result = IncidentResult::new(incident, trials);
+        result.series = series;
+        results.push(result);
+    }
+    bar.finish_and_clear();
+    let summary = Summary::new(&results, options.k, started.elapsed().as_secs_f64());
+    let rendered = match options.format {
+        ReportFormat::Json => serde_json::to_string_pretty(&fleetpilot_evals::report::json(&summary, &results))?,
+        ReportFormat::Markdown => fleetpilot_evals::report::markdown(&summary, &results),
+        ReportFormat::Html => fleetpilot_evals::report::html(&summary, &results),
+    };
+    println!("{rendered}");
+    if let Some(out) = &options.out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        std::fs::write(
+            out.join("report.json"),
+            serde_json::to_string_pretty(&fleetpilot_evals::report::json(&summary, &results))?,
+        )?;
+        std::fs::write(out.join("report.md"), fleetpilot_evals::report::markdown(&summary, &results))?;
+        std::fs::write(out.join("report.html"), fleetpilot_evals::report::html(&summary, &results))?;
+        eprintln!("reports written to {}", out.display());
+    }
+    let Some(path) = &options.baseline else { return Ok(true) };
+    let baseline: Baseline = serde_json::from_str(
+        &std::fs::read_to_string(path).with_context(|| format!("cannot read the baseline {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not a baseline", path.display()))?;
+    let shortfalls = baseline.shortfalls(&summary);
+    for s in &shortfalls {
+        eprintln!("eval gate: {s}");
+    }
+    let safety: Vec<&IncidentResult> = results.iter().filter(|r| !r.safety_passed).collect();
+    for r in &safety {
+        eprintln!("eval gate: safety failure in {}: {:?}", r.id, r.failures);
+    }
+    Ok(shortfalls.is_empty() && safety.is_empty())
+}
+
+struct TrialSetup {
+    incident: Arc<Incident>,
+    trial: u32,
+    model: ModelChoice,
+    configured: Option<Arc<dyn ChatModel>>,
+    transcripts: Option<PathBuf>,
+}
+
+fn fleet_key() -> (String, String) {
+    (REFERENCE_RESOURCE_GROUP.to_ascii_lowercase(), REFERENCE_FLEET.to_string())
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).with_context(|| format!("bad time {text:?}"))
+}
+
+/// A fresh reference world at `start − warmup`, with the incident's fleet, warmed up to
+/// `start` (alerts of the warm-up are dropped).
+fn build_world(incident: &Incident, seed: u64) -> Result<Arc<Emulator>> {
+    let start = parse_time(&incident.world.start)?;
+    let warmup = i64::from(incident.world.warmup_minutes);
+    let emulator = Emulator::new(EmulatorConfig {
+        world: WorldConfig { seed, retry_after_secs: 0, ..WorldConfig::default() },
+        start: start - time::Duration::minutes(warmup),
+        speed: 0.0,
+        scenario: fleetpilot_emulator::Scenario::Reference,
+    });
+    {
+        let mut world = emulator.lock_world();
+        let key = fleet_key();
+        if let Some(fleet) = world.fleets.get_mut(&key) {
+            if let (Some(s), Some(p)) = (incident.world.spot, fleet.spot.as_mut()) {
+                p.capacity = s;
+                p.min_capacity = p.min_capacity.min(s);
+            }
+            if let (Some(r), Some(p)) = (incident.world.regular, fleet.regular.as_mut()) {
+                p.capacity = r;
+                p.min_capacity = p.min_capacity.min(r);
+            }
+        }
+        world.seek_target(&key, false);
+    }
+    // The world's faults hold from the beginning (so stale telemetry is already stale at
+    // minute 0); events change them later.
+    if let Some(faults) = &incident.world.faults {
+        set_faults(&emulator, faults)?;
+    }
+    for _ in 0..warmup {
+        step(&emulator);
+    }
+    // Alerts of the warm-up are history, except those still fired at minute 0: the action
+    // group delivered them, and the incident starts with them outstanding.
+    emulator.with_world(|w| {
+        let fired: Vec<String> = w.alert_rules.iter().filter(|r| r.fired.is_some()).map(|r| r.name.clone()).collect();
+        let mut outbox = std::mem::take(&mut w.alert_outbox);
+        outbox.retain(|n| {
+            let e = &n["data"]["essentials"];
+            e["monitorCondition"] == "Fired" && fired.iter().any(|f| e["alertRule"] == f.as_str())
+        });
+        w.alert_outbox = outbox;
+    });
+    Ok(emulator)
+}
+
+fn step(emulator: &Emulator) {
+    emulator.clock.advance(std::time::Duration::from_secs(60));
+    emulator.with_world(|_| {});
+}
+
+fn set_faults(emulator: &Emulator, faults: &Value) -> Result<()> {
+    let faults: fleetpilot_emulator::faults::Faults =
+        serde_json::from_value(faults.clone()).context("faults are not the fields of POST /_emulator/faults")?;
+    emulator.with_world(|w| w.set_faults(faults));
+    Ok(())
+}
+
+/// The tools over the emulator at `url`, on the emulator's clock, with the incident's policy.
+fn service(incident: &Incident, emulator: &Arc<Emulator>, url: &str) -> Result<Arc<FleetService>> {
+    let (subscription, workspace) = {
+        let w = emulator.lock_world();
+        (w.config.subscription_id.clone(), w.config.logs.workspace_id.clone())
+    };
+    let (arm, logs) = crate::run::emulator_configs(url, &subscription);
+    let api = crate::run::azure_api(arm, logs)?;
+    let policy: fleetpilot_guardrails::Policy = match &incident.world.policy {
+        Some(p) => serde_json::from_value(p.clone()).context("world.policy is not a fleet policy")?,
+        None => fleetpilot_guardrails::Policy::default(),
+    };
+    let clock_source = emulator.clone();
+    let tools = ToolsConfig {
+        default_resource_group: REFERENCE_RESOURCE_GROUP.into(),
+        policies: fleetpilot_guardrails::Policies::new(policy, Default::default()),
+        prices: PriceTable::embedded(),
+        default_workspace: workspace,
+        ml_workspace: fleetpilot_core::ml::WorkspaceRef {
+            resource_group: REFERENCE_RESOURCE_GROUP.into(),
+            workspace: REFERENCE_WORKSPACE.into(),
+        },
+        clock: fleetpilot_tools::Clock::from_fn(move || clock_source.clock.now()),
+        executor: fleetpilot_infra::ExecutorConfig {
+            verify_timeout: std::time::Duration::from_secs(5),
+            verify_poll: std::time::Duration::from_millis(20),
+        },
+        stdio_role: fleetpilot_tools::Role::Operator,
+        http_role: fleetpilot_tools::Role::Operator,
+        agent_role: fleetpilot_tools::Role::Operator,
+    };
+    let store = Arc::new(Store::open_in_memory().context("cannot open an in-memory state database")?);
+    if incident.world.frozen {
+        store.set_frozen(true, "eval")?;
+    }
+    Ok(Arc::new(FleetService::new(api, store, tools)))
+}
+
+/// A common-alert-schema notification for an `alert` trigger: the emulator's rule of that
+/// name (or the scaling rule renamed), fired or resolved now, with the incident's text.
+fn alert_payload(emulator: &Emulator, trigger: &Trigger, minute: u32, serial: usize) -> Option<Value> {
+    let Trigger::Alert { rule, condition, severity, description, metric, value, .. } = trigger else {
+        return None;
+    };
+    emulator.with_world(|w| {
+        let mut r = w.alert_rules.iter().find(|r| &r.name == rule).or(w.alert_rules.first())?.clone();
+        r.name.clone_from(rule);
+        r.description.clone_from(description);
+        r.severity.clone_from(severity);
+        if let Some(m) = metric {
+            r.metric.clone_from(m);
+        }
+        let id = format!(
+            "/subscriptions/{}/providers/Microsoft.AlertsManagement/alerts/eval-{minute}-{serial}",
+            w.config.subscription_id
+        );
+        let resolved = (condition == "Resolved").then_some(w.now);
+        Some(r.notification(&id, w.now, resolved, value.unwrap_or(r.threshold)))
+    })
+}
+
+async fn run_trial(setup: &TrialSetup) -> Result<TrialRecord> {
+    let incident = &setup.incident;
+    let emulator = build_world(incident, incident.world.seed + u64::from(setup.trial))?;
+    let cancel = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind loopback for the emulator")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(
+        axum::serve(listener, emulator.router()).with_graceful_shutdown(cancel.clone().cancelled_owned()).into_future(),
+    );
+    let result = stepped(setup, &emulator, &url).await;
+    cancel.cancel();
+    let _ = server.await;
+    result
+}
+
+async fn stepped(setup: &TrialSetup, emulator: &Arc<Emulator>, url: &str) -> Result<TrialRecord> {
+    let incident = &setup.incident;
+    let service = service(incident, emulator, url)?;
+    let store = service.store().clone();
+    let mut record = TrialRecord { initial: targets(emulator), ..TrialRecord::default() };
+    let mut frozen = incident.world.frozen;
+    let mut runs = 0usize;
+    // As in production: alerts still firing bring the agent back every 5 minutes.
+    let mut follow_ups = crate::autonomy::FollowUps::new(time::Duration::minutes(5), REFERENCE_FLEET);
+    for minute in 0..incident.horizon_minutes {
+        for event in incident.events.iter().filter(|e| e.at_minute == minute) {
+            apply_event(emulator, &store, event, &mut frozen)?;
+        }
+        // What reaches the agent this minute: the incident's triggers, then the emulator's
+        // own alert rules (as the action group delivers them).
+        let mut alerts = Vec::new();
+        let mut chats = Vec::new();
+        for (serial, trigger) in incident.triggers.iter().enumerate().filter(|(_, t)| t.at_minute() == minute) {
+            match trigger {
+                Trigger::Chat { message, .. } => chats.push(message.clone()),
+                Trigger::Payload { payload, .. } => alerts.push(payload.clone()),
+                Trigger::Alert { .. } => alerts.extend(alert_payload(emulator, trigger, minute, serial)),
+            }
+        }
+        let outbox = emulator.with_world(|w| std::mem::take(&mut w.alert_outbox));
+        if incident.emulator_alerts {
+            alerts.extend(outbox);
+        }
+        let mut parsed = Vec::new();
+        for payload in alerts {
+            let alert = fleetpilot_core::alert::Alert::from_common_schema(&payload)
+                .map_err(|e| anyhow::anyhow!("minute {minute}: a trigger is not a common-alert-schema payload: {e}"))?;
+            // Deduplicated as in production: the same notification twice starts one run.
+            if store.record_alert(&alert.dedup_key(), "eval")? {
+                follow_ups.observe(&alert);
+                parsed.push(alert);
+            }
+        }
+        let now = emulator.clock.now();
+        let mut follow_up = false;
+        if parsed.is_empty() {
+            if let Some((_, alerts)) = follow_ups.due(now).into_iter().next() {
+                parsed = alerts;
+                follow_up = true;
+            }
+        } else {
+            follow_ups.ran(REFERENCE_FLEET, now);
+        }
+        if (!parsed.is_empty() && !follow_up) || !chats.is_empty() {
+            record.first_trigger.get_or_insert(minute);
+        }
+        if !parsed.is_empty() {
+            let mut run = crate::autonomy::new_run("alert", REFERENCE_FLEET, json!({ "alerts": parsed, "follow_up": follow_up }));
+            let ctx = context(setup, &service, runs)?;
+            let began = Instant::now();
+            ctx.run_alerts(&mut run).await;
+            account(setup, &mut record, &run, began, runs)?;
+            runs += 1;
+        }
+        for message in chats {
+            let mut run = crate::autonomy::new_run("chat", REFERENCE_FLEET, json!({ "message": message }));
+            let ctx = context(setup, &service, runs)?;
+            let began = Instant::now();
+            let system = ctx.system_prompt(REFERENCE_FLEET);
+            ctx.execute(&mut run, system, message.clone(), &format!("chat: {message}")).await;
+            account(setup, &mut record, &run, began, runs)?;
+            runs += 1;
+        }
+        step(emulator);
+        record.steps.push(observe(emulator, minute, frozen));
+    }
+    record.unapproved_applies = unapproved(&store)?;
+    record.oracle_cost_usd = oracle(&record, &incident.world.policy);
+    Ok(record)
+}
+
+fn apply_event(emulator: &Emulator, store: &Store, event: &Event, frozen: &mut bool) -> Result<()> {
+    if let Some(faults) = &event.faults {
+        set_faults(emulator, faults)?;
+    }
+    if let Some(row) = &event.log {
+        emulator.with_world(|w| {
+            let now = w.now;
+            let cells: Vec<(&str, fleetpilot_emulator::kql::Value)> =
+                row.cells.iter().map(|(k, v)| (k.as_str(), fleetpilot_emulator::kql::eval::from_json(v))).collect();
+            w.logs.write(&row.table, now, cells);
+        });
+    }
+    if let Some(f) = event.frozen {
+        store.set_frozen(f, "eval")?;
+        *frozen = f;
+    }
+    Ok(())
+}
+
+/// The agent for run number `run` of this trial.
+fn context(setup: &TrialSetup, service: &Arc<FleetService>, run: usize) -> Result<AgentContext> {
+    let model: Option<Arc<dyn ChatModel>> = match &setup.model {
+        ModelChoice::Builtin => None,
+        ModelChoice::Configured => setup.configured.clone(),
+        ModelChoice::Replay(dir) => {
+            let path = dir.join(&setup.incident.id).join(format!("{}-{run}.jsonl", setup.trial));
+            let text = std::fs::read_to_string(&path).with_context(|| format!("no recorded transcript {}", path.display()))?;
+            Some(Arc::new(
+                fleetpilot_agent::replay::Replay::from_jsonl(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            ))
+        }
+    };
+    Ok(AgentContext {
+        service: service.clone(),
+        model,
+        budgets: fleetpilot_agent::runner::Budgets::default(),
+        default_fleet: REFERENCE_FLEET.into(),
+        auto_apply: setup.incident.world.auto_apply,
+        tools_url: None,
+    })
+}
+
+fn account(
+    setup: &TrialSetup,
+    record: &mut TrialRecord,
+    run: &fleetpilot_infra::RunRecord,
+    began: Instant,
+    n: usize,
+) -> Result<()> {
+    record.runs += 1;
+    record.tool_calls += run.tool_calls;
+    record.tokens += run.tokens;
+    record.decision_ms.push(began.elapsed().as_secs_f64() * 1000.0);
+    if let (Some(dir), ModelChoice::Configured) = (&setup.transcripts, &setup.model) {
+        let dir = dir.join(&setup.incident.id);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("{}-{n}.jsonl", setup.trial)), &run.transcript)?;
+    }
+    Ok(())
+}
+
+fn targets(emulator: &Emulator) -> (u32, u32) {
+    let w = emulator.lock_world();
+    w.fleets
+        .get(&fleet_key())
+        .map_or((0, 0), |f| (f.spot.as_ref().map_or(0, |p| p.capacity), f.regular.as_ref().map_or(0, |p| p.capacity)))
+}
+
+fn observe(emulator: &Emulator, minute: u32, frozen: bool) -> Step {
+    let (spot, regular) = targets(emulator);
+    let w = emulator.lock_world();
+    let row = w.ledger.iter().rev().find(|r| r.fleet == REFERENCE_FLEET);
+    let running = w
+        .fleets
+        .get(&fleet_key())
+        .map_or(0, |f| f.vms.iter().filter(|vm| vm.state == fleetpilot_core::VmState::Running).count() as u32);
+    Step {
+        minute,
+        spot,
+        regular,
+        running,
+        arrivals: row.map_or(0.0, |r| r.arrivals),
+        dropped: row.map_or(0.0, |r| r.dropped),
+        sla_met: row.is_none_or(|r| r.sla_met),
+        cost_usd: row.map_or(0.0, |r| r.cost_usd),
+        vm_rate: row.filter(|r| r.running_vms > 0).map_or(0.0, |r| r.capacity / f64::from(r.running_vms)),
+        frozen,
+    }
+}
+
+/// Applied proposals whose verdict needed an approval that nobody gave.
+fn unapproved(store: &Store) -> Result<Vec<String>> {
+    Ok(store
+        .proposals(None, Some(ProposalStatus::Applied), 10_000)?
+        .into_iter()
+        .filter(|p| p.verdict.decision == Decision::NeedsApproval && !p.review.as_ref().is_some_and(|r| r.approved))
+        .map(|p| p.id)
+        .collect())
+}
+
+/// The perfect-foresight oracle's cost for the demand the trial saw, in the policy crate's
+/// model: the fleet's VM rate, a 2-minute boot, the SLA at 80 % utilization (the emulator's
+/// queueing SLA needs headroom), D4s_v5 prices, the policy's regular floor.
+fn oracle(record: &TrialRecord, policy: &Option<Value>) -> Option<f64> {
+    let rate = record.steps.iter().map(|s| s.vm_rate).find(|r| *r > 0.0)?;
+    let prices = PriceTable::embedded();
+    let size = prices.get("Standard_D4s_v5")?;
+    let min_regular = policy.as_ref().and_then(|p| p["min_regular"].as_u64()).unwrap_or(1) as u32;
+    let demand: Vec<f64> = record.steps.iter().map(|s| s.arrivals).collect();
+    let config = fleetpilot_policy::sim::SimConfig {
+        vm_rate: rate,
+        boot_minutes: 2,
+        sla_utilization: 0.8,
+        regular_usd_hour: size.price(Priority::Regular),
+        spot_usd_hour: size.price(Priority::Spot),
+        min_regular,
+        max_total: 10_000,
+    };
+    let calm = fleetpilot_policy::sim::Weather { eviction: vec![0.0; demand.len()], available: vec![true; demand.len()] };
+    let (cost, _) = fleetpilot_policy::oracle::oracle(&demand, &calm, &config);
+    Some(cost)
+}
+
+/// `fleetpilot eval record`: run the world from `start` for `minutes` under `faults`, with no
+/// agent, and write an incident whose triggers are the alerts the emulator's rules fired.
+pub struct RecordOptions {
+    pub id: String,
+    pub category: fleetpilot_evals::Category,
+    pub start: String,
+    pub minutes: u32,
+    pub faults: Option<Value>,
+    pub seed: u64,
+    pub out: Option<PathBuf>,
+}
+
+/// Record an incident.
+pub fn record(options: &RecordOptions) -> Result<()> {
+    let mut incident = Incident {
+        version: fleetpilot_evals::incident::VERSION,
+        id: options.id.clone(),
+        category: options.category,
+        split: Split::Dev,
+        description: format!("Recorded from the emulator: {} minutes from {}.", options.minutes, options.start),
+        world: fleetpilot_evals::incident::WorldSpec {
+            start: options.start.clone(),
+            seed: options.seed,
+            warmup_minutes: 30,
+            spot: None,
+            regular: None,
+            policy: None,
+            faults: options.faults.clone(),
+            frozen: false,
+            auto_apply: true,
+        },
+        events: Vec::new(),
+        triggers: Vec::new(),
+        emulator_alerts: false,
+        horizon_minutes: options.minutes,
+        checks: fleetpilot_evals::Checks { min_regular: Some(1), max_total: Some(60), ..Default::default() },
+    };
+    parse_time(&options.start)?;
+    let emulator = build_world(&incident, options.seed)?;
+    for minute in 0..options.minutes {
+        step(&emulator);
+        for payload in emulator.with_world(|w| std::mem::take(&mut w.alert_outbox)) {
+            incident.triggers.push(Trigger::Payload { at_minute: minute, payload });
+        }
+    }
+    let text = serde_json::to_string_pretty(&incident)?;
+    Incident::parse(Path::new(&options.id), &text).context("the recorded incident does not read back")?;
+    match &options.out {
+        Some(path) => {
+            std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("{} alerts recorded into {}", incident.triggers.len(), path.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
