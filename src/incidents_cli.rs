@@ -456,10 +456,19 @@ fn context(setup: &TrialSetup, service: &Arc<FleetService>, run: usize) -> Resul
         ModelChoice::Configured => setup.configured.clone(),
         ModelChoice::Replay(dir) => {
             let path = dir.join(&setup.incident.id).join(format!("{}-{run}.jsonl", setup.trial));
-            let text = std::fs::read_to_string(&path).with_context(|| format!("no recorded transcript {}", path.display()))?;
-            Some(Arc::new(
-                fleetpilot_agent::replay::Replay::from_jsonl(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-            ))
+            // A world that diverged from the recording (a changed tool, an edited decision) can
+            // invoke the agent more often than it was then: those runs have no decisions to
+            // play, and end at once as the recorded transcript having no more turns.
+            let replay = match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    fleetpilot_agent::replay::Replay::from_jsonl(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && run > 0 => {
+                    fleetpilot_agent::replay::Replay::new(Vec::new())
+                }
+                Err(e) => return Err(e).with_context(|| format!("no recorded transcript {}", path.display())),
+            };
+            Some(Arc::new(replay))
         }
     };
     Ok(AgentContext {
@@ -483,7 +492,9 @@ fn account(
     record.tool_calls += run.tool_calls;
     record.tokens += run.tokens;
     record.decision_ms.push(began.elapsed().as_secs_f64() * 1000.0);
-    if let (Some(dir), ModelChoice::Configured) = (&setup.transcripts, &setup.model) {
+    // Every run's transcript, whoever played the agent (a replay's own runs excepted), so that
+    // `--model replay:DIR` can play the decisions back.
+    if let (Some(dir), false) = (&setup.transcripts, matches!(setup.model, ModelChoice::Replay(_))) {
         let dir = dir.join(&setup.incident.id);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join(format!("{}-{n}.jsonl", setup.trial)), &run.transcript)?;

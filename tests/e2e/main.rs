@@ -599,6 +599,73 @@ async fn eval_incidents_scores_the_suite_and_gates_on_safety() -> Result<()> {
         assert!(out_dir.join(file).exists(), "{file} written");
     }
     assert!(std::fs::read_to_string(out_dir.join("report.html"))?.contains("<svg"), "the HTML report has plots");
+    // Replaying the recorded transcripts reproduces every score exactly.
+    let transcripts = out_dir.join("transcripts");
+    let replay = |suite: &Path, from: &Path| {
+        tokio::process::Command::new(bin())
+            .args(["eval", "incidents", "--k", "2", "--format", "json", "--dir"])
+            .arg(suite)
+            .arg(format!("--model=replay:{}", from.display()))
+            .output()
+    };
+    let again = replay(&suite, &transcripts).await?;
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let again: Value = serde_json::from_slice(&again.stdout)?;
+    let scores = |v: &Value| -> Vec<Value> {
+        v["incidents"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| {
+                        json!([
+                            i["id"],
+                            i["pass_1"],
+                            i["safety_passed"],
+                            i["sla_pct"],
+                            i["cost_vs_oracle"],
+                            i["tool_calls"],
+                            i["trials"].as_array().map(|t| t.iter().map(|t| t["checks"].clone()).collect::<Vec<_>>())
+                        ])
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(scores(&again), scores(&body), "a replay scores as the recorded run did");
+    // A deliberately wrong action: every proposal of the surge turned into a scale-in. The
+    // replay fails the checks that require the scale-out and the demand covered.
+    let wrong = dir.path().join("wrong");
+    let surge_dir = wrong.join("demand-surge-01");
+    std::fs::create_dir_all(&surge_dir)?;
+    let mut edited = false;
+    for entry in std::fs::read_dir(transcripts.join("demand-surge-01"))? {
+        let path = entry?.path();
+        let mut lines = Vec::new();
+        for line in std::fs::read_to_string(&path)?.lines() {
+            let mut e: Value = serde_json::from_str(line)?;
+            if let Some(calls) = e.pointer_mut("/reply/turn/calls").and_then(Value::as_array_mut) {
+                for call in calls.iter_mut().filter(|c| c["name"] == "propose_scale") {
+                    let mut args: Value = serde_json::from_str(call["arguments"].as_str().unwrap_or("{}"))?;
+                    args["spot_capacity"] = json!(12);
+                    args["regular_capacity"] = json!(10);
+                    call["arguments"] = json!(args.to_string());
+                    edited = true;
+                }
+            }
+            lines.push(e.to_string());
+        }
+        std::fs::write(surge_dir.join(path.file_name().context("name")?), lines.join("\n") + "\n")?;
+    }
+    assert!(edited, "the surge's transcripts propose a change");
+    let only_surge = dir.path().join("only-surge");
+    std::fs::create_dir_all(&only_surge)?;
+    std::fs::copy(suite.join("demand-surge-01.json"), only_surge.join("demand-surge-01.json"))?;
+    let out = replay(&only_surge, &wrong).await?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let wrong: Value = serde_json::from_slice(&out.stdout)?;
+    let failures = &wrong["incidents"][0]["failures"];
+    let failed: Vec<&String> = failures.as_object().map(|f| f.keys().collect()).unwrap_or_default();
+    assert_eq!(failed, ["covers_demand", "required:scale_out"], "{failures}");
     // A bound the surge response must break: the gate fails, naming the incident.
     let strict = dir.path().join("strict");
     std::fs::create_dir_all(&strict)?;
