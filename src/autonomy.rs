@@ -289,6 +289,11 @@ impl AgentContext {
     }
 }
 
+/// The fleet an alert concerns: the Compute Fleet among its targets, else `default`.
+fn fleet_of(alert: &Alert, default: &str) -> String {
+    alert.fleet_target().map_or_else(|| default.to_string(), |f| f.name)
+}
+
 /// Alerts still firing, and when the agent last looked at each fleet. An Azure Monitor metric
 /// alert is stateful: it notifies once when it fires and once when it resolves. A scale-out
 /// bounded by the guardrails' step may need several steps, so while an alert stays fired the
@@ -305,10 +310,6 @@ impl FollowUps {
     /// Follow up every `every`; alerts that name no fleet concern `default_fleet`.
     pub fn new(every: time::Duration, default_fleet: &str) -> Self {
         Self { every, default_fleet: default_fleet.into(), firing: HashMap::new(), last_run: HashMap::new() }
-    }
-
-    fn fleet_of(&self, alert: &Alert) -> String {
-        alert.fleet_target().map(|f| f.name).unwrap_or_else(|| self.default_fleet.clone()).to_ascii_lowercase()
     }
 
     /// A notification arrived (fired alerts are remembered, resolved ones forgotten).
@@ -333,7 +334,7 @@ impl FollowUps {
     pub fn due(&mut self, now: OffsetDateTime) -> Vec<(String, Vec<Alert>)> {
         let mut by_fleet: std::collections::BTreeMap<String, Vec<Alert>> = std::collections::BTreeMap::new();
         for alert in self.firing.values() {
-            by_fleet.entry(self.fleet_of(alert)).or_default().push(alert.clone());
+            by_fleet.entry(fleet_of(alert, &self.default_fleet).to_ascii_lowercase()).or_default().push(alert.clone());
         }
         let due: Vec<(String, Vec<Alert>)> = by_fleet
             .into_iter()
@@ -411,7 +412,7 @@ impl Autonomy {
     /// # Errors
     /// State database failures.
     pub fn submit(self: &Arc<Self>, alert: Alert) -> Result<Ack> {
-        let fleet = alert.fleet_target().map(|f| f.name).unwrap_or_else(|| self.ctx.default_fleet.clone());
+        let fleet = fleet_of(&alert, &self.ctx.default_fleet);
         let key = fleet.to_ascii_lowercase();
         let store = self.ctx.service.store().clone();
         let queued = self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(&key).and_then(|s| s.queued.clone());

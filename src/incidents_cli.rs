@@ -358,7 +358,7 @@ async fn stepped(setup: &TrialSetup, emulator: &Arc<Emulator>, url: &str) -> Res
     let incident = &setup.incident;
     let service = service(incident, emulator, url)?;
     let store = service.store().clone();
-    let mut record = TrialRecord { initial: targets(emulator), ..TrialRecord::default() };
+    let mut record = TrialRecord { initial: targets(&emulator.lock_world()), ..TrialRecord::default() };
     let mut frozen = incident.world.frozen;
     let mut runs = 0usize;
     // As in production: alerts still firing bring the agent back every 5 minutes.
@@ -502,16 +502,16 @@ fn account(
     Ok(())
 }
 
-fn targets(emulator: &Emulator) -> (u32, u32) {
-    let w = emulator.lock_world();
+/// The reference fleet's (spot, regular) targets.
+fn targets(w: &fleetpilot_emulator::World) -> (u32, u32) {
     w.fleets
         .get(&fleet_key())
         .map_or((0, 0), |f| (f.spot.as_ref().map_or(0, |p| p.capacity), f.regular.as_ref().map_or(0, |p| p.capacity)))
 }
 
 fn observe(emulator: &Emulator, minute: u32, frozen: bool) -> Step {
-    let (spot, regular) = targets(emulator);
     let w = emulator.lock_world();
+    let (spot, regular) = targets(&w);
     let row = w.ledger.iter().rev().find(|r| r.fleet == REFERENCE_FLEET);
     let running = w
         .fleets

@@ -289,11 +289,15 @@ impl ChatModel for Planner {
                 ),
             ]);
         };
-        let cpu = if telemetry_err {
-            None
-        } else {
-            telemetry.pointer("/tables/0/rows/0/0").and_then(Value::as_f64).filter(|x| x.is_finite())
+        // The query's one row: cpu, arrivals, newest, recent, earlier, vms.
+        let column = |i: usize| {
+            if telemetry_err {
+                None
+            } else {
+                telemetry.pointer(&format!("/tables/0/rows/0/{i}")).and_then(Value::as_f64).filter(|x| x.is_finite())
+            }
         };
+        let cpu = column(0);
         // Growth the forecast expects over the next 15 minutes (its upper bound over demand now).
         let growth = result_of(conversation, "planner-forecast_demand").and_then(|(f, is_error)| {
             // Only a forecast that has seen the daily cycle (two days of history) may lead a
@@ -311,9 +315,6 @@ impl ChatModel for Planner {
                 .reduce(f64::max)?;
             Some(upper / now)
         });
-        let column = |i: usize| {
-            if telemetry_err { None } else { telemetry.pointer(&format!("/tables/0/rows/0/{i}")).and_then(Value::as_f64) }
-        };
         // Rising: the last 5 minutes' arrivals 2 % above the 10 minutes before.
         let rising = matches!((column(3), column(4)), (Some(recent), Some(earlier)) if recent > earlier * 1.02);
         let decision = decide_with_trend(&fleet, &policy, cpu, growth, rising, column(5), c);
