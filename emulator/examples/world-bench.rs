@@ -117,6 +117,8 @@ fn main() {
             kind: "Default".into(),
             hub_id: None,
             friendly_name: "ws".into(),
+            properties: Default::default(),
+            tags: Default::default(),
             computes: std::collections::BTreeMap::from([(
                 "cluster".into(),
                 Compute {

@@ -41,6 +41,11 @@ pub struct AlertRule {
     pub window_minutes: u32,
     /// Evaluation frequency, in minutes.
     pub frequency_minutes: u32,
+    /// The metric alert resource this rule was provisioned from (lowercase ARM id); `None` for
+    /// the scenario's built-in rules.
+    pub id: Option<String>,
+    /// Action groups it notifies (lowercase ARM ids); none: the emulator's default webhooks.
+    pub action_groups: Vec<String>,
     /// Minute samples of the metric (minute start, value), newest last.
     #[serde(skip)]
     pub samples: VecDeque<(OffsetDateTime, f64)>,
@@ -173,6 +178,8 @@ pub fn recipe_rules(workspace_id: &str, fleet_id: &str) -> Vec<AlertRule> {
         threshold,
         window_minutes: window,
         frequency_minutes: frequency,
+        id: None,
+        action_groups: Vec::new(),
         samples: VecDeque::new(),
         fired: None,
         last_evaluated: None,

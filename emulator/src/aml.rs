@@ -121,6 +121,10 @@ pub struct Workspace {
     /// For projects: the hub's ARM id.
     pub hub_id: Option<String>,
     pub friendly_name: String,
+    /// Other properties of the last PUT (storage account, key vault, …), echoed as sent.
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    /// Tags.
+    pub tags: serde_json::Map<String, serde_json::Value>,
     pub computes: BTreeMap<String, Compute>,
     pub jobs: BTreeMap<String, Job>,
 }

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use fleetpilot_core::Priority;
 use serde_json::{Value, json};
 
+pub mod generic;
+
 use crate::Emulator;
 use crate::wire::{self, DeleteInstances, FleetPatch, FleetPut, ResourceGroupPut};
 use crate::world::{ArmError, FleetRecord, ResourceGroup, World};
@@ -208,7 +210,15 @@ fn route(world: &mut World, base: &str, method: &Method, uri: &Uri, body: &Bytes
         }
         [
             "providers",
-            "microsoft.azurefleet" | "microsoft.compute" | "microsoft.resources" | "microsoft.machinelearningservices",
+            "microsoft.azurefleet"
+            | "microsoft.compute"
+            | "microsoft.resources"
+            | "microsoft.machinelearningservices"
+            | "microsoft.storage"
+            | "microsoft.keyvault"
+            | "microsoft.operationalinsights"
+            | "microsoft.network"
+            | "microsoft.insights",
             "locations",
             _,
             kind,
@@ -254,6 +264,38 @@ fn route(world: &mut World, base: &str, method: &Method, uri: &Uri, body: &Bytes
             let rg = segments[3];
             require_rg(world, rg)?;
             scale_set(world, base, method, rg, segments[7], rest, body)
+        }
+        ["resourcegroups", _, "resources"] if method == Method::GET => {
+            api_version(uri, RESOURCES_API_VERSIONS, "resources", "eastus")?;
+            require_rg(world, segments[3])?;
+            Ok(Reply::json(StatusCode::OK, generic::list_group(world, segments[3])))
+        }
+        ["resourcegroups", _, "providers", provider, kind, _, rest @ ..] if rest.is_empty() || rest.len() == 2 => {
+            let type_name = if rest.is_empty() { format!("{provider}/{kind}") } else { format!("{provider}/{kind}/{}", rest[0]) };
+            let Some(spec) = generic::spec_for(&type_name) else {
+                return Err(ArmError::new(
+                    404,
+                    "InvalidResourceType",
+                    format!(
+                        "The resource type '{}' could not be found in the namespace '{}'.",
+                        type_name.split_once('/').map_or("", |t| t.1),
+                        segments[5]
+                    ),
+                ));
+            };
+            api_version(uri, spec.api_versions, spec.type_name, "eastus")?;
+            let rg = segments[3];
+            require_rg(world, rg)?;
+            let parent_path = format!(
+                "/subscriptions/{subscription}/resourceGroups/{rg}/providers/{}/{}/{}",
+                segments[5], segments[6], segments[7]
+            );
+            let (path, name, parent) = if rest.is_empty() {
+                (parent_path, segments[7], None)
+            } else {
+                (format!("{parent_path}/{}/{}", segments[8], segments[9]), segments[9], Some(parent_path.as_str()))
+            };
+            generic::handle(world, base, method, spec, rg, &path, name, parent, body)
         }
         _ => Err(method_or_path(method, uri)),
     }
@@ -419,6 +461,11 @@ fn resource_group(world: &mut World, base: &str, method: &Method, name: &str, bo
                 return Ok(Reply::empty(StatusCode::NOT_FOUND));
             };
             world.fleets.retain(|(rg_key, _), _| *rg_key != key);
+            world.ml.retain(|(rg_key, _), _| *rg_key != key);
+            let prefix = format!("/subscriptions/{}/resourcegroups/{key}/", subscription.to_ascii_lowercase());
+            world.resources.retain(|id, _| !id.starts_with(&prefix));
+            world.alert_rules.retain(|rule| !rule.id.as_ref().is_some_and(|id| id.starts_with(&prefix)));
+            world.prune_agents();
             let path = format!("/subscriptions/{subscription}/resourceGroups/{name}");
             Ok(accepted(world, base, "Microsoft.Resources", &rg.location, &path, false))
         }
@@ -830,7 +877,9 @@ fn ml_not_found(kind: &str, name: &str) -> ArmError {
 }
 
 fn workspace_json(subscription: &str, ws: &crate::aml::Workspace) -> Value {
-    let mut properties = json!({"provisioningState": "Succeeded", "friendlyName": ws.friendly_name});
+    let mut properties = Value::Object(ws.properties.clone());
+    properties["provisioningState"] = json!("Succeeded");
+    properties["friendlyName"] = json!(ws.friendly_name);
     if let Some(hub) = &ws.hub_id {
         properties["hubResourceId"] = json!(hub);
     }
@@ -840,6 +889,7 @@ fn workspace_json(subscription: &str, ws: &crate::aml::Workspace) -> Value {
         "type": "Microsoft.MachineLearningServices/workspaces",
         "location": ws.location,
         "kind": ws.kind,
+        "tags": ws.tags,
         "properties": properties,
     })
 }
@@ -953,6 +1003,38 @@ pub(crate) fn machine_learning(
                     "A workspace of kind 'Project' needs 'properties.hubResourceId'.",
                 ));
             }
+            if let Some(hub) = &hub_id {
+                let hub_key = hub.to_ascii_lowercase();
+                let is_hub = world.arm_resource_exists(hub)
+                    && world.ml.values().any(|w| {
+                        w.kind == "Hub"
+                            && hub_key.ends_with(&format!(
+                                "/resourcegroups/{}/providers/microsoft.machinelearningservices/workspaces/{}",
+                                w.resource_group.to_ascii_lowercase(),
+                                w.name.to_ascii_lowercase()
+                            ))
+                    });
+                if !is_hub {
+                    return Err(ArmError::new(
+                        400,
+                        "ValidationError",
+                        format!(
+                            "The hub workspace '{hub}' referenced by 'properties.hubResourceId' does not exist or is not of kind 'Hub'."
+                        ),
+                    ));
+                }
+            }
+            for key in ["storageAccount", "keyVault", "applicationInsights"] {
+                if let Some(reference) = input.pointer(&format!("/properties/{key}")).and_then(Value::as_str)
+                    && !world.arm_resource_exists(reference)
+                {
+                    return Err(ArmError::new(
+                        400,
+                        "ValidationError",
+                        format!("The {key} '{reference}' of workspace '{ws_name}' was not found."),
+                    ));
+                }
+            }
             let existed = world.ml.contains_key(&key);
             let entry = world.ml.entry(key.clone()).or_insert_with(|| crate::aml::Workspace {
                 name: ws_name.to_string(),
@@ -961,6 +1043,8 @@ pub(crate) fn machine_learning(
                 kind: kind.to_string(),
                 hub_id: None,
                 friendly_name: ws_name.to_string(),
+                properties: Default::default(),
+                tags: Default::default(),
                 computes: BTreeMap::new(),
                 jobs: BTreeMap::new(),
             });
@@ -969,6 +1053,11 @@ pub(crate) fn machine_learning(
             if let Some(f) = input.pointer("/properties/friendlyName").and_then(Value::as_str) {
                 entry.friendly_name = f.to_string();
             }
+            entry.properties = input.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+            for k in ["friendlyName", "hubResourceId", "provisioningState"] {
+                entry.properties.remove(k);
+            }
+            entry.tags = input.get("tags").and_then(Value::as_object).cloned().unwrap_or_default();
             Ok(Reply::json(if existed { StatusCode::OK } else { StatusCode::CREATED }, workspace_json(&subscription, entry)))
         }
         (Method::GET, []) => {
@@ -977,6 +1066,7 @@ pub(crate) fn machine_learning(
         }
         (Method::DELETE, []) => {
             let location = world.ml.remove(&key).map(|w| w.location);
+            world.prune_agents();
             match location {
                 Some(location) => Ok(accepted(
                     world,

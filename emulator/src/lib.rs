@@ -11,6 +11,7 @@ pub mod aml;
 pub mod arm;
 pub mod clock;
 pub mod faults;
+pub mod foundry;
 pub mod kql;
 pub mod logs;
 pub mod scenario;
@@ -114,6 +115,9 @@ impl Emulator {
             .route("/_emulator/alerts/webhook", axum::routing::post(alerts_webhook))
             .route("/v1/workspaces/{workspace}/query", get(la_get).post(la_post))
             .route("/_emulator/stats", get(stats))
+            .route("/api/projects/{project}/agents", get(foundry::list))
+            .route("/api/projects/{project}/agents/{name}", get(foundry::get).delete(foundry::delete))
+            .route("/api/projects/{project}/agents/{name}/versions", axum::routing::post(foundry::create_version))
             .fallback(arm_fallback)
             .layer(axum::middleware::from_fn_with_state(self.clone(), time_requests))
             .with_state(self.clone())
@@ -140,8 +144,11 @@ impl Emulator {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = interval.tick() => {
-                    let (outbox, hooks) = self.with_world(|w| (std::mem::take(&mut w.alert_outbox), w.alert_webhooks.clone()));
-                    for notification in outbox {
+                    let outbox = self.with_world(|w| {
+                        let outbox = std::mem::take(&mut w.alert_outbox);
+                        outbox.into_iter().map(|n| { let hooks = w.webhooks_for(&n); (n, hooks) }).collect::<Vec<_>>()
+                    });
+                    for (notification, hooks) in outbox {
                         for hook in &hooks {
                             // The action group's webhook: delivered once, failures logged.
                             match http.post(hook).json(&notification).send().await {

@@ -112,6 +112,8 @@ impl Scenario {
                 kind: "Default".into(),
                 hub_id: None,
                 friendly_name: REFERENCE_WORKSPACE.into(),
+                properties: Default::default(),
+                tags: Default::default(),
                 computes: std::collections::BTreeMap::from([(
                     "compute-cluster".to_string(),
                     crate::aml::Compute {

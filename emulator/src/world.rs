@@ -280,6 +280,12 @@ pub struct World {
     pub ledger: Vec<crate::services::LedgerRow>,
     /// Azure ML workspaces by (lowercase resource group, lowercase name).
     pub ml: BTreeMap<(String, String), crate::aml::Workspace>,
+    /// Generic ARM resources (storage, key vaults, monitoring, networks, alert rules, …) by
+    /// lowercase id.
+    pub resources: BTreeMap<String, crate::arm::generic::GenericResource>,
+    /// AI Foundry agents by (lowercase project, lowercase agent name): their versions, oldest
+    /// first.
+    pub agents: BTreeMap<(String, String), Vec<serde_json::Value>>,
 }
 
 /// Most ledger rows kept (7 days × 100 services at one row a minute).
@@ -320,6 +326,8 @@ impl World {
             services: Vec::new(),
             ledger: Vec::new(),
             ml: BTreeMap::new(),
+            resources: BTreeMap::new(),
+            agents: BTreeMap::new(),
             config,
             prices,
             rng,
@@ -1025,6 +1033,93 @@ impl World {
         op
     }
 
+    /// Whether an ARM id names something that exists: a resource group, fleet, ML workspace
+    /// (or compute) or generic resource.
+    pub fn arm_resource_exists(&self, id: &str) -> bool {
+        let lower = id.trim_end_matches('/').to_ascii_lowercase();
+        if self.resources.contains_key(&lower) {
+            return true;
+        }
+        let parts: Vec<&str> = lower.split('/').collect();
+        let subscription = self.config.subscription_id.to_ascii_lowercase();
+        match parts.as_slice() {
+            ["", "subscriptions", s, "resourcegroups", rg] => *s == subscription && self.resource_groups.contains_key(*rg),
+            ["", "subscriptions", s, "resourcegroups", rg, "providers", "microsoft.azurefleet", "fleets", name] => {
+                *s == subscription && self.fleets.contains_key(&(rg.to_string(), name.to_string()))
+            }
+            [
+                "",
+                "subscriptions",
+                s,
+                "resourcegroups",
+                rg,
+                "providers",
+                "microsoft.machinelearningservices",
+                "workspaces",
+                name,
+                rest @ ..,
+            ] => {
+                let Some(ws) = self.ml.get(&(rg.to_string(), name.to_string())).filter(|_| *s == subscription) else {
+                    return false;
+                };
+                match rest {
+                    [] => true,
+                    ["computes", c] => ws.computes.contains_key(*c),
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// (Re)load the rule of the provisioned metric alert `id` (lowercase) from its resource.
+    pub fn register_metric_alert(&mut self, id: &str) {
+        self.forget_metric_alert(id);
+        let Some(r) = self.resources.get(id) else { return };
+        if let Some(rule) = crate::arm::generic::rule_from(id, &r.name, &r.body) {
+            // A provisioned rule replaces a built-in one of the same name.
+            self.alert_rules.retain(|old| !(old.id.is_none() && old.name == rule.name));
+            self.alert_rules.push(rule);
+        }
+    }
+
+    /// Forget the agents of projects that no longer exist.
+    pub fn prune_agents(&mut self) {
+        let projects: std::collections::HashSet<String> =
+            self.ml.values().filter(|w| w.kind == "Project").map(|w| w.name.to_ascii_lowercase()).collect();
+        self.agents.retain(|(project, _), _| projects.contains(project));
+    }
+
+    /// Stop evaluating the provisioned metric alert `id` (lowercase).
+    pub fn forget_metric_alert(&mut self, id: &str) {
+        self.alert_rules.retain(|rule| rule.id.as_deref() != Some(id));
+    }
+
+    /// Where a notification goes: the webhooks of its rule's action groups (enabled ones), or,
+    /// for the built-in rules that name none, the webhooks set through `/_emulator/alerts/webhook`.
+    pub fn webhooks_for(&self, notification: &serde_json::Value) -> Vec<String> {
+        let rule_name = notification.pointer("/data/essentials/alertRule").and_then(serde_json::Value::as_str);
+        let Some(rule) = self.alert_rules.iter().find(|r| Some(r.name.as_str()) == rule_name && !r.action_groups.is_empty())
+        else {
+            return self.alert_webhooks.clone();
+        };
+        let mut hooks = Vec::new();
+        for group in &rule.action_groups {
+            let Some(r) = self.resources.get(group) else { continue };
+            if r.body.pointer("/properties/enabled").and_then(serde_json::Value::as_bool) != Some(true) {
+                continue;
+            }
+            for receiver in
+                r.body.pointer("/properties/webhookReceivers").and_then(serde_json::Value::as_array).into_iter().flatten()
+            {
+                if let Some(uri) = receiver.get("serviceUri").and_then(serde_json::Value::as_str) {
+                    hooks.push(uri.to_string());
+                }
+            }
+        }
+        hooks
+    }
+
     /// Poll an operation: the first poll finishes it, and with it the resource's provisioning.
     pub fn poll_operation(&mut self, id: &str) -> Option<Operation> {
         let now = self.now;
@@ -1034,10 +1129,21 @@ impl World {
             op.status = "Failed".into();
             op.end_time = Some(now);
         }
+        let path = op.resource_path.to_ascii_lowercase();
+        if op.status == "Failed"
+            && let Some(r) = self.resources.get_mut(&path)
+            && matches!(r.provisioning_state.as_str(), "Creating" | "Updating")
+        {
+            r.provisioning_state = "Failed".into();
+        }
         if op.status == "InProgress" && self.faults.lro != crate::faults::LroFault::Hang {
             op.status = "Succeeded".into();
             op.end_time = Some(now);
-            let path = op.resource_path.to_ascii_lowercase();
+            if let Some(r) = self.resources.get_mut(&path)
+                && matches!(r.provisioning_state.as_str(), "Creating" | "Updating")
+            {
+                r.provisioning_state = "Succeeded".into();
+            }
             for fleet in self.fleets.values_mut() {
                 let fleet_path = format!(
                     "/resourcegroups/{}/providers/microsoft.azurefleet/fleets/{}",
