@@ -33,6 +33,9 @@ pub struct RawConfig {
     pub emulator: RawEmulator,
     #[serde(default)]
     pub policy: RawPolicy,
+    /// What `fleetpilot provision` builds (the recipe's stack; every name overridable).
+    #[serde(default)]
+    pub stack: fleetpilot_infra::stack::StackConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,12 +249,15 @@ pub struct Config {
     pub verify_timeout: std::time::Duration,
     pub model: ModelSettings,
     pub agent: AgentSettings,
-    pub alerts_token: Option<String>,
+    /// Never printed: `check-config` shows `[redacted]`.
+    pub alerts_token: Option<Secret>,
     pub alerts_fleet: String,
     /// Interval of follow-up runs while an alert stays fired (zero: none).
     pub alerts_follow_up: time::Duration,
     pub operation_timeout: std::time::Duration,
     pub retry: fleetpilot_infra::RetryConfig,
+    /// The stack `fleetpilot provision` builds.
+    pub stack: fleetpilot_infra::stack::StackConfig,
 }
 
 /// Which model kind.
@@ -444,6 +450,13 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         retry.max_retry_after = std::time::Duration::from_secs(secs);
     }
 
+    let mut stack = raw.stack;
+    if let Some(tenant) = raw.azure.as_ref().and_then(|a| a.tenant_id.clone())
+        && stack.tenant_id == fleetpilot_infra::stack::StackConfig::default().tenant_id
+    {
+        stack.tenant_id = tenant;
+    }
+    stack.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut ml_workspace = fleetpilot_emulator::scenario::REFERENCE_WORKSPACE.to_string();
     let (target, default_resource_group) = match raw.azure {
         None => {
@@ -518,11 +531,12 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         verify_timeout,
         model,
         agent,
-        alerts_token,
+        alerts_token: alerts_token.map(Secret::new),
         alerts_fleet,
         alerts_follow_up: time::Duration::seconds(raw.alerts.follow_up_secs.unwrap_or(300) as i64),
         operation_timeout,
         retry,
+        stack,
     })
 }
 

@@ -8,6 +8,7 @@ mod eval_cli;
 mod incidents_cli;
 mod job_cli;
 mod kql_cli;
+mod provision_cli;
 mod run;
 
 use std::path::PathBuf;
@@ -115,6 +116,16 @@ enum Command {
     /// Azure ML jobs, through a running fleetpilot's tools (and their guardrails).
     #[command(subcommand)]
     Job(JobCommand),
+    /// The source recipe's whole stack (storage, key vault, monitoring, AI Foundry hub and
+    /// project, ML workspace, network, Compute Fleet, AmlCompute, action group, alert rules,
+    /// workbooks, the Foundry agent), declaratively: plan, apply, destroy.
+    ///
+    /// Names and SKUs come from the [stack] section of fleetpilot.toml (the recipe's by default).
+    /// Try it on the emulator:
+    ///   fleetpilot emulator --scenario empty &
+    ///   FLEETPILOT_ALERTS_TOKEN=$(openssl rand -hex 16) fleetpilot provision apply --arm-endpoint http://127.0.0.1:8081
+    #[command(subcommand)]
+    Provision(ProvisionCommand),
     /// Proposals in the state database: list, show, approve, reject.
     #[command(subcommand)]
     Proposals(ProposalsCommand),
@@ -391,6 +402,33 @@ enum JobCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ProvisionCommand {
+    /// Read what exists and show what apply would create, update or delete (secrets redacted).
+    Plan {
+        #[command(flatten)]
+        target: provision_cli::ProvisionArgs,
+        /// Exit 0 with no changes, 2 with changes (1 on errors), for drift checks in CI.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Converge the stack: dependency order, independent resources in parallel, long-running
+    /// operations awaited, transient errors retried. Re-running it is always safe.
+    Apply {
+        #[command(flatten)]
+        target: provision_cli::ProvisionArgs,
+        #[command(flatten)]
+        args: provision_cli::ApplyArgs,
+    },
+    /// Delete every resource of the stack, dependents first (asks unless --yes).
+    Destroy {
+        #[command(flatten)]
+        target: provision_cli::ProvisionArgs,
+        #[command(flatten)]
+        args: provision_cli::ApplyArgs,
+    },
+}
+
 fn overrides(listen: Option<String>, run: Option<&RunArgs>) -> config::Overrides {
     let mut o = config::Overrides { listen, ..Default::default() };
     if let Some(run) = run {
@@ -407,7 +445,12 @@ fn overrides(listen: Option<String>, run: Option<&RunArgs>) -> config::Overrides
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Evaluations report on stdout and show progress; their worlds' chatter is noise.
-    let level = if matches!(cli.command, Command::Eval(_)) { "error" } else { "info" };
+    let level = match cli.command {
+        Command::Eval(_) => "error",
+        // Provisioning prints its own progress; retries still warn.
+        Command::Provision(_) => "warn",
+        _ => "info",
+    };
     run::init_tracing(cli.log_format, level);
     let result = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| {
         rt.block_on(async move {
@@ -442,6 +485,20 @@ fn main() -> std::process::ExitCode {
                     };
                     if code != std::process::ExitCode::SUCCESS {
                         std::process::exit(1);
+                    }
+                    Ok(())
+                }
+                Command::Provision(command) => {
+                    let config = config::load(cli.config.as_deref(), &overrides(None, None))?;
+                    let code = match command {
+                        ProvisionCommand::Plan { target, detailed_exitcode } => {
+                            provision_cli::plan(&config, &target, detailed_exitcode).await?
+                        }
+                        ProvisionCommand::Apply { target, args } => provision_cli::apply(&config, &target, &args).await?,
+                        ProvisionCommand::Destroy { target, args } => provision_cli::destroy(&config, &target, &args).await?,
+                    };
+                    if code != std::process::ExitCode::SUCCESS {
+                        std::process::exit(if code == std::process::ExitCode::from(2) { 2 } else { 1 });
                     }
                     Ok(())
                 }

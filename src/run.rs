@@ -195,7 +195,8 @@ pub async fn serve(config: Config) -> Result<()> {
     let generated = config.alerts_token.is_none();
     let token = config
         .alerts_token
-        .clone()
+        .as_ref()
+        .map(|t| t.expose().to_string())
         .unwrap_or_else(|| format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
     let agent = Arc::new(crate::autonomy::AgentContext {
         service: backend.service.clone(),

@@ -6,6 +6,8 @@
 //! - [`AzureApi`]: the typed seam the rest of fleetpilot uses; [`ArmAzureApi`] implements it
 //!   over [`arm::ArmClient`].
 //! - [`executor`]: carries out an allowed proposal, idempotently, with a journal in [`store`].
+//! - [`stack`] and [`provision`]: the recipe's whole architecture as data, and its plan, apply
+//!   and destroy (the executor for whole stacks).
 //!
 //! This crate does not know whether it talks to Azure or to the emulator: it sees a base URL
 //! and a credential. It knows nothing of MCP, LLMs or guardrail policy.
@@ -15,6 +17,8 @@ pub mod arm;
 pub mod credential;
 pub mod error;
 pub mod executor;
+pub mod provision;
+pub mod stack;
 pub mod store;
 
 pub use api::{ArmAzureApi, AzureApi};

@@ -123,3 +123,31 @@ pub async fn advance(emulator: &str, seconds: u64) -> Result<serde_json::Value> 
         .error_for_status()?;
     Ok(response.json().await?)
 }
+
+/// `fleetpilot emulator` running alone on a free port, with its clock paused; killed on drop.
+#[derive(Debug)]
+pub struct StandaloneEmulator {
+    _child: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl StandaloneEmulator {
+    /// Start `bin emulator --scenario SCENARIO --speed 0` and wait until `/healthz` answers.
+    ///
+    /// # Errors
+    /// When the binary does not start or never becomes healthy.
+    pub async fn start(bin: &Path, scenario: &str) -> Result<Self> {
+        let port = free_port()?;
+        let url = format!("http://127.0.0.1:{port}");
+        let child = tokio::process::Command::new(bin)
+            .args(["emulator", "--scenario", scenario, "--speed", "0", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        wait_healthy(&url).await?;
+        Ok(Self { _child: child, url })
+    }
+}

@@ -202,6 +202,34 @@ fn only_the_executor_mutates_azure() {
     assert!(offenders.is_empty(), "mutations outside the executor:\n{}", offenders.join("\n"));
 }
 
+/// Raw ARM writes happen in two places only: behind `AzureApi` (`infra/src/api.rs`, called by the
+/// fleet executor) and in the stack executor (`infra/src/provision.rs`), besides the client
+/// itself (`infra/src/arm.rs`). Any other code that holds an `ArmClient` only reads.
+#[test]
+fn only_the_executors_write_through_the_arm_client() {
+    let meta = metadata();
+    let mut files = Vec::new();
+    rust_files(&meta.workspace_root, &mut files);
+    let allowed = [Path::new("infra/src/arm.rs"), Path::new("infra/src/api.rs"), Path::new("infra/src/provision.rs")];
+    let mut offenders = Vec::new();
+    for file in files {
+        let relative = file.strip_prefix(&meta.workspace_root).unwrap_or(&file).to_path_buf();
+        if allowed.iter().any(|a| relative == *a) || relative.components().any(|c| c.as_os_str() == "examples") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if !text.contains("ArmClient") {
+            continue;
+        }
+        for needle in [".put(", ".patch(", ".delete("] {
+            if text.contains(needle) {
+                offenders.push(format!("{} holds an ArmClient and calls {needle}", relative.display()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "ARM writes outside the executors:\n{}", offenders.join("\n"));
+}
+
 /// The README's quick start is `cargo run --release -- serve`: that needs exactly one binary
 /// in the workspace (benchmarks are examples).
 #[test]

@@ -85,6 +85,13 @@ impl FleetTools {
         Self::with_router(service, Self::tool_router(), transport)
     }
 
+    /// The names of every tool served, sorted.
+    pub fn tool_names() -> Vec<String> {
+        let mut names: Vec<String> = Self::tool_router().list_all().into_iter().map(|t| t.name.to_string()).collect();
+        names.sort();
+        names
+    }
+
     /// A handler sharing an already built router (HTTP builds a handler per request).
     fn with_router(service: Arc<FleetService>, tool_router: ToolRouter<Self>, transport: &'static str) -> Self {
         Self { service, tool_router, transport }
