@@ -411,6 +411,10 @@ enum ProvisionCommand {
         /// Exit 0 with no changes, 2 with changes (1 on errors), for drift checks in CI.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Also ask ARM's what-if (the stack as a template deployment; the resource group must
+        /// exist). Works against Azure and the emulator.
+        #[arg(long)]
+        what_if: bool,
     },
     /// Converge the stack: dependency order, independent resources in parallel, long-running
     /// operations awaited, transient errors retried. Re-running it is always safe.
@@ -491,8 +495,8 @@ fn main() -> std::process::ExitCode {
                 Command::Provision(command) => {
                     let config = config::load(cli.config.as_deref(), &overrides(None, None))?;
                     let code = match command {
-                        ProvisionCommand::Plan { target, detailed_exitcode } => {
-                            provision_cli::plan(&config, &target, detailed_exitcode).await?
+                        ProvisionCommand::Plan { target, detailed_exitcode, what_if } => {
+                            provision_cli::plan(&config, &target, detailed_exitcode, what_if).await?
                         }
                         ProvisionCommand::Apply { target, args } => provision_cli::apply(&config, &target, &args).await?,
                         ProvisionCommand::Destroy { target, args } => provision_cli::destroy(&config, &target, &args).await?,

@@ -242,11 +242,77 @@ fn print_plan(plan: &StackPlan, redactor: &Redactor, target: &ProvisionArgs) -> 
     Ok(())
 }
 
-/// `provision plan`. With `detailed_exitcode`, 2 when there are changes.
-pub async fn plan(config: &Config, target: &ProvisionArgs, detailed_exitcode: bool) -> Result<std::process::ExitCode> {
+/// ARM's what-if, as text: one line per resource, then the changed properties.
+pub fn render_what_if(result: &Value, paint: Paint) -> String {
+    let mut out = String::from("\nARM what-if (the same stack as a template deployment, incremental):\n");
+    let changes = result.pointer("/properties/changes").and_then(Value::as_array).cloned().unwrap_or_default();
+    for c in &changes {
+        let kind = c.get("changeType").and_then(Value::as_str).unwrap_or("Unsupported");
+        let (sign, color): (&str, fn(Paint, &str) -> String) = match kind {
+            "Create" => ("+", Paint::green),
+            "Modify" | "Deploy" => ("~", Paint::yellow),
+            "Delete" => ("-", Paint::red),
+            "NoChange" => ("=", |_, t: &str| t.to_string()),
+            _ => ("*", |_, t: &str| t.to_string()),
+        };
+        let id = c.get("resourceId").and_then(Value::as_str).unwrap_or_default();
+        out.push_str(&format!("  {} {kind} {id}\n", color(paint, sign)));
+        for d in c.get("delta").and_then(Value::as_array).into_iter().flatten() {
+            let path = d.get("path").and_then(Value::as_str).unwrap_or_default();
+            let before = d.get("before").map(short).unwrap_or_default();
+            let after = d.get("after").map(short).unwrap_or_default();
+            out.push_str(&format!("      {} {path} = {before} -> {after}\n", color(paint, "~")));
+        }
+    }
+    let count = |t: &str| changes.iter().filter(|c| c.get("changeType").and_then(Value::as_str) == Some(t)).count();
+    out.push_str(&format!(
+        "ARM: {} to create, {} to modify, {} unchanged, {} ignored.\n",
+        count("Create"),
+        count("Modify"),
+        count("NoChange"),
+        count("Ignore")
+    ));
+    out
+}
+
+/// `provision plan`. With `detailed_exitcode`, 2 when there are changes; with `what_if`, ARM's
+/// what-if too (the resource group must exist).
+pub async fn plan(
+    config: &Config,
+    target: &ProvisionArgs,
+    detailed_exitcode: bool,
+    what_if: bool,
+) -> Result<std::process::ExitCode> {
     let (provisioner, stack) = setup(config, target)?;
     let plan = provisioner.plan(&stack).await.context("cannot read the stack")?;
-    print_plan(&plan, provisioner.redactor(), target)?;
+    let group_missing =
+        plan.changes.iter().any(|c| c.type_name == "Microsoft.Resources/resourceGroups" && c.action == Action::Create);
+    if what_if && group_missing {
+        print_plan(&plan, provisioner.redactor(), target)?;
+        eprintln!(
+            "ARM what-if skipped: it runs in the stack's resource group, which does not exist yet (everything above is a create)."
+        );
+    } else if what_if {
+        let token = config.alerts_token.as_ref().map(|t| t.expose().to_string()).unwrap_or_default();
+        let result = provisioner.what_if(&stack, &token).await?;
+        match target.format {
+            Format::Json => {
+                let mut json = provisioner.redactor().plan_json(&plan);
+                json["what_if"] = result;
+                println!("{}", serde_json::to_string_pretty(&json)?);
+            }
+            Format::Text => {
+                let paint = Paint::for_stdout(target.color);
+                print!(
+                    "{}{}",
+                    render_text(&plan, provisioner.redactor(), paint),
+                    provisioner.redactor().text(&render_what_if(&result, paint))
+                );
+            }
+        }
+    } else {
+        print_plan(&plan, provisioner.redactor(), target)?;
+    }
     Ok(if detailed_exitcode && !plan.is_empty() { std::process::ExitCode::from(2) } else { std::process::ExitCode::SUCCESS })
 }
 

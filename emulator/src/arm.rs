@@ -11,6 +11,7 @@ use fleetpilot_core::Priority;
 use serde_json::{Value, json};
 
 pub mod generic;
+mod whatif;
 
 use crate::Emulator;
 use crate::wire::{self, DeleteInstances, FleetPatch, FleetPut, ResourceGroupPut};
@@ -265,6 +266,11 @@ fn route(world: &mut World, base: &str, method: &Method, uri: &Uri, body: &Bytes
             require_rg(world, rg)?;
             scale_set(world, base, method, rg, segments[7], rest, body)
         }
+        ["resourcegroups", _, "providers", "microsoft.resources", "deployments", _, "whatif"] if method == Method::POST => {
+            api_version(uri, RESOURCES_API_VERSIONS, "deployments", "eastus")?;
+            require_rg(world, segments[3])?;
+            whatif::what_if(world, segments[3], body)
+        }
         ["resourcegroups", _, "resources"] if method == Method::GET => {
             api_version(uri, RESOURCES_API_VERSIONS, "resources", "eastus")?;
             require_rg(world, segments[3])?;
@@ -298,6 +304,33 @@ fn route(world: &mut World, base: &str, method: &Method, uri: &Uri, body: &Bytes
             generic::handle(world, base, method, spec, rg, &path, name, parent, body)
         }
         _ => Err(method_or_path(method, uri)),
+    }
+}
+
+/// What a GET of the ARM id `id` would answer, if the resource exists: a generic resource, a
+/// fleet, an ML workspace or compute (resource groups are not included).
+pub(crate) fn resource_json_at(world: &World, id: &str) -> Option<Value> {
+    let subscription = world.config.subscription_id.clone();
+    let lower = id.trim_end_matches('/').to_ascii_lowercase();
+    if let Some(r) = world.resources.get(&lower) {
+        return generic::spec_for(&r.type_name).map(|spec| generic::resource_json(spec, r, &subscription));
+    }
+    let parts: Vec<&str> = lower.split('/').collect();
+    let ["", "subscriptions", s, "resourcegroups", rg, "providers", provider, kind, name, rest @ ..] = parts.as_slice() else {
+        return None;
+    };
+    if *s != subscription.to_ascii_lowercase() {
+        return None;
+    }
+    let key = (rg.to_string(), name.to_string());
+    match (*provider, *kind, rest) {
+        ("microsoft.azurefleet", "fleets", []) => world.fleets.get(&key).map(|f| wire::fleet_json(&subscription, f)),
+        ("microsoft.machinelearningservices", "workspaces", []) => world.ml.get(&key).map(|ws| workspace_json(&subscription, ws)),
+        ("microsoft.machinelearningservices", "workspaces", ["computes", c]) => {
+            let ws = world.ml.get(&key)?;
+            ws.computes.get(*c).map(|c| compute_json(&subscription, ws, c))
+        }
+        _ => None,
     }
 }
 

@@ -1037,39 +1037,11 @@ impl World {
     /// (or compute) or generic resource.
     pub fn arm_resource_exists(&self, id: &str) -> bool {
         let lower = id.trim_end_matches('/').to_ascii_lowercase();
-        if self.resources.contains_key(&lower) {
-            return true;
-        }
         let parts: Vec<&str> = lower.split('/').collect();
-        let subscription = self.config.subscription_id.to_ascii_lowercase();
-        match parts.as_slice() {
-            ["", "subscriptions", s, "resourcegroups", rg] => *s == subscription && self.resource_groups.contains_key(*rg),
-            ["", "subscriptions", s, "resourcegroups", rg, "providers", "microsoft.azurefleet", "fleets", name] => {
-                *s == subscription && self.fleets.contains_key(&(rg.to_string(), name.to_string()))
-            }
-            [
-                "",
-                "subscriptions",
-                s,
-                "resourcegroups",
-                rg,
-                "providers",
-                "microsoft.machinelearningservices",
-                "workspaces",
-                name,
-                rest @ ..,
-            ] => {
-                let Some(ws) = self.ml.get(&(rg.to_string(), name.to_string())).filter(|_| *s == subscription) else {
-                    return false;
-                };
-                match rest {
-                    [] => true,
-                    ["computes", c] => ws.computes.contains_key(*c),
-                    _ => false,
-                }
-            }
-            _ => false,
+        if let ["", "subscriptions", s, "resourcegroups", rg] = parts.as_slice() {
+            return *s == self.config.subscription_id.to_ascii_lowercase() && self.resource_groups.contains_key(*rg);
         }
+        crate::arm::resource_json_at(self, id).is_some()
     }
 
     /// (Re)load the rule of the provisioned metric alert `id` (lowercase) from its resource.

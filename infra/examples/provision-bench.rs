@@ -1,4 +1,4 @@
-//! Wall time of a full `provision apply` of the recipe's stack (18 resources) on the emulator
+//! Wall time of a full `provision apply` of the recipe's stack (19 resources) on the emulator
 //! with its default latencies (every long-running operation answers `Retry-After: 1`),
 //! sequential (one resource at a time) against parallel (dependency order, independent
 //! resources at once). Each run starts from an empty emulator; runs alternate between the

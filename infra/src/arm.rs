@@ -171,6 +171,29 @@ impl ArmClient {
         self.wait(&Method::POST, path, &response).await.map(|_| ())
     }
 
+    /// POST a request whose result comes at once (200) or at the end of a long-running
+    /// operation (202, then its `Location` until that stops answering 202): ARM what-if.
+    ///
+    /// # Errors
+    /// Any [`AzureError`]; an operation past `operation_timeout` is
+    /// [`AzureError::OperationTimeout`].
+    pub async fn post_for_result(&self, path: &str, body: &Value) -> Result<Value, AzureError> {
+        let response = self.call(Method::POST, path, Some(body)).await?;
+        let Some(url) = response.header("location").filter(|_| response.status == StatusCode::ACCEPTED) else {
+            return Ok(response.body);
+        };
+        let deadline = Instant::now() + self.config.operation_timeout;
+        let mut delay = response.retry_after().unwrap_or(self.config.default_poll);
+        loop {
+            self.sleep_until_poll(delay, deadline, &url).await?;
+            let poll = self.call(Method::GET, &url, None).await?;
+            if poll.status != StatusCode::ACCEPTED {
+                return Ok(poll.body);
+            }
+            delay = poll.retry_after().unwrap_or(self.config.default_poll);
+        }
+    }
+
     /// POST a request that answers with a body at once (no long-running operation), e.g. a
     /// Log Analytics query.
     ///

@@ -88,10 +88,11 @@ impl StackPlan {
     }
 }
 
-/// Replaces secrets wherever they appear.
+/// Replaces secrets wherever they appear. Clones share what they know, so that values learned
+/// while planning (keys read from Azure) are redacted everywhere afterwards.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
-    secrets: Vec<String>,
+    secrets: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// What a secret is replaced with.
@@ -100,13 +101,27 @@ pub const REDACTED: &str = "(sensitive)";
 impl Redactor {
     /// Redact these (empty strings are ignored).
     pub fn new(secrets: &[String]) -> Self {
-        Self { secrets: secrets.iter().filter(|s| !s.is_empty()).cloned().collect() }
+        let this = Self::default();
+        for s in secrets {
+            this.add(s);
+        }
+        this
+    }
+
+    /// Redact this too from now on.
+    pub fn add(&self, secret: &str) {
+        let mut secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        if !secret.is_empty() && !secrets.iter().any(|s| s == secret) {
+            secrets.push(secret.to_string());
+            // Longest first, so that a secret containing another is replaced whole.
+            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
     }
 
     /// A text with every secret replaced.
     pub fn text(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for s in &self.secrets {
+        for s in self.secrets.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             out = out.replace(s.as_str(), REDACTED);
         }
         out
@@ -182,8 +197,11 @@ impl Report {
 /// Why a plan could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
+    /// ARM refused the what-if.
+    #[error("ARM what-if failed")]
+    WhatIf(#[source] AzureError),
     /// Reading a resource failed (after retries).
-    #[error("cannot read {id}: {source}")]
+    #[error("cannot read {id}")]
     Read {
         /// The resource.
         id: String,
@@ -363,18 +381,35 @@ impl Provisioner {
     /// When a resource cannot be read.
     pub async fn plan(&self, stack: &Stack) -> Result<StackPlan, ProvisionError> {
         let found = self.read_all(stack).await?;
+        let by_key: HashMap<&str, &Value> =
+            stack.resources.iter().zip(&found).filter_map(|(r, o)| o.as_ref().map(|o| (r.key.as_str(), o))).collect();
         let mut changes = Vec::new();
-        for (r, observed) in stack.resources.iter().zip(found) {
+        for (r, observed) in stack.resources.iter().zip(found.iter().cloned()) {
+            let source = r.value_from.as_ref().and_then(|f| by_key.get(f.source.as_str()).copied());
+            let (r, value) = r.with_value(source);
+            if let Some(value) = value {
+                self.redactor.add(&value);
+            }
+            let r = &r;
             let change = match &observed {
-                None => Change {
-                    key: r.key.clone(),
-                    id: r.id.clone(),
-                    type_name: r.type_name.clone(),
-                    action: Action::Create,
-                    reason: None,
-                    properties: diff(&r.body, &Value::Null, &[]),
-                    observed: None,
-                },
+                None => {
+                    // Write-only values are secrets: shown redacted, whatever they are.
+                    let mut shown = r.body.clone();
+                    for pointer in &r.write_only {
+                        if let Some(slot) = shown.pointer_mut(pointer) {
+                            *slot = json!(REDACTED);
+                        }
+                    }
+                    Change {
+                        key: r.key.clone(),
+                        id: r.id.clone(),
+                        type_name: r.type_name.clone(),
+                        action: Action::Create,
+                        reason: None,
+                        properties: diff(&shown, &Value::Null, &[]),
+                        observed: None,
+                    }
+                }
                 Some(o) => {
                     let skip: Vec<String> = r.ignore_changes.iter().chain(&r.write_only).cloned().collect();
                     let mut properties = diff(&r.body, o, &skip);
@@ -402,6 +437,26 @@ impl Provisioner {
         }
         changes.extend(self.strays(stack).await?.into_iter().filter(managed).map(stray_deletion));
         Ok(StackPlan { changes })
+    }
+
+    /// ARM's own what-if for the stack's resources inside its resource group (which must
+    /// exist): the template of [`Stack::arm_template`], deployed incrementally, changing
+    /// nothing. The result is ARM's `WhatIfOperationResult`, redacted.
+    ///
+    /// # Errors
+    /// When the resource group does not exist or ARM refuses.
+    pub async fn what_if(&self, stack: &Stack, alerts_token: &str) -> Result<Value, ProvisionError> {
+        let Some(rg) = stack.resources.iter().find(|r| r.type_name == "Microsoft.Resources/resourceGroups") else {
+            return Ok(json!({"status": "Succeeded", "properties": {"changes": []}}));
+        };
+        let (template, parameters) = stack.arm_template(alerts_token);
+        let body = json!({"properties": {"mode": "Incremental", "template": template, "parameters": parameters}});
+        let url = format!(
+            "{}/providers/Microsoft.Resources/deployments/fleetpilot-what-if/whatIf?api-version={}",
+            rg.id, rg.api_version
+        );
+        let result = self.arm.post_for_result(&url, &body).await.map_err(ProvisionError::WhatIf)?;
+        Ok(self.redactor.value(&result))
     }
 
     /// What `destroy` would do: delete every resource of the stack that exists, dependents
@@ -502,10 +557,15 @@ impl Provisioner {
                 state[i] = Step::Running;
                 progress.started(&change);
                 let resource = by_key.get(change.key.as_str()).map(|r| (*r).clone());
+                let source = resource
+                    .as_ref()
+                    .and_then(|r| r.value_from.as_ref())
+                    .and_then(|f| by_key.get(f.source.as_str()))
+                    .map(|r| (*r).clone());
                 let this = self.clone();
                 running.spawn(async move {
                     let t = Instant::now();
-                    let result = this.carry_out(&change, resource.as_ref()).await;
+                    let result = this.carry_out(&change, resource.as_ref(), source.as_ref()).await;
                     (i, change, result.map(|()| t.elapsed()))
                 });
             }
@@ -531,7 +591,7 @@ impl Provisioner {
         Report { outcomes, elapsed: started.elapsed() }
     }
 
-    async fn carry_out(&self, change: &Change, resource: Option<&Resource>) -> Result<(), AzureError> {
+    async fn carry_out(&self, change: &Change, resource: Option<&Resource>, source: Option<&Resource>) -> Result<(), AzureError> {
         let agent = resource.is_some_and(|r| r.plane == Plane::Agent) || change.type_name == "Microsoft.Foundry/agents";
         match (change.action, resource) {
             (Action::NoOp, _) => Ok(()),
@@ -542,6 +602,24 @@ impl Provisioner {
                 self.arm.delete(&format!("{}?api-version={api}", change.id)).await
             }
             (Action::Create | Action::Update, Some(r)) => {
+                // A value taken from another resource is read now: that resource was just put.
+                let resolved;
+                let r = match source {
+                    Some(source) => {
+                        let found = self.read(source).await?;
+                        let (filled, value) = r.with_value(found.as_ref());
+                        let Some(value) = value else {
+                            return Err(AzureError::Decode {
+                                url: source.id.clone(),
+                                reason: "the value this resource takes from it is not there".into(),
+                            });
+                        };
+                        self.redactor.add(&value);
+                        resolved = filled;
+                        &resolved
+                    }
+                    None => r,
+                };
                 let body = body_to_send(r, change.observed.as_ref());
                 match r.plane {
                     Plane::Arm => self.arm.put(&Self::url(r), &body).await.map(|_| ()),
@@ -641,6 +719,7 @@ mod tests {
             depends_on: Vec::new(),
             ignore_changes: vec!["/properties/spot/capacity".into()],
             write_only: Vec::new(),
+            value_from: None,
         };
         let sent = body_to_send(&r, Some(&json!({"properties": {"spot": {"capacity": 7, "min": 1}}})));
         assert_eq!(sent, json!({"properties": {"spot": {"capacity": 7, "min": 2}}}));

@@ -72,6 +72,8 @@ pub struct StackConfig {
     pub public_url: String,
     /// Name of the key vault secret that holds the alert webhook's token.
     pub token_secret: String,
+    /// Name of the key vault secret that holds Application Insights' connection string.
+    pub insights_secret: String,
     /// The AI Foundry agent.
     pub agent: AgentSpec,
 }
@@ -164,6 +166,7 @@ impl Default for StackConfig {
             action_group_short_name: "mlscale".into(),
             public_url: "http://127.0.0.1:8080".into(),
             token_secret: "fleetpilot-alerts-token".into(),
+            insights_secret: "appinsights-connection-string".into(),
             agent: AgentSpec::default(),
         }
     }
@@ -241,6 +244,46 @@ pub struct Resource {
     /// JSON pointers Azure never returns (a secret's value): compared through the
     /// fingerprint tag the body carries, never read back.
     pub write_only: Vec<String>,
+    /// A value known only once another resource exists (a key it was given), copied from it
+    /// when this one is planned and put.
+    pub value_from: Option<ValueFrom>,
+}
+
+/// Where a resource takes a value from: `pointer` in what `source` (a key of the stack, one
+/// this resource depends on) reads as, into `target` in this resource's body. The value is
+/// a secret: it is redacted wherever it could show, and compared by fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueFrom {
+    /// The resource that holds the value.
+    pub source: String,
+    /// Where in it.
+    pub pointer: String,
+    /// Where in this body.
+    pub target: String,
+}
+
+/// What a value taken from another resource reads as before that resource exists.
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
+impl Resource {
+    /// This resource with its taken value filled in from `source` (what the source reads as),
+    /// and the fingerprint tag set from it; `None` when the source has no such value yet.
+    pub fn with_value(&self, source: Option<&Value>) -> (Resource, Option<String>) {
+        let mut out = self.clone();
+        let Some(from) = &self.value_from else { return (out, None) };
+        let value = source.and_then(|s| s.pointer(&from.pointer)).and_then(Value::as_str).map(str::to_string);
+        let shown = value.clone().unwrap_or_else(|| KNOWN_AFTER_APPLY.into());
+        if let Some(slot) = out.body.pointer_mut(&from.target) {
+            *slot = json!(shown);
+        }
+        if let Some(tags) = out.body.get_mut("tags").and_then(Value::as_object_mut) {
+            tags.insert(
+                FINGERPRINT_TAG.into(),
+                json!(value.as_deref().map_or_else(|| KNOWN_AFTER_APPLY.to_string(), fingerprint)),
+            );
+        }
+        (out, value)
+    }
 }
 
 /// The desired stack, in an order where every resource comes after what it depends on.
@@ -283,6 +326,104 @@ pub fn workbook_guid(resource_group: &str, name: &str) -> String {
     let digest = sha2::Sha256::digest(format!("{}/{name}", resource_group.to_ascii_lowercase()).as_bytes());
     let h: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-4{}-8{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+}
+
+/// The type segments and names of an ARM id below its provider: `vaults/kv/secrets/s` gives
+/// (`Microsoft.KeyVault/vaults/secrets`, `kv/s`).
+fn type_and_name(id: &str) -> Option<(String, String)> {
+    let (_, rest) = id.rsplit_once("/providers/")?;
+    let mut parts = rest.split('/');
+    let namespace = parts.next()?;
+    let rest: Vec<&str> = parts.collect();
+    let types: Vec<&str> = rest.iter().step_by(2).copied().collect();
+    let names: Vec<&str> = rest.iter().skip(1).step_by(2).copied().collect();
+    (types.len() == names.len() && !types.is_empty()).then(|| (format!("{namespace}/{}", types.join("/")), names.join("/")))
+}
+
+/// A literal as an ARM template string: one starting with `[` would be read as an expression.
+fn template_literal(text: &str) -> String {
+    if text.starts_with('[') { format!("[{text}") } else { text.to_string() }
+}
+
+/// `text` with every occurrence of `secret` replaced by the template parameter `param`.
+fn parameterized(text: &str, secret: &str, param: &str) -> String {
+    if text == secret {
+        return format!("[parameters('{param}')]");
+    }
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let mut pieces = Vec::new();
+    for (i, part) in text.split(secret).enumerate() {
+        if i > 0 {
+            pieces.push(format!("parameters('{param}')"));
+        }
+        if !part.is_empty() {
+            pieces.push(quote(part));
+        }
+    }
+    format!("[concat({})]", pieces.join(", "))
+}
+
+fn template_value(value: &Value, secret: &str, param: &str) -> Value {
+    match value {
+        Value::String(s) if !secret.is_empty() && s.contains(secret) => json!(parameterized(s, secret, param)),
+        Value::String(s) => json!(template_literal(s)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| template_value(v, secret, param)).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), template_value(v, secret, param))).collect()),
+        other => other.clone(),
+    }
+}
+
+impl Stack {
+    /// The stack's resources inside its resource group as an ARM deployment template (for
+    /// ARM's what-if), with the webhook token as a `securestring` parameter — never a literal —
+    /// and taken values as `reference()` expressions. Returns the template and its parameters.
+    pub fn arm_template(&self, alerts_token: &str) -> (Value, Value) {
+        let by_key: BTreeMap<&str, &Resource> = self.resources.iter().map(|r| (r.key.as_str(), r)).collect();
+        let inside: Vec<&Resource> = self
+            .resources
+            .iter()
+            .filter(|r| r.plane == Plane::Arm && r.type_name != "Microsoft.Resources/resourceGroups")
+            .collect();
+        let mut resources = Vec::new();
+        for r in &inside {
+            let Some((type_name, name)) = type_and_name(&r.id) else { continue };
+            let mut body = template_value(&r.body, alerts_token, "alertsToken");
+            if let Some(from) = &r.value_from
+                && let Some(source) = by_key.get(from.source.as_str())
+                && let Some(slot) = body.pointer_mut(&from.target)
+            {
+                let property = from.pointer.trim_start_matches("/properties/").replace('/', ".");
+                *slot = json!(format!("[reference('{}', '{}').{property}]", source.id, source.api_version));
+                if let Some(tags) = body.get_mut("tags").and_then(Value::as_object_mut) {
+                    tags.remove(FINGERPRINT_TAG);
+                }
+            }
+            let mut resource = json!({"type": type_name, "apiVersion": r.api_version, "name": name});
+            if let Some(map) = body.as_object() {
+                for (k, v) in map {
+                    resource[k] = v.clone();
+                }
+            }
+            let depends: Vec<&str> = r
+                .depends_on
+                .iter()
+                .filter_map(|d| by_key.get(d.as_str()))
+                .filter(|d| inside.iter().any(|i| i.key == d.key))
+                .map(|d| d.id.as_str())
+                .collect();
+            if !depends.is_empty() {
+                resource["dependsOn"] = json!(depends);
+            }
+            resources.push(resource);
+        }
+        let template = json!({
+            "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+            "contentVersion": "1.0.0.0",
+            "parameters": {"alertsToken": {"type": "securestring"}},
+            "resources": resources,
+        });
+        (template, json!({"alertsToken": {"value": alerts_token}}))
+    }
 }
 
 impl StackConfig {
@@ -345,6 +486,7 @@ impl StackConfig {
                 depends_on: deps.iter().map(|d| (*d).to_string()).collect(),
                 ignore_changes: Vec::new(),
                 write_only: Vec::new(),
+                value_from: None,
             });
         };
         add(
@@ -485,6 +627,14 @@ impl StackConfig {
             &["key_vault"],
         );
         add(
+            "insights_connection",
+            format!("{vault_id}/secrets/{}", self.insights_secret),
+            "Microsoft.KeyVault/vaults/secrets",
+            "2023-07-01",
+            json!({"tags": tags, "properties": {"value": KNOWN_AFTER_APPLY, "contentType": "Application Insights connection string"}}),
+            &["key_vault", "app_insights"],
+        );
+        add(
             "action_group",
             group_id.clone(),
             "Microsoft.Insights/actionGroups",
@@ -602,6 +752,7 @@ impl StackConfig {
             depends_on: vec!["project".into()],
             ignore_changes: Vec::new(),
             write_only: Vec::new(),
+            value_from: None,
         });
         for r in &mut out {
             match r.key.as_str() {
@@ -612,6 +763,14 @@ impl StackConfig {
                     ]
                 }
                 "alerts_token" => r.write_only = vec!["/properties/value".into()],
+                "insights_connection" => {
+                    r.write_only = vec!["/properties/value".into()];
+                    r.value_from = Some(ValueFrom {
+                        source: "app_insights".into(),
+                        pointer: "/properties/ConnectionString".into(),
+                        target: "/properties/value".into(),
+                    });
+                }
                 _ => {}
             }
         }
@@ -642,7 +801,7 @@ mod tests {
             }
             assert!(seen.insert(r.key.clone()), "{} twice", r.key);
         }
-        assert_eq!(stack.resources.len(), 18);
+        assert_eq!(stack.resources.len(), 19);
     }
 
     #[test]
@@ -692,6 +851,45 @@ mod tests {
         let f = fingerprint("0123456789abcdef0123");
         assert_eq!(f.len(), 16);
         assert!(!f.contains("0123456789"));
+    }
+
+    #[test]
+    fn a_taken_value_is_filled_from_its_source_or_known_after_apply() {
+        let stack = StackConfig::default().resources(&inputs());
+        let secret = stack.resources.iter().find(|r| r.key == "insights_connection").unwrap();
+        assert!(secret.depends_on.contains(&"app_insights".to_string()));
+        let (pending, value) = secret.with_value(None);
+        assert_eq!(value, None);
+        assert_eq!(pending.body["properties"]["value"], KNOWN_AFTER_APPLY);
+        let source = json!({"properties": {"ConnectionString": "InstrumentationKey=abc"}});
+        let (filled, value) = secret.with_value(Some(&source));
+        assert_eq!(value.as_deref(), Some("InstrumentationKey=abc"));
+        assert_eq!(filled.body["properties"]["value"], "InstrumentationKey=abc");
+        assert_eq!(filled.body["tags"][FINGERPRINT_TAG], json!(fingerprint("InstrumentationKey=abc")));
+    }
+
+    #[test]
+    fn the_template_has_every_resource_in_the_group_and_no_secret_literal() {
+        let stack = StackConfig::default().resources(&inputs());
+        let (template, parameters) = stack.arm_template("0123456789abcdef0123");
+        let resources = template["resources"].as_array().unwrap();
+        assert_eq!(resources.len(), 17, "all but the resource group and the agent");
+        let text = template.to_string();
+        assert!(!text.contains("0123456789abcdef0123"), "the token is a literal in the template");
+        assert_eq!(parameters["alertsToken"]["value"], "0123456789abcdef0123");
+        let secret = resources.iter().find(|r| r["name"] == "kv-ml-scaling/fleetpilot-alerts-token").unwrap();
+        assert_eq!(secret["type"], "Microsoft.KeyVault/vaults/secrets");
+        assert_eq!(secret["properties"]["value"], "[parameters('alertsToken')]");
+        let group = resources.iter().find(|r| r["type"] == "Microsoft.Insights/actionGroups").unwrap();
+        assert_eq!(
+            group["properties"]["webhookReceivers"][0]["serviceUri"],
+            "[concat('http://127.0.0.1:8080/alerts?token=', parameters('alertsToken'))]"
+        );
+        let connection = resources.iter().find(|r| r["name"] == "kv-ml-scaling/appinsights-connection-string").unwrap();
+        assert!(connection["properties"]["value"].as_str().unwrap().starts_with("[reference('/subscriptions/sub/"));
+        assert!(connection["dependsOn"].as_array().unwrap().len() == 2);
+        let compute = resources.iter().find(|r| r["type"] == "Microsoft.MachineLearningServices/workspaces/computes").unwrap();
+        assert_eq!(compute["name"], "mlw-adaptive-scaling/compute-cluster");
     }
 
     #[test]

@@ -94,19 +94,23 @@ async fn plan_apply_plan_destroy_plan_round_trip() -> Result<()> {
     let json_plan = provision(&cfg, url, &["plan", "--format", "json"]).await?;
     let parsed: Value = serde_json::from_str(&json_plan.stdout).context("plan --format json is JSON")?;
     let changes = parsed["changes"].as_array().context("changes")?;
-    assert_eq!(changes.len(), 18);
+    assert_eq!(changes.len(), 19);
     for c in changes {
         assert_eq!(c["action"], "create", "{c}");
         assert!(c["id"].is_string() && c["type"].is_string() && c["properties"].is_array(), "{c}");
     }
     assert!(!json_plan.stdout.contains(TOKEN), "the token leaked into the JSON plan");
 
+    let early = provision(&cfg, url, &["plan", "--what-if"]).await?;
+    assert_eq!(early.code, 0);
+    assert!(early.stderr.contains("ARM what-if skipped"), "{}", early.stderr);
+
     let detailed = provision(&cfg, url, &["plan", "--detailed-exitcode"]).await?;
     assert_eq!(detailed.code, 2, "changes pending: exit 2");
 
     let apply = provision(&cfg, url, &["apply", "--yes"]).await?;
     assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
-    assert!(apply.stderr.contains("18 added, 0 changed, 0 destroyed"), "{}", apply.stderr);
+    assert!(apply.stderr.contains("19 added, 0 changed, 0 destroyed"), "{}", apply.stderr);
     assert!(!apply.stderr.contains(TOKEN) && !apply.stdout.contains(TOKEN), "the token leaked into apply's output");
 
     let again = provision(&cfg, url, &["plan", "--color", "never", "--detailed-exitcode"]).await?;
@@ -126,6 +130,30 @@ async fn plan_apply_plan_destroy_plan_round_trip() -> Result<()> {
     assert_eq!(status, 200);
     assert!(secret["properties"].get("value").is_none(), "{secret}");
     assert!(secret["properties"]["secretUri"].is_string());
+    // So is Application Insights' connection string, a key Azure made: copied into the vault,
+    // shown nowhere.
+    let (_, insights) = arm(
+        reqwest::Method::GET,
+        format!("{url}/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Insights/components/ai-mlw-adaptive-scaling?api-version=2020-02-02"),
+        None,
+    )
+    .await?;
+    let connection = insights["properties"]["ConnectionString"].as_str().context("connection string")?.to_string();
+    let (status, _) = arm(
+        reqwest::Method::GET,
+        format!("{url}/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/kv-ml-scaling/secrets/appinsights-connection-string?api-version=2023-07-01"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    let json_after = provision(&cfg, url, &["plan", "--format", "json", "--what-if"]).await?;
+    let what_if: Value = serde_json::from_str(&json_after.stdout)?;
+    let arm_changes = what_if["what_if"]["properties"]["changes"].as_array().context("what-if changes")?;
+    assert_eq!(arm_changes.len(), 17, "every resource in the group: {what_if}");
+    assert!(arm_changes.iter().all(|c| c["changeType"] == "NoChange"), "ARM agrees nothing changes: {what_if}");
+    for text in [&apply.stdout, &apply.stderr, &again.stdout, &json_after.stdout] {
+        assert!(!text.contains(&connection) && !text.contains(TOKEN), "a secret leaked: {text}");
+    }
 
     // fleetpilot's own scaling changes the fleet's capacities: that is not drift.
     let fleet = format!(
@@ -144,6 +172,10 @@ async fn plan_apply_plan_destroy_plan_round_trip() -> Result<()> {
     }
     let after_scaling = provision(&cfg, url, &["plan", "--detailed-exitcode"]).await?;
     assert_eq!(after_scaling.code, 0, "{}", after_scaling.stdout);
+    // ARM's what-if knows nothing of capacities left to their owner: it says what a template
+    // deployment would do, which is to put them back.
+    let arm_view = provision(&cfg, url, &["plan", "--what-if", "--color", "never"]).await?;
+    assert!(arm_view.stdout.contains("properties.spotPriorityProfile.capacity = 12 -> 20"), "{}", arm_view.stdout);
 
     // A changed setting is an in-place update of exactly that property, and applying it
     // leaves the scaled capacities alone.
@@ -168,7 +200,7 @@ async fn plan_apply_plan_destroy_plan_round_trip() -> Result<()> {
     let destroy = provision(&bigger, url, &["destroy", "--yes", "--color", "never"]).await?;
     assert_eq!(destroy.code, 0, "{}\n{}", destroy.stdout, destroy.stderr);
     insta::assert_snapshot!("destroy_plan", normalized(&destroy.stdout, url));
-    assert!(destroy.stderr.contains("18 destroyed"), "{}", destroy.stderr);
+    assert!(destroy.stderr.contains("19 destroyed"), "{}", destroy.stderr);
     let (status, _) =
         arm(reqwest::Method::GET, format!("{url}/subscriptions/{SUB}/resourceGroups/{RG}?api-version=2025-04-01"), None).await?;
     assert_eq!(status, 404);
@@ -201,7 +233,7 @@ async fn an_apply_killed_mid_way_converges_when_run_again() -> Result<()> {
     let partial = provision(&cfg, url, &["plan", "--format", "json"]).await?;
     let parsed: Value = serde_json::from_str(&partial.stdout)?;
     let pending = parsed["changes"].as_array().context("changes")?.iter().filter(|c| c["action"] != "no-op").count();
-    let done = 18 - pending;
+    let done = 19 - pending;
     assert!(done > 0 && pending > 0, "the kill should land mid-way: {done} done, {pending} pending");
 
     faults(url, json!({})).await?;

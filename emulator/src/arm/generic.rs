@@ -45,7 +45,7 @@ pub(crate) struct TypeSpec {
     /// Whether create and update are long-running operations.
     long_running: bool,
     /// Property names (under `properties`) that are accepted but never returned.
-    write_only: &'static [&'static str],
+    pub write_only: &'static [&'static str],
     /// The ARM ids this body refers to, which must exist.
     references: fn(&Value) -> Vec<String>,
     /// Type-specific validation.
