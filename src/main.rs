@@ -124,7 +124,7 @@ enum Command {
     /// Try it on the emulator:
     ///   fleetpilot emulator --scenario empty &
     ///   FLEETPILOT_ALERTS_TOKEN=$(openssl rand -hex 16) fleetpilot provision apply --arm-endpoint http://127.0.0.1:8081
-    #[command(subcommand)]
+    #[command(subcommand, verbatim_doc_comment)]
     Provision(ProvisionCommand),
     /// Proposals in the state database: list, show, approve, reject.
     #[command(subcommand)]
