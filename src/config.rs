@@ -36,6 +36,8 @@ pub struct RawConfig {
     /// What `fleetpilot provision` builds (the recipe's stack; every name overridable).
     #[serde(default)]
     pub stack: fleetpilot_infra::stack::StackConfig,
+    #[serde(default)]
+    pub dashboard: RawDashboard,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +114,16 @@ pub struct RawAlerts {
     pub fleet: Option<String>,
     /// Seconds between follow-up runs while an alert stays fired (300; 0 turns them off).
     pub follow_up_secs: Option<u64>,
+}
+
+/// The web dashboard at `/`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDashboard {
+    /// Where the eval reports are (`target/evals`).
+    pub evals_dir: Option<PathBuf>,
+    /// Seconds between live updates (2).
+    pub refresh_secs: Option<f64>,
 }
 
 /// How the executor talks to Azure.
@@ -258,6 +270,8 @@ pub struct Config {
     pub retry: fleetpilot_infra::RetryConfig,
     /// The stack `fleetpilot provision` builds.
     pub stack: fleetpilot_infra::stack::StackConfig,
+    /// The dashboard (its role is `http_role`).
+    pub dashboard: fleetpilot_tools::DashboardConfig,
 }
 
 /// Which model kind.
@@ -457,6 +471,15 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         stack.tenant_id = tenant;
     }
     stack.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let refresh = raw.dashboard.refresh_secs.unwrap_or(2.0);
+    if !(0.1..=3600.0).contains(&refresh) {
+        bail!("`dashboard.refresh_secs` = {refresh} is out of range; use 0.1 to 3600");
+    }
+    let dashboard = fleetpilot_tools::DashboardConfig {
+        role: http_role,
+        evals_dir: raw.dashboard.evals_dir.clone().unwrap_or_else(|| PathBuf::from("target/evals")),
+        refresh: std::time::Duration::from_secs_f64(refresh),
+    };
     let mut ml_workspace = fleetpilot_emulator::scenario::REFERENCE_WORKSPACE.to_string();
     let (target, default_resource_group) = match raw.azure {
         None => {
@@ -537,6 +560,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         operation_timeout,
         retry,
         stack,
+        dashboard,
     })
 }
 

@@ -201,6 +201,10 @@ pub fn run(options: &EvalOptions) -> Result<()> {
         }
         traces.push(result);
     }
+    if let Some(dir) = &options.plot {
+        // The report beside its plots, where the dashboard finds it.
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&json!({"traces": traces}))?)?;
+    }
     match options.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"traces": traces}))?),
         Format::Table => {

@@ -219,7 +219,8 @@ enum EvalCommand {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: eval_cli::Format,
-        /// Write an SVG per trace (demand and each policy's serving VMs) into this directory.
+        /// Write an SVG per trace (demand and each policy's serving VMs) and report.json into this
+        /// directory (the dashboard shows `<evals_dir>/policies`).
         #[arg(long, value_name = "DIR")]
         plot: Option<PathBuf>,
         /// Seed of the spot weather (the same for every policy).

@@ -224,11 +224,14 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     tracing::info!(model = %model_name, "agent ready for alerts");
     let alerts = axum::Router::new().route("/alerts", axum::routing::post(crate::autonomy::alerts_endpoint)).with_state(autonomy);
+    let dashboard = fleetpilot_tools::dashboard_router(backend.service.clone(), config.dashboard.clone());
     let app = fleetpilot_tools::http_router(backend.service, http, cancel.child_token())
+        .merge(dashboard)
         .merge(alerts)
         .route("/healthz", get(move || std::future::ready(axum::Json(health.clone()))));
     tracing::info!(
         mcp = %format!("http://{local}/mcp"),
+        dashboard = %format!("http://{local}/"),
         healthz = %format!("http://{local}/healthz"),
         startup_ms = started.elapsed().as_millis() as u64,
         "fleetpilot listening"

@@ -20,6 +20,7 @@ type Client = RunningService<RoleClient, ()>;
 mod alerts;
 mod chat;
 mod crash;
+mod dashboard;
 mod provision;
 
 async fn call(client: &Client, tool: &str, args: Value) -> Result<CallToolResult> {

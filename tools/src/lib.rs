@@ -10,10 +10,12 @@
 //! This crate knows MCP; it does not know any LLM wire format.
 
 pub mod access;
+pub mod dashboard;
 pub mod mcp;
 pub mod schema;
 pub mod service;
 
 pub use access::{Caller, Role};
+pub use dashboard::{DashboardConfig, dashboard_router};
 pub use mcp::{FleetTools, HttpConfig, http_router, serve_stdio};
 pub use service::{Clock, FleetService, ToolError, ToolsConfig};
