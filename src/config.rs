@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub stack: fleetpilot_infra::stack::StackConfig,
     #[serde(default)]
     pub dashboard: RawDashboard,
+    #[serde(default)]
+    pub auth: RawAuth,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +116,44 @@ pub struct RawAlerts {
     pub fleet: Option<String>,
     /// Seconds between follow-up runs while an alert stays fired (300; 0 turns them off).
     pub follow_up_secs: Option<u64>,
+}
+
+/// Who may call the HTTP surfaces.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// API keys, kept as SHA-256 digests.
+    #[serde(default)]
+    pub api_keys: Vec<RawApiKey>,
+    /// Role of the single key in FLEETPILOT_API_KEY (`operator`).
+    pub api_key_role: Option<String>,
+    /// Microsoft Entra ID bearer tokens.
+    pub entra: Option<RawEntra>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    pub name: String,
+    /// `printf %s "$KEY" | sha256sum`
+    pub sha256: String,
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEntra {
+    pub tenant_id: String,
+    /// fleetpilot's app ID URI (`api://fleetpilot`); the client id may be added to `audiences`.
+    pub audience: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// App role value → fleetpilot role (default Fleet.Read/Operate/Approve/Admin).
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
 }
 
 /// The web dashboard at `/`.
@@ -272,6 +312,8 @@ pub struct Config {
     pub stack: fleetpilot_infra::stack::StackConfig,
     /// The dashboard (its role is `http_role`).
     pub dashboard: fleetpilot_tools::DashboardConfig,
+    /// Who may call the HTTP surfaces (never printed: the digests are not the keys, but still).
+    pub auth: fleetpilot_tools::auth::AuthConfig,
 }
 
 /// Which model kind.
@@ -471,6 +513,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         stack.tenant_id = tenant;
     }
     stack.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let auth = auth_config(&raw.auth, http_role)?;
     let refresh = raw.dashboard.refresh_secs.unwrap_or(2.0);
     if !(0.1..=3600.0).contains(&refresh) {
         bail!("`dashboard.refresh_secs` = {refresh} is out of range; use 0.1 to 3600");
@@ -561,7 +604,62 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         retry,
         stack,
         dashboard,
+        auth,
     })
+}
+
+fn parse_role(value: &str, key: &str) -> Result<fleetpilot_tools::Role> {
+    value.parse().map_err(|e: String| anyhow::anyhow!("`{key}`: {e}"))
+}
+
+/// `[auth]` and FLEETPILOT_API_KEY, checked.
+fn auth_config(raw: &RawAuth, http_role: fleetpilot_tools::Role) -> Result<fleetpilot_tools::auth::AuthConfig> {
+    use fleetpilot_tools::auth::{ApiKey, AuthConfig, EntraConfig, key_digest};
+    let mut api_keys = Vec::new();
+    for (i, k) in raw.api_keys.iter().enumerate() {
+        let digest = k.sha256.trim().to_ascii_lowercase();
+        if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("`auth.api_keys[{i}].sha256` is not a SHA-256 digest (64 hex digits): printf %s \"$KEY\" | sha256sum");
+        }
+        api_keys.push(ApiKey {
+            name: k.name.clone(),
+            sha256: digest,
+            role: parse_role(&k.role, &format!("auth.api_keys[{i}].role"))?,
+        });
+    }
+    if let Some(key) = std::env::var("FLEETPILOT_API_KEY").ok().filter(|k| !k.is_empty()) {
+        if key.len() < 16 {
+            bail!("FLEETPILOT_API_KEY is shorter than 16 characters; use a long random string");
+        }
+        let role =
+            raw.api_key_role.as_deref().map_or(Ok(fleetpilot_tools::Role::Operator), |r| parse_role(r, "auth.api_key_role"))?;
+        api_keys.push(ApiKey { name: "env".into(), sha256: key_digest(&key), role });
+    }
+    let entra = match &raw.entra {
+        None => None,
+        Some(e) => {
+            if e.tenant_id.trim().is_empty() || e.audience.trim().is_empty() {
+                bail!("`auth.entra` needs tenant_id and audience (fleetpilot's app ID URI)");
+            }
+            let mut config = EntraConfig::for_tenant(e.tenant_id.trim(), e.audience.trim());
+            config.audiences.extend(e.audiences.iter().cloned());
+            if let Some(uri) = &e.jwks_uri {
+                config.jwks_uri = uri.clone();
+            }
+            if !e.issuers.is_empty() {
+                config.issuers = e.issuers.clone();
+            }
+            if !e.roles.is_empty() {
+                config.roles = e
+                    .roles
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), parse_role(v, &format!("auth.entra.roles.{k}"))?)))
+                    .collect::<Result<_>>()?;
+            }
+            Some(config)
+        }
+    };
+    Ok(AuthConfig { api_keys, entra, anonymous_role: Some(http_role) })
 }
 
 #[cfg(test)]

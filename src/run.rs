@@ -179,6 +179,20 @@ pub(crate) async fn backend(config: &Config, cancel: &CancellationToken) -> Resu
 /// `fleetpilot serve`.
 pub async fn serve(config: Config) -> Result<()> {
     let started = Instant::now();
+    if !config.auth.enabled() && !config.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "serve would listen on {} with no authentication: configure [auth] (api_keys or entra) or FLEETPILOT_API_KEY, \
+             or listen on a loopback address (127.0.0.1) for development",
+            config.listen
+        );
+    }
+    if !config.auth.enabled() {
+        tracing::warn!(
+            "no authentication configured: development mode, every HTTP caller is anonymous with the {} role (loopback only)",
+            config.http_role.as_str()
+        );
+    }
+    let authenticator = fleetpilot_tools::auth::Authenticator::new(config.auth.clone());
     let cancel = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -225,10 +239,16 @@ pub async fn serve(config: Config) -> Result<()> {
     tracing::info!(model = %model_name, "agent ready for alerts");
     let alerts = axum::Router::new().route("/alerts", axum::routing::post(crate::autonomy::alerts_endpoint)).with_state(autonomy);
     let dashboard = fleetpilot_tools::dashboard_router(backend.service.clone(), config.dashboard.clone());
+    let metrics = fleetpilot_tools::metrics::router(backend.service.clone());
+    let rest = fleetpilot_tools::rest::rest_router(backend.service.clone(), http.clone(), cancel.child_token());
     let app = fleetpilot_tools::http_router(backend.service, http, cancel.child_token())
         .merge(dashboard)
+        .merge(rest)
+        .merge(metrics)
+        .merge(fleetpilot_tools::auth::routes(authenticator.clone()))
         .merge(alerts)
-        .route("/healthz", get(move || std::future::ready(axum::Json(health.clone()))));
+        .route("/healthz", get(move || std::future::ready(axum::Json(health.clone()))))
+        .layer(axum::middleware::from_fn_with_state(authenticator, fleetpilot_tools::auth::middleware));
     tracing::info!(
         mcp = %format!("http://{local}/mcp"),
         dashboard = %format!("http://{local}/"),

@@ -104,6 +104,13 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+static TRANSIENT_RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Transient Azure errors retried by every client of this process so far (for `/metrics`).
+pub fn transient_retries() -> u64 {
+    TRANSIENT_RETRIES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The ARM client. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ArmClient {
@@ -231,7 +238,10 @@ impl ArmClient {
             .retry(backoff)
             .when(AzureError::is_transient)
             .adjust(move |e, delay| delay.map(|d| e.retry_after().map_or(d, |ra| ra.min(max_retry_after))))
-            .notify(|e, delay| tracing::warn!(error = %e, ?delay, "transient Azure error, retrying"))
+            .notify(|e, delay| {
+                TRANSIENT_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e, ?delay, "transient Azure error, retrying")
+            })
             .instrument(span)
             .await
     }

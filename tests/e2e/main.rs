@@ -18,10 +18,12 @@ fn bin() -> &'static Path {
 type Client = RunningService<RoleClient, ()>;
 
 mod alerts;
+mod auth;
 mod chat;
 mod crash;
 mod dashboard;
 mod provision;
+mod rest;
 
 async fn call(client: &Client, tool: &str, args: Value) -> Result<CallToolResult> {
     let args = args.as_object().cloned().context("arguments must be an object")?;

@@ -33,6 +33,7 @@ async function getJson(url, options) {
   if (!response.ok) {
     const error = new Error(body.message || `${response.status} ${response.statusText}`);
     error.body = body;
+    error.status = response.status;
     throw error;
   }
   return body;
@@ -340,12 +341,33 @@ function connect() {
   events.addEventListener("proposals", () => loadProposals());
 }
 
+// Signing in: an API key is exchanged for an HttpOnly session cookie; the key is not kept.
+function showLogin(message) {
+  const input = el("input", { id: "api-key", type: "password", autocomplete: "current-password", required: true });
+  const status = el("p", { role: "status", "aria-live": "polite" }, message || "");
+  const form = el("form", { class: "panel", "aria-labelledby": "login-title", onsubmit: async (e) => {
+    e.preventDefault();
+    const r = await fetch("/api/session", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: input.value }) });
+    if (r.ok) location.reload();
+    else status.textContent = "That key is not valid.";
+  } },
+    el("h2", { id: "login-title" }, "Sign in"),
+    el("label", { for: "api-key" }, "API key"), " ", input, " ", el("button", { type: "submit", class: "primary" }, "Sign in"), status);
+  document.querySelector("main").replaceChildren(form);
+  input.focus();
+}
+
 async function main() {
   try {
     state.me = await getJson("/api/me");
-    $("role").textContent = `role: ${state.me.role}`;
+    $("role").textContent = `${state.me.caller} · role: ${state.me.role}`;
     await loadFleets();
   } catch (e) {
+    if (e.status === 401 || e.status === 403) {
+      $("live").textContent = "signed out";
+      showLogin(e.status === 403 ? e.message : "");
+      return;
+    }
     $("live").textContent = `cannot reach fleetpilot: ${e.message}`;
     return;
   }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -92,13 +93,19 @@ fn error(e: ToolError) -> Response {
     (status, axum::Json(json!({"code": e.code, "message": e.message, "violations": e.violations}))).into_response()
 }
 
-fn caller(dash: &Dash) -> Caller {
-    Caller { id: "dashboard".into(), role: dash.config.role }
+/// The page's caller: who the authentication middleware let in (anonymous in development,
+/// with the HTTP role).
+fn caller(dash: &Dash, who: Option<&Caller>) -> Caller {
+    match who {
+        Some(c) if c.id != "anonymous" => Caller { id: format!("dashboard:{}", c.id), role: c.role },
+        Some(c) => Caller { id: "dashboard".into(), role: c.role },
+        None => Caller { id: "dashboard".into(), role: dash.config.role },
+    }
 }
 
-async fn me(State(dash): State<Dash>) -> impl IntoResponse {
-    let role = dash.config.role;
-    axum::Json(json!({"caller": "dashboard", "role": role.as_str(), "can_approve": role >= Role::Approver}))
+async fn me(State(dash): State<Dash>, who: Option<Extension<Caller>>) -> impl IntoResponse {
+    let caller = caller(&dash, who.as_ref().map(|e| &e.0));
+    axum::Json(json!({"caller": caller.id, "role": caller.role.as_str(), "can_approve": caller.role >= Role::Approver}))
 }
 
 async fn fleets(State(dash): State<Dash>) -> Response {
@@ -305,8 +312,8 @@ async fn proposals(State(dash): State<Dash>, Query(q): Query<ProposalQuery>) -> 
     axum::Json(json!({"proposals": items})).into_response()
 }
 
-async fn review(dash: &Dash, tool: &'static str, id: String, note: String) -> Response {
-    let caller = caller(dash);
+async fn review(dash: &Dash, who: Option<&Caller>, tool: &'static str, id: String, note: String) -> Response {
+    let caller = caller(dash, who);
     let arguments = json!({"proposal_id": id, "note": note});
     let result = match dash.service.admit(&caller, tool) {
         Err(refused) => Err(refused),
@@ -333,12 +340,22 @@ struct ReviewBody {
     note: String,
 }
 
-async fn approve(State(dash): State<Dash>, Path(id): Path<String>, body: Option<axum::Json<ReviewBody>>) -> Response {
-    review(&dash, "approve_proposal", id, body.map(|b| b.0.note).unwrap_or_default()).await
+async fn approve(
+    State(dash): State<Dash>,
+    who: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+    body: Option<axum::Json<ReviewBody>>,
+) -> Response {
+    review(&dash, who.as_ref().map(|e| &e.0), "approve_proposal", id, body.map(|b| b.0.note).unwrap_or_default()).await
 }
 
-async fn reject(State(dash): State<Dash>, Path(id): Path<String>, body: Option<axum::Json<ReviewBody>>) -> Response {
-    review(&dash, "reject_proposal", id, body.map(|b| b.0.note).unwrap_or_default()).await
+async fn reject(
+    State(dash): State<Dash>,
+    who: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+    body: Option<axum::Json<ReviewBody>>,
+) -> Response {
+    review(&dash, who.as_ref().map(|e| &e.0), "reject_proposal", id, body.map(|b| b.0.note).unwrap_or_default()).await
 }
 
 async fn run(State(dash): State<Dash>, Path(id): Path<String>) -> Response {

@@ -10,8 +10,11 @@
 //! This crate knows MCP; it does not know any LLM wire format.
 
 pub mod access;
+pub mod auth;
 pub mod dashboard;
 pub mod mcp;
+pub mod metrics;
+pub mod rest;
 pub mod schema;
 pub mod service;
 

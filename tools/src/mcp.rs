@@ -85,6 +85,11 @@ impl FleetTools {
         Self::with_router(service, Self::tool_router(), transport)
     }
 
+    /// The tool router (for the REST surface and the OpenAPI document).
+    pub(crate) fn router() -> ToolRouter<Self> {
+        Self::tool_router()
+    }
+
     /// The names of every tool served, sorted.
     pub fn tool_names() -> Vec<String> {
         let mut names: Vec<String> = Self::tool_router().list_all().into_iter().map(|t| t.name.to_string()).collect();
@@ -99,6 +104,13 @@ impl FleetTools {
 
     fn caller(&self, ctx: &RequestContext<RoleServer>) -> Caller {
         let client = ctx.client_info().map(|info| info.name).unwrap_or_else(|| "unknown".into());
+        // Over HTTP the authentication middleware has said who this is.
+        let authenticated = ctx.extensions.get::<http::request::Parts>().and_then(|p| p.extensions.get::<Caller>());
+        let label = if self.transport == "rest" { "rest".to_string() } else { format!("mcp-{}:{client}", self.transport) };
+        if let Some(who) = authenticated.filter(|_| matches!(self.transport, "http" | "rest")) {
+            let id = if who.id == "anonymous" { label } else { format!("{}/{label}", who.id) };
+            return Caller { id, role: who.role };
+        }
         let config = self.service.config();
         let role = match self.transport {
             "stdio" => config.stdio_role,
@@ -412,8 +424,13 @@ impl Default for HttpConfig {
     }
 }
 
-/// An axum router serving the tools at `/mcp` (streamable HTTP, stateless, JSON responses).
-pub fn http_router(service: Arc<FleetService>, config: HttpConfig, cancel: CancellationToken) -> axum::Router {
+/// The streamable HTTP service of the tools for one transport label (`http`, `rest`).
+pub(crate) fn mcp_service(
+    service: Arc<FleetService>,
+    config: HttpConfig,
+    cancel: CancellationToken,
+    transport: &'static str,
+) -> StreamableHttpService<FleetTools, LocalSessionManager> {
     let mut mcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(config.allowed_hosts)
         .with_json_response(true)
@@ -424,10 +441,14 @@ pub fn http_router(service: Arc<FleetService>, config: HttpConfig, cancel: Cance
         mcp_config = mcp_config.with_allowed_origins(config.allowed_origins);
     }
     let router = FleetTools::tool_router();
-    let mcp = StreamableHttpService::new(
-        move || Ok(FleetTools::with_router(service.clone(), router.clone(), "http")),
+    StreamableHttpService::new(
+        move || Ok(FleetTools::with_router(service.clone(), router.clone(), transport)),
         LocalSessionManager::default().into(),
         mcp_config,
-    );
-    axum::Router::new().nest_service("/mcp", mcp)
+    )
+}
+
+/// An axum router serving the tools at `/mcp` (streamable HTTP, stateless, JSON responses).
+pub fn http_router(service: Arc<FleetService>, config: HttpConfig, cancel: CancellationToken) -> axum::Router {
+    axum::Router::new().nest_service("/mcp", mcp_service(service, config, cancel, "http"))
 }

@@ -178,6 +178,21 @@ impl FleetService {
             Err(e) => e.proposal.as_ref().and_then(|p| serde_json::to_value(p).ok()),
         };
         let verdict = proposal.as_ref().and_then(|p| p["verdict"]["decision"].as_str().map(str::to_string));
+        let m = crate::metrics::metrics();
+        m.call(tool, result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"));
+        if let Some(decision) = &verdict
+            && tool == "propose_scale"
+        {
+            m.verdict(decision);
+        }
+        if let (Ok(v), Some(p)) = (result, &proposal)
+            && matches!(tool, "apply_proposal" | "approve_proposal")
+            && v["result"] == "applied"
+        {
+            for action in p["plan"]["actions"].as_array().into_iter().flatten().filter(|_| p["outcome"].is_object()) {
+                m.action(action["kind"].as_str().unwrap_or("unknown"));
+            }
+        }
         let fleet = proposal
             .as_ref()
             .and_then(|p| p["fleet"]["name"].as_str().map(str::to_string))
