@@ -47,6 +47,10 @@ async fn the_tools_answer_over_rest_as_the_openapi_document_says() -> Result<()>
     assert_eq!(post(base, "read_fleet", r#"{"fleet": 3}"#).await?.0, 400);
     let (status, missing) = post(base, "read_fleet", r#"{"fleet": "nope"}"#).await?;
     assert_eq!(status, 404, "{missing}");
+    // What schemathesis found: bad input reported as an Azure failure (502), now a 4xx.
+    assert_eq!(post(base, "cancel_ml_job", r#"{"name": ""}"#).await?.0, 400);
+    assert_eq!(post(base, "get_ml_job", r#"{"name": "a/b"}"#).await?.0, 400);
+    assert_eq!(post(base, "query_kql", r#"{"query": "Heartbeat | take 1", "workspace": "no-such-workspace"}"#).await?.0, 404);
 
     // The metrics count the calls and the verdict.
     let metrics = reqwest::get(format!("{base}/metrics")).await?.text().await?;

@@ -12,6 +12,15 @@
 //!   concurrent clients (default 50) for SECONDS each (default 10): calls per second, p50, p99;
 //! - the same load on a bare axum JSON echo route served by a separate process (this binary
 //!   re-run with `--echo-server`), as the ceiling of the machine and the HTTP stack.
+//!
+//! ```text
+//! cargo run --release -p fleetpilot-e2e --example fleetpilot-bench -- target/release/fleetpilot --soak [SECONDS] [SESSIONS]
+//! ```
+//!
+//! The soak: SESSIONS (default 500) concurrent MCP clients for SECONDS (default 300), each
+//! cycling read_fleet, get_policy, list_proposals and estimate_cost; calls per second, p50, p99,
+//! errors, and the server's resident memory every 10 s (growth from the first sample after a
+//! minute of warm-up to the last); the echo ceiling with the same clients for 30 s first.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -29,6 +38,11 @@ async fn main() -> Result<()> {
         return echo_server(args.get(2).context("port")?.parse()?).await;
     }
     let bin = PathBuf::from(args.get(1).context("usage: fleetpilot-bench PATH-TO-fleetpilot [SECONDS] [CLIENTS]")?);
+    if args.get(2).map(String::as_str) == Some("--soak") {
+        let seconds: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(300);
+        let sessions: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(500);
+        return soak(&bin, seconds, sessions).await;
+    }
     let seconds: u64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(10);
     let clients: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(50);
 
@@ -201,25 +215,33 @@ struct Stats {
 
 /// `clients` workers, each with its own connection, POSTing `body` back to back for `seconds`.
 async fn load(url: &str, body: Value, clients: usize, seconds: u64) -> Result<Stats> {
-    let body = Arc::new(serde_json::to_vec(&body)?);
+    load_mix(url, vec![body], clients, seconds).await
+}
+
+/// Like [`load`], each worker cycling through `bodies` (starting at its own offset).
+async fn load_mix(url: &str, bodies: Vec<Value>, clients: usize, seconds: u64) -> Result<Stats> {
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(bodies.iter().map(serde_json::to_vec).collect::<Result<_, _>>()?);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..clients {
+    for worker in 0..clients {
         let url = url.to_string();
-        let body = body.clone();
+        let bodies = bodies.clone();
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
             let mut latencies = Vec::new();
             let mut errors = 0usize;
+            let mut n = worker;
             while Instant::now() < deadline {
+                let body = &bodies[n % bodies.len()];
+                n += 1;
                 let t = Instant::now();
                 let response = http
                     .post(&url)
                     .header("content-type", "application/json")
                     .header("accept", "application/json, text/event-stream")
                     .header("mcp-protocol-version", "2025-11-25")
-                    .body((*body).clone())
+                    .body(body.clone())
                     .send()
                     .await;
                 let ok = match response {
@@ -246,6 +268,73 @@ async fn load(url: &str, body: Value, clients: usize, seconds: u64) -> Result<St
     all.sort();
     let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     Ok(Stats { rate: all.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors })
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn soak(bin: &Path, seconds: u64, sessions: usize) -> Result<()> {
+    let echo_port = free_port()?;
+    let mut echo = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["--echo-server", &echo_port.to_string()])
+        .kill_on_drop(true)
+        .spawn()?;
+    wait_port(echo_port).await?;
+    let calls = vec![
+        tool_call("read_fleet", json!({"fleet": "cf-ml-scaling"})),
+        tool_call("get_policy", json!({"fleet": "cf-ml-scaling"})),
+        tool_call("list_proposals", json!({"limit": 20})),
+        tool_call("estimate_cost", json!({"fleet": "cf-ml-scaling", "spot_capacity": 24})),
+    ];
+    let ceiling = load_mix(&format!("http://127.0.0.1:{echo_port}/echo"), calls.clone(), sessions, seconds.min(30)).await?;
+    let _ = echo.kill().await;
+
+    let state = TempDir::new("soak")?;
+    let port = free_port()?;
+    let mut server = spawn_serve(bin, port, &state.path().join("state.db"))?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base).await?;
+    let pid = server.id().context("pid")?;
+    let sampler = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut samples = Vec::new();
+        loop {
+            samples.push((started.elapsed().as_secs(), rss_kib(pid)));
+            if started.elapsed() > Duration::from_secs(seconds) {
+                return samples;
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+    });
+    let soak = load_mix(&format!("{base}/mcp"), calls, sessions, seconds).await?;
+    let samples = sampler.await?;
+    let _ = server.kill().await;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let warm = samples.iter().find(|(t, _)| *t >= 60).or(samples.first()).map_or(0, |s| s.1);
+    let last = samples.last().map_or(0, |s| s.1);
+    let max = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    println!("soak: {sessions} concurrent MCP clients for {seconds} s (read_fleet, get_policy, list_proposals, estimate_cost):");
+    println!("{:<28} {:>10} {:>10} {:>10} {:>8}", "target", "calls/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "{:<28} {:>10.0} {:>10.2} {:>10.2} {:>8}",
+        "axum JSON echo (ceiling)", ceiling.rate, ceiling.p50_ms, ceiling.p99_ms, ceiling.errors
+    );
+    println!("{:<28} {:>10.0} {:>10.2} {:>10.2} {:>8}", "fleetpilot MCP", soak.rate, soak.p50_ms, soak.p99_ms, soak.errors);
+    println!(
+        "RSS MiB: after warm-up {:.1}, last {:.1}, max {:.1}, growth {:+.1}; every 10 s: {}",
+        mib(warm),
+        mib(last),
+        mib(max),
+        mib(last) - mib(warm),
+        samples.iter().map(|(t, k)| format!("{t}s={:.0}", mib(*k))).collect::<Vec<_>>().join(" ")
+    );
+    Ok(())
 }
 
 async fn wait_port(port: u16) -> Result<()> {

@@ -601,6 +601,10 @@ impl FleetService {
         let mut result =
             self.api.query_logs(&workspace, query, (!timespan.is_empty()).then_some(timespan)).await.map_err(|e| match &e {
                 AzureError::Api { status: 400, message, .. } => ToolError::new("kql_error", message.clone()),
+                AzureError::Api { status: 404, .. } => ToolError::new(
+                    "workspace_not_found",
+                    format!("no Log Analytics workspace '{workspace}'; leave 'workspace' empty for the configured one"),
+                ),
                 AzureError::Api { status: 504, .. } => ToolError {
                     retryable: true,
                     ..ToolError::new(
@@ -688,6 +692,7 @@ impl FleetService {
     /// # Errors
     /// Unknown job, Azure failures.
     pub async fn get_ml_job(&self, input: crate::schema::MlJobNameInput) -> Result<fleetpilot_core::ml::MlJob, ToolError> {
+        check_job_name(&input.name)?;
         self.api.get_ml_job(&self.config.ml_workspace, input.name.trim()).await.map_err(|e| job_error(&input.name, e))
     }
 
@@ -696,6 +701,7 @@ impl FleetService {
     /// # Errors
     /// Unknown job, Azure failures.
     pub async fn cancel_job(&self, input: crate::schema::MlJobNameInput) -> Result<fleetpilot_core::ml::MlJob, ToolError> {
+        check_job_name(&input.name)?;
         self.ensure_not_frozen()?;
         match self.executor.cancel_job(&self.config.ml_workspace, input.name.trim()).await {
             Ok(job) => Ok(job),
@@ -830,6 +836,13 @@ impl FleetService {
         proposals.retain(|p| status.is_none_or(|s| p.status == s));
         Ok(ProposalList { proposals })
     }
+}
+
+/// An Azure ML job name: 1–255 letters, digits, `-` and `_` (what fits in its ARM path).
+fn check_job_name(name: &str) -> Result<(), ToolError> {
+    let name = name.trim();
+    let ok = !name.is_empty() && name.len() <= 255 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok { Ok(()) } else { Err(ToolError::new("invalid_argument", "a job name is 1 to 255 letters, digits, '-' and '_'")) }
 }
 
 fn job_error(name: &str, e: AzureError) -> ToolError {
