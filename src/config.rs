@@ -522,6 +522,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         role: http_role,
         evals_dir: raw.dashboard.evals_dir.clone().unwrap_or_else(|| PathBuf::from("target/evals")),
         refresh: std::time::Duration::from_secs_f64(refresh),
+        ..Default::default()
     };
     let mut ml_workspace = fleetpilot_emulator::scenario::REFERENCE_WORKSPACE.to_string();
     let (target, default_resource_group) = match raw.azure {

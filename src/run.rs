@@ -193,6 +193,7 @@ pub async fn serve(config: Config) -> Result<()> {
         );
     }
     let authenticator = fleetpilot_tools::auth::Authenticator::new(config.auth.clone());
+    let draining = CancellationToken::new();
     let cancel = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -238,7 +239,10 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     tracing::info!(model = %model_name, "agent ready for alerts");
     let alerts = axum::Router::new().route("/alerts", axum::routing::post(crate::autonomy::alerts_endpoint)).with_state(autonomy);
-    let dashboard = fleetpilot_tools::dashboard_router(backend.service.clone(), config.dashboard.clone());
+    let dashboard = fleetpilot_tools::dashboard_router(
+        backend.service.clone(),
+        fleetpilot_tools::DashboardConfig { cancel: draining.child_token(), ..config.dashboard.clone() },
+    );
     let metrics = fleetpilot_tools::metrics::router(backend.service.clone());
     let rest = fleetpilot_tools::rest::rest_router(backend.service.clone(), http.clone(), cancel.child_token());
     let app = fleetpilot_tools::http_router(backend.service, http, cancel.child_token())
@@ -256,18 +260,30 @@ pub async fn serve(config: Config) -> Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "fleetpilot listening"
     );
-    let shutdown = cancel.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            shutdown.cancel();
-        })
-        .await
-        .context("server failed")?;
+    // On a signal: stop accepting, end the live streams, let the calls in flight finish (the
+    // emulator and the tool service stay up meanwhile), then stop everything. Past the grace
+    // period whatever is left (a slow Azure call, a client holding a connection) is cut: the
+    // journal makes that safe.
+    let signalled = draining.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!(grace_secs = SHUTDOWN_GRACE.as_secs(), "shutting down: draining calls in flight");
+        signalled.cancel();
+    });
+    let drained = async {
+        draining.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server => result.context("server failed")?,
+        () = drained => tracing::warn!("grace period over: stopping with connections still open"),
+    }
     cancel.cancel();
     Ok(())
 }
+
+/// How long `serve` waits for calls in flight after a shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `fleetpilot mcp`: the tools over stdio.
 pub async fn mcp_stdio(config: Config) -> Result<()> {

@@ -24,6 +24,7 @@ mod crash;
 mod dashboard;
 mod provision;
 mod rest;
+mod shutdown;
 
 async fn call(client: &Client, tool: &str, args: Value) -> Result<CallToolResult> {
     let args = args.as_object().cloned().context("arguments must be an object")?;

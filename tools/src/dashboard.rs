@@ -44,11 +44,18 @@ pub struct DashboardConfig {
     pub evals_dir: PathBuf,
     /// How often live updates are sent.
     pub refresh: Duration,
+    /// Ends the live update streams (on shutdown).
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 impl Default for DashboardConfig {
     fn default() -> Self {
-        Self { role: Role::Operator, evals_dir: PathBuf::from("target/evals"), refresh: Duration::from_secs(2) }
+        Self {
+            role: Role::Operator,
+            evals_dir: PathBuf::from("target/evals"),
+            refresh: Duration::from_secs(2),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        }
     }
 }
 
@@ -412,7 +419,11 @@ async fn eval_file(State(dash): State<Dash>, Path(file): Path<String>) -> Respon
 async fn events(State(dash): State<Dash>) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
     let stream = futures::stream::unfold((dash, String::new(), true), |(dash, last, first)| async move {
         if !first {
-            tokio::time::sleep(dash.config.refresh).await;
+            tokio::select! {
+                () = tokio::time::sleep(dash.config.refresh) => {}
+                // Shutting down: the stream ends so that the connection can close.
+                () = dash.config.cancel.cancelled() => return None,
+            }
         }
         let mut events = Vec::new();
         if let Ok(list) = dash.service.list_fleets(ListFleetsInput { resource_group: String::new() }).await {
