@@ -467,7 +467,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
         policies.calls_per_caller_per_minute = n;
     }
     let role = |value: &Option<String>, key: &str, default: fleetpilot_tools::Role| -> Result<fleetpilot_tools::Role> {
-        value.as_deref().map_or(Ok(default), |v| v.parse().map_err(|e: String| anyhow::anyhow!("`{key}`: {e}")))
+        value.as_deref().map_or(Ok(default), |v| parse_role(v, key))
     };
     let stdio_role = role(&raw.server.stdio_role, "server.stdio_role", fleetpilot_tools::Role::Admin)?;
     let http_role = role(&raw.server.http_role, "server.http_role", fleetpilot_tools::Role::Operator)?;

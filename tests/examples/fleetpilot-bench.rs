@@ -156,13 +156,7 @@ async fn startup(bin: &Path) -> Result<(Duration, u64)> {
         times.push(started.elapsed());
         if run == 0 {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let pid = child.id().context("pid")?;
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            rss = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0);
+            rss = rss_kib(child.id().context("pid")?);
         }
         let _ = child.kill().await;
     }
@@ -273,10 +267,7 @@ async fn load_mix(url: &str, bodies: Vec<Value>, clients: usize, seconds: u64) -
         all.extend(latencies);
         errors += e;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-    Ok(Stats { rate: all.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors })
+    Ok(stats(all, errors, started.elapsed().as_secs_f64()))
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -277,11 +277,17 @@ impl Authenticator {
     }
 }
 
-/// Where the protected-resource metadata is, for a request's host.
-fn metadata_url(headers: &HeaderMap) -> String {
+/// `scheme://host` of a request, as its client addressed it (behind a proxy, from
+/// `X-Forwarded-Proto`).
+fn base_url(headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
-    format!("{scheme}://{host}/.well-known/oauth-protected-resource")
+    format!("{scheme}://{host}")
+}
+
+/// Where the protected-resource metadata is, for a request's host.
+fn metadata_url(headers: &HeaderMap) -> String {
+    format!("{}/.well-known/oauth-protected-resource", base_url(headers))
 }
 
 /// The 401/403 answer, with the challenge the MCP authorization spec asks for.
@@ -338,10 +344,8 @@ pub async fn middleware(State(auth): State<Arc<Authenticator>>, mut request: Req
 /// `GET /.well-known/oauth-protected-resource` (RFC 9728): what protects `/mcp` and who issues
 /// tokens for it.
 pub async fn protected_resource(State(auth): State<Arc<Authenticator>>, headers: HeaderMap) -> Response {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
     let mut body = json!({
-        "resource": format!("{scheme}://{host}/mcp"),
+        "resource": format!("{}/mcp", base_url(&headers)),
         "resource_name": "fleetpilot",
         "bearer_methods_supported": ["header"],
         "authorization_servers": [],

@@ -89,14 +89,7 @@ pub fn dashboard_router(service: Arc<FleetService>, config: DashboardConfig) -> 
 
 /// A tool error as an HTTP answer: the status follows the code.
 fn error(e: ToolError) -> Response {
-    let status = match e.code.as_str() {
-        "forbidden" => StatusCode::FORBIDDEN,
-        "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-        "fleet_not_found" | "proposal_not_found" | "run_not_found" | "not_found" => StatusCode::NOT_FOUND,
-        "invalid_argument" => StatusCode::BAD_REQUEST,
-        "needs_approval" | "denied" | "expired" | "rejected" | "conflict" => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_GATEWAY,
-    };
+    let status = crate::rest::status_of(&e.code);
     (status, axum::Json(json!({"code": e.code, "message": e.message, "violations": e.violations}))).into_response()
 }
 

@@ -35,8 +35,8 @@ pub fn rest_router(service: Arc<FleetService>, config: HttpConfig, cancel: Cance
         .route("/openapi.json", get(move || std::future::ready(axum::Json((*document).clone()))))
 }
 
-/// The HTTP status of a tool error code.
-fn status_of(code: &str) -> StatusCode {
+/// The HTTP status of a tool error code (the REST surface's and the dashboard's).
+pub(crate) fn status_of(code: &str) -> StatusCode {
     match code {
         "forbidden" => StatusCode::FORBIDDEN,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
