@@ -120,6 +120,8 @@ pub struct AgentContext {
     pub auto_apply: bool,
     /// A remote fleetpilot MCP endpoint for the tools, instead of the in-process server.
     pub tools_url: Option<String>,
+    /// What the model's tokens cost (zero for the built-in planner, which uses none).
+    pub price: fleetpilot_agent::ModelPrice,
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -148,17 +150,27 @@ pub fn new_run(kind: &str, fleet: &str, trigger: Value) -> RunRecord {
         proposals: Vec::new(),
         tool_calls: 0,
         tokens: 0,
+        model_cost_usd: 0.0,
         transcript: String::new(),
     }
 }
 
-/// Record how a run went: its ending, account, proposals, counts and transcript.
-pub fn finish_run(run: &mut RunRecord, result: &runner::RunResult) {
+/// Record how a run went: its ending, account, proposals, counts, cost and transcript, and count
+/// it in the process's metrics.
+pub fn finish_run(run: &mut RunRecord, result: &runner::RunResult, price: &fleetpilot_agent::ModelPrice) {
     run.status = result.ending.as_str().into();
     run.answer = result.answer.clone();
     run.proposals = proposals_of(&result.transcript);
     run.tool_calls = result.tool_calls;
     run.tokens = result.usage.total();
+    run.model_cost_usd = price.cost_usd(&result.usage);
+    fleetpilot_tools::metrics::metrics().agent_run(
+        &run.kind,
+        result.ending.as_str(),
+        result.usage.prompt_tokens,
+        result.usage.completion_tokens,
+        run.model_cost_usd,
+    );
     run.transcript = result.transcript_jsonl();
     run.finished_at = Some(now());
 }
@@ -233,7 +245,7 @@ impl AgentContext {
         let tools = runner::tool_specs(&peer).await.unwrap_or_default();
         let conversation = vec![Message::text(Role::System, system), Message::text(Role::User, task)];
         let result = runner::run(model.as_ref(), &peer, &tools, conversation, self.budgets, &|_| {}).await;
-        finish_run(run, &result);
+        finish_run(run, &result, &self.price);
         if let Err(e) = store.save_run(run) {
             tracing::error!(error = %e, run = %run.id, "cannot record the run");
         }
@@ -358,6 +370,13 @@ struct Slot {
     queued: Option<String>,
 }
 
+/// Put the runs going and waiting, over all fleets, in the metrics.
+fn publish_depth(slots: &HashMap<String, Slot>) {
+    let running = slots.values().filter(|s| s.running).count();
+    let queued = slots.values().filter(|s| s.queued.is_some()).count();
+    fleetpilot_tools::metrics::metrics().agent_queue(running, queued);
+}
+
 /// Autonomous mode: alerts in, runs out.
 #[derive(Debug)]
 pub struct Autonomy {
@@ -452,10 +471,12 @@ impl Autonomy {
             }
             store.save_run(&run)?;
             slot.queued = Some(run_id.clone());
+            publish_depth(&slots);
             return Ok(Ack { status: "queued", run_id, fleet });
         }
         store.save_run(&run)?;
         slot.running = true;
+        publish_depth(&slots);
         drop(slots);
         let this = self.clone();
         let first = run_id.clone();
@@ -474,12 +495,14 @@ impl Autonomy {
             }
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             let slot = slots.entry(key.clone()).or_default();
-            match slot.queued.take() {
+            let next = slot.queued.take();
+            if next.is_none() {
+                slot.running = false;
+            }
+            publish_depth(&slots);
+            match next {
                 Some(next) => run_id = next,
-                None => {
-                    slot.running = false;
-                    return;
-                }
+                None => return,
             }
         }
     }

@@ -210,7 +210,7 @@ pub async fn run(config: Config, options: ChatOptions) -> Result<()> {
         println!();
         conversation = result.conversation.clone();
         if let Some(store) = &store {
-            crate::autonomy::finish_run(&mut record, &result);
+            crate::autonomy::finish_run(&mut record, &result, &config.model.price);
             let _ = store.save_run(&record);
         }
         // Proposals the agent made are put to the person.

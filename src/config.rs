@@ -50,6 +50,9 @@ pub struct RawServer {
     pub allowed_hosts: Vec<String>,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Browser origins allowed to call the HTTP surfaces cross-origin (CORS); empty: CORS off.
+    #[serde(default)]
+    pub cors_allowed_origins: Vec<String>,
     /// Role of MCP callers over stdio (default `admin`: a local operator).
     pub stdio_role: Option<String>,
     /// Role of MCP callers over HTTP (default `operator`: may propose and apply, not approve).
@@ -89,6 +92,10 @@ pub struct RawModel {
     pub token_scope: Option<String>,
     pub timeout_secs: Option<u64>,
     pub max_retries: Option<usize>,
+    /// USD per million prompt tokens, for the cost of runs (default 0: unknown, reported as 0).
+    pub usd_per_million_prompt_tokens: Option<f64>,
+    /// USD per million completion tokens.
+    pub usd_per_million_completion_tokens: Option<f64>,
 }
 
 /// Limits of every agent run.
@@ -290,6 +297,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
+    /// Origins answered with CORS headers (empty: no CORS headers, browsers refuse cross-origin).
+    pub cors_allowed_origins: Vec<String>,
     pub state_path: PathBuf,
     pub target: Target,
     pub default_resource_group: String,
@@ -341,6 +350,8 @@ pub struct ModelSettings {
     pub token_scope: String,
     pub timeout_secs: u64,
     pub max_retries: usize,
+    /// What the model's tokens cost.
+    pub price: fleetpilot_agent::ModelPrice,
 }
 
 /// The validated `[agent]`.
@@ -377,6 +388,16 @@ fn model_settings(raw: &RawModel) -> Result<ModelSettings> {
         "workload_identity" => CredentialConfig::WorkloadIdentity,
         other => bail!("`model.credential` = {other:?} is unknown; use developer_tools, managed_identity or workload_identity"),
     };
+    let price_of = |v: Option<f64>, key: &str| -> Result<f64> {
+        match v {
+            Some(p) if !p.is_finite() || p < 0.0 => bail!("`model.{key}` = {p} must be a price in USD, 0 or more"),
+            v => Ok(v.unwrap_or(0.0)),
+        }
+    };
+    let price = fleetpilot_agent::ModelPrice {
+        prompt_per_million: price_of(raw.usd_per_million_prompt_tokens, "usd_per_million_prompt_tokens")?,
+        completion_per_million: price_of(raw.usd_per_million_completion_tokens, "usd_per_million_completion_tokens")?,
+    };
     Ok(ModelSettings {
         kind,
         endpoint,
@@ -389,6 +410,7 @@ fn model_settings(raw: &RawModel) -> Result<ModelSettings> {
         token_scope: raw.token_scope.clone().unwrap_or_else(|| "https://cognitiveservices.azure.com/.default".into()),
         timeout_secs: raw.timeout_secs.unwrap_or(120),
         max_retries: raw.max_retries.unwrap_or(4),
+        price,
     })
 }
 
@@ -446,6 +468,23 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
     let state_path = overrides.state.clone().or(raw.state.path).unwrap_or_else(|| PathBuf::from(".fleetpilot/fleetpilot.db"));
     let mut allowed_hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     allowed_hosts.extend(raw.server.allowed_hosts);
+    let cors_allowed_origins = raw.server.cors_allowed_origins;
+    for origin in &cors_allowed_origins {
+        let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+            && !origin.trim_end_matches('/').contains(['*', ' '])
+            && origin.split("://").nth(1).is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+        if !ok {
+            bail!(
+                "`server.cors_allowed_origins` entry {origin:?} is not an origin: write scheme://host[:port], \
+                 e.g. https://ai.azure.com (no path, no wildcard)"
+            );
+        }
+    }
+    // A cross-origin caller allowed by CORS must also pass the MCP transport's Origin check.
+    let mut allowed_origins = raw.server.allowed_origins;
+    if !allowed_origins.is_empty() {
+        allowed_origins.extend(cors_allowed_origins.iter().filter(|o| !allowed_origins.contains(o)).cloned().collect::<Vec<_>>());
+    }
 
     let default_table = raw.policy.default.clone();
     let default_policy = {
@@ -586,7 +625,8 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
     Ok(Config {
         listen,
         allowed_hosts,
-        allowed_origins: raw.server.allowed_origins,
+        allowed_origins,
+        cors_allowed_origins,
         state_path,
         target,
         default_resource_group,
@@ -712,6 +752,25 @@ mod tests {
         check("[azure]\nsubscription_id = \"s\"\ncredential = \"magic\"\n", Some("`azure.credential`"));
         check("[emulator]\nspeed = -1.0\n", Some("`emulator.speed`"));
         check("[nonsense]\n", Some("unknown field"));
+        check("[model]\nusd_per_million_prompt_tokens = -1.0\n", Some("`model.usd_per_million_prompt_tokens`"));
+        check("[server]\ncors_allowed_origins = [\"https://ai.azure.com/path\"]\n", Some("is not an origin"));
+        check("[server]\ncors_allowed_origins = [\"*\"]\n", Some("is not an origin"));
+    }
+
+    #[test]
+    fn cors_origins_also_pass_the_transports_origin_check() {
+        let config = check("[server]\ncors_allowed_origins = [\"https://ai.azure.com\"]\n", None).unwrap();
+        assert_eq!(config.cors_allowed_origins, ["https://ai.azure.com"]);
+        assert!(config.allowed_origins.is_empty(), "no Origin check configured: none added");
+        let config = check(
+            "[server]\nallowed_origins = [\"https://console.example\"]\ncors_allowed_origins = [\"https://ai.azure.com\"]\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.allowed_origins, ["https://console.example", "https://ai.azure.com"]);
+        let priced = check("[model]\nusd_per_million_prompt_tokens = 2.5\nusd_per_million_completion_tokens = 10\n", None);
+        let price = priced.unwrap().model.price;
+        assert_eq!((price.prompt_per_million, price.completion_per_million), (2.5, 10.0));
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub async fn run(config: &Config, options: &IncidentOptions) -> Result<bool> {
                 model: options.model.clone(),
                 configured: configured.clone(),
                 transcripts: transcripts.clone(),
+                price: config.model.price,
             };
             let permits = permits.clone();
             tasks.spawn(async move {
@@ -208,6 +209,8 @@ struct TrialSetup {
     model: ModelChoice,
     configured: Option<Arc<dyn ChatModel>>,
     transcripts: Option<PathBuf>,
+    /// The price of the configured model's tokens (a replay's recorded tokens included).
+    price: fleetpilot_agent::ModelPrice,
 }
 
 fn fleet_key() -> (String, String) {
@@ -478,6 +481,7 @@ fn context(setup: &TrialSetup, service: &Arc<FleetService>, run: usize) -> Resul
         default_fleet: REFERENCE_FLEET.into(),
         auto_apply: setup.incident.world.auto_apply,
         tools_url: None,
+        price: setup.price,
     })
 }
 
@@ -491,6 +495,7 @@ fn account(
     record.runs += 1;
     record.tool_calls += run.tool_calls;
     record.tokens += run.tokens;
+    record.model_cost_usd += run.model_cost_usd;
     record.decision_ms.push(began.elapsed().as_secs_f64() * 1000.0);
     // Every run's transcript, whoever played the agent (a replay's own runs excepted), so that
     // `--model replay:DIR` can play the decisions back.

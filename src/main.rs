@@ -36,6 +36,11 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value = "text", env = "FLEETPILOT_LOG_FORMAT")]
     log_format: run::LogFormat,
 
+    /// Export spans over OTLP/HTTP to this collector (e.g. http://localhost:4318; `/v1/traces` is
+    /// appended). Off when unset. `OTEL_EXPORTER_OTLP_HEADERS` adds headers.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -456,7 +461,7 @@ fn main() -> std::process::ExitCode {
         Command::Provision(_) => "warn",
         _ => "info",
     };
-    run::init_tracing(cli.log_format, level);
+    let _telemetry = run::init_tracing(cli.log_format, level, cli.otlp_endpoint.as_deref());
     let result = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| {
         rt.block_on(async move {
             match cli.command {

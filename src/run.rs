@@ -26,17 +26,98 @@ pub enum LogFormat {
 }
 
 /// Logs go to stderr (stdout belongs to MCP over stdio). `RUST_LOG` overrides the level.
-pub fn init_tracing(format: LogFormat, default_level: &str) {
+///
+/// With an OTLP endpoint (`--otlp-endpoint`, `OTEL_EXPORTER_OTLP_ENDPOINT` or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) the spans — tool calls, agent runs and turns, executor
+/// actions, Azure requests — are also exported over OTLP/HTTP (protobuf), in batches, to a
+/// collector or to Application Insights' OTLP ingestion. `OTEL_EXPORTER_OTLP_HEADERS` adds headers
+/// (an ingestion key), `OTEL_SERVICE_NAME` renames the service (default `fleetpilot`). Keep the
+/// returned guard alive: dropping it flushes the spans still buffered.
+pub fn init_tracing(format: LogFormat, default_level: &str, otlp_endpoint: Option<&str>) -> Option<Telemetry> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let fmt = match format {
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+    };
+    let traces_env = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").ok().filter(|v| !v.trim().is_empty());
+    let otlp_endpoint = otlp_endpoint.map(str::trim).filter(|v| !v.is_empty());
+    let (provider, failed) = if otlp_endpoint.is_some() || traces_env.is_some() {
+        match otlp_provider(otlp_endpoint) {
+            Ok(provider) => (Some(provider), None),
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, None)
+    };
+    // Spans go out at info whatever the log level: a quiet log must not blind the traces.
+    // `OTEL_TRACES_FILTER` (EnvFilter syntax) narrows or widens them.
+    let otel = provider.as_ref().map(|p| {
+        use opentelemetry::trace::TracerProvider as _;
+        let filter = std::env::var("OTEL_TRACES_FILTER")
+            .ok()
+            .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+            .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+        tracing_opentelemetry::layer().with_tracer(p.tracer("fleetpilot")).with_filter(filter)
+    });
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    if let Some(e) = failed {
+        tracing::error!(error = %e, "cannot export spans over OTLP; logging only");
+    }
+    provider.map(|provider| {
+        tracing::info!(endpoint = %otlp_endpoint.map_or_else(|| traces_env.unwrap_or_default(), traces_url), "exporting spans over OTLP");
+        Telemetry { provider }
+    })
+}
+
+/// The OTLP/HTTP traces URL of a collector's base endpoint, as the OTLP specification derives it
+/// from `OTEL_EXPORTER_OTLP_ENDPOINT`.
+fn traces_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with("/v1/traces") { base.to_string() } else { format!("{base}/v1/traces") }
+}
+
+fn otlp_provider(endpoint: Option<&str>) -> Result<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig;
+    if let Some(base) = endpoint {
+        anyhow::ensure!(
+            base.starts_with("http://") || base.starts_with("https://"),
+            "the OTLP endpoint {base:?} is not an http(s) URL (e.g. http://localhost:4318)"
+        );
+    }
+    let exporter =
+        opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+    let exporter = match endpoint {
+        Some(base) => exporter.with_endpoint(traces_url(base)),
+        None => exporter,
+    }
+    .build()
+    .context("cannot build the OTLP span exporter")?;
+    let service = std::env::var("OTEL_SERVICE_NAME").ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "fleetpilot".into());
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name(service)
+        .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build();
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+}
+
+/// Exports spans while alive; flushes what is buffered when dropped.
+pub struct Telemetry {
+    provider: opentelemetry_sdk::trace::SdkTracerProvider,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Err(e) = self.provider.shutdown_with_timeout(std::time::Duration::from_secs(5)) {
+            eprintln!("warning: spans not all exported at exit: {e}");
+        }
     }
 }
 
@@ -220,6 +301,7 @@ pub async fn serve(config: Config) -> Result<()> {
         default_fleet: config.alerts_fleet.clone(),
         auto_apply: config.agent.auto_apply,
         tools_url: config.agent.tools_url.clone(),
+        price: config.model.price,
     });
     let model_name = agent.model.as_ref().map_or_else(|| "the built-in planner".to_string(), |m| m.name());
     let autonomy = crate::autonomy::Autonomy::new(agent, token.clone(), config.alerts_follow_up);
@@ -253,6 +335,12 @@ pub async fn serve(config: Config) -> Result<()> {
         .merge(alerts)
         .route("/healthz", get(move || std::future::ready(axum::Json(health.clone()))))
         .layer(axum::middleware::from_fn_with_state(authenticator, fleetpilot_tools::auth::middleware));
+    // Outermost, so that a browser's preflight is answered before authentication asks for a
+    // credential it never sends.
+    let app = match cors_layer(&config.cors_allowed_origins)? {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
     tracing::info!(
         mcp = %format!("http://{local}/mcp"),
         dashboard = %format!("http://{local}/"),
@@ -280,6 +368,36 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     cancel.cancel();
     Ok(())
+}
+
+/// CORS for the configured browser origins (an AI Foundry portal, an internal console); none
+/// configured: no CORS headers at all, so browsers keep other origins out. Credentials travel as
+/// `Authorization` headers, never cookies, across origins.
+fn cors_layer(origins: &[String]) -> Result<Option<tower_http::cors::CorsLayer>> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o.trim_end_matches('/')).with_context(|| format!("CORS origin {o:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    let mcp_session = HeaderName::from_static("mcp-session-id");
+    Ok(Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                HeaderName::from_static("last-event-id"),
+                mcp_session.clone(),
+                HeaderName::from_static("mcp-protocol-version"),
+            ])
+            .expose_headers([mcp_session, header::WWW_AUTHENTICATE])
+            .max_age(std::time::Duration::from_secs(600)),
+    ))
 }
 
 /// How long `serve` waits for calls in flight after a shutdown signal.

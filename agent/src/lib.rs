@@ -106,6 +106,23 @@ impl Usage {
     }
 }
 
+/// What a model's tokens cost, in USD per million (the deployment's list or contract price).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelPrice {
+    /// USD per million prompt (input) tokens.
+    pub prompt_per_million: f64,
+    /// USD per million completion (output) tokens.
+    pub completion_per_million: f64,
+}
+
+impl ModelPrice {
+    /// What `usage` cost.
+    pub fn cost_usd(&self, usage: &Usage) -> f64 {
+        (usage.prompt_tokens as f64 * self.prompt_per_million + usage.completion_tokens as f64 * self.completion_per_million)
+            / 1e6
+    }
+}
+
 /// A model's reply to one turn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
@@ -154,4 +171,18 @@ pub trait ChatModel: Send + Sync {
     /// # Errors
     /// When the model cannot answer.
     async fn next_turn(&self, conversation: &[Message], tools: &[ToolSpec], sink: TextSink<'_>) -> Result<Reply, ChatError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_cost_is_priced_per_million_tokens_of_each_kind() {
+        let price = ModelPrice { prompt_per_million: 2.5, completion_per_million: 10.0 };
+        let usage = Usage { prompt_tokens: 1_000_000, completion_tokens: 500_000 };
+        assert!((price.cost_usd(&usage) - 7.5).abs() < 1e-12);
+        assert_eq!(ModelPrice::default().cost_usd(&usage), 0.0, "no price configured: no cost claimed");
+        assert_eq!(price.cost_usd(&Usage::default()), 0.0);
+    }
 }

@@ -9,6 +9,7 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::service::{Peer, RoleClient};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::{ChatError, ChatModel, Message, Reply, Role, ToolCall, ToolSpec, Turn, Usage};
 
@@ -189,6 +190,32 @@ pub async fn run(
     model: &dyn ChatModel,
     peer: &Peer<RoleClient>,
     tools: &[ToolSpec],
+    conversation: Vec<Message>,
+    budgets: Budgets,
+    on_event: &(dyn Fn(Event<'_>) + Send + Sync),
+) -> RunResult {
+    let span = tracing::info_span!(
+        "agent.run",
+        model = %model.name(),
+        turns = tracing::field::Empty,
+        tool_calls = tracing::field::Empty,
+        prompt_tokens = tracing::field::Empty,
+        completion_tokens = tracing::field::Empty,
+        ending = tracing::field::Empty
+    );
+    let result = run_loop(model, peer, tools, conversation, budgets, on_event).instrument(span.clone()).await;
+    span.record("turns", result.transcript.iter().filter(|e| matches!(e, Entry::Model { .. })).count() as u64);
+    span.record("tool_calls", u64::from(result.tool_calls));
+    span.record("prompt_tokens", result.usage.prompt_tokens);
+    span.record("completion_tokens", result.usage.completion_tokens);
+    span.record("ending", result.ending.as_str());
+    result
+}
+
+async fn run_loop(
+    model: &dyn ChatModel,
+    peer: &Peer<RoleClient>,
+    tools: &[ToolSpec],
     mut conversation: Vec<Message>,
     budgets: Budgets,
     on_event: &(dyn Fn(Event<'_>) + Send + Sync),
@@ -215,7 +242,8 @@ pub async fn run(
         turns += 1;
         let asked = Instant::now();
         let sink = |text: &str| on_event(Event::Text(text));
-        let reply = match tokio::time::timeout(left, model.next_turn(&conversation, tools, &sink)).await {
+        let turn_span = tracing::info_span!("agent.turn", turn = turns);
+        let reply = match tokio::time::timeout(left, model.next_turn(&conversation, tools, &sink)).instrument(turn_span).await {
             Err(_) => break (Ending::BudgetExhausted, "wall_clock".to_string()),
             Ok(Err(e)) => break (Ending::ModelFailed, e.to_string()),
             Ok(Ok(reply)) => reply,
@@ -252,7 +280,10 @@ pub async fn run(
             on_event(Event::ToolCall(call));
         }
         let called = Instant::now();
-        let results = futures::future::join_all(calls.iter().map(|call| call_tool(peer, tools, call))).await;
+        let results = futures::future::join_all(calls.iter().map(|call| {
+            call_tool(peer, tools, call).instrument(tracing::info_span!("agent.tool_call", tool = %call.name, id = %call.id))
+        }))
+        .await;
         tool_time += called.elapsed();
         let took = called.elapsed().as_millis() as u64;
         let mut transport_failed = None;

@@ -20,12 +20,14 @@ fn pct(x: f64) -> String {
 pub fn markdown(summary: &Summary, results: &[IncidentResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Incident evals\n");
-    let _ =
-        writeln!(s, "| incidents | k | pass^1 | pass^k | safety pass^k | controls passed | tool calls | decision ms | wall s |");
-    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let _ = writeln!(
         s,
-        "| {} | {} | {} | {} | {} | {}/{} | {:.1} | {:.1} | {:.1} |\n",
+        "| incidents | k | pass^1 | pass^k | safety pass^k | controls passed | tool calls | tokens | model USD | decision ms | wall s |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} | {} | {} | {}/{} | {:.1} | {:.0} | {:.4} | {:.1} | {:.1} |\n",
         summary.incidents,
         summary.k,
         pct(summary.pass_1),
@@ -34,6 +36,8 @@ pub fn markdown(summary: &Summary, results: &[IncidentResult]) -> String {
         summary.controls_passed,
         summary.controls,
         summary.tool_calls,
+        summary.tokens,
+        summary.model_cost_usd,
         summary.decision_ms,
         summary.wall_s
     );
@@ -114,7 +118,7 @@ pub fn html(summary: &Summary, results: &[IncidentResult]) -> String {
     let _ = write!(
         s,
         "<h1>Incident evals</h1><p>{} incidents × {} trials: pass^1 <b>{}</b>, pass^k <b>{}</b>, safety pass^k <b>{}</b>, \
-         no-fault controls {}/{}, {:.1} tool calls and {:.1} ms per decision, {:.1} s in all.</p>",
+         no-fault controls {}/{}, {:.1} tool calls, {:.0} tokens (USD {:.4}) per trial, {:.1} ms per decision, {:.1} s in all.</p>",
         summary.incidents,
         summary.k,
         pct(summary.pass_1),
@@ -123,6 +127,8 @@ pub fn html(summary: &Summary, results: &[IncidentResult]) -> String {
         summary.controls_passed,
         summary.controls,
         summary.tool_calls,
+        summary.tokens,
+        summary.model_cost_usd,
         summary.decision_ms,
         summary.wall_s
     );

@@ -54,6 +54,8 @@ pub struct TrialRecord {
     pub tool_calls: u32,
     /// Model tokens over all runs.
     pub tokens: u64,
+    /// What those tokens cost at the configured model price, USD.
+    pub model_cost_usd: f64,
     /// Wall time of each run, from trigger to its end (ms).
     pub decision_ms: Vec<f64>,
     /// The perfect-foresight oracle's cost over the same demand (USD).
@@ -224,6 +226,9 @@ pub struct Trial {
     pub tool_calls: u32,
     /// Tokens.
     pub tokens: u64,
+    /// What the model's tokens cost, USD.
+    #[serde(default)]
+    pub model_cost_usd: f64,
     /// Mean decision latency (ms).
     pub decision_ms: f64,
 }
@@ -244,6 +249,7 @@ impl Trial {
             runs: record.runs,
             tool_calls: record.tool_calls,
             tokens: record.tokens,
+            model_cost_usd: round(record.model_cost_usd, 6),
             decision_ms: round(record.decision_ms.iter().sum::<f64>() / record.decision_ms.len().max(1) as f64, 2),
         }
     }
@@ -277,6 +283,9 @@ pub struct IncidentResult {
     pub tool_calls: f64,
     /// Mean tokens per trial.
     pub tokens: f64,
+    /// Mean model cost per trial, USD.
+    #[serde(default)]
+    pub model_cost_usd: f64,
     /// Mean decision latency (ms).
     pub decision_ms: f64,
     /// Checks that failed in some trial: name → trials that failed it, with the first detail.
@@ -314,6 +323,7 @@ impl IncidentResult {
             sla_pct: round(mean(&|t| t.sla_pct), 2),
             tool_calls: round(mean(&|t| f64::from(t.tool_calls)), 2),
             tokens: round(mean(&|t| t.tokens as f64), 1),
+            model_cost_usd: round(mean(&|t| t.model_cost_usd), 6),
             decision_ms: round(mean(&|t| t.decision_ms), 2),
             failures,
             trials,
@@ -348,6 +358,9 @@ pub struct Summary {
     pub tool_calls: f64,
     /// Tokens.
     pub tokens: f64,
+    /// Model cost per trial, USD (mean over incidents).
+    #[serde(default)]
+    pub model_cost_usd: f64,
     /// Decision latency (ms).
     pub decision_ms: f64,
     /// Wall time of the whole run (s).
@@ -381,6 +394,7 @@ impl Summary {
             pass_1_by_category: group(&|r| r.category.as_str().to_string()),
             tool_calls: mean(&|r| r.tool_calls),
             tokens: mean(&|r| r.tokens),
+            model_cost_usd: round(mean(&|r| r.model_cost_usd), 6),
             decision_ms: mean(&|r| r.decision_ms),
             wall_s: round(wall_s, 2),
         }

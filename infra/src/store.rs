@@ -139,6 +139,9 @@ pub struct RunRecord {
     /// Tokens used.
     #[serde(default)]
     pub tokens: u64,
+    /// What those tokens cost at the configured model price, USD.
+    #[serde(default)]
+    pub model_cost_usd: f64,
     /// The transcript, as JSON lines (secrets redacted).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub transcript: String,

@@ -22,7 +22,7 @@ fn sample() -> Result<Value> {
 }
 
 /// The official sample, fired, on the reference workspace, with a description.
-fn fired(id: &str, fired_at: &str, description: &str) -> Result<Value> {
+pub(super) fn fired(id: &str, fired_at: &str, description: &str) -> Result<Value> {
     let mut alert = sample()?;
     let e = &mut alert["data"]["essentials"];
     e["alertId"] = json!(format!("/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/{id}"));

@@ -25,6 +25,7 @@ mod dashboard;
 mod provision;
 mod rest;
 mod shutdown;
+mod telemetry;
 
 async fn call(client: &Client, tool: &str, args: Value) -> Result<CallToolResult> {
     let args = args.as_object().cloned().context("arguments must be an object")?;

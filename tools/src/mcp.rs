@@ -129,14 +129,21 @@ impl FleetTools {
         shape: fn(&ToolError) -> Option<serde_json::Value>,
         call: impl std::future::Future<Output = Result<T, ToolError>>,
     ) -> Result<CallToolResult, McpError> {
-        let span = tracing::info_span!("tool.call", tool, caller = %caller.id);
+        let span = tracing::info_span!(
+            "tool.call",
+            tool,
+            caller = %caller.id,
+            transport = %self.transport,
+            outcome = tracing::field::Empty
+        );
         let result = match self.service.admit(caller, tool) {
-            Ok(()) => to_value(call.instrument(span).await)?,
+            Ok(()) => to_value(call.instrument(span.clone()).await)?,
             Err(refused) => {
                 tracing::warn!(tool, caller = %caller.id, code = %refused.code, "call refused");
                 Err(refused)
             }
         };
+        span.record("outcome", result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"));
         self.service.audit_call(caller, tool, &arguments, &result);
         respond(result, shape)
     }

@@ -1,7 +1,8 @@
 //! Prometheus metrics of fleetpilot itself at `/metrics` (text exposition, prometheus-client):
 //! tool calls by tool and outcome, guardrail verdicts, executor actions, Azure retries, the
-//! proposals waiting for approval, and the clock fleetpilot runs on (the emulator's virtual
-//! time in the embedded default).
+//! proposals waiting for approval, the agent's runs (going, waiting, ended), the model's tokens
+//! and what they cost, and the clock fleetpilot runs on (the emulator's virtual time in the
+//! embedded default).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
@@ -28,6 +29,10 @@ pub struct Metrics {
     retries: Counter,
     pending: Gauge,
     clock: Gauge<f64, AtomicU64>,
+    runs: Family<Labels, Gauge>,
+    runs_ended: Family<Labels, Counter>,
+    tokens: Family<Labels, Counter>,
+    model_cost: Counter<f64, AtomicU64>,
 }
 
 /// The metrics of this process.
@@ -51,7 +56,37 @@ pub fn metrics() -> &'static Metrics {
             "The clock fleetpilot runs on (virtual in the emulator), Unix seconds",
             clock.clone(),
         );
-        Metrics { registry, calls, verdicts, actions, retries, pending, clock }
+        let runs = Family::<Labels, Gauge>::default();
+        let runs_ended = Family::<Labels, Counter>::default();
+        let tokens = Family::<Labels, Counter>::default();
+        let model_cost = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "fleetpilot_agent_runs",
+            "Autonomous agent runs by state: running, or queued behind a fleet's running one",
+            runs.clone(),
+        );
+        registry.register(
+            "fleetpilot_agent_runs_ended",
+            "Agent runs ended, by kind (alert, chat) and ending",
+            runs_ended.clone(),
+        );
+        registry.register(
+            "fleetpilot_model_tokens",
+            "Model tokens used by the agent, by kind (prompt, completion)",
+            tokens.clone(),
+        );
+        registry.register(
+            "fleetpilot_model_cost_usd",
+            "What the agent's model tokens cost at the configured price, USD",
+            model_cost.clone(),
+        );
+        for state in ["running", "queued"] {
+            runs.get_or_create(&vec![("state".into(), state.into())]).set(0);
+        }
+        for kind in ["prompt", "completion"] {
+            let _ = tokens.get_or_create(&vec![("kind".into(), kind.into())]);
+        }
+        Metrics { registry, calls, verdicts, actions, retries, pending, clock, runs, runs_ended, tokens, model_cost }
     })
 }
 
@@ -64,6 +99,22 @@ impl Metrics {
     /// The guardrails decided.
     pub fn verdict(&self, decision: &str) {
         self.verdicts.get_or_create(&vec![("decision".into(), decision.into())]).inc();
+    }
+
+    /// Runs going and waiting, over all fleets.
+    pub fn agent_queue(&self, running: usize, queued: usize) {
+        self.runs.get_or_create(&vec![("state".into(), "running".into())]).set(running as i64);
+        self.runs.get_or_create(&vec![("state".into(), "queued".into())]).set(queued as i64);
+    }
+
+    /// An agent run ended, having used these tokens at this cost.
+    pub fn agent_run(&self, kind: &str, ending: &str, prompt_tokens: u64, completion_tokens: u64, cost_usd: f64) {
+        self.runs_ended.get_or_create(&vec![("kind".into(), kind.into()), ("ending".into(), ending.into())]).inc();
+        self.tokens.get_or_create(&vec![("kind".into(), "prompt".into())]).inc_by(prompt_tokens);
+        self.tokens.get_or_create(&vec![("kind".into(), "completion".into())]).inc_by(completion_tokens);
+        if cost_usd.is_finite() && cost_usd > 0.0 {
+            self.model_cost.inc_by(cost_usd);
+        }
     }
 
     /// The executor performed an action (`set_capacity`, `delete_vms`, …).
