@@ -21,6 +21,10 @@
 //! cycling read_fleet, get_policy, list_proposals and estimate_cost; calls per second, p50, p99,
 //! errors, and the server's resident memory every 10 s (growth from the first sample after a
 //! minute of warm-up to the last); the echo ceiling with the same clients for 30 s first.
+//! With `--auth` after SESSIONS every session is its own caller with its own API key (SESSIONS
+//! keys in `[[auth.api_keys]]`, sent as `Authorization: Bearer`), so each call is authenticated,
+//! rate-limited and audited under its own principal; without it the server runs in development
+//! mode (one anonymous caller).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -41,7 +45,8 @@ async fn main() -> Result<()> {
     if args.get(2).map(String::as_str) == Some("--soak") {
         let seconds: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(300);
         let sessions: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(500);
-        return soak(&bin, seconds, sessions).await;
+        let authenticated = args.get(5).map(String::as_str) == Some("--auth");
+        return soak(&bin, seconds, sessions, authenticated).await;
     }
     let seconds: u64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(10);
     let clients: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(50);
@@ -117,10 +122,21 @@ fn tool_call(name: &str, arguments: Value) -> Value {
 }
 
 fn spawn_serve(bin: &Path, port: u16, state: &Path) -> Result<tokio::process::Child> {
-    // The per-caller rate limit would turn a load test into a test of the limiter (every
-    // client is the same anonymous caller here): lift it.
+    spawn_serve_with(bin, port, state, &[])
+}
+
+/// `serve` with these API keys (none: development mode).
+fn spawn_serve_with(bin: &Path, port: u16, state: &Path, keys: &[String]) -> Result<tokio::process::Child> {
+    use sha2::Digest as _;
+    // The per-caller rate limit would turn a load test into a test of the limiter (in
+    // development mode every client is the same anonymous caller): lift it.
     let config = state.with_extension("toml");
-    std::fs::write(&config, "[policy]\ncalls_per_caller_per_minute = 100000000\n")?;
+    let mut text = String::from("[policy]\ncalls_per_caller_per_minute = 100000000\n");
+    for (i, key) in keys.iter().enumerate() {
+        let digest: String = sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        text.push_str(&format!("\n[[auth.api_keys]]\nname = \"bench-{i}\"\nsha256 = \"{digest}\"\nrole = \"operator\"\n"));
+    }
+    std::fs::write(&config, text)?;
     Ok(tokio::process::Command::new(bin)
         .arg("--config")
         .arg(&config)
@@ -215,11 +231,12 @@ struct Stats {
 
 /// `clients` workers, each with its own connection, POSTing `body` back to back for `seconds`.
 async fn load(url: &str, body: Value, clients: usize, seconds: u64) -> Result<Stats> {
-    load_mix(url, vec![body], clients, seconds).await
+    load_mix(url, vec![body], clients, seconds, &[]).await
 }
 
-/// Like [`load`], each worker cycling through `bodies` (starting at its own offset).
-async fn load_mix(url: &str, bodies: Vec<Value>, clients: usize, seconds: u64) -> Result<Stats> {
+/// Like [`load`], each worker cycling through `bodies` (starting at its own offset), and
+/// sending `keys[worker]` as its bearer credential when keys are given.
+async fn load_mix(url: &str, bodies: Vec<Value>, clients: usize, seconds: u64, keys: &[String]) -> Result<Stats> {
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(bodies.iter().map(serde_json::to_vec).collect::<Result<_, _>>()?);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -227,6 +244,7 @@ async fn load_mix(url: &str, bodies: Vec<Value>, clients: usize, seconds: u64) -
     for worker in 0..clients {
         let url = url.to_string();
         let bodies = bodies.clone();
+        let bearer = keys.get(worker % keys.len().max(1)).map(|k| format!("Bearer {k}"));
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
             let mut latencies = Vec::new();
@@ -236,8 +254,11 @@ async fn load_mix(url: &str, bodies: Vec<Value>, clients: usize, seconds: u64) -
                 let body = &bodies[n % bodies.len()];
                 n += 1;
                 let t = Instant::now();
-                let response = http
-                    .post(&url)
+                let mut request = http.post(&url);
+                if let Some(bearer) = &bearer {
+                    request = request.header("authorization", bearer);
+                }
+                let response = request
                     .header("content-type", "application/json")
                     .header("accept", "application/json, text/event-stream")
                     .header("mcp-protocol-version", "2025-11-25")
@@ -279,7 +300,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn soak(bin: &Path, seconds: u64, sessions: usize) -> Result<()> {
+async fn soak(bin: &Path, seconds: u64, sessions: usize, authenticated: bool) -> Result<()> {
     let echo_port = free_port()?;
     let mut echo = tokio::process::Command::new(std::env::current_exe()?)
         .args(["--echo-server", &echo_port.to_string()])
@@ -292,14 +313,30 @@ async fn soak(bin: &Path, seconds: u64, sessions: usize) -> Result<()> {
         tool_call("list_proposals", json!({"limit": 20})),
         tool_call("estimate_cost", json!({"fleet": "cf-ml-scaling", "spot_capacity": 24})),
     ];
-    let ceiling = load_mix(&format!("http://127.0.0.1:{echo_port}/echo"), calls.clone(), sessions, seconds.min(30)).await?;
+    let keys: Vec<String> = if authenticated {
+        (0..sessions).map(|i| format!("fp-bench-{i}-{:016x}", (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))).collect()
+    } else {
+        Vec::new()
+    };
+    let ceiling =
+        load_mix(&format!("http://127.0.0.1:{echo_port}/echo"), calls.clone(), sessions, seconds.min(30), &keys).await?;
     let _ = echo.kill().await;
 
     let state = TempDir::new("soak")?;
     let port = free_port()?;
-    let mut server = spawn_serve(bin, port, &state.path().join("state.db"))?;
+    let mut server = spawn_serve_with(bin, port, &state.path().join("state.db"), &keys)?;
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base).await?;
+    if authenticated {
+        // The keys are needed: a call without one is refused.
+        let refused = reqwest::Client::new()
+            .post(format!("{base}/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&calls[0])
+            .send()
+            .await?;
+        anyhow::ensure!(refused.status() == 401, "a call without a key was answered {}", refused.status());
+    }
     let pid = server.id().context("pid")?;
     let sampler = tokio::spawn(async move {
         let started = Instant::now();
@@ -312,14 +349,17 @@ async fn soak(bin: &Path, seconds: u64, sessions: usize) -> Result<()> {
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
     });
-    let soak = load_mix(&format!("{base}/mcp"), calls, sessions, seconds).await?;
+    let soak = load_mix(&format!("{base}/mcp"), calls, sessions, seconds, &keys).await?;
     let samples = sampler.await?;
     let _ = server.kill().await;
     let mib = |kib: u64| kib as f64 / 1024.0;
     let warm = samples.iter().find(|(t, _)| *t >= 60).or(samples.first()).map_or(0, |s| s.1);
     let last = samples.last().map_or(0, |s| s.1);
     let max = samples.iter().map(|s| s.1).max().unwrap_or(0);
-    println!("soak: {sessions} concurrent MCP clients for {seconds} s (read_fleet, get_policy, list_proposals, estimate_cost):");
+    let who = if authenticated { "each with its own API key" } else { "development mode, anonymous" };
+    println!(
+        "soak: {sessions} concurrent MCP clients ({who}) for {seconds} s (read_fleet, get_policy, list_proposals, estimate_cost):"
+    );
     println!("{:<28} {:>10} {:>10} {:>10} {:>8}", "target", "calls/s", "p50 ms", "p99 ms", "errors");
     println!(
         "{:<28} {:>10.0} {:>10.2} {:>10.2} {:>8}",
