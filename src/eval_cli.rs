@@ -12,6 +12,26 @@ use serde_json::{Value, json};
 /// Every policy name, in table order.
 pub const POLICIES: [&str; 6] = ["fleetpilot", "recipe-rule", "hpa", "static-peak", "spothedge", "oracle"];
 
+/// The baseline policies, in table order.
+pub const BASELINES: [&str; 4] = ["recipe-rule", "hpa", "static-peak", "spothedge"];
+
+/// A policy by its name (`fleetpilot` or a baseline; anything else is spothedge's caller's
+/// business to have checked). `peak` is what static provisioning sizes for.
+pub fn policy_named(name: &str, peak: f64, config: &SimConfig) -> Box<dyn Policy> {
+    match name {
+        "fleetpilot" => Box::new(Fleetpilot::default()),
+        "recipe-rule" => Box::new(RecipeRule),
+        "hpa" => Box::new(Hpa::default()),
+        "static-peak" => Box::new(StaticPeak::new(peak, config.vm_rate, config.sla_utilization)),
+        _ => Box::new(SpotHedge),
+    }
+}
+
+/// Where a policy starts: static provisioning at its size, the others at `initial`.
+pub fn starting_targets(name: &str, policy: &mut dyn Policy, config: &SimConfig, initial: (u32, u32)) -> (u32, u32) {
+    if name == "static-peak" { policy.decide(&first_observation(config)) } else { initial }
+}
+
 /// Output format.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Format {
@@ -73,14 +93,8 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> R
         if !want(policy_name) || policy_name == "oracle" {
             continue;
         }
-        let mut policy: Box<dyn Policy> = match policy_name {
-            "fleetpilot" => Box::new(Fleetpilot::default()),
-            "recipe-rule" => Box::new(RecipeRule),
-            "hpa" => Box::new(Hpa::default()),
-            "static-peak" => Box::new(StaticPeak::new(peak, config.vm_rate, config.sla_utilization)),
-            _ => Box::new(SpotHedge),
-        };
-        let start = if policy_name == "static-peak" { policy.decide(&first_observation(&config)) } else { initial };
+        let mut policy = policy_named(policy_name, peak, &config);
+        let start = starting_targets(policy_name, policy.as_mut(), &config, initial);
         let mut guard = sim::guardrails(sim::eval_rules(&config));
         let outcome: Outcome = sim::run(policy.as_mut(), demand, &weather, &config, start, 5, &mut guard);
         series.push((policy_name.to_string(), outcome.serving.clone()));

@@ -367,6 +367,7 @@ async fn stepped(setup: &TrialSetup, emulator: &Arc<Emulator>, url: &str) -> Res
     // As in production: alerts still firing bring the agent back every 5 minutes.
     let mut follow_ups = crate::autonomy::FollowUps::new(time::Duration::minutes(5), REFERENCE_FLEET);
     for minute in 0..incident.horizon_minutes {
+        run_jobs(emulator, &incident.world.jobs, minute);
         for event in incident.events.iter().filter(|e| e.at_minute == minute) {
             apply_event(emulator, &store, event, &mut frozen)?;
         }
@@ -429,8 +430,54 @@ async fn stepped(setup: &TrialSetup, emulator: &Arc<Emulator>, url: &str) -> Res
         record.steps.push(observe(emulator, minute, frozen));
     }
     record.unapproved_applies = unapproved(&store)?;
+    (record.busy_vms_deleted, record.vms_deleted) = emulator.with_world(|w| {
+        let busy = w
+            .deleted_vms
+            .iter()
+            .filter(|d| d.busy)
+            .map(|d| format!("{} ({})", d.vm, d.job.as_deref().unwrap_or("a workload")))
+            .collect();
+        (busy, w.deleted_vms.len() as u32)
+    });
     record.oracle_cost_usd = oracle(&record, &incident.world.policy);
+    record.baselines = baselines(&record, &incident.world.policy);
     Ok(record)
+}
+
+/// Jobs starting this minute take running VMs of their priority (in name order, not already
+/// busy) and mark them busy, as a job's node agent tags its VM; jobs ending free theirs.
+fn run_jobs(emulator: &Emulator, jobs: &[fleetpilot_evals::incident::JobSpec], minute: u32) {
+    if jobs.is_empty() {
+        return;
+    }
+    emulator.with_world(|w| {
+        let Some(fleet) = w.fleets.values_mut().find(|f| f.name == REFERENCE_FLEET) else { return };
+        for job in jobs {
+            if minute == job.from_minute + job.minutes {
+                for vm in fleet.vms.iter_mut().filter(|v| v.tags.get("workload.job").and_then(Value::as_str) == Some(&job.name)) {
+                    vm.tags.remove("workload.busy");
+                    vm.tags.remove("workload.job");
+                }
+            }
+        }
+        for job in jobs.iter().filter(|j| j.from_minute == minute) {
+            let priority = if job.priority == "spot" { Priority::Spot } else { Priority::Regular };
+            let mut free: Vec<&mut fleetpilot_emulator::world::EmuVm> = fleet
+                .vms
+                .iter_mut()
+                .filter(|v| {
+                    v.priority == priority
+                        && v.state == fleetpilot_core::VmState::Running
+                        && !v.tags.contains_key("workload.busy")
+                })
+                .collect();
+            free.sort_by(|a, b| (&a.scale_set, a.instance_id).cmp(&(&b.scale_set, b.instance_id)));
+            for vm in free.into_iter().take(job.vms as usize) {
+                vm.tags.insert("workload.busy".into(), json!("true"));
+                vm.tags.insert("workload.job".into(), json!(job.name));
+            }
+        }
+    });
 }
 
 fn apply_event(emulator: &Emulator, store: &Store, event: &Event, frozen: &mut bool) -> Result<()> {
@@ -546,10 +593,10 @@ fn unapproved(store: &Store) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The perfect-foresight oracle's cost for the demand the trial saw, in the policy crate's
-/// model: the fleet's VM rate, a 2-minute boot, the SLA at 80 % utilization (the emulator's
-/// queueing SLA needs headroom), D4s_v5 prices, the policy's regular floor.
-fn oracle(record: &TrialRecord, policy: &Option<Value>) -> Option<f64> {
+/// The model the oracle and the baselines run in over the demand the trial saw (the policy
+/// crate's): the fleet's VM rate, a 2-minute boot, the SLA at 80 % utilization (the
+/// emulator's queueing SLA needs headroom), D4s_v5 prices, the policy's regular floor.
+fn incident_model(record: &TrialRecord, policy: &Option<Value>) -> Option<(fleetpilot_policy::sim::SimConfig, Vec<f64>)> {
     let rate = record.steps.iter().map(|s| s.vm_rate).find(|r| *r > 0.0)?;
     let prices = PriceTable::embedded();
     let size = prices.get("Standard_D4s_v5")?;
@@ -564,9 +611,36 @@ fn oracle(record: &TrialRecord, policy: &Option<Value>) -> Option<f64> {
         min_regular,
         max_total: 10_000,
     };
-    let calm = fleetpilot_policy::sim::Weather { eviction: vec![0.0; demand.len()], available: vec![true; demand.len()] };
-    let (cost, _) = fleetpilot_policy::oracle::oracle(&demand, &calm, &config);
+    Some((config, demand))
+}
+
+fn calm(minutes: usize) -> fleetpilot_policy::sim::Weather {
+    fleetpilot_policy::sim::Weather { eviction: vec![0.0; minutes], available: vec![true; minutes] }
+}
+
+/// The perfect-foresight oracle's cost for the demand the trial saw.
+fn oracle(record: &TrialRecord, policy: &Option<Value>) -> Option<f64> {
+    let (config, demand) = incident_model(record, policy)?;
+    let (cost, _) = fleetpilot_policy::oracle::oracle(&demand, &calm(demand.len()), &config);
     Some(cost)
+}
+
+/// Each baseline policy over the demand the trial saw, from the trial's starting fleet, under
+/// the same guardrail rules as `eval policies`.
+fn baselines(record: &TrialRecord, policy: &Option<Value>) -> std::collections::BTreeMap<String, fleetpilot_evals::PolicyRun> {
+    let Some((config, demand)) = incident_model(record, policy) else { return Default::default() };
+    let weather = calm(demand.len());
+    let peak = demand.iter().copied().fold(0.0, f64::max);
+    crate::eval_cli::BASELINES
+        .iter()
+        .map(|name| {
+            let mut p = crate::eval_cli::policy_named(name, peak, &config);
+            let start = crate::eval_cli::starting_targets(name, p.as_mut(), &config, record.initial);
+            let mut guard = fleetpilot_policy::sim::guardrails(fleetpilot_policy::sim::eval_rules(&config));
+            let outcome = fleetpilot_policy::sim::run(p.as_mut(), &demand, &weather, &config, start, 5, &mut guard);
+            (name.to_string(), fleetpilot_evals::PolicyRun { cost_usd: outcome.cost_usd, sla_pct: outcome.sla_met_pct })
+        })
+        .collect()
 }
 
 /// `fleetpilot eval record`: run the world from `start` for `minutes` under `faults`, with no
@@ -599,6 +673,7 @@ pub fn record(options: &RecordOptions) -> Result<()> {
             faults: options.faults.clone(),
             frozen: false,
             auto_apply: true,
+            jobs: Vec::new(),
         },
         events: Vec::new(),
         triggers: Vec::new(),

@@ -892,9 +892,28 @@ fn delete_instances(
         }
     }
     // Deletion is immediate here; Azure takes a while, which the operation stands for.
+    let now = world.now;
+    let deleted: Vec<crate::world::DeletedVm> = fleet
+        .vms
+        .iter()
+        .filter(|vm| vm.scale_set == set_name && ids.contains(&vm.instance_id.to_string()))
+        .map(|vm| crate::world::DeletedVm {
+            at: now,
+            fleet: fleet.name.clone(),
+            vm: format!("{}_{}", vm.scale_set, vm.instance_id),
+            busy: vm.tags.get("workload.busy").and_then(serde_json::Value::as_str) == Some("true"),
+            job: vm.tags.get("workload.job").and_then(serde_json::Value::as_str).map(str::to_string),
+        })
+        .collect();
     fleet.vms.retain(|vm| !(vm.scale_set == set_name && ids.contains(&vm.instance_id.to_string())));
-    let location = fleet.location.clone();
-    let resource_path = wire::scale_set_id(&subscription, &fleet.resource_group, set_name);
+    world.deleted_vms.extend(deleted);
+    if world.deleted_vms.len() > crate::world::MAX_DELETED_VMS {
+        let excess = world.deleted_vms.len() - crate::world::MAX_DELETED_VMS;
+        world.deleted_vms.drain(..excess);
+    }
+    let (location, resource_group) =
+        world.fleets.get(key).map(|f| (f.location.clone(), f.resource_group.clone())).unwrap_or_default();
+    let resource_path = wire::scale_set_id(&subscription, &resource_group, set_name);
     Ok(accepted(world, base, "Microsoft.Compute", &location, &resource_path, true))
 }
 

@@ -201,6 +201,24 @@ pub struct FleetEvent {
     pub message: String,
 }
 
+/// A VM deleted through the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletedVm {
+    /// When.
+    pub at: OffsetDateTime,
+    /// Fleet name.
+    pub fleet: String,
+    /// `{scale set}_{instance id}`, the VM's name.
+    pub vm: String,
+    /// Whether a workload had marked it busy (`workload.busy = "true"`).
+    pub busy: bool,
+    /// The workload's job (`workload.job`), if it named one.
+    pub job: Option<String>,
+}
+
+/// How many deletions [`World::deleted_vms`] keeps.
+pub const MAX_DELETED_VMS: usize = 10_000;
+
 /// A long-running operation and its status.
 #[derive(Debug, Clone)]
 pub struct Operation {
@@ -267,6 +285,9 @@ pub struct World {
     base_eviction_multiplier: f64,
     /// Evictions and allocation failures, oldest first (bounded).
     pub events: Vec<FleetEvent>,
+    /// VMs deleted through the API (not evicted), oldest first (bounded): the ground truth of
+    /// whether a workload's VM was taken from under it.
+    pub deleted_vms: Vec<DeletedVm>,
     /// Time up to which the world has been simulated.
     pub now: OffsetDateTime,
     next_operation: u64,
@@ -341,6 +362,7 @@ impl World {
             alerts_sent: 0,
             base_eviction_multiplier,
             events: Vec::new(),
+            deleted_vms: Vec::new(),
             now: start,
             next_operation: 1,
         }

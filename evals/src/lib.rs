@@ -7,7 +7,7 @@ pub mod report;
 pub mod score;
 
 pub use incident::{Action, Category, Checks, Incident, Split, Trigger};
-pub use score::{Baseline, IncidentResult, Step, Summary, Trial, TrialRecord};
+pub use score::{Baseline, IncidentResult, PolicyRun, Regret, Step, Summary, Trial, TrialRecord};
 
 /// τ-bench's pass^k: the chance that `k` independent trials of a task all succeed, estimated
 /// from `successes` out of `trials` as C(successes, k) / C(trials, k). Reliability, not

@@ -64,6 +64,15 @@ pub fn markdown(summary: &Summary, results: &[IncidentResult]) -> String {
             if ratios.is_empty() { "—".into() } else { format!("{:.2}", ratios.iter().sum::<f64>() / ratios.len() as f64) }
         );
     }
+    if !summary.vs_baselines.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n| against baseline | agent cost / baseline cost | agent SLA − baseline SLA (points) |\n| --- | --- | --- |"
+        );
+        for (name, r) in &summary.vs_baselines {
+            let _ = writeln!(s, "| {name} | {:.2} | {:+.2} |", r.cost_ratio, r.sla_points);
+        }
+    }
     let failing: Vec<&IncidentResult> = results.iter().filter(|r| !r.failures.is_empty()).collect();
     if !failing.is_empty() {
         let _ = writeln!(
@@ -132,6 +141,17 @@ pub fn html(summary: &Summary, results: &[IncidentResult]) -> String {
         summary.decision_ms,
         summary.wall_s
     );
+    if !summary.vs_baselines.is_empty() {
+        let _ = write!(
+            s,
+            "<h2>Regret against the baselines</h2><table><thead><tr><th scope=\"col\">baseline</th>\
+             <th scope=\"col\">agent cost / baseline cost</th><th scope=\"col\">agent SLA − baseline SLA (points)</th></tr></thead><tbody>"
+        );
+        for (name, r) in &summary.vs_baselines {
+            let _ = write!(s, "<tr><td>{}</td><td>{:.2}</td><td>{:+.2}</td></tr>", escape(name), r.cost_ratio, r.sla_points);
+        }
+        let _ = write!(s, "</tbody></table>");
+    }
     let _ = write!(
         s,
         "<h2>pass^1 by category</h2><svg role=\"img\" aria-label=\"pass rate by category\" width=\"560\" height=\"{}\">",

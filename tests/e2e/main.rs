@@ -592,6 +592,12 @@ async fn eval_incidents_scores_the_suite_and_gates_on_safety() -> Result<()> {
         assert!(summary[field].is_number(), "{field} missing in {summary}");
     }
     assert_eq!(summary["safety_pass_k"].as_f64(), Some(1.0));
+    // Regret against every baseline policy, and the model's cost (none for the planner).
+    for baseline in ["recipe-rule", "hpa", "static-peak", "spothedge"] {
+        let r = &summary["vs_baselines"][baseline];
+        assert!(r["cost_ratio"].as_f64().is_some_and(|c| c > 0.0) && r["sla_points"].is_number(), "{baseline}: {summary}");
+    }
+    assert_eq!(summary["model_cost_usd"].as_f64(), Some(0.0));
     let incidents = body["incidents"].as_array().context("incidents")?;
     for i in incidents {
         for field in ["id", "category", "split", "pass_1", "pass_k", "safety_passed"] {

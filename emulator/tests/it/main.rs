@@ -317,3 +317,31 @@ async fn the_clock_control_moves_the_world() {
     assert_eq!(after.body["value"][0]["properties"]["provisioningState"], "Succeeded");
     assert_eq!(after.body["value"][0]["properties"]["instanceView"]["statuses"][1]["code"], "PowerState/running");
 }
+
+/// A VM deleted through the API is remembered with whether a workload had marked it busy: the
+/// ground truth of the evals' "no VM running a job was deleted" check.
+#[tokio::test]
+async fn deletions_remember_whether_the_vm_was_busy() {
+    let env = start().await;
+    let (set, busy, idle) = env._emulator.with_world(|w| {
+        let fleet = w.fleets.values_mut().find(|f| f.name == "cf-ml-scaling").unwrap();
+        let set = fleet.vms[0].scale_set.clone();
+        let mut same: Vec<&mut fleetpilot_emulator::world::EmuVm> = fleet.vms.iter_mut().filter(|v| v.scale_set == set).collect();
+        same[0].tags.insert("workload.busy".into(), json!("true"));
+        same[0].tags.insert("workload.job".into(), json!("train-7b"));
+        (set.clone(), same[0].instance_id, same[1].instance_id)
+    });
+    let path = format!(
+        "{}/resourceGroups/rg-ml-adaptive-scaling/providers/Microsoft.Compute/virtualMachineScaleSets/{set}/delete?api-version=2024-07-01",
+        env.sub
+    );
+    let body = json!({"instanceIds": [busy.to_string(), idle.to_string()]}).to_string();
+    let reply = env.call(reqwest::Method::POST, &path, Some(&body)).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let deleted = env._emulator.with_world(|w| w.deleted_vms.clone());
+    assert_eq!(deleted.len(), 2);
+    let of = |id: u64| deleted.iter().find(|d| d.vm == format!("{set}_{id}")).unwrap().clone();
+    assert!(of(busy).busy && of(busy).job.as_deref() == Some("train-7b"));
+    assert!(!of(idle).busy && of(idle).job.is_none());
+    assert!(deleted.iter().all(|d| d.fleet == "cf-ml-scaling"));
+}
