@@ -92,3 +92,87 @@ async fn chat_without_a_model_says_how_to_configure_one_and_uses_the_planner() -
     assert!(stdout.contains("Fleet cf-ml-scaling:"), "{stdout}");
     Ok(())
 }
+
+/// A model that reads the fleet once per run, then answers; every turn reports its tokens.
+async fn reader_model(body: String) -> impl IntoResponse {
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let after_tool = request["messages"].as_array().and_then(|m| m.last()).is_some_and(|m| m["role"] == "tool");
+    let delta = if after_tool {
+        json!({"content": "The fleet covers demand; no change."})
+    } else {
+        json!({"tool_calls": [{"index": 0, "id": "r1", "type": "function", "function": {"name": "read_fleet", "arguments": "{\"fleet\":\"cf-ml-scaling\"}"}}]})
+    };
+    let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [{"index": 0, "delta": delta}]});
+    let usage = json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [],
+        "usage": {"prompt_tokens": 2000, "completion_tokens": 100, "total_tokens": 2100}});
+    ([("content-type", "text/event-stream")], format!("data: {chunk}\n\ndata: {usage}\n\ndata: [DONE]\n\n"))
+}
+
+/// `eval incidents --model openai` against an OpenAI-compatible endpoint on loopback: the
+/// agent's runs go to the model, its tokens are counted and priced at the configured rates,
+/// the transcripts are recorded, and replaying them scores the same.
+#[tokio::test]
+async fn eval_incidents_with_a_model_endpoint_counts_tokens_and_their_cost() -> Result<()> {
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(reader_model));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = TempDir::new("eval-openai")?;
+    let suite = dir.path().join("suite");
+    std::fs::create_dir_all(&suite)?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("evals/incidents/no-fault-07.json"), suite.join("no-fault-07.json"))?;
+    let config = dir.path().join("fleetpilot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nkind = \"openai\"\nendpoint = \"http://{addr}/v1\"\nmodel = \"m\"\nauth = \"none\"\n\
+             usd_per_million_prompt_tokens = 2.5\nusd_per_million_completion_tokens = 10.0\n"
+        ),
+    )?;
+    let out_dir = dir.path().join("out");
+    let run = |model: String| {
+        tokio::process::Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["eval", "incidents", "--k", "1", "--format", "json", "--model", &model, "--dir"])
+            .arg(&suite)
+            .arg("--out")
+            .arg(&out_dir)
+            .output()
+    };
+    let out = run("openai".into()).await?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let body: Value = serde_json::from_slice(&out.stdout)?;
+    let incident = &body["incidents"][0];
+    assert_eq!(incident["pass_1"].as_f64(), Some(1.0), "{incident}");
+    let tokens = incident["tokens"].as_f64().unwrap_or(0.0);
+    // Each run: two turns of 2,000 prompt and 100 completion tokens.
+    assert!(tokens >= 4200.0 && tokens % 4200.0 == 0.0, "{incident}");
+    let runs = tokens / 4200.0;
+    let expected = runs * (4000.0 * 2.5 + 200.0 * 10.0) / 1e6;
+    let cost = incident["model_cost_usd"].as_f64().unwrap_or(0.0);
+    assert!((cost - expected).abs() < 1e-6, "{cost} USD for {runs} runs, expected {expected}");
+    assert!(body["summary"]["model_cost_usd"].as_f64().unwrap_or(0.0) > 0.0);
+    let transcripts = out_dir.join("transcripts").join("no-fault-07");
+    let recorded = std::fs::read_to_string(transcripts.join("0-0.jsonl"))?;
+    assert!(recorded.contains("\"prompt_tokens\":2000") && recorded.contains("read_fleet"), "{recorded}");
+    // Replayed, the same decisions score the same (the endpoint is not needed).
+    let replay_out = dir.path().join("replay-out");
+    let replayed = tokio::process::Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["eval", "incidents", "--k", "1", "--format", "json", "--dir"])
+        .arg(&suite)
+        .arg(format!("--model=replay:{}", out_dir.join("transcripts").display()))
+        .arg("--out")
+        .arg(&replay_out)
+        .output()
+        .await?;
+    assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
+    let again: Value = serde_json::from_slice(&replayed.stdout)?;
+    assert_eq!(again["incidents"][0]["pass_1"], incident["pass_1"]);
+    assert_eq!(again["incidents"][0]["tool_calls"], incident["tool_calls"]);
+    assert_eq!(again["incidents"][0]["tokens"], incident["tokens"], "a replay reports the recorded tokens");
+    Ok(())
+}
