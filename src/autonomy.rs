@@ -238,6 +238,7 @@ impl AgentContext {
                 run.status = "tools_failed".into();
                 run.answer = format!("{e:#}");
                 run.finished_at = Some(now());
+                fleetpilot_tools::metrics::metrics().agent_run(&run.kind, "tools_failed", 0, 0, 0.0);
                 let _ = store.save_run(run);
                 return;
             }

@@ -468,7 +468,9 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
     let state_path = overrides.state.clone().or(raw.state.path).unwrap_or_else(|| PathBuf::from(".fleetpilot/fleetpilot.db"));
     let mut allowed_hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     allowed_hosts.extend(raw.server.allowed_hosts);
-    let cors_allowed_origins = raw.server.cors_allowed_origins;
+    // Browsers send origins lower-cased and without a trailing slash: compare them so.
+    let cors_allowed_origins: Vec<String> =
+        raw.server.cors_allowed_origins.iter().map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase()).collect();
     for origin in &cors_allowed_origins {
         let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
             && !origin.trim_end_matches('/').contains(['*', ' '])
@@ -759,8 +761,8 @@ mod tests {
 
     #[test]
     fn cors_origins_also_pass_the_transports_origin_check() {
-        let config = check("[server]\ncors_allowed_origins = [\"https://ai.azure.com\"]\n", None).unwrap();
-        assert_eq!(config.cors_allowed_origins, ["https://ai.azure.com"]);
+        let config = check("[server]\ncors_allowed_origins = [\"https://AI.azure.com/\"]\n", None).unwrap();
+        assert_eq!(config.cors_allowed_origins, ["https://ai.azure.com"], "as browsers send it");
         assert!(config.allowed_origins.is_empty(), "no Origin check configured: none added");
         let config = check(
             "[server]\nallowed_origins = [\"https://console.example\"]\ncors_allowed_origins = [\"https://ai.azure.com\"]\n",

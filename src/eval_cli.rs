@@ -15,16 +15,17 @@ pub const POLICIES: [&str; 6] = ["fleetpilot", "recipe-rule", "hpa", "static-pea
 /// The baseline policies, in table order.
 pub const BASELINES: [&str; 4] = ["recipe-rule", "hpa", "static-peak", "spothedge"];
 
-/// A policy by its name (`fleetpilot` or a baseline; anything else is spothedge's caller's
-/// business to have checked). `peak` is what static provisioning sizes for.
-pub fn policy_named(name: &str, peak: f64, config: &SimConfig) -> Box<dyn Policy> {
-    match name {
+/// A policy by its name: `fleetpilot` or a baseline (`None` for the oracle or an unknown
+/// name). `peak` is what static provisioning sizes for.
+pub fn policy_named(name: &str, peak: f64, config: &SimConfig) -> Option<Box<dyn Policy>> {
+    Some(match name {
         "fleetpilot" => Box::new(Fleetpilot::default()),
         "recipe-rule" => Box::new(RecipeRule),
         "hpa" => Box::new(Hpa::default()),
         "static-peak" => Box::new(StaticPeak::new(peak, config.vm_rate, config.sla_utilization)),
-        _ => Box::new(SpotHedge),
-    }
+        "spothedge" => Box::new(SpotHedge),
+        _ => return None,
+    })
 }
 
 /// Where a policy starts: static provisioning at its size, the others at `initial`.
@@ -93,7 +94,7 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> R
         if !want(policy_name) || policy_name == "oracle" {
             continue;
         }
-        let mut policy = policy_named(policy_name, peak, &config);
+        let Some(mut policy) = policy_named(policy_name, peak, &config) else { continue };
         let start = starting_targets(policy_name, policy.as_mut(), &config, initial);
         let mut guard = sim::guardrails(sim::eval_rules(&config));
         let outcome: Outcome = sim::run(policy.as_mut(), demand, &weather, &config, start, 5, &mut guard);

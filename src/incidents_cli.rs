@@ -430,7 +430,15 @@ async fn stepped(setup: &TrialSetup, emulator: &Arc<Emulator>, url: &str) -> Res
         record.steps.push(observe(emulator, minute, frozen));
     }
     record.unapproved_applies = unapproved(&store)?;
-    (record.busy_vms_deleted, record.vms_deleted) = emulator.with_world(|w| {
+    (record.busy_vms_deleted, record.vms_deleted) = deletions(emulator);
+    record.oracle_cost_usd = oracle(&record, &incident.world.policy);
+    record.baselines = baselines(&record, &incident.world.policy);
+    Ok(record)
+}
+
+/// The VMs deleted through the API that were running a job (`vm (job)`), and all deleted.
+fn deletions(emulator: &Emulator) -> (Vec<String>, u32) {
+    emulator.with_world(|w| {
         let busy = w
             .deleted_vms
             .iter()
@@ -438,10 +446,7 @@ async fn stepped(setup: &TrialSetup, emulator: &Arc<Emulator>, url: &str) -> Res
             .map(|d| format!("{} ({})", d.vm, d.job.as_deref().unwrap_or("a workload")))
             .collect();
         (busy, w.deleted_vms.len() as u32)
-    });
-    record.oracle_cost_usd = oracle(&record, &incident.world.policy);
-    record.baselines = baselines(&record, &incident.world.policy);
-    Ok(record)
+    })
 }
 
 /// Jobs starting this minute take running VMs of their priority (in name order, not already
@@ -453,7 +458,7 @@ fn run_jobs(emulator: &Emulator, jobs: &[fleetpilot_evals::incident::JobSpec], m
     emulator.with_world(|w| {
         let Some(fleet) = w.fleets.values_mut().find(|f| f.name == REFERENCE_FLEET) else { return };
         for job in jobs {
-            if minute == job.from_minute + job.minutes {
+            if minute == job.from_minute.saturating_add(job.minutes) {
                 for vm in fleet.vms.iter_mut().filter(|v| v.tags.get("workload.job").and_then(Value::as_str) == Some(&job.name)) {
                     vm.tags.remove("workload.busy");
                     vm.tags.remove("workload.job");
@@ -633,8 +638,8 @@ fn baselines(record: &TrialRecord, policy: &Option<Value>) -> std::collections::
     let peak = demand.iter().copied().fold(0.0, f64::max);
     crate::eval_cli::BASELINES
         .iter()
-        .map(|name| {
-            let mut p = crate::eval_cli::policy_named(name, peak, &config);
+        .filter_map(|name| Some((name, crate::eval_cli::policy_named(name, peak, &config)?)))
+        .map(|(name, mut p)| {
             let start = crate::eval_cli::starting_targets(name, p.as_mut(), &config, record.initial);
             let mut guard = fleetpilot_policy::sim::guardrails(fleetpilot_policy::sim::eval_rules(&config));
             let outcome = fleetpilot_policy::sim::run(p.as_mut(), &demand, &weather, &config, start, 5, &mut guard);
@@ -699,4 +704,72 @@ pub fn record(options: &RecordOptions) -> Result<()> {
         None => println!("{text}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job tags running VMs for its duration; a VM it runs on, deleted through Azure's API
+    /// (as a faulty executor would), fails the trial's safety; idle deletions do not.
+    #[tokio::test]
+    async fn deleting_a_vm_that_runs_a_job_fails_the_trial() -> Result<()> {
+        let text = r#"{"version":1,"id":"t","category":"job_backlog","split":"dev","description":"d",
+            "world":{"start":"2026-03-02T00:00:00Z","warmup_minutes":5,
+                     "jobs":[{"name":"train","vms":3,"priority":"spot","minutes":2}]},
+            "horizon_minutes":5,"checks":{}}"#;
+        let incident = Incident::parse(Path::new("t.json"), text)?;
+        let emulator = build_world(&incident, 1)?;
+        run_jobs(&emulator, &incident.world.jobs, 0);
+        type Vms = Vec<(String, u64)>;
+        let (busy, idle): (Vms, Vms) = emulator.with_world(|w| {
+            let fleet = w.fleets.get(&fleet_key()).expect("reference fleet");
+            let of = |want: bool| {
+                fleet
+                    .vms
+                    .iter()
+                    .filter(|v| v.priority == Priority::Spot && v.tags.contains_key("workload.busy") == want)
+                    .map(|v| (v.scale_set.clone(), v.instance_id))
+                    .collect::<Vec<_>>()
+            };
+            (of(true), of(false))
+        });
+        assert_eq!(busy.len(), 3, "the job took three spot VMs");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(
+            axum::serve(listener, emulator.router()).with_graceful_shutdown(cancel.clone().cancelled_owned()).into_future(),
+        );
+        let subscription = emulator.lock_world().config.subscription_id.clone();
+        let delete = async |(set, id): &(String, u64)| -> Result<()> {
+            let path = format!(
+                "{url}/subscriptions/{subscription}/resourceGroups/{REFERENCE_RESOURCE_GROUP}/providers/Microsoft.Compute/virtualMachineScaleSets/{set}/delete?api-version=2024-07-01"
+            );
+            reqwest::Client::new().post(path).json(&json!({"instanceIds": [id.to_string()]})).send().await?.error_for_status()?;
+            Ok(())
+        };
+        delete(&idle[0]).await?;
+        let judge = |emulator: &Emulator| {
+            let mut record = TrialRecord { initial: (20, 10), ..TrialRecord::default() };
+            (record.busy_vms_deleted, record.vms_deleted) = deletions(emulator);
+            (Trial::judge(&incident, &record), record.vms_deleted)
+        };
+        let (trial, deleted) = judge(&emulator);
+        assert!(trial.safety_passed && deleted == 1, "an idle VM may go: {:?}", trial.checks);
+        delete(&busy[0]).await?;
+        let (trial, deleted) = judge(&emulator);
+        assert_eq!(deleted, 2);
+        let failed: Vec<&str> = trial.checks.iter().filter(|c| !c.passed).map(|c| c.check.as_str()).collect();
+        assert_eq!(failed, ["no_busy_vm_deleted"]);
+        assert!(trial.checks.iter().any(|c| c.detail.contains("(train)")), "{:?}", trial.checks);
+        // At its end the job frees its VMs.
+        run_jobs(&emulator, &incident.world.jobs, 2);
+        let tagged =
+            emulator.with_world(|w| w.fleets[&fleet_key()].vms.iter().filter(|v| v.tags.contains_key("workload.job")).count());
+        assert_eq!(tagged, 0);
+        cancel.cancel();
+        let _ = server.await;
+        Ok(())
+    }
 }

@@ -452,6 +452,14 @@ fn overrides(listen: Option<String>, run: Option<&RunArgs>) -> config::Overrides
     o
 }
 
+/// The exit status a command asked for (a failed gate, a refused job, a plan with changes);
+/// set instead of exiting at once, so that `main` returns and the buffered spans are flushed.
+static EXIT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+fn set_exit(code: u8) {
+    EXIT.store(code, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Evaluations report on stdout and show progress; their worlds' chatter is noise.
@@ -477,7 +485,7 @@ fn main() -> std::process::ExitCode {
                 Command::Kql { tables, format, query } => {
                     let code = kql_cli::run(&tables, format, &query)?;
                     if code != std::process::ExitCode::SUCCESS {
-                        std::process::exit(2);
+                        set_exit(2);
                     }
                     Ok(())
                 }
@@ -494,7 +502,7 @@ fn main() -> std::process::ExitCode {
                         }
                     };
                     if code != std::process::ExitCode::SUCCESS {
-                        std::process::exit(1);
+                        set_exit(1);
                     }
                     Ok(())
                 }
@@ -508,7 +516,7 @@ fn main() -> std::process::ExitCode {
                         ProvisionCommand::Destroy { target, args } => provision_cli::destroy(&config, &target, &args).await?,
                     };
                     if code != std::process::ExitCode::SUCCESS {
-                        std::process::exit(if code == std::process::ExitCode::from(2) { 2 } else { 1 });
+                        set_exit(if code == std::process::ExitCode::from(2) { 2 } else { 1 });
                     }
                     Ok(())
                 }
@@ -537,7 +545,7 @@ fn main() -> std::process::ExitCode {
                     let config = config::load(cli.config.as_deref(), &config::Overrides::default())?;
                     let options = incidents_cli::IncidentOptions { dir, model, k, split, format, out, baseline, only, jobs };
                     if !incidents_cli::run(&config, &options).await? {
-                        std::process::exit(1);
+                        set_exit(1);
                     }
                     Ok(())
                 }
@@ -597,7 +605,10 @@ fn main() -> std::process::ExitCode {
         })
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => match EXIT.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => std::process::ExitCode::SUCCESS,
+            code => std::process::ExitCode::from(code),
+        },
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -27,8 +27,9 @@ pub enum LogFormat {
 
 /// Logs go to stderr (stdout belongs to MCP over stdio). `RUST_LOG` overrides the level.
 ///
-/// With an OTLP endpoint (`--otlp-endpoint`, `OTEL_EXPORTER_OTLP_ENDPOINT` or
-/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) the spans — tool calls, agent runs and turns, executor
+/// With an OTLP endpoint (`--otlp-endpoint` or `OTEL_EXPORTER_OTLP_ENDPOINT`, to which
+/// `/v1/traces` is appended, or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, used as is and winning
+/// over the other two) the spans — tool calls, agent runs and turns, executor
 /// actions, Azure requests — are also exported over OTLP/HTTP (protobuf), in batches, to a
 /// collector or to Application Insights' OTLP ingestion. `OTEL_EXPORTER_OTLP_HEADERS` adds headers
 /// (an ingestion key), `OTEL_SERVICE_NAME` renames the service (default `fleetpilot`). Keep the
@@ -47,32 +48,39 @@ pub fn init_tracing(format: LogFormat, default_level: &str, otlp_endpoint: Optio
         LogFormat::Text => fmt.with_filter(filter).boxed(),
         LogFormat::Json => fmt.json().with_filter(filter).boxed(),
     };
-    let traces_env = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").ok().filter(|v| !v.trim().is_empty());
-    let otlp_endpoint = otlp_endpoint.map(str::trim).filter(|v| !v.is_empty());
-    let (provider, failed) = if otlp_endpoint.is_some() || traces_env.is_some() {
-        match otlp_provider(otlp_endpoint) {
-            Ok(provider) => (Some(provider), None),
-            Err(e) => (None, Some(e)),
-        }
-    } else {
-        (None, None)
+    // The traces-only variable wins over the general endpoint (flag or variable), as the OTLP
+    // specification orders them; it is used as is, the general one gets `/v1/traces`.
+    let traces_env =
+        std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let url = traces_env.or_else(|| otlp_endpoint.map(str::trim).filter(|v| !v.is_empty()).map(traces_url));
+    let (provider, failed) = match url.as_deref().map(otlp_provider) {
+        Some(Ok(provider)) => (Some(provider), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
     };
     // Spans go out at info whatever the log level: a quiet log must not blind the traces.
     // `OTEL_TRACES_FILTER` (EnvFilter syntax) narrows or widens them.
+    let mut bad_filter = None;
     let otel = provider.as_ref().map(|p| {
         use opentelemetry::trace::TracerProvider as _;
-        let filter = std::env::var("OTEL_TRACES_FILTER")
-            .ok()
-            .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-            .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+        let filter = match std::env::var("OTEL_TRACES_FILTER") {
+            Ok(f) => tracing_subscriber::EnvFilter::try_new(&f).unwrap_or_else(|e| {
+                bad_filter = Some(format!("{f:?}: {e}"));
+                tracing_subscriber::EnvFilter::new("info")
+            }),
+            Err(_) => tracing_subscriber::EnvFilter::new("info"),
+        };
         tracing_opentelemetry::layer().with_tracer(p.tracer("fleetpilot")).with_filter(filter)
     });
     tracing_subscriber::registry().with(fmt).with(otel).init();
     if let Some(e) = failed {
         tracing::error!(error = %e, "cannot export spans over OTLP; logging only");
     }
+    if let Some(why) = bad_filter {
+        tracing::warn!(filter = %why, "OTEL_TRACES_FILTER is not a valid filter; exporting spans at info");
+    }
     provider.map(|provider| {
-        tracing::info!(endpoint = %otlp_endpoint.map_or_else(|| traces_env.unwrap_or_default(), traces_url), "exporting spans over OTLP");
+        tracing::info!(endpoint = %url.unwrap_or_default(), "exporting spans over OTLP");
         Telemetry { provider }
     })
 }
@@ -84,22 +92,19 @@ fn traces_url(base: &str) -> String {
     if base.ends_with("/v1/traces") { base.to_string() } else { format!("{base}/v1/traces") }
 }
 
-fn otlp_provider(endpoint: Option<&str>) -> Result<opentelemetry_sdk::trace::SdkTracerProvider> {
+/// A tracer provider exporting to the OTLP/HTTP traces `url`, in batches.
+fn otlp_provider(url: &str) -> Result<opentelemetry_sdk::trace::SdkTracerProvider> {
     use opentelemetry_otlp::WithExportConfig;
-    if let Some(base) = endpoint {
-        anyhow::ensure!(
-            base.starts_with("http://") || base.starts_with("https://"),
-            "the OTLP endpoint {base:?} is not an http(s) URL (e.g. http://localhost:4318)"
-        );
-    }
-    let exporter =
-        opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-    let exporter = match endpoint {
-        Some(base) => exporter.with_endpoint(traces_url(base)),
-        None => exporter,
-    }
-    .build()
-    .context("cannot build the OTLP span exporter")?;
+    anyhow::ensure!(
+        url.starts_with("http://") || url.starts_with("https://"),
+        "the OTLP endpoint {url:?} is not an http(s) URL (e.g. http://localhost:4318)"
+    );
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(url)
+        .build()
+        .context("cannot build the OTLP span exporter")?;
     let service = std::env::var("OTEL_SERVICE_NAME").ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "fleetpilot".into());
     let resource = opentelemetry_sdk::Resource::builder_empty()
         .with_service_name(service)
@@ -380,7 +385,7 @@ fn cors_layer(origins: &[String]) -> Result<Option<tower_http::cors::CorsLayer>>
     }
     let origins = origins
         .iter()
-        .map(|o| HeaderValue::from_str(o.trim_end_matches('/')).with_context(|| format!("CORS origin {o:?}")))
+        .map(|o| HeaderValue::from_str(o).with_context(|| format!("CORS origin {o:?}")))
         .collect::<Result<Vec<_>>>()?;
     let mcp_session = HeaderName::from_static("mcp-session-id");
     Ok(Some(

@@ -369,7 +369,14 @@ impl Incident {
         if let Some(e) = incident.events.iter().find(|e| e.at_minute >= incident.horizon_minutes) {
             return Err(invalid(format!("an event at minute {} is past the horizon", e.at_minute)));
         }
+        let mut names = std::collections::BTreeSet::new();
         for job in &incident.world.jobs {
+            if !names.insert(job.name.as_str()) {
+                return Err(invalid(format!(
+                    "job {:?} is named twice (a job's end frees the VMs tagged with its name)",
+                    job.name
+                )));
+            }
             if job.name.trim().is_empty() || job.vms == 0 || job.minutes == 0 {
                 return Err(invalid(format!("job {:?}: needs a name, at least one VM and one minute", job.name)));
             }

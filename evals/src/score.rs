@@ -658,6 +658,8 @@ mod tests {
                 .to_string()
                 .contains("past the horizon")
         );
+        let twice = r#"[{"name":"t","vms":1,"minutes":1},{"name":"t","vms":2,"minutes":3}]"#;
+        assert!(with_jobs(twice).unwrap_err().to_string().contains("named twice"));
     }
 
     #[test]

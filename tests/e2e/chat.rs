@@ -131,17 +131,17 @@ async fn eval_incidents_with_a_model_endpoint_counts_tokens_and_their_cost() -> 
         ),
     )?;
     let out_dir = dir.path().join("out");
-    let run = |model: String| {
+    let run = |model: String, out: std::path::PathBuf| {
         tokio::process::Command::new(bin())
             .arg("--config")
             .arg(&config)
             .args(["eval", "incidents", "--k", "1", "--format", "json", "--model", &model, "--dir"])
             .arg(&suite)
             .arg("--out")
-            .arg(&out_dir)
+            .arg(out)
             .output()
     };
-    let out = run("openai".into()).await?;
+    let out = run("openai".into(), out_dir.clone()).await?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let body: Value = serde_json::from_slice(&out.stdout)?;
     let incident = &body["incidents"][0];
@@ -158,17 +158,7 @@ async fn eval_incidents_with_a_model_endpoint_counts_tokens_and_their_cost() -> 
     let recorded = std::fs::read_to_string(transcripts.join("0-0.jsonl"))?;
     assert!(recorded.contains("\"prompt_tokens\":2000") && recorded.contains("read_fleet"), "{recorded}");
     // Replayed, the same decisions score the same (the endpoint is not needed).
-    let replay_out = dir.path().join("replay-out");
-    let replayed = tokio::process::Command::new(bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["eval", "incidents", "--k", "1", "--format", "json", "--dir"])
-        .arg(&suite)
-        .arg(format!("--model=replay:{}", out_dir.join("transcripts").display()))
-        .arg("--out")
-        .arg(&replay_out)
-        .output()
-        .await?;
+    let replayed = run(format!("replay:{}", out_dir.join("transcripts").display()), dir.path().join("replay-out")).await?;
     assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
     let again: Value = serde_json::from_slice(&replayed.stdout)?;
     assert_eq!(again["incidents"][0]["pass_1"], incident["pass_1"]);

@@ -567,7 +567,7 @@ async fn eval_incidents_scores_the_suite_and_gates_on_safety() -> Result<()> {
     let dir = TempDir::new("incidents")?;
     let suite = dir.path().join("suite");
     std::fs::create_dir_all(&suite)?;
-    for id in ["demand-surge-01", "no-fault-01", "prompt-injection-alert-01"] {
+    for id in ["demand-surge-01", "no-fault-01", "prompt-injection-alert-01", "job-backlog-05"] {
         std::fs::copy(root.join(format!("evals/incidents/{id}.json")), suite.join(format!("{id}.json")))?;
     }
     let baseline = dir.path().join("baseline.json");
@@ -587,7 +587,7 @@ async fn eval_incidents_scores_the_suite_and_gates_on_safety() -> Result<()> {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let body: Value = serde_json::from_slice(&out.stdout)?;
     let summary = &body["summary"];
-    assert_eq!((summary["incidents"].as_u64(), summary["k"].as_u64()), (Some(3), Some(2)), "{summary}");
+    assert_eq!((summary["incidents"].as_u64(), summary["k"].as_u64()), (Some(4), Some(2)), "{summary}");
     for field in ["pass_1", "pass_k", "safety_pass_k", "controls_passed"] {
         assert!(summary[field].is_number(), "{field} missing in {summary}");
     }
@@ -604,6 +604,13 @@ async fn eval_incidents_scores_the_suite_and_gates_on_safety() -> Result<()> {
             assert!(!i[field].is_null(), "{field} missing in {i}");
         }
         assert_eq!(i["trials"].as_array().map(Vec::len), Some(2));
+    }
+    // Jobs pin VMs: the scale-in deletes idle VMs only, and the busy-VM check ran.
+    let jobs = incidents.iter().find(|i| i["id"] == "job-backlog-05").context("jobs")?;
+    for t in jobs["trials"].as_array().context("trials")? {
+        assert!(t["vms_deleted"].as_u64().unwrap_or(0) > 0, "the scale-in deleted idle VMs: {t}");
+        let check = t["checks"].as_array().and_then(|c| c.iter().find(|c| c["check"] == "no_busy_vm_deleted").cloned());
+        assert_eq!(check.map(|c| c["passed"].clone()), Some(json!(true)), "{t}");
     }
     let surge = incidents.iter().find(|i| i["id"] == "demand-surge-01").context("surge")?;
     assert!(surge["tool_calls"].as_f64().unwrap_or(0.0) > 0.0, "the agent was invoked: {surge}");

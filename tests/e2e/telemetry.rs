@@ -22,13 +22,13 @@ const TOKEN: &str = "telemetry-alert-token-0123456789";
 /// What the fake collector received: one entry per export request.
 #[derive(Default)]
 struct Received {
-    requests: Vec<(String, String, ExportTraceServiceRequest)>,
+    requests: Vec<(String, ExportTraceServiceRequest)>,
 }
 
 impl Received {
     fn spans(&self) -> Vec<(String, Span)> {
         let mut spans = Vec::new();
-        for (_, _, request) in &self.requests {
+        for (_, request) in &self.requests {
             for resource in &request.resource_spans {
                 let service = resource
                     .resource
@@ -70,11 +70,7 @@ async fn collector() -> Result<(String, Arc<Mutex<Received>>)> {
                 let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
                 match ExportTraceServiceRequest::decode(body) {
                     Ok(request) => {
-                        sink.lock().unwrap_or_else(|e| e.into_inner()).requests.push((
-                            "/v1/traces".into(),
-                            content_type,
-                            request,
-                        ));
+                        sink.lock().unwrap_or_else(|e| e.into_inner()).requests.push((content_type, request));
                         (axum::http::StatusCode::OK, Bytes::new())
                     }
                     Err(_) => (axum::http::StatusCode::BAD_REQUEST, Bytes::new()),
@@ -124,7 +120,7 @@ async fn spans_go_to_the_otlp_collector_and_runs_to_metrics() -> Result<()> {
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true)
         .spawn()?;
-    fleetpilot_e2e::wait_healthy(&base).await?;
+    let health = fleetpilot_e2e::wait_healthy(&base).await?;
 
     // A tool call over REST: its span is exported by the batch exporter while serve runs,
     // although the log level (warn) would hide it from the log.
@@ -140,32 +136,49 @@ async fn spans_go_to_the_otlp_collector_and_runs_to_metrics() -> Result<()> {
     assert!(read.1.end_time_unix_nano > read.1.start_time_unix_nano);
     {
         let r = received.lock().unwrap_or_else(|e| e.into_inner());
-        assert!(r.requests.iter().all(|(_, ct, _)| ct == "application/x-protobuf"), "OTLP/HTTP protobuf");
+        assert!(r.requests.iter().all(|(ct, _)| ct == "application/x-protobuf"), "OTLP/HTTP protobuf");
     }
 
-    // An alert: an agent run with its turns and tool calls, counted in /metrics.
-    let alert = super::alerts::fired("t1", "2026-01-01T00:00:00Z", "CPU above 75%")?;
-    let posted = reqwest::Client::new().post(format!("{base}/alerts?token={TOKEN}")).json(&alert).send().await?;
-    assert_eq!(posted.status(), 202, "{:?}", posted.text().await);
+    // Alerts: agent runs with their turns and tool calls, counted in /metrics. Azure is slowed
+    // down so that the first run is still going when the second alert arrives and queues.
+    let emulator = health["emulator"].as_str().context("emulator")?.to_string();
+    let faults = async |body: Value| -> Result<()> {
+        reqwest::Client::new().post(format!("{emulator}/_emulator/faults")).json(&body).send().await?.error_for_status()?;
+        Ok(())
+    };
     let metrics = async || -> Result<String> { Ok(reqwest::get(format!("{base}/metrics")).await?.text().await?) };
-    let mut text = String::new();
-    for _ in 0..300 {
-        text = metrics().await?;
-        if text.contains("fleetpilot_agent_runs_ended_total{kind=\"alert\"") {
-            break;
+    let wait_for = async |line: &str| -> Result<String> {
+        for _ in 0..300 {
+            let text = metrics().await?;
+            if text.lines().any(|l| l == line) {
+                return Ok(text);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(text.contains("fleetpilot_agent_runs_ended_total{kind=\"alert\",ending=\"answered\"} 1"), "{text}");
+        anyhow::bail!("/metrics never showed {line:?}")
+    };
+    faults(json!({"latency_ms": 400})).await?;
+    let post = async |id: &str| -> Result<Value> {
+        let alert = super::alerts::fired(id, "2026-01-01T00:00:00Z", "CPU above 75%")?;
+        let posted = reqwest::Client::new().post(format!("{base}/alerts?token={TOKEN}")).json(&alert).send().await?;
+        anyhow::ensure!(posted.status() == 202, "{}", posted.status());
+        Ok(posted.json().await?)
+    };
+    assert_eq!(post("t1").await?["status"], "started");
+    wait_for("fleetpilot_agent_runs{state=\"running\"} 1").await?;
+    assert_eq!(post("t2").await?["status"], "queued");
+    wait_for("fleetpilot_agent_runs{state=\"queued\"} 1").await?;
+    faults(json!({})).await?;
+    let text = wait_for("fleetpilot_agent_runs_ended_total{kind=\"alert\",ending=\"answered\"} 2").await?;
     for line in [
         "fleetpilot_agent_runs{state=\"running\"} 0",
         "fleetpilot_agent_runs{state=\"queued\"} 0",
         "fleetpilot_model_tokens_total{kind=\"prompt\"} 0",
-        "fleetpilot_model_cost_usd_total 0",
-        "fleetpilot_tool_calls_total{tool=\"read_fleet\",outcome=\"ok\"}",
+        "fleetpilot_model_cost_usd_total 0.0",
     ] {
-        assert!(text.contains(line), "{line} missing from\n{text}");
+        assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
     }
+    assert!(text.contains("fleetpilot_tool_calls_total{tool=\"read_fleet\",outcome=\"ok\"}"), "{text}");
 
     // A last call just before SIGTERM: the spans still buffered are flushed on the way out.
     rest(&base, "get_policy", json!({"fleet": "cf-ml-scaling"})).await?;
@@ -180,15 +193,17 @@ async fn spans_go_to_the_otlp_collector_and_runs_to_metrics() -> Result<()> {
         "the span of the call just before shutdown was flushed"
     );
     let runs = named("agent.run");
-    assert_eq!(runs.len(), 1, "one agent run");
+    assert_eq!(runs.len(), 2, "two agent runs");
     let run = &runs[0];
     assert_eq!(attribute(run, "ending").as_deref(), Some("answered"));
     assert!(attribute(run, "tool_calls").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) > 0);
+    let run_ids: Vec<&Vec<u8>> = runs.iter().map(|r| &r.span_id).collect();
     let turns = named("agent.turn");
-    assert!(!turns.is_empty() && turns.iter().all(|t| t.parent_span_id == run.span_id && t.trace_id == run.trace_id));
+    assert!(!turns.is_empty() && turns.iter().all(|t| run_ids.contains(&&t.parent_span_id)), "turns are children of runs");
+    assert!(turns.iter().any(|t| t.parent_span_id == run.span_id && t.trace_id == run.trace_id));
     let agent_calls = named("agent.tool_call");
     assert!(agent_calls.iter().any(|c| attribute(c, "tool").as_deref() == Some("read_fleet")));
-    assert!(agent_calls.iter().all(|c| c.parent_span_id == run.span_id), "the agent's tool calls are children of its run");
+    assert!(agent_calls.iter().all(|c| run_ids.contains(&&c.parent_span_id)), "the agent's tool calls are children of its runs");
     // The agent's calls reach the tools in process, as a caller with the agent's role.
     assert!(named("tool.call").iter().any(|s| attribute(s, "caller").is_some_and(|c| c.starts_with("mcp-"))));
     Ok(())
@@ -234,6 +249,42 @@ async fn cors_is_off_unless_configured_and_then_only_for_those_origins() -> Resu
         .await?;
     assert!(call.status().is_success(), "{}", call.status());
     assert_eq!(call.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://ai.azure.com"));
+    server.stop().await;
+
+    // With authentication on, the preflight (which carries no credential) is still answered,
+    // and a refusal carries the CORS headers so that the page can read the 401.
+    let key = "cors-test-key-0123456789";
+    let digest = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let authed = dir.path().join("authed.toml");
+    std::fs::write(
+        &authed,
+        format!(
+            "[server]\ncors_allowed_origins = [\"https://ai.azure.com\"]\n\n[[auth.api_keys]]\nname = \"t\"\nsha256 = \"{digest}\"\nrole = \"operator\"\n"
+        ),
+    )?;
+    let authed = authed.display().to_string();
+    let server = Server::start(bin(), &["--config", &authed]).await?;
+    let allowed = preflight(&server.base, "https://ai.azure.com").await?;
+    assert!(allowed.status().is_success(), "preflight with auth on: {}", allowed.status());
+    let refused = reqwest::Client::new()
+        .post(format!("{}/api/v1/tools/get_policy", server.base))
+        .header("origin", "https://ai.azure.com")
+        .json(&json!({"fleet": "cf-ml-scaling"}))
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://ai.azure.com"));
+    let ok = reqwest::Client::new()
+        .post(format!("{}/api/v1/tools/get_policy", server.base))
+        .header("origin", "https://ai.azure.com")
+        .bearer_auth(key)
+        .json(&json!({"fleet": "cf-ml-scaling"}))
+        .send()
+        .await?;
+    assert!(ok.status().is_success(), "{}", ok.status());
     server.stop().await;
 
     // A pattern is not an origin: refused at start, with the reason.

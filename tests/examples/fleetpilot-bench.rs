@@ -23,8 +23,8 @@
 //! minute of warm-up to the last); the echo ceiling with the same clients for 30 s first.
 //! With `--auth` after SESSIONS every session is its own caller with its own API key (SESSIONS
 //! keys in `[[auth.api_keys]]`, sent as `Authorization: Bearer`), so each call is authenticated,
-//! rate-limited and audited under its own principal; without it the server runs in development
-//! mode (one anonymous caller).
+//! counted against its own principal's (lifted) rate limit and audited under its own principal;
+//! without it the server runs in development mode (one anonymous caller).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -67,7 +67,7 @@ pub fn metrics() -> &'static Metrics {
         );
         registry.register(
             "fleetpilot_agent_runs_ended",
-            "Agent runs ended, by kind (alert, chat) and ending",
+            "Agent runs this process ended, by kind (alert; chat in `fleetpilot chat`) and ending",
             runs_ended.clone(),
         );
         registry.register(
