@@ -75,7 +75,10 @@ struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the tools over MCP streamable HTTP at /mcp, with /healthz.
+    /// Serve the tools over MCP streamable HTTP (/mcp) and REST (/api/v1/tools/{name},
+    /// /openapi.json), the dashboard (/), Azure Monitor alerts (/alerts), /metrics and /healthz.
+    ///
+    /// Without authentication configured it listens on loopback only (development mode).
     Serve {
         /// Address to listen on.
         #[arg(long, env = "FLEETPILOT_LISTEN")]
