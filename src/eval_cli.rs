@@ -17,7 +17,7 @@ pub const BASELINES: [&str; 4] = ["recipe-rule", "hpa", "static-peak", "spothedg
 
 /// A policy by its name: `fleetpilot` or a baseline (`None` for the oracle or an unknown
 /// name). `peak` is what static provisioning sizes for.
-pub fn policy_named(name: &str, peak: f64, config: &SimConfig) -> Option<Box<dyn Policy>> {
+fn policy_named(name: &str, peak: f64, config: &SimConfig) -> Option<Box<dyn Policy>> {
     Some(match name {
         "fleetpilot" => Box::new(Fleetpilot::default()),
         "recipe-rule" => Box::new(RecipeRule),
@@ -28,9 +28,15 @@ pub fn policy_named(name: &str, peak: f64, config: &SimConfig) -> Option<Box<dyn
     })
 }
 
-/// Where a policy starts: static provisioning at its size, the others at `initial`.
-pub fn starting_targets(name: &str, policy: &mut dyn Policy, config: &SimConfig, initial: (u32, u32)) -> (u32, u32) {
-    if name == "static-peak" { policy.decide(&first_observation(config)) } else { initial }
+/// Run the policy named over `demand` and `weather` under the evaluation's guardrail rules
+/// (5-minute stabilization): static provisioning from its own size (the peak), the others from
+/// `initial` (spot, regular). `None` for the oracle or an unknown name.
+pub fn run_policy(name: &str, demand: &[f64], weather: &Weather, config: &SimConfig, initial: (u32, u32)) -> Option<Outcome> {
+    let peak = demand.iter().copied().fold(0.0, f64::max);
+    let mut policy = policy_named(name, peak, config)?;
+    let start = if name == "static-peak" { policy.decide(&first_observation(config)) } else { initial };
+    let mut guard = sim::guardrails(sim::eval_rules(config));
+    Some(sim::run(policy.as_mut(), demand, weather, config, start, 5, &mut guard))
 }
 
 /// Output format.
@@ -87,17 +93,13 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> R
     let opening = demand.iter().take(5).copied().fold(0.0, f64::max);
     let initial_need = ((opening / (config.vm_rate * 0.85)).ceil() as u32).max(2);
     let initial = (initial_need - 1, 1);
-    let peak = demand.iter().copied().fold(0.0, f64::max);
     let mut rows = Vec::new();
     let mut series = Vec::new();
     for policy_name in POLICIES {
         if !want(policy_name) || policy_name == "oracle" {
             continue;
         }
-        let Some(mut policy) = policy_named(policy_name, peak, &config) else { continue };
-        let start = starting_targets(policy_name, policy.as_mut(), &config, initial);
-        let mut guard = sim::guardrails(sim::eval_rules(&config));
-        let outcome: Outcome = sim::run(policy.as_mut(), demand, &weather, &config, start, 5, &mut guard);
+        let Some(outcome) = run_policy(policy_name, demand, &weather, &config, initial) else { continue };
         series.push((policy_name.to_string(), outcome.serving.clone()));
         rows.push(json!({
             "policy": policy_name,

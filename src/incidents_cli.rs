@@ -342,15 +342,24 @@ fn alert_payload(emulator: &Emulator, trigger: &Trigger, minute: u32, serial: us
     })
 }
 
-async fn run_trial(setup: &TrialSetup) -> Result<TrialRecord> {
-    let incident = &setup.incident;
-    let emulator = build_world(incident, incident.world.seed + u64::from(setup.trial))?;
+/// The emulator's routes on a loopback port, without its background ticker (the runner alone
+/// moves the clock and takes the alerts): its URL, and what stops it.
+async fn serve_stepped(
+    emulator: &Arc<Emulator>,
+) -> Result<(String, CancellationToken, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let cancel = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind loopback for the emulator")?;
     let url = format!("http://{}", listener.local_addr()?);
     let server = tokio::spawn(
         axum::serve(listener, emulator.router()).with_graceful_shutdown(cancel.clone().cancelled_owned()).into_future(),
     );
+    Ok((url, cancel, server))
+}
+
+async fn run_trial(setup: &TrialSetup) -> Result<TrialRecord> {
+    let incident = &setup.incident;
+    let emulator = build_world(incident, incident.world.seed + u64::from(setup.trial))?;
+    let (url, cancel, server) = serve_stepped(&emulator).await?;
     let result = stepped(setup, &emulator, &url).await;
     cancel.cancel();
     let _ = server.await;
@@ -456,7 +465,7 @@ fn run_jobs(emulator: &Emulator, jobs: &[fleetpilot_evals::incident::JobSpec], m
         return;
     }
     emulator.with_world(|w| {
-        let Some(fleet) = w.fleets.values_mut().find(|f| f.name == REFERENCE_FLEET) else { return };
+        let Some(fleet) = w.fleets.get_mut(&fleet_key()) else { return };
         for job in jobs {
             if minute == job.from_minute.saturating_add(job.minutes) {
                 for vm in fleet.vms.iter_mut().filter(|v| v.tags.get("workload.job").and_then(Value::as_str) == Some(&job.name)) {
@@ -635,15 +644,11 @@ fn oracle(record: &TrialRecord, policy: &Option<Value>) -> Option<f64> {
 fn baselines(record: &TrialRecord, policy: &Option<Value>) -> std::collections::BTreeMap<String, fleetpilot_evals::PolicyRun> {
     let Some((config, demand)) = incident_model(record, policy) else { return Default::default() };
     let weather = calm(demand.len());
-    let peak = demand.iter().copied().fold(0.0, f64::max);
     crate::eval_cli::BASELINES
         .iter()
-        .filter_map(|name| Some((name, crate::eval_cli::policy_named(name, peak, &config)?)))
-        .map(|(name, mut p)| {
-            let start = crate::eval_cli::starting_targets(name, p.as_mut(), &config, record.initial);
-            let mut guard = fleetpilot_policy::sim::guardrails(fleetpilot_policy::sim::eval_rules(&config));
-            let outcome = fleetpilot_policy::sim::run(p.as_mut(), &demand, &weather, &config, start, 5, &mut guard);
-            (name.to_string(), fleetpilot_evals::PolicyRun { cost_usd: outcome.cost_usd, sla_pct: outcome.sla_met_pct })
+        .filter_map(|name| {
+            let outcome = crate::eval_cli::run_policy(name, &demand, &weather, &config, record.initial)?;
+            Some((name.to_string(), fleetpilot_evals::PolicyRun { cost_usd: outcome.cost_usd, sla_pct: outcome.sla_met_pct }))
         })
         .collect()
 }
@@ -735,12 +740,7 @@ mod tests {
             (of(true), of(false))
         });
         assert_eq!(busy.len(), 3, "the job took three spot VMs");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let cancel = CancellationToken::new();
-        let server = tokio::spawn(
-            axum::serve(listener, emulator.router()).with_graceful_shutdown(cancel.clone().cancelled_owned()).into_future(),
-        );
+        let (url, cancel, server) = serve_stepped(&emulator).await?;
         let subscription = emulator.lock_world().config.subscription_id.clone();
         let delete = async |(set, id): &(String, u64)| -> Result<()> {
             let path = format!(

@@ -31,9 +31,7 @@ fn digest(key: &str) -> String {
 async fn jwks_server() -> Result<String> {
     let jwks: Value = serde_json::from_slice(&data("jwks.json")?)?;
     let app = axum::Router::new().route("/keys", axum::routing::get(move || std::future::ready(axum::Json(jwks.clone()))));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = fleetpilot_e2e::serve_loopback(app).await?;
     Ok(format!("http://{addr}/keys"))
 }
 

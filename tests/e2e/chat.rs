@@ -37,9 +37,7 @@ async fn chat_with_a_model_puts_a_needs_approval_proposal_to_the_person() -> Res
     .into();
     let app =
         axum::Router::new().route("/v1/chat/completions", axum::routing::post(scripted)).with_state(Arc::new(Mutex::new(script)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = fleetpilot_e2e::serve_loopback(app).await?;
 
     let dir = TempDir::new("chat")?;
     let config = dir.path().join("fleetpilot.toml");
@@ -114,9 +112,7 @@ async fn reader_model(body: String) -> impl IntoResponse {
 #[tokio::test]
 async fn eval_incidents_with_a_model_endpoint_counts_tokens_and_their_cost() -> Result<()> {
     let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(reader_model));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = fleetpilot_e2e::serve_loopback(app).await?;
     let dir = TempDir::new("eval-openai")?;
     let suite = dir.path().join("suite");
     std::fs::create_dir_all(&suite)?;

@@ -78,9 +78,7 @@ async fn collector() -> Result<(String, Arc<Mutex<Received>>)> {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("http://{}", fleetpilot_e2e::serve_loopback(app).await?);
     Ok((url, received))
 }
 
@@ -220,6 +218,17 @@ async fn cors_is_off_unless_configured_and_then_only_for_those_origins() -> Resu
             .send()
             .await?)
     };
+    // A tool call from the allowed origin's page, with a key or without.
+    let cross_origin_call = async |base: &str, key: Option<&str>| -> Result<reqwest::Response> {
+        let mut request = reqwest::Client::new()
+            .post(format!("{base}/api/v1/tools/get_policy"))
+            .header("origin", "https://ai.azure.com")
+            .json(&json!({"fleet": "cf-ml-scaling"}));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        Ok(request.send().await?)
+    };
     // Off by default: no CORS headers, whatever the origin.
     let server = Server::start(bin(), &[]).await?;
     let response = preflight(&server.base, "https://ai.azure.com").await?;
@@ -241,12 +250,7 @@ async fn cors_is_off_unless_configured_and_then_only_for_those_origins() -> Resu
     let other = preflight(&server.base, "https://evil.example").await?;
     assert!(other.headers().get("access-control-allow-origin").is_none(), "{:?}", other.headers());
     // A real cross-origin call from the allowed origin carries the header on its answer.
-    let call = reqwest::Client::new()
-        .post(format!("{}/api/v1/tools/get_policy", server.base))
-        .header("origin", "https://ai.azure.com")
-        .json(&json!({"fleet": "cf-ml-scaling"}))
-        .send()
-        .await?;
+    let call = cross_origin_call(&server.base, None).await?;
     assert!(call.status().is_success(), "{}", call.status());
     assert_eq!(call.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://ai.azure.com"));
     server.stop().await;
@@ -254,10 +258,7 @@ async fn cors_is_off_unless_configured_and_then_only_for_those_origins() -> Resu
     // With authentication on, the preflight (which carries no credential) is still answered,
     // and a refusal carries the CORS headers so that the page can read the 401.
     let key = "cors-test-key-0123456789";
-    let digest = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
+    let digest = fleetpilot_tools::auth::key_digest(key);
     let authed = dir.path().join("authed.toml");
     std::fs::write(
         &authed,
@@ -269,21 +270,10 @@ async fn cors_is_off_unless_configured_and_then_only_for_those_origins() -> Resu
     let server = Server::start(bin(), &["--config", &authed]).await?;
     let allowed = preflight(&server.base, "https://ai.azure.com").await?;
     assert!(allowed.status().is_success(), "preflight with auth on: {}", allowed.status());
-    let refused = reqwest::Client::new()
-        .post(format!("{}/api/v1/tools/get_policy", server.base))
-        .header("origin", "https://ai.azure.com")
-        .json(&json!({"fleet": "cf-ml-scaling"}))
-        .send()
-        .await?;
+    let refused = cross_origin_call(&server.base, None).await?;
     assert_eq!(refused.status(), 401);
     assert_eq!(refused.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://ai.azure.com"));
-    let ok = reqwest::Client::new()
-        .post(format!("{}/api/v1/tools/get_policy", server.base))
-        .header("origin", "https://ai.azure.com")
-        .bearer_auth(key)
-        .json(&json!({"fleet": "cf-ml-scaling"}))
-        .send()
-        .await?;
+    let ok = cross_origin_call(&server.base, Some(key)).await?;
     assert!(ok.status().is_success(), "{}", ok.status());
     server.stop().await;
 

@@ -127,13 +127,12 @@ fn spawn_serve(bin: &Path, port: u16, state: &Path) -> Result<tokio::process::Ch
 
 /// `serve` with these API keys (none: development mode).
 fn spawn_serve_with(bin: &Path, port: u16, state: &Path, keys: &[String]) -> Result<tokio::process::Child> {
-    use sha2::Digest as _;
     // The per-caller rate limit would turn a load test into a test of the limiter (in
     // development mode every client is the same anonymous caller): lift it.
     let config = state.with_extension("toml");
     let mut text = String::from("[policy]\ncalls_per_caller_per_minute = 100000000\n");
     for (i, key) in keys.iter().enumerate() {
-        let digest: String = sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let digest = fleetpilot_tools::auth::key_digest(key);
         text.push_str(&format!("\n[[auth.api_keys]]\nname = \"bench-{i}\"\nsha256 = \"{digest}\"\nrole = \"operator\"\n"));
     }
     std::fs::write(&config, text)?;

@@ -10,6 +10,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+/// Serve `app` on a free loopback port for the rest of the test (a fake collector, model
+/// endpoint or JWKS); its address.
+///
+/// # Errors
+/// When no port can be bound.
+pub async fn serve_loopback(app: axum::Router) -> Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
 /// A free loopback port (bound and released; a small race that tests can live with).
 ///
 /// # Errors
