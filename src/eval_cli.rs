@@ -244,10 +244,10 @@ pub fn run(options: &EvalOptions) -> Result<()> {
                         p["cost_vs_oracle"].as_f64().unwrap_or(0.0),
                         p["sla_met_pct"].as_f64().unwrap_or(0.0),
                         p["unserved_pct"].as_f64().unwrap_or(0.0),
-                        p["actions"],
-                        p["flaps"],
+                        p["actions"].as_u64().unwrap_or(0),
+                        p["flaps"].as_u64().unwrap_or(0),
                         p["mean_slack_pct"].as_f64().unwrap_or(0.0),
-                        p["denied"]
+                        p["denied"].as_u64().unwrap_or(0)
                     );
                 }
             }

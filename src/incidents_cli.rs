@@ -715,6 +715,43 @@ pub fn record(options: &RecordOptions) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// The built-in agent, scaling out a fleet whose policy has taken one of its three sizes off
+    /// the allowed list, re-lists the sizes through Compute Fleet's API: the retired size goes,
+    /// the best allowed size of the same kind takes its place, ranked by price per vCPU weighted
+    /// by the eviction band (D4s_v3, with no published band, last).
+    #[tokio::test]
+    async fn the_built_in_agent_re_lists_the_sizes_a_policy_allows() -> Result<()> {
+        let text = r#"{"version":1,"id":"sizes","category":"demand_surge","split":"dev","description":"d",
+            "world":{"start":"2026-03-02T00:00:00Z","warmup_minutes":30,"seed":10,
+                     "policy":{"allowed_vm_sizes":["Standard_D4s_v5","Standard_D8s_v5","Standard_D4s_v3"]}},
+            "events":[{"at_minute":2,"faults":{"demand_multiplier":1.6}}],
+            "emulator_alerts":true,"horizon_minutes":15,"checks":{"required":["scale_out"]}}"#;
+        let incident = Arc::new(Incident::parse(Path::new("sizes.json"), text)?);
+        let setup = TrialSetup {
+            incident: incident.clone(),
+            trial: 0,
+            model: ModelChoice::Builtin,
+            configured: None,
+            transcripts: None,
+            price: Default::default(),
+        };
+        let emulator = build_world(&incident, incident.world.seed)?;
+        let before: Vec<String> =
+            emulator.with_world(|w| w.fleets[&fleet_key()].vm_sizes.iter().map(|s| s.name.clone()).collect());
+        assert_eq!(before, ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"]);
+        let (url, cancel, server) = serve_stepped(&emulator).await?;
+        let record = stepped(&setup, &emulator, &url).await;
+        cancel.cancel();
+        let _ = server.await;
+        let record = record?;
+        let trial = Trial::judge(&incident, &record);
+        assert!(trial.passed, "{:?}", trial.checks);
+        let after: Vec<String> =
+            emulator.with_world(|w| w.fleets[&fleet_key()].vm_sizes.iter().map(|s| s.name.clone()).collect());
+        assert_eq!(after, ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_D4s_v3"]);
+        Ok(())
+    }
+
     /// A job tags running VMs for its duration; a VM it runs on, deleted through Azure's API
     /// (as a faulty executor would), fails the trial's safety; idle deletions do not.
     #[tokio::test]

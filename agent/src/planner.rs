@@ -3,10 +3,10 @@
 //! estimate the cost, propose, apply when allowed — and writes a short account. It is what
 //! runs when no model endpoint is configured, and the baseline evals compare models with.
 //!
-//! Its decision is target tracking on CPU utilization: outside a dead band around the target
-//! it asks for `ceil(serving VMs × utilization / target)`, within the policy's bounds and step
-//! limits, adding and removing spot first above the regular floor. The guardrails still have
-//! the last word on every proposal.
+//! Its decision is [`fleetpilot_policy::planner::decide`] (target tracking on CPU utilization,
+//! the forecast leading scale-outs only, spot above the regular floor, regular backfill while
+//! spot is short, the VM sizes the fleet lists), within the policy's bounds and step limits.
+//! The guardrails still have the last word on every proposal.
 
 use serde_json::{Value, json};
 
@@ -29,6 +29,8 @@ pub struct PlannerConfig {
     pub scale_in_below: f64,
     /// Why the run started (quoted in the reason of a proposal).
     pub trigger: String,
+    /// VM sizes and prices, for choosing the sizes a fleet lists.
+    pub prices: std::sync::Arc<fleetpilot_core::PriceTable>,
 }
 
 impl PlannerConfig {
@@ -42,6 +44,7 @@ impl PlannerConfig {
             scale_out_above: 70.0,
             scale_in_below: 40.0,
             trigger: trigger.into(),
+            prices: std::sync::Arc::new(fleetpilot_core::PriceTable::embedded()),
         }
     }
 }
@@ -59,21 +62,8 @@ impl Planner {
     }
 }
 
-/// A capacity decision.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    /// Leave the fleet as it is.
-    Hold(String),
-    /// Move to these capacities.
-    Scale {
-        /// Spot target.
-        spot: u32,
-        /// Regular target.
-        regular: u32,
-        /// Why, with the numbers.
-        why: String,
-    },
-}
+pub use fleetpilot_policy::planner::Decision;
+use fleetpilot_policy::planner::{Band, FleetView, Limits, Signals, Tier};
 
 /// Decide from the fleet (as `read_fleet` returns it), its policy (as `get_policy` returns it),
 /// the average CPU utilization of its VMs over the last minutes, and `growth`: the forecast's
@@ -84,9 +74,9 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f6
 }
 
 /// [`decide`], also knowing whether demand is rising now (the last 5 minutes' arrivals above
-/// the 10 before): a fleet is not scaled in while demand climbs, whatever CPU says; and how
-/// many VMs ran, on average, over the window the CPU was averaged on: the load is CPU times
-/// *those* VMs (after a change, the VMs running now did not produce that average).
+/// the 10 before) and how many VMs ran, on average, over the window the CPU was averaged on.
+/// The decision is [`fleetpilot_policy::planner::decide`]'s; this reads its inputs from the
+/// tools' JSON (a limit the policy does not state is no limit).
 pub fn decide_with_trend(
     fleet: &Value,
     policy: &Value,
@@ -96,133 +86,38 @@ pub fn decide_with_trend(
     window_vms: Option<f64>,
     config: &PlannerConfig,
 ) -> Decision {
-    let n = |v: &Value, path: &str| v.pointer(path).and_then(Value::as_u64).unwrap_or(0) as u32;
-    let (spot, regular) = (n(fleet, "/spot/capacity"), n(fleet, "/regular/capacity"));
-    let serving = n(fleet, "/spot/running") + n(fleet, "/regular/running");
-    let total = spot + regular;
-    let Some(cpu) = cpu else {
-        return Decision::Hold("no recent CPU telemetry for the fleet, so no basis for a change".into());
+    let n = |path: &str| fleet.pointer(path).and_then(Value::as_u64).unwrap_or(0) as u32;
+    let tier = |priority: &str| Tier {
+        capacity: n(&format!("/{priority}/capacity")),
+        running: n(&format!("/{priority}/running")),
+        creating: n(&format!("/{priority}/creating")),
+        min_capacity: n(&format!("/{priority}/min_capacity")),
     };
-    let band = format!("{:.0}–{:.0} %", config.scale_in_below, config.scale_out_above);
-    let base = match window_vms.filter(|v| v.is_finite() && *v > 0.0) {
-        Some(v) => v,
-        None => f64::from(if serving > 0 { serving } else { total.max(1) }),
+    let names = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
     };
-    // HPA's 10 % tolerance: within it of the target, the VMs there are what is needed (CPU is
-    // averaged over minutes and lags every change; acting on a hair above target overshoots).
-    let ratio = cpu / config.target_utilization;
-    let reactive = if (ratio - 1.0).abs() <= 0.1 { base.round() as u32 } else { (base * ratio).ceil() as u32 };
-    // What the forecast's upper bound would need at the target utilization (growth only).
-    let predicted =
-        growth.filter(|g| g.is_finite() && *g > 1.0).map(|g| (base * cpu * g / config.target_utilization).ceil() as u32);
+    let view = FleetView { spot: tier("spot"), regular: tier("regular"), vm_sizes: names(fleet.get("vm_sizes")) };
     let p = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_u64).map(|x| x as u32);
-    // Spot the fleet is not delivering: evicted and not replaced (the pool is dry), or
-    // deallocated. Compute Fleet does not backfill with regular VMs; the planner does.
-    let delivering = n(fleet, "/spot/running") + n(fleet, "/spot/creating");
-    let shortfall = spot.saturating_sub(delivering);
-    let max_regular_policy = p("max_regular").unwrap_or(u32::MAX);
-    // Backfill only what the load needs: the missing spot VMs, no more than the serving VMs
-    // fall short of the target utilization (a backfill already in place is counted as serving).
-    // VMs still booting will serve in a minute or two: they count.
-    let booting = n(fleet, "/spot/creating") + n(fleet, "/regular/creating");
-    let needed = reactive.saturating_sub(serving + booting);
-    // A need larger than the missing spot is a scale-out (below), not a backfill.
-    if shortfall > 0 && needed > 0 && needed <= shortfall && cpu >= config.scale_in_below && regular < max_regular_policy {
-        let step = p("max_step_up").unwrap_or(u32::MAX).min(p("approval_above_delta").map_or(u32::MAX, |a| a.max(1)));
-        let add = shortfall.min(needed).min(step).min(max_regular_policy - regular);
-        return Decision::Scale {
-            spot,
-            regular: regular + add,
-            why: format!(
-                "{shortfall} of the fleet's {spot} spot VMs are not serving (evicted and not replaced, or deallocated) while CPU is {cpu:.1} %; backfilling with {add} regular VMs (regular {regular}→{}) until spot returns",
-                regular + add
-            ),
-        };
-    }
-    // The forecast leads a scale-out only when its upper bound takes CPU past the band: inside
-    // the band, the noise of an upper bound must not grow the fleet on every look.
-    let predicted = predicted.filter(|_| growth.is_some_and(|g| cpu * g > config.scale_out_above));
-    let in_band = (config.scale_in_below..=config.scale_out_above).contains(&cpu);
-    if in_band && predicted.is_none_or(|p| p <= total) {
-        return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, inside the {band} band"));
-    }
     let pf = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_f64);
-    // The policy's minimum, and the fleet's own minCapacity (Azure refuses anything below it).
-    let (min_spot, max_spot) =
-        (p("min_spot").unwrap_or(0).max(n(fleet, "/spot/min_capacity")), p("max_spot").unwrap_or(u32::MAX));
-    let (min_regular, max_regular) =
-        (p("min_regular").unwrap_or(0).max(n(fleet, "/regular/min_capacity")), p("max_regular").unwrap_or(u32::MAX));
-    let step_limit = |absolute: Option<u32>, percent: Option<f64>| {
-        let absolute = absolute.unwrap_or(u32::MAX);
-        let limit = match percent {
-            Some(pc) => absolute.min(((f64::from(total) * pc / 100.0).floor() as u32).max(1)),
-            None => absolute,
-        };
-        // Stay under the approval threshold: the planner acts on its own within it.
-        match p("approval_above_delta") {
-            Some(a) => limit.min(a.max(1)),
-            None => limit,
-        }
+    let limits = Limits {
+        min_spot: p("min_spot"),
+        max_spot: p("max_spot"),
+        min_regular: p("min_regular"),
+        max_regular: p("max_regular"),
+        max_step_up: p("max_step_up"),
+        max_step_down: p("max_step_down"),
+        max_step_up_percent: pf("max_step_up_percent"),
+        max_step_down_percent: pf("max_step_down_percent"),
+        approval_above_delta: p("approval_above_delta"),
+        allowed_vm_sizes: names(policy.pointer("/policy/allowed_vm_sizes")),
     };
-    // The forecast only adds capacity ahead of demand: below the band it is not consulted
-    // (a forecast trained on yesterday's level must not hold a fleet up after demand fell).
-    // Spot VMs that count towards capacity but serve nothing (deallocated) are added back.
-    let wanted = if cpu < config.scale_in_below { reactive } else { reactive.max(predicted.unwrap_or(0)) + shortfall };
-    if wanted >= total && cpu < config.scale_in_below {
-        return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, but the fleet is at its floor"));
-    }
-    if wanted < total && rising {
-        return Decision::Hold(format!(
-            "CPU is {cpu:.1} % on {serving} running VMs, below the {band} band, but demand is rising: no scale-in while it climbs"
-        ));
-    }
-    let (lo, hi) = (min_spot + min_regular, max_spot.saturating_add(max_regular));
-    let mut target_total = wanted.clamp(lo, hi);
-    if target_total > total {
-        target_total = target_total.min(total + step_limit(p("max_step_up"), pf("max_step_up_percent")));
-    } else {
-        target_total = target_total.max(total.saturating_sub(step_limit(p("max_step_down"), pf("max_step_down_percent"))));
-    }
-    if target_total == total {
-        return Decision::Hold(format!(
-            "CPU is {cpu:.1} % on {serving} running VMs, but the fleet is at the bound of what the policy allows ({total} VMs)"
-        ));
-    }
-    // Scale-out adds spot (regular only past spot's maximum); scale-in releases regular above
-    // its floor first (it costs several times spot: this is also how a backfill is released
-    // once spot serves again), then spot.
-    let (new_spot, new_regular) = if target_total > total {
-        let new_spot = (target_total.saturating_sub(regular)).clamp(min_spot, max_spot);
-        (new_spot, target_total.saturating_sub(new_spot).clamp(min_regular, max_regular))
-    } else if shortfall > 0 {
-        // Spot is short: the cut goes to spot first (the executor deletes the VMs that serve
-        // nothing — deallocated, then booting — first), and the regular VMs that serve stay.
-        let cut = total - target_total;
-        let new_spot = spot.saturating_sub(cut).clamp(min_spot, max_spot);
-        let left = cut.saturating_sub(spot - new_spot.min(spot));
-        (new_spot, regular.saturating_sub(left).clamp(min_regular, max_regular))
-    } else {
-        let cut = total - target_total;
-        let new_regular = regular.saturating_sub(cut).clamp(min_regular, max_regular);
-        let left = cut.saturating_sub(regular - new_regular.min(regular));
-        (spot.saturating_sub(left).clamp(min_spot, max_spot), new_regular)
+    let band = Band {
+        target: config.target_utilization,
+        scale_out_above: config.scale_out_above,
+        scale_in_below: config.scale_in_below,
     };
-    let direction = if target_total > total { "out" } else { "in" };
-    let forecast = match (predicted, growth) {
-        (Some(p), Some(g)) if p > reactive && cpu >= config.scale_in_below => {
-            format!("; demand is forecast to grow up to {:.0} % in the next minutes, which needs {p} VMs", (g - 1.0) * 100.0)
-        }
-        _ => String::new(),
-    };
-    let why = format!(
-        "CPU averaged {cpu:.1} % over the last minutes on {serving} running VMs (target {:.0} %, band {band}); {reactive} VMs would bring it to the target{forecast}; scaling {direction} from {total} to {} VMs (spot {spot}→{new_spot}, regular {regular}→{new_regular}) within the policy's bounds and step limits",
-        config.target_utilization,
-        new_spot + new_regular
-    );
-    if new_spot == spot && new_regular == regular {
-        return Decision::Hold(format!("CPU is {cpu:.1} %, but the policy's bounds leave no room to move"));
-    }
-    Decision::Scale { spot: new_spot, regular: new_regular, why }
+    let signals = Signals { cpu, growth, rising, window_vms };
+    fleetpilot_policy::planner::decide(&view, &limits, &signals, &band, &config.prices)
 }
 
 /// Tool results in the conversation, by call id (parsed JSON, and whether it is an error).
@@ -318,14 +213,17 @@ impl ChatModel for Planner {
         // Rising: the last 5 minutes' arrivals 2 % above the 10 minutes before.
         let rising = matches!((column(3), column(4)), (Some(recent), Some(earlier)) if recent > earlier * 1.02);
         let decision = decide_with_trend(&fleet, &policy, cpu, growth, rising, column(5), c);
-        let (spot, regular, why) = match decision {
+        let (spot, regular, vm_sizes, why) = match decision {
             Decision::Hold(why) => {
                 return answer(format!("Fleet {}: {why}. I left it as it is.", c.fleet), sink);
             }
-            Decision::Scale { spot, regular, why } => (spot, regular, why),
+            Decision::Scale { spot, regular, vm_sizes, why } => (spot, regular, vm_sizes, why),
         };
-        let target =
+        let mut target =
             json!({"fleet": c.fleet, "resource_group": c.resource_group, "spot_capacity": spot, "regular_capacity": regular});
+        if let Some(sizes) = vm_sizes {
+            target["vm_sizes"] = json!(sizes);
+        }
         // 3. What it costs.
         let Some((cost, _)) = result_of(conversation, "planner-estimate_cost") else {
             return calls(vec![call("planner-estimate_cost", "estimate_cost", target)]);
@@ -435,7 +333,7 @@ mod tests {
         // An eviction storm: 12 of 20 spot VMs gone and not replaced.
         let mut f = fleet(20, 10);
         f["spot"]["running"] = json!(8);
-        let Decision::Scale { spot, regular, why } = decide(&f, &policy(), Some(80.0), None, &config()) else { panic!() };
+        let Decision::Scale { spot, regular, why, .. } = decide(&f, &policy(), Some(80.0), None, &config()) else { panic!() };
         assert_eq!((spot, regular), (20, 16), "18 serving at 80 % need 24 at 60 %: regular +6, spot target kept");
         assert!(why.contains("backfilling"), "{why}");
         // A hair above the target (CPU lags the change just made): no second backfill.
@@ -481,7 +379,8 @@ mod tests {
     #[test]
     fn a_forecast_rise_scales_out_ahead_but_never_drives_a_scale_in() {
         // CPU 60 % (in band) but demand is forecast to grow 50 %: 30 VMs → 45 wanted, +8 (approval cap).
-        let Decision::Scale { spot, regular, why } = decide(&fleet(20, 10), &policy(), Some(60.0), Some(1.5), &config()) else {
+        let Decision::Scale { spot, regular, why, .. } = decide(&fleet(20, 10), &policy(), Some(60.0), Some(1.5), &config())
+        else {
             panic!()
         };
         assert_eq!((spot, regular), (28, 10));

@@ -1,0 +1,334 @@
+//! The built-in agent's decision: from what it read of a fleet, its guardrail policy and its
+//! telemetry, the capacity (and the VM sizes) the fleet should have. Deterministic and pure;
+//! the agent (`fleetpilot_agent::planner`) gathers the inputs through the tools and proposes
+//! what this decides, and the guardrails still have the last word on every proposal.
+//!
+//! - **Reactive sizing** is target tracking on CPU utilization, with HPA's 10 % tolerance:
+//!   outside a dead band around the target it asks for `ceil(VMs × utilization / target)`, where
+//!   the VMs are those that produced the averaged utilization.
+//! - **The forecast** (its upper bound over the next minutes) leads a scale-out only when it
+//!   takes utilization past the band; it never drives a scale-in, and is not consulted below
+//!   the band.
+//! - **Spot above a regular floor**: scale-out adds spot (regular only past spot's maximum);
+//!   scale-in releases regular above its floor first, then spot.
+//! - **Regular backfill**: spot that is not serving (evicted and not replaced while the pool is
+//!   dry, or deallocated) is backfilled with regular VMs, as far as the load needs — Compute
+//!   Fleet never does this itself — and released by the next scale-in once spot serves again.
+//! - **No scale-in while demand rises**, whatever CPU says.
+//! - **Sizes**: a scale decision also re-lists the fleet's VM sizes when [`crate::sizes::choose`]
+//!   says so (fewer than three of the kind, a size the policy does not allow, a wrong order).
+//! - Within the policy's bounds, the fleet's own `minCapacity`, the step limits, and under the
+//!   approval threshold (the planner acts on its own only where no human must).
+
+use fleetpilot_core::PriceTable;
+
+/// One priority of a fleet, as `read_fleet` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tier {
+    /// Target capacity (VMs).
+    pub capacity: u32,
+    /// VMs running.
+    pub running: u32,
+    /// VMs booting.
+    pub creating: u32,
+    /// The fleet's own `minCapacity` (Azure refuses anything below it).
+    pub min_capacity: u32,
+}
+
+/// What the planner knows of a fleet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetView {
+    /// Spot priority.
+    pub spot: Tier,
+    /// Regular priority.
+    pub regular: Tier,
+    /// The VM sizes it lists, in order.
+    pub vm_sizes: Vec<String>,
+}
+
+/// The guardrail policy's limits the planner plans within (`None`: no limit).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    /// Smallest spot target.
+    pub min_spot: Option<u32>,
+    /// Largest spot target.
+    pub max_spot: Option<u32>,
+    /// Smallest regular target (the floor that covers what must not be evicted).
+    pub min_regular: Option<u32>,
+    /// Largest regular target.
+    pub max_regular: Option<u32>,
+    /// Most VMs one change adds.
+    pub max_step_up: Option<u32>,
+    /// Most VMs one change removes.
+    pub max_step_down: Option<u32>,
+    /// Most VMs one change adds, as a percentage of the fleet.
+    pub max_step_up_percent: Option<f64>,
+    /// Most VMs one change removes, as a percentage of the fleet.
+    pub max_step_down_percent: Option<f64>,
+    /// A change larger than this needs a human's approval.
+    pub approval_above_delta: Option<u32>,
+    /// VM sizes a fleet may use (empty: any).
+    pub allowed_vm_sizes: Vec<String>,
+}
+
+impl From<&fleetpilot_guardrails::Policy> for Limits {
+    fn from(p: &fleetpilot_guardrails::Policy) -> Self {
+        Self {
+            min_spot: Some(p.min_spot),
+            max_spot: Some(p.max_spot),
+            min_regular: Some(p.min_regular),
+            max_regular: Some(p.max_regular),
+            max_step_up: Some(p.max_step_up),
+            max_step_down: Some(p.max_step_down),
+            max_step_up_percent: p.max_step_up_percent,
+            max_step_down_percent: p.max_step_down_percent,
+            approval_above_delta: p.approval_above_delta,
+            allowed_vm_sizes: p.allowed_vm_sizes.clone(),
+        }
+    }
+}
+
+/// The utilization band the fleet is kept in (percent).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Band {
+    /// Utilization the fleet is sized for.
+    pub target: f64,
+    /// Scale out above this.
+    pub scale_out_above: f64,
+    /// Scale in below this.
+    pub scale_in_below: f64,
+}
+
+impl Default for Band {
+    /// 60 % target, act above 70 % and below 40 %.
+    fn default() -> Self {
+        Self { target: 60.0, scale_out_above: 70.0, scale_in_below: 40.0 }
+    }
+}
+
+/// What the telemetry says.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Signals {
+    /// Average CPU utilization of the fleet's VMs over the last minutes (percent).
+    pub cpu: Option<f64>,
+    /// The forecast's upper bound on demand over the next minutes relative to demand now.
+    pub growth: Option<f64>,
+    /// Whether demand is rising now (the last 5 minutes' arrivals above the 10 before).
+    pub rising: bool,
+    /// How many VMs ran, on average, over the window `cpu` was averaged on: the load is CPU
+    /// times *those* VMs (after a change, the VMs running now did not produce that average).
+    pub window_vms: Option<f64>,
+}
+
+/// A capacity decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Leave the fleet as it is.
+    Hold(String),
+    /// Move to these capacities (and, when `vm_sizes` is set, list these sizes).
+    Scale {
+        /// Spot target.
+        spot: u32,
+        /// Regular target.
+        regular: u32,
+        /// Sizes to list, best first; `None` keeps the fleet's.
+        vm_sizes: Option<Vec<String>>,
+        /// Why, with the numbers.
+        why: String,
+    },
+}
+
+/// Decide. See the module's documentation for the rules.
+pub fn decide(fleet: &FleetView, limits: &Limits, signals: &Signals, band: &Band, prices: &PriceTable) -> Decision {
+    let decision = decide_capacity(fleet, limits, signals, band);
+    match decision {
+        Decision::Scale { spot, regular, why, .. } => {
+            match crate::sizes::choose(prices, &fleet.vm_sizes, &limits.allowed_vm_sizes) {
+                Some(choice) => Decision::Scale {
+                    spot,
+                    regular,
+                    vm_sizes: Some(choice.sizes.clone()),
+                    why: format!("{why}; listing sizes {} ({})", choice.sizes.join(", "), choice.why),
+                },
+                None => Decision::Scale { spot, regular, vm_sizes: None, why },
+            }
+        }
+        hold => hold,
+    }
+}
+
+fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_of: &Band) -> Decision {
+    let (spot, regular) = (fleet.spot.capacity, fleet.regular.capacity);
+    let serving = fleet.spot.running + fleet.regular.running;
+    let total = spot + regular;
+    let Some(cpu) = signals.cpu else {
+        return Decision::Hold("no recent CPU telemetry for the fleet, so no basis for a change".into());
+    };
+    let band = format!("{:.0}–{:.0} %", band_of.scale_in_below, band_of.scale_out_above);
+    let base = match signals.window_vms.filter(|v| v.is_finite() && *v > 0.0) {
+        Some(v) => v,
+        None => f64::from(if serving > 0 { serving } else { total.max(1) }),
+    };
+    // HPA's 10 % tolerance: within it of the target, the VMs there are what is needed (CPU is
+    // averaged over minutes and lags every change; acting on a hair above target overshoots).
+    let ratio = cpu / band_of.target;
+    let reactive = if (ratio - 1.0).abs() <= 0.1 { base.round() as u32 } else { (base * ratio).ceil() as u32 };
+    // What the forecast's upper bound would need at the target utilization (growth only).
+    let growth = signals.growth;
+    let predicted = growth.filter(|g| g.is_finite() && *g > 1.0).map(|g| (base * cpu * g / band_of.target).ceil() as u32);
+    // Spot the fleet is not delivering: evicted and not replaced (the pool is dry), or
+    // deallocated. Compute Fleet does not backfill with regular VMs; the planner does.
+    let delivering = fleet.spot.running + fleet.spot.creating;
+    let shortfall = spot.saturating_sub(delivering);
+    let max_regular_policy = limits.max_regular.unwrap_or(u32::MAX);
+    // Backfill only what the load needs: the missing spot VMs, no more than the serving VMs
+    // fall short of the target utilization (a backfill already in place is counted as serving).
+    // VMs still booting will serve in a minute or two: they count.
+    let booting = fleet.spot.creating + fleet.regular.creating;
+    let needed = reactive.saturating_sub(serving + booting);
+    // A need larger than the missing spot is a scale-out (below), not a backfill.
+    if shortfall > 0 && needed > 0 && needed <= shortfall && cpu >= band_of.scale_in_below && regular < max_regular_policy {
+        let step = limits.max_step_up.unwrap_or(u32::MAX).min(limits.approval_above_delta.map_or(u32::MAX, |a| a.max(1)));
+        let add = shortfall.min(needed).min(step).min(max_regular_policy - regular);
+        return Decision::Scale {
+            spot,
+            regular: regular + add,
+            vm_sizes: None,
+            why: format!(
+                "{shortfall} of the fleet's {spot} spot VMs are not serving (evicted and not replaced, or deallocated) while CPU is {cpu:.1} %; backfilling with {add} regular VMs (regular {regular}→{}) until spot returns",
+                regular + add
+            ),
+        };
+    }
+    // The forecast leads a scale-out only when its upper bound takes CPU past the band: inside
+    // the band, the noise of an upper bound must not grow the fleet on every look.
+    let predicted = predicted.filter(|_| growth.is_some_and(|g| cpu * g > band_of.scale_out_above));
+    let in_band = (band_of.scale_in_below..=band_of.scale_out_above).contains(&cpu);
+    if in_band && predicted.is_none_or(|p| p <= total) {
+        return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, inside the {band} band"));
+    }
+    // The policy's minimum, and the fleet's own minCapacity (Azure refuses anything below it).
+    let (min_spot, max_spot) = (limits.min_spot.unwrap_or(0).max(fleet.spot.min_capacity), limits.max_spot.unwrap_or(u32::MAX));
+    let (min_regular, max_regular) = (limits.min_regular.unwrap_or(0).max(fleet.regular.min_capacity), max_regular_policy);
+    let step_limit = |absolute: Option<u32>, percent: Option<f64>| {
+        let absolute = absolute.unwrap_or(u32::MAX);
+        let limit = match percent {
+            Some(pc) => absolute.min(((f64::from(total) * pc / 100.0).floor() as u32).max(1)),
+            None => absolute,
+        };
+        // Stay under the approval threshold: the planner acts on its own within it.
+        match limits.approval_above_delta {
+            Some(a) => limit.min(a.max(1)),
+            None => limit,
+        }
+    };
+    // The forecast only adds capacity ahead of demand: below the band it is not consulted
+    // (a forecast trained on yesterday's level must not hold a fleet up after demand fell).
+    // Spot VMs that count towards capacity but serve nothing (deallocated) are added back.
+    let wanted = if cpu < band_of.scale_in_below { reactive } else { reactive.max(predicted.unwrap_or(0)) + shortfall };
+    if wanted >= total && cpu < band_of.scale_in_below {
+        return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, but the fleet is at its floor"));
+    }
+    if wanted < total && signals.rising {
+        return Decision::Hold(format!(
+            "CPU is {cpu:.1} % on {serving} running VMs, below the {band} band, but demand is rising: no scale-in while it climbs"
+        ));
+    }
+    let (lo, hi) = (min_spot + min_regular, max_spot.saturating_add(max_regular));
+    let mut target_total = wanted.clamp(lo, hi);
+    if target_total > total {
+        target_total = target_total.min(total + step_limit(limits.max_step_up, limits.max_step_up_percent));
+    } else {
+        target_total = target_total.max(total.saturating_sub(step_limit(limits.max_step_down, limits.max_step_down_percent)));
+    }
+    if target_total == total {
+        return Decision::Hold(format!(
+            "CPU is {cpu:.1} % on {serving} running VMs, but the fleet is at the bound of what the policy allows ({total} VMs)"
+        ));
+    }
+    // Scale-out adds spot (regular only past spot's maximum); scale-in releases regular above
+    // its floor first (it costs several times spot: this is also how a backfill is released
+    // once spot serves again), then spot.
+    let (new_spot, new_regular) = if target_total > total {
+        let new_spot = (target_total.saturating_sub(regular)).clamp(min_spot, max_spot);
+        (new_spot, target_total.saturating_sub(new_spot).clamp(min_regular, max_regular))
+    } else if shortfall > 0 {
+        // Spot is short: the cut goes to spot first (the executor deletes the VMs that serve
+        // nothing — deallocated, then booting — first), and the regular VMs that serve stay.
+        let cut = total - target_total;
+        let new_spot = spot.saturating_sub(cut).clamp(min_spot, max_spot);
+        let left = cut.saturating_sub(spot - new_spot.min(spot));
+        (new_spot, regular.saturating_sub(left).clamp(min_regular, max_regular))
+    } else {
+        let cut = total - target_total;
+        let new_regular = regular.saturating_sub(cut).clamp(min_regular, max_regular);
+        let left = cut.saturating_sub(regular - new_regular.min(regular));
+        (spot.saturating_sub(left).clamp(min_spot, max_spot), new_regular)
+    };
+    let direction = if target_total > total { "out" } else { "in" };
+    let forecast = match (predicted, growth) {
+        (Some(p), Some(g)) if p > reactive && cpu >= band_of.scale_in_below => {
+            format!("; demand is forecast to grow up to {:.0} % in the next minutes, which needs {p} VMs", (g - 1.0) * 100.0)
+        }
+        _ => String::new(),
+    };
+    let why = format!(
+        "CPU averaged {cpu:.1} % over the last minutes on {serving} running VMs (target {:.0} %, band {band}); {reactive} VMs would bring it to the target{forecast}; scaling {direction} from {total} to {} VMs (spot {spot}→{new_spot}, regular {regular}→{new_regular}) within the policy's bounds and step limits",
+        band_of.target,
+        new_spot + new_regular
+    );
+    if new_spot == spot && new_regular == regular {
+        return Decision::Hold(format!("CPU is {cpu:.1} %, but the policy's bounds leave no room to move"));
+    }
+    Decision::Scale { spot: new_spot, regular: new_regular, vm_sizes: None, why }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(sizes: &[&str]) -> FleetView {
+        FleetView {
+            spot: Tier { capacity: 20, running: 20, ..Tier::default() },
+            regular: Tier { capacity: 10, running: 10, ..Tier::default() },
+            vm_sizes: sizes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits { max_step_up: Some(10), max_step_down: Some(10), approval_above_delta: Some(8), ..Limits::default() }
+    }
+
+    fn cpu(c: f64) -> Signals {
+        Signals { cpu: Some(c), ..Signals::default() }
+    }
+
+    #[test]
+    fn a_scale_decision_also_diversifies_a_fleet_on_one_size() {
+        let prices = PriceTable::embedded();
+        let d = decide(&fleet(&["Standard_D4s_v5"]), &limits(), &cpu(90.0), &Band::default(), &prices);
+        let Decision::Scale { spot, regular, vm_sizes, why } = d else { panic!("{d:?}") };
+        assert_eq!((spot, regular), (28, 10));
+        assert_eq!(vm_sizes.unwrap(), ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"]);
+        assert!(why.contains("listing sizes") && why.contains("eviction band"), "{why}");
+        // A well-listed fleet keeps its sizes; a hold changes nothing.
+        let listed = ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"];
+        let d = decide(&fleet(&listed), &limits(), &cpu(90.0), &Band::default(), &prices);
+        assert!(matches!(d, Decision::Scale { vm_sizes: None, .. }), "{d:?}");
+        let d = decide(&fleet(&["Standard_D4s_v5"]), &limits(), &cpu(60.0), &Band::default(), &prices);
+        assert!(matches!(d, Decision::Hold(_)), "{d:?}");
+    }
+
+    #[test]
+    fn a_backfill_is_sized_by_the_load_and_the_guardrail_policy_limits_it() {
+        let prices = PriceTable::embedded();
+        let mut f = fleet(&["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"]);
+        f.spot.running = 8;
+        let policy = fleetpilot_guardrails::Policy { max_regular: 12, ..fleetpilot_guardrails::Policy::default() };
+        let d = decide(&f, &Limits::from(&policy), &cpu(80.0), &Band::default(), &prices);
+        let Decision::Scale { spot, regular, why, .. } = d else { panic!("{d:?}") };
+        assert_eq!(spot, 20, "the spot target is kept for when the pool returns");
+        assert_eq!(regular, 12, "the policy's max_regular bounds the backfill");
+        assert!(why.contains("backfilling"), "{why}");
+    }
+}
