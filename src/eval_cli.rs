@@ -1,6 +1,7 @@
 //! `fleetpilot eval policies`: every policy (fleetpilot's, the baselines, the oracle) over
-//! every trace, on the same demand and the same spot weather, in the policy crate's
-//! minute-level fleet model; a table or JSON, and an SVG plot per trace.
+//! every trace, on the same demand and the same spot weather, in the emulator's stepped world
+//! (see `eval_emulated`) or the policy crate's minute-level fleet model; a table or JSON, and
+//! an SVG plot per trace.
 
 use std::path::{Path, PathBuf};
 
@@ -28,15 +29,44 @@ fn policy_named(name: &str, peak: f64, config: &SimConfig) -> Option<Box<dyn Pol
     })
 }
 
-/// Run the policy named over `demand` and `weather` under the evaluation's guardrail rules
-/// (5-minute stabilization): static provisioning from its own size (the peak), the others from
-/// `initial` (spot, regular). `None` for the oracle or an unknown name.
+/// Run the policy named over `demand` and `weather` in the policy crate's model, under the
+/// evaluation's guardrail rules (5-minute stabilization): static provisioning from its own
+/// size (the peak), the others from `initial` (spot, regular). `None` for the oracle or an
+/// unknown name.
 pub fn run_policy(name: &str, demand: &[f64], weather: &Weather, config: &SimConfig, initial: (u32, u32)) -> Option<Outcome> {
+    run_on(Engine::Model, name, demand, weather, config, initial, 0)
+}
+
+/// [`run_policy`] on an engine; `seed` seeds the emulator's world.
+fn run_on(
+    engine: Engine,
+    name: &str,
+    demand: &[f64],
+    weather: &Weather,
+    config: &SimConfig,
+    initial: (u32, u32),
+    seed: u64,
+) -> Option<Outcome> {
     let peak = demand.iter().copied().fold(0.0, f64::max);
     let mut policy = policy_named(name, peak, config)?;
     let start = if name == "static-peak" { policy.decide(&first_observation(config)) } else { initial };
     let mut guard = sim::guardrails(sim::eval_rules(config));
-    Some(sim::run(policy.as_mut(), demand, weather, config, start, 5, &mut guard))
+    Some(match engine {
+        Engine::Model => sim::run(policy.as_mut(), demand, weather, config, start, 5, &mut guard),
+        Engine::Emulator => {
+            let mut fleet = crate::eval_emulated::EmulatedFleet::new(demand, weather, config, start, seed);
+            sim::drive(policy.as_mut(), &mut fleet, demand.len(), config, start, 5, &mut guard)
+        }
+    })
+}
+
+/// Where the policies' targets are carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// The emulator's world, stepped minute by minute.
+    Emulator,
+    /// The policy crate's minute-level model.
+    Model,
 }
 
 /// Output format.
@@ -56,6 +86,7 @@ pub struct EvalOptions {
     pub format: Format,
     pub plot: Option<PathBuf>,
     pub seed: u64,
+    pub engine: Engine,
 }
 
 /// The model every policy is run in: D4s_v5 prices, a 2-minute boot, the SLA at 95 %
@@ -79,7 +110,7 @@ pub fn model(demand: &[f64]) -> SimConfig {
 type Series = Vec<(String, Vec<u32>)>;
 
 /// Run the policies named (all when empty) over one demand series.
-pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> Result<(Value, Series)> {
+pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64, engine: Engine) -> Result<(Value, Series)> {
     if demand.is_empty() {
         bail!("trace {name} has no minutes");
     }
@@ -87,7 +118,13 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> R
     // Calm spot evicts 2.5 % a day; a storm about every two days evicts 5 % a minute for 20–60 minutes.
     let weather = Weather::draw(demand.len(), seed, 0.025, 2880, 0.05);
     let want = |p: &str| policies.is_empty() || policies.iter().any(|q| q == p);
-    let (oracle_cost, oracle_serving) = fleetpilot_policy::oracle::oracle(demand, &weather, &config);
+    let (oracle_cost, oracle_serving) = match engine {
+        Engine::Model => fleetpilot_policy::oracle::oracle(demand, &weather, &config),
+        Engine::Emulator => {
+            let needs: Vec<u32> = demand.iter().map(|d| crate::eval_emulated::need(*d, &config)).collect();
+            fleetpilot_policy::oracle::oracle_for_needs(&needs, &weather, &config)
+        }
+    };
     // The fleet is already serving when the trace starts: sized for its first minutes (the
     // traces' first minute is often partial).
     let opening = demand.iter().take(5).copied().fold(0.0, f64::max);
@@ -99,7 +136,7 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> R
         if !want(policy_name) || policy_name == "oracle" {
             continue;
         }
-        let Some(outcome) = run_policy(policy_name, demand, &weather, &config, initial) else { continue };
+        let Some(outcome) = run_on(engine, policy_name, demand, &weather, &config, initial, seed) else { continue };
         series.push((policy_name.to_string(), outcome.serving.clone()));
         rows.push(json!({
             "policy": policy_name,
@@ -137,7 +174,11 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64) -> R
     let needed: Vec<u32> = demand.iter().map(|d| (d / config.vm_rate).ceil() as u32).collect();
     series.insert(0, ("demand (VMs at 100 %)".into(), needed));
     let storms = weather.available.iter().filter(|a| !**a).count();
-    Ok((json!({"trace": name, "minutes": demand.len(), "storm_minutes": storms, "policies": rows}), series))
+    let engine = match engine {
+        Engine::Emulator => "emulator",
+        Engine::Model => "model",
+    };
+    Ok((json!({"trace": name, "engine": engine, "minutes": demand.len(), "storm_minutes": storms, "policies": rows}), series))
 }
 
 fn first_observation(config: &SimConfig) -> sim::Observation<'_> {
@@ -209,7 +250,7 @@ pub fn run(options: &EvalOptions) -> Result<()> {
             n if trace.partial_edges && n > 2 => &trace.per_minute[1..n - 1],
             _ => &trace.per_minute[..],
         };
-        let (result, series) = evaluate(&name, demand, &options.policies, options.seed)?;
+        let (result, series) = evaluate(&name, demand, &options.policies, options.seed, options.engine)?;
         if let Some(dir) = &options.plot {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             let file = dir
@@ -227,10 +268,11 @@ pub fn run(options: &EvalOptions) -> Result<()> {
         Format::Table => {
             for t in &traces {
                 println!(
-                    "{} ({} minutes, {} storm minutes)",
+                    "{} ({} minutes, {} storm minutes, {})",
                     t["trace"].as_str().unwrap_or(""),
                     t["minutes"],
-                    t["storm_minutes"]
+                    t["storm_minutes"],
+                    t["engine"].as_str().unwrap_or("")
                 );
                 println!(
                     "  {:<12} {:>10} {:>8} {:>8} {:>10} {:>8} {:>6} {:>8} {:>7}",

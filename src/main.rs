@@ -5,6 +5,7 @@ mod autonomy;
 mod chat;
 mod config;
 mod eval_cli;
+mod eval_emulated;
 mod incidents_cli;
 mod job_cli;
 mod kql_cli;
@@ -234,6 +235,11 @@ enum EvalCommand {
         /// Seed of the spot weather (the same for every policy).
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Where the targets are carried out: the emulator's world, stepped minute by minute
+        /// (Compute Fleet goal seeking, boot jitter, M/M/c latency SLA), or the policy crate's
+        /// minute-level model (faster; SLA at 95 % utilization).
+        #[arg(long, value_enum, default_value = "emulator")]
+        engine: eval_cli::Engine,
     },
     /// Run the incident suite: each incident k times in the emulator's stepped mode, the agent
     /// invoked on every alert as in production; report pass^1, pass^k, the safety subset,
@@ -541,8 +547,8 @@ fn main() -> std::process::ExitCode {
                         ProposalsCommand::Reject { id, note, .. } => admin_cli::review(&store, &config, &id, false, &note),
                     }
                 }
-                Command::Eval(EvalCommand::Policies { traces, policies, format, plot, seed }) => {
-                    eval_cli::run(&eval_cli::EvalOptions { traces, policies, format, plot, seed })
+                Command::Eval(EvalCommand::Policies { traces, policies, format, plot, seed, engine }) => {
+                    eval_cli::run(&eval_cli::EvalOptions { traces, policies, format, plot, seed, engine })
                 }
                 Command::Eval(EvalCommand::Incidents { dir, model, k, split, format, out, baseline, only, jobs }) => {
                     let config = config::load(cli.config.as_deref(), &config::Overrides::default())?;

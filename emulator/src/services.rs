@@ -101,6 +101,27 @@ pub fn erlang_c(c: f64, a: f64) -> f64 {
     c_prob.clamp(0.0, 1.0)
 }
 
+/// The p95 latency (ms) of a minute in which `servers` servers, each taking `service_time_ms`
+/// per request on average, were offered `offered` requests, served `served` and left `queued`
+/// waiting (see the module's documentation); infinite when nothing serves and work waits.
+pub fn p95_latency_ms(servers: f64, service_time_ms: f64, offered: f64, served: f64, queued: f64) -> f64 {
+    let mu = 60_000.0 / service_time_ms.max(1e-6);
+    let capacity = servers * mu;
+    if capacity <= 0.0 {
+        return if offered > 0.0 { f64::INFINITY } else { 0.0 };
+    }
+    let service_p95_ms = 20f64.ln() / mu * 60_000.0;
+    let lambda = served;
+    let wait_ms = if lambda < capacity {
+        let c = erlang_c(servers, lambda / mu);
+        if c > 0.05 { (c / 0.05).ln() / (capacity - lambda) * 60_000.0 } else { 0.0 }
+    } else {
+        // Saturated: the wait is that of the work in line.
+        60_000.0
+    };
+    service_p95_ms + wait_ms + queued / capacity * 60_000.0
+}
+
 /// Serve one minute: returns the ledger row and updates the queue.
 pub fn serve_minute(spec: &ServiceSpec, state: &mut ServiceState, fleet: &FleetRecord, minute: OffsetDateTime) -> LedgerRow {
     let elapsed = (minute - spec.started).as_seconds_f64() / 60.0;
@@ -127,21 +148,7 @@ pub fn serve_minute(spec: &ServiceSpec, state: &mut ServiceState, fleet: &FleetR
     let dropped = backlog - queued;
     state.queue = queued;
     let utilization = if capacity > 0.0 { served / capacity } else { 0.0 };
-    let service_p95_ms = 20f64.ln() / mu * 60_000.0;
-    let latency_p95_ms = if capacity <= 0.0 {
-        if offered > 0.0 { f64::INFINITY } else { 0.0 }
-    } else {
-        let lambda = served;
-        let a = lambda / mu;
-        let wait_ms = if lambda < capacity {
-            let c = erlang_c(servers, a);
-            if c > 0.05 { (c / 0.05).ln() / (capacity - lambda) * 60_000.0 } else { 0.0 }
-        } else {
-            // Saturated: the wait is that of the work in line.
-            60_000.0
-        };
-        service_p95_ms + wait_ms + queued / capacity * 60_000.0
-    };
+    let latency_p95_ms = p95_latency_ms(servers, spec.service_time_ms, offered, served, queued);
     let served_fraction = if arrivals > 0.0 { 1.0 - (dropped / arrivals).min(1.0) } else { 1.0 };
     let sla_met = latency_p95_ms <= spec.sla_p95_ms && served_fraction >= spec.sla_served_fraction;
     let _ = Priority::Spot;

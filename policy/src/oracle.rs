@@ -15,16 +15,22 @@ const OFF: usize = 0;
 const SPOT: usize = 1;
 const REG: usize = 2;
 
-/// The oracle's total cost (USD) and its serving VMs per minute.
+/// The oracle's total cost (USD) and its serving VMs per minute, with a minute's need at the
+/// model's SLA: `ceil(demand / (rate × SLA utilization))` VMs.
 pub fn oracle(demand: &[f64], weather: &Weather, config: &SimConfig) -> (f64, Vec<u32>) {
     let n: Vec<u32> = demand.iter().map(|d| (d / (config.vm_rate * config.sla_utilization)).ceil().max(0.0) as u32).collect();
+    oracle_for_needs(&n, weather, config)
+}
+
+/// The oracle for a given need per minute (VMs serving), e.g. from another SLA model.
+pub fn oracle_for_needs(n: &[u32], weather: &Weather, config: &SimConfig) -> (f64, Vec<u32>) {
     let layers = n.iter().copied().max().unwrap_or(0).max(config.min_regular);
     let price = [0.0, config.spot_usd_hour / 60.0, config.regular_usd_hour / 60.0];
     let boot = config.boot_minutes as f64;
     let calm = |t: usize| {
         weather.available[t] && weather.eviction[t] <= weather.eviction.iter().copied().fold(f64::INFINITY, f64::min) * 1.0001
     };
-    let minutes = demand.len();
+    let minutes = n.len();
     let mut total = 0.0;
     let mut serving = vec![0u32; minutes];
     for k in 1..=layers {

@@ -204,9 +204,147 @@ pub fn guardrails(rules: fleetpilot_guardrails::Policy) -> impl FnMut(usize, (u3
     }
 }
 
-/// Run `policy` over `demand` (requests per minute) and `weather`, from `initial` targets
-/// (spot, regular) already running. Targets are held to the bounds every minute, and a change
-/// happens only when `guard` allows it.
+/// The fleet at the start of a minute, as a [`FleetModel`] reports it to the policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FleetNow {
+    /// Serving VMs (spot, regular).
+    pub running: (u32, u32),
+    /// Booting VMs (spot, regular).
+    pub booting: (u32, u32),
+    /// Spot VMs evicted last minute.
+    pub evicted: u32,
+    /// Whether new spot VMs could be had last minute.
+    pub spot_available: bool,
+}
+
+/// One minute carried out, as a [`FleetModel`] reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Minute {
+    /// Requests that arrived.
+    pub demand: f64,
+    /// Requests the serving VMs could serve.
+    pub capacity: f64,
+    /// What the minute cost (USD): every VM booting or serving.
+    pub cost_usd: f64,
+    /// Whether the minute met the SLA.
+    pub sla_met: bool,
+    /// Requests not served.
+    pub unserved: f64,
+    /// Serving VMs.
+    pub serving: u32,
+    /// Spot VMs evicted.
+    pub evicted: u32,
+}
+
+/// Where a policy's targets are carried out, minute by minute: [`ModelFleet`] (this module's
+/// model) or the emulator's world (`fleetpilot eval policies --engine emulator`).
+pub trait FleetModel {
+    /// The fleet at the start of minute `t`.
+    fn now(&self, t: usize) -> FleetNow;
+    /// Carry out minute `t` towards `target` (spot, regular): boots, evictions, orders and
+    /// deletions, serving; what happened.
+    fn minute(&mut self, t: usize, target: (u32, u32)) -> Minute;
+}
+
+/// The minute-level model: VMs boot for `boot_minutes` (billed meanwhile); the weather's share
+/// of running spot is evicted each minute and replaced only while the pool has spot; surplus is
+/// deleted at once, booting VMs first.
+#[derive(Debug)]
+pub struct ModelFleet<'a> {
+    demand: &'a [f64],
+    weather: &'a Weather,
+    config: &'a SimConfig,
+    running: (u32, u32),
+    /// Booting VMs by the minute they start serving.
+    spot_boot: Vec<u32>,
+    reg_boot: Vec<u32>,
+    evicted_last: u32,
+    eviction_carry: f64,
+}
+
+impl<'a> ModelFleet<'a> {
+    /// A fleet serving `demand` in `weather`, with `initial` (spot, regular) VMs serving.
+    pub fn new(demand: &'a [f64], weather: &'a Weather, config: &'a SimConfig, initial: (u32, u32)) -> Self {
+        let slots = demand.len() + config.boot_minutes.max(1) + 1;
+        Self {
+            demand,
+            weather,
+            config,
+            running: initial,
+            spot_boot: vec![0; slots],
+            reg_boot: vec![0; slots],
+            evicted_last: 0,
+            eviction_carry: 0.0,
+        }
+    }
+
+    fn lead(&self) -> usize {
+        self.config.boot_minutes.max(1)
+    }
+}
+
+impl FleetModel for ModelFleet<'_> {
+    fn now(&self, t: usize) -> FleetNow {
+        let ahead = t + self.lead() + 1;
+        let booting = |b: &[u32]| b[t..ahead].iter().sum::<u32>();
+        FleetNow {
+            running: self.running,
+            booting: (booting(&self.spot_boot), booting(&self.reg_boot)),
+            evicted: self.evicted_last,
+            spot_available: t == 0 || self.weather.available[t - 1],
+        }
+    }
+
+    fn minute(&mut self, t: usize, target: (u32, u32)) -> Minute {
+        let (lead, config) = (self.lead(), self.config);
+        // Orders land `boot_minutes` ahead, so nothing boots past this minute's window.
+        let ahead = t + lead + 1;
+        let (mut spot_run, mut reg_run) = self.running;
+        // Boots that finish now join the serving VMs.
+        spot_run += std::mem::take(&mut self.spot_boot[t]);
+        reg_run += std::mem::take(&mut self.reg_boot[t]);
+        // Evictions: the weather's share of running spot VMs.
+        self.eviction_carry += f64::from(spot_run) * self.weather.eviction[t];
+        let evicted = (self.eviction_carry.floor() as u32).min(spot_run);
+        self.eviction_carry -= f64::from(evicted);
+        spot_run -= evicted;
+        self.evicted_last = evicted;
+        // Converge to the targets: order what is missing, delete the surplus (booting first).
+        let converge = |run: &mut u32, boot: &mut Vec<u32>, want: u32, can_order: bool| {
+            let have = *run + boot[t + 1..ahead].iter().sum::<u32>();
+            if have < want && can_order {
+                boot[t + lead] += want - have;
+            } else if have > want {
+                let mut extra = have - want;
+                for slot in boot[t + 1..ahead].iter_mut().rev() {
+                    let take = (*slot).min(extra);
+                    *slot -= take;
+                    extra -= take;
+                }
+                *run -= extra.min(*run);
+            }
+        };
+        converge(&mut spot_run, &mut self.spot_boot, target.0, self.weather.available[t]);
+        converge(&mut reg_run, &mut self.reg_boot, target.1, true);
+        let spot_billed = spot_run + self.spot_boot[t + 1..ahead].iter().sum::<u32>();
+        let reg_billed = reg_run + self.reg_boot[t + 1..ahead].iter().sum::<u32>();
+        self.running = (spot_run, reg_run);
+        let capacity = f64::from(spot_run + reg_run) * config.vm_rate;
+        let d = self.demand[t];
+        Minute {
+            demand: d,
+            capacity,
+            cost_usd: (f64::from(spot_billed) * config.spot_usd_hour + f64::from(reg_billed) * config.regular_usd_hour) / 60.0,
+            sla_met: d <= config.sla_utilization * capacity || d == 0.0,
+            unserved: (d - capacity).max(0.0),
+            serving: spot_run + reg_run,
+            evicted,
+        }
+    }
+}
+
+/// Run `policy` over `demand` (requests per minute) and `weather` in the [`ModelFleet`], from
+/// `initial` targets (spot, regular) already running. See [`drive`].
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     policy: &mut dyn Policy,
@@ -217,32 +355,39 @@ pub fn run(
     stabilization: usize,
     guard: &mut Guard<'_>,
 ) -> Outcome {
-    let n = demand.len();
-    let (mut spot_run, mut reg_run) = initial;
-    // Booting VMs by the minute they start serving.
-    let lead = config.boot_minutes.max(1);
-    let mut spot_boot: Vec<u32> = vec![0; n + lead + 1];
-    let mut reg_boot: Vec<u32> = vec![0; n + lead + 1];
+    let mut fleet = ModelFleet::new(demand, weather, config, initial);
+    drive(policy, &mut fleet, demand.len(), config, initial, stabilization, guard)
+}
+
+/// Run `policy` for `minutes` on `fleet`, from `initial` targets (spot, regular). Targets are
+/// held to the bounds of `config` every minute, and a change happens only when `guard` allows
+/// it; opposite changes within `stabilization` minutes of each other count as flaps.
+pub fn drive(
+    policy: &mut dyn Policy,
+    fleet: &mut dyn FleetModel,
+    minutes: usize,
+    config: &SimConfig,
+    initial: (u32, u32),
+    stabilization: usize,
+    guard: &mut Guard<'_>,
+) -> Outcome {
     let mut target = initial;
-    let (mut cost, mut met, mut unserved, mut slack_sum, mut slack_n) = (0.0, 0usize, 0.0, 0.0, 0usize);
+    let (mut cost, mut met, mut unserved, mut total_demand, mut slack_sum, mut slack_n) = (0.0, 0usize, 0.0, 0.0, 0.0, 0usize);
     let (mut actions, mut flaps, mut denied) = (0u32, 0u32, 0u32);
     let mut last_moves: Vec<(usize, i8)> = Vec::new();
-    let mut evicted_last = 0u32;
-    let mut eviction_carry = 0.0;
-    let mut serving = Vec::with_capacity(n);
-    let mut evictions = Vec::with_capacity(n);
-    for t in 0..n {
-        // Orders land `boot_minutes` ahead, so nothing boots past this minute's window.
-        let ahead = t + lead + 1;
-        let booting = |b: &[u32]| b[t..ahead].iter().sum::<u32>();
+    let mut history = Vec::with_capacity(minutes);
+    let mut serving = Vec::with_capacity(minutes);
+    let mut evictions = Vec::with_capacity(minutes);
+    for t in 0..minutes {
+        let now = fleet.now(t);
         let obs = Observation {
             t,
-            demand_history: &demand[..t],
-            running: (spot_run, reg_run),
-            booting: (booting(&spot_boot), booting(&reg_boot)),
+            demand_history: &history,
+            running: now.running,
+            booting: now.booting,
             target,
-            evicted: evicted_last,
-            spot_available: t == 0 || weather.available[t - 1],
+            evicted: now.evicted,
+            spot_available: now.spot_available,
             config,
         };
         let (mut s, mut r) = policy.decide(&obs);
@@ -266,55 +411,23 @@ pub fn run(
             }
             target = (s, r);
         }
-        // Boots that finish now join the serving VMs.
-        spot_run += spot_boot[t];
-        spot_boot[t] = 0;
-        reg_run += reg_boot[t];
-        reg_boot[t] = 0;
-        // Evictions: the weather's share of running spot VMs.
-        eviction_carry += f64::from(spot_run) * weather.eviction[t];
-        let evicted = (eviction_carry.floor() as u32).min(spot_run);
-        eviction_carry -= f64::from(evicted);
-        spot_run -= evicted;
-        evicted_last = evicted;
-        // Converge to the targets: order what is missing, delete the surplus (booting first).
-        let converge = |run: &mut u32, boot: &mut Vec<u32>, want: u32, can_order: bool| {
-            let have = *run + boot[t + 1..ahead].iter().sum::<u32>();
-            if have < want && can_order {
-                boot[t + lead] += want - have;
-            } else if have > want {
-                let mut extra = have - want;
-                for slot in boot[t + 1..ahead].iter_mut().rev() {
-                    let take = (*slot).min(extra);
-                    *slot -= take;
-                    extra -= take;
-                }
-                *run -= extra.min(*run);
-            }
-        };
-        converge(&mut spot_run, &mut spot_boot, target.0, weather.available[t]);
-        converge(&mut reg_run, &mut reg_boot, target.1, true);
-        let spot_billed = spot_run + spot_boot[t + 1..ahead].iter().sum::<u32>();
-        let reg_billed = reg_run + reg_boot[t + 1..ahead].iter().sum::<u32>();
-        cost += (f64::from(spot_billed) * config.spot_usd_hour + f64::from(reg_billed) * config.regular_usd_hour) / 60.0;
-        let capacity = f64::from(spot_run + reg_run) * config.vm_rate;
-        let d = demand[t];
-        if d <= config.sla_utilization * capacity || d == 0.0 {
-            met += 1;
-        }
-        unserved += (d - capacity).max(0.0);
-        if capacity > 0.0 {
-            slack_sum += (1.0 - d / capacity).max(0.0);
+        let m = fleet.minute(t, target);
+        cost += m.cost_usd;
+        met += usize::from(m.sla_met);
+        unserved += m.unserved;
+        total_demand += m.demand;
+        if m.capacity > 0.0 {
+            slack_sum += (1.0 - m.demand / m.capacity).max(0.0);
             slack_n += 1;
         }
-        serving.push(spot_run + reg_run);
-        evictions.push(evicted);
+        history.push(m.demand);
+        serving.push(m.serving);
+        evictions.push(m.evicted);
     }
-    let total_demand: f64 = demand.iter().sum();
     Outcome {
         policy: policy.name().into(),
         cost_usd: (cost * 100.0).round() / 100.0,
-        sla_met_pct: 100.0 * met as f64 / n.max(1) as f64,
+        sla_met_pct: 100.0 * met as f64 / minutes.max(1) as f64,
         unserved_pct: if total_demand > 0.0 { 100.0 * unserved / total_demand } else { 0.0 },
         actions,
         flaps,

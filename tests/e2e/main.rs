@@ -538,6 +538,7 @@ async fn eval_policies_prints_the_comparison_as_json() -> Result<()> {
     let out = run().await?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let body: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(body["traces"][0]["engine"], "emulator", "the emulator's stepped world by default");
     let policies = body["traces"][0]["policies"].as_array().context("policies")?;
     let names: Vec<&str> = policies.iter().filter_map(|p| p["policy"].as_str()).collect();
     assert_eq!(names, ["fleetpilot", "recipe-rule", "hpa", "static-peak", "spothedge", "oracle"]);
@@ -546,8 +547,18 @@ async fn eval_policies_prints_the_comparison_as_json() -> Result<()> {
             assert!(p[field].is_number(), "{field} missing in {p}");
         }
         assert!(p["cost_vs_oracle"].as_f64().unwrap_or(0.0) >= 1.0 - 1e-9, "nothing beats the oracle: {p}");
+        assert_eq!(p["flaps"], 0, "{p}");
     }
     assert_eq!(run().await?.stdout, out.stdout, "the same seed gives the same table");
+    // The policy crate's model, on request.
+    let model = tokio::process::Command::new(bin())
+        .args(["eval", "policies", "--format", "json", "--engine", "model", "--policy", "fleetpilot", "--trace"])
+        .arg(&trace)
+        .output()
+        .await?;
+    let model: Value = serde_json::from_slice(&model.stdout)?;
+    assert_eq!(model["traces"][0]["engine"], "model");
+    assert_eq!(model["traces"][0]["policies"].as_array().map(Vec::len), Some(1));
     let bad = tokio::process::Command::new(bin())
         .args(["eval", "policies", "--policy", "magic", "--trace"])
         .arg(&trace)
