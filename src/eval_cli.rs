@@ -3,7 +3,7 @@
 //! (see `eval_emulated`) or the policy crate's minute-level fleet model; a table or JSON, and
 //! an SVG plot per trace.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use fleetpilot_policy::policies::{Fleetpilot, Hpa, RecipeRule, SpotHedge, StaticPeak};
@@ -254,7 +254,7 @@ pub fn run(options: &EvalOptions) -> Result<()> {
         if let Some(dir) = &options.plot {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             let file = dir
-                .join(format!("{}.svg", Path::new(&name).file_stem().map_or(name.clone(), |s| s.to_string_lossy().into_owned())));
+                .join(format!("{}.svg", name.trim_end_matches(".gz").trim_end_matches(".csv")));
             std::fs::write(&file, svg(&format!("{name}: serving VMs per policy (seed {})", options.seed), &series))?;
         }
         traces.push(result);
