@@ -253,8 +253,7 @@ pub fn run(options: &EvalOptions) -> Result<()> {
         let (result, series) = evaluate(&name, demand, &options.policies, options.seed, options.engine)?;
         if let Some(dir) = &options.plot {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            let file = dir
-                .join(format!("{}.svg", name.trim_end_matches(".gz").trim_end_matches(".csv")));
+            let file = dir.join(format!("{}.svg", name.trim_end_matches(".gz").trim_end_matches(".csv")));
             std::fs::write(&file, svg(&format!("{name}: serving VMs per policy (seed {})", options.seed), &series))?;
         }
         traces.push(result);

@@ -12,7 +12,8 @@
 //! - `fleetpilot`: the larger of a reactive bound (the current level plus the 98th percentile
 //!   of how far demand rose above the level within the boot lead time over the last 4 hours —
 //!   see [`reactive_bound`]) and the demand forecast's upper bound over the boot lead time
-//!   (MSTL/ETS, refitted every 30 minutes on 5-minute history), at the SLA's utilization; spot
+//!   (MSTL/ETS, refitted every 30 minutes on 5-minute history, once two days of it show the
+//!   daily cycle), at the SLA's utilization; spot
 //!   above the regular floor; regular backfill for the spot that is not serving while the pool
 //!   is dry, released as spot returns (not within a stabilization window of growing it);
 //!   scale-in only to the highest need of the 10-minute window, only when the forecast does
@@ -196,7 +197,10 @@ impl Fleetpilot {
     fn forecast_upper(&mut self, obs: &Observation<'_>, minutes: usize) -> Option<f64> {
         let h = obs.demand_history;
         let stale = self.forecast.as_ref().is_none_or(|(at, _)| obs.t - at >= 30);
-        if stale && h.len() >= 60 {
+        // Only a forecast that has seen the daily cycle twice may lead capacity (as the agent's
+        // planner requires): with less history its bounds are guesses about the next hour, and
+        // the reactive bound covers that better.
+        if stale && h.len() >= 2 * 1440 {
             // 5-minute means of the last 3 days.
             let from = h.len().saturating_sub(3 * 1440);
             let steps: Vec<f64> = h[from..].chunks(5).map(|c| c.iter().sum::<f64>() / c.len() as f64).collect();
