@@ -6,12 +6,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use fleetpilot_policy::policies::{Fleetpilot, Hpa, RecipeRule, SpotHedge, StaticPeak};
+use fleetpilot_policy::policies::{AgentPlanner, Fleetpilot, Hpa, RecipeRule, SpotHedge, StaticPeak};
 use fleetpilot_policy::sim::{self, Outcome, Policy, SimConfig, Weather};
 use serde_json::{Value, json};
 
 /// Every policy name, in table order.
-pub const POLICIES: [&str; 6] = ["fleetpilot", "recipe-rule", "hpa", "static-peak", "spothedge", "oracle"];
+pub const POLICIES: [&str; 7] = ["fleetpilot", "agent-planner", "recipe-rule", "hpa", "static-peak", "spothedge", "oracle"];
 
 /// The baseline policies, in table order.
 pub const BASELINES: [&str; 4] = ["recipe-rule", "hpa", "static-peak", "spothedge"];
@@ -21,6 +21,7 @@ pub const BASELINES: [&str; 4] = ["recipe-rule", "hpa", "static-peak", "spothedg
 fn policy_named(name: &str, peak: f64, config: &SimConfig) -> Option<Box<dyn Policy>> {
     Some(match name {
         "fleetpilot" => Box::new(Fleetpilot::default()),
+        "agent-planner" => Box::new(AgentPlanner::new(&sim::eval_rules(config))),
         "recipe-rule" => Box::new(RecipeRule),
         "hpa" => Box::new(Hpa::default()),
         "static-peak" => Box::new(StaticPeak::new(peak, config.vm_rate, config.sla_utilization)),

@@ -67,7 +67,11 @@ pub struct EmulatedFleet<'a> {
 impl<'a> EmulatedFleet<'a> {
     /// The world for `demand` (requests per minute, in the model's units), with `initial`
     /// (spot, regular) VMs serving; `seed` seeds the world (boot jitter).
+    ///
+    /// # Panics
+    /// When `config.boot_minutes` is not 2: the world's boot (150 s ± 20 %) matches only that.
     pub fn new(demand: &[f64], weather: &'a Weather, config: &SimConfig, initial: (u32, u32), seed: u64) -> Self {
+        assert_eq!(config.boot_minutes, 2, "the emulated fleet boots in 150 s ± 20 %, the model's 2 minutes");
         let start = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
         let world_config = WorldConfig {
             seed,
@@ -154,18 +158,19 @@ impl FleetModel for EmulatedFleet<'_> {
 
     fn minute(&mut self, t: usize, target: (u32, u32)) -> Minute {
         self.world.config.spot_pool_base = if self.weather.available[t] { SPOT_POOL } else { 0 };
+        let end = self.start + time::Duration::minutes(t as i64 + 1);
         let Some(fleet) = self.world.fleets.get_mut(&self.key) else { return Minute::default() };
-        // The weather's share of running spot, oldest first.
-        let running_spot = fleet.vms.iter().filter(|v| v.priority == Priority::Spot && v.state == VmState::Running).count();
+        // The weather's share of serving spot, oldest first: running, or booted by the end of the
+        // minute (as the model lets boots join before it evicts).
+        let serving = |v: &&fleetpilot_emulator::world::EmuVm| {
+            v.priority == Priority::Spot && (v.state == VmState::Running || (v.state == VmState::Creating && v.ready_at <= end))
+        };
+        let running_spot = fleet.vms.iter().filter(serving).count();
         self.eviction_carry += running_spot as f64 * self.weather.eviction[t];
         let evicted = (self.eviction_carry.floor() as usize).min(running_spot);
         self.eviction_carry -= evicted as f64;
-        let mut oldest: Vec<(OffsetDateTime, String, u64)> = fleet
-            .vms
-            .iter()
-            .filter(|v| v.priority == Priority::Spot && v.state == VmState::Running)
-            .map(|v| (v.created_at, v.scale_set.clone(), v.instance_id))
-            .collect();
+        let mut oldest: Vec<(OffsetDateTime, String, u64)> =
+            fleet.vms.iter().filter(serving).map(|v| (v.created_at, v.scale_set.clone(), v.instance_id)).collect();
         oldest.sort();
         oldest.truncate(evicted);
         fleet.vms.retain(|v| !oldest.iter().any(|(_, set, id)| *set == v.scale_set && *id == v.instance_id));
@@ -194,7 +199,6 @@ impl FleetModel for EmulatedFleet<'_> {
             }
         }
         self.world.seek_target(&self.key, false);
-        let end = self.start + time::Duration::minutes(t as i64 + 1);
         self.world.advance_to(end);
         let Some(row) = self.world.ledger.last() else { return Minute::default() };
         Minute {
@@ -273,10 +277,39 @@ mod tests {
         assert_eq!(in_world.serving, in_model.serving, "world {:?} model {:?}", in_world.serving, in_model.serving);
         // The SLA fails once capacity falls under demand (2 VMs serve 200 of 1,000).
         assert!(in_world.sla_met_pct < 100.0 && in_world.unserved_pct > 0.0);
-        // Billing: 12 VMs for 5 minutes, then fewer.
-        let hourly = 11.0 * c.spot_usd_hour + c.regular_usd_hour;
-        assert!(in_world.cost_usd > 5.0 * hourly / 60.0 - 0.01 && in_world.cost_usd < 10.0 * hourly / 60.0);
-        assert!((in_world.cost_usd - in_model.cost_usd).abs() < 0.02, "{} vs {}", in_world.cost_usd, in_model.cost_usd);
+        // Billing: the same, booting VMs included (the spot ordered at minute 8 bills in 8–9).
+        assert_eq!(in_world.cost_usd, in_model.cost_usd);
+        assert!(in_world.cost_usd > 0.0);
+    }
+
+    #[test]
+    fn boots_that_land_in_a_storm_are_evicted_as_in_the_model() {
+        let c = config();
+        // 40 minutes of demand so the cost is counted in dollars, not cents.
+        let demand = vec![1_000.0; 40];
+        let mut weather = Weather { eviction: vec![0.0; 40], available: vec![true; 40] };
+        // A storm from minute 3, when the scale-out ordered at minute 1 starts serving.
+        for m in 3..8 {
+            (weather.eviction[m], weather.available[m]) = (0.3, false);
+        }
+        let script = |t: usize| if t == 0 { (11, 1) } else { (31, 1) };
+        struct Script<F: Fn(usize) -> (u32, u32)>(F);
+        impl<F: Fn(usize) -> (u32, u32)> Policy for Script<F> {
+            fn name(&self) -> &'static str {
+                "script"
+            }
+            fn decide(&mut self, obs: &sim::Observation<'_>) -> (u32, u32) {
+                (self.0)(obs.t)
+            }
+        }
+        let mut world = EmulatedFleet::new(&demand, &weather, &c, (11, 1), 5);
+        let mut model = sim::ModelFleet::new(&demand, &weather, &c, (11, 1));
+        let in_world = sim::drive(&mut Script(script), &mut world, 40, &c, (11, 1), 0, &mut sim::unguarded());
+        let in_model = sim::drive(&mut Script(script), &mut model, 40, &c, (11, 1), 0, &mut sim::unguarded());
+        assert_eq!(in_world.evictions[3], 9, "30 % of the 31 spot serving from minute 3");
+        assert_eq!(in_world.evictions, in_model.evictions);
+        assert_eq!(in_world.serving, in_model.serving);
+        assert_eq!(in_world.cost_usd, in_model.cost_usd);
     }
 
     #[test]

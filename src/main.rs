@@ -214,9 +214,9 @@ struct StateArg {
 
 #[derive(Debug, Subcommand)]
 enum EvalCommand {
-    /// Run scaling policies (fleetpilot, recipe-rule, hpa, static-peak, spothedge, oracle) over
-    /// demand traces on the same spot weather, and compare cost, SLA, unserved demand, actions
-    /// and flaps. Traces: per-minute CSV (`timestamp,value`, the Alibaba per-minute file), the
+    /// Run scaling policies (fleetpilot, agent-planner, recipe-rule, hpa, static-peak, spothedge,
+    /// oracle) over demand traces on the same spot weather, and compare cost, SLA, unserved
+    /// demand, actions and flaps. Traces: per-minute CSV (`timestamp,value`, the Alibaba per-minute file), the
     /// Azure LLM and Functions formats, plain or gzip.
     Policies {
         /// A trace file (repeatable).

@@ -62,30 +62,23 @@ impl Planner {
     }
 }
 
-pub use fleetpilot_policy::planner::Decision;
-use fleetpilot_policy::planner::{Band, FleetView, Limits, Signals, Tier};
+use fleetpilot_policy::planner::{Band, FleetView, Limits, Tier};
+pub use fleetpilot_policy::planner::{Decision, Signals};
 
 /// Decide from the fleet (as `read_fleet` returns it), its policy (as `get_policy` returns it),
 /// the average CPU utilization of its VMs over the last minutes, and `growth`: the forecast's
 /// upper bound on demand over the next minutes relative to demand now (when there is one).
 /// The forecast can only add capacity: a scale-in is never driven by it.
 pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f64>, config: &PlannerConfig) -> Decision {
-    decide_with_trend(fleet, policy, cpu, growth, false, None, config)
+    decide_with_trend(fleet, policy, Signals { cpu, growth, ..Signals::default() }, config)
 }
 
-/// [`decide`], also knowing whether demand is rising now (the last 5 minutes' arrivals above
-/// the 10 before) and how many VMs ran, on average, over the window the CPU was averaged on.
+/// [`decide`] with every signal: also whether demand is rising now (the last 5 minutes'
+/// arrivals above the 10 before), how many VMs ran, on average, over the window the CPU was
+/// averaged on, and the VMs the demand's reactive bound needs ([`demand_need_of`]).
 /// The decision is [`fleetpilot_policy::planner::decide`]'s; this reads its inputs from the
 /// tools' JSON (a limit the policy does not state is no limit).
-pub fn decide_with_trend(
-    fleet: &Value,
-    policy: &Value,
-    cpu: Option<f64>,
-    growth: Option<f64>,
-    rising: bool,
-    window_vms: Option<f64>,
-    config: &PlannerConfig,
-) -> Decision {
+pub fn decide_with_trend(fleet: &Value, policy: &Value, signals: Signals, config: &PlannerConfig) -> Decision {
     let n = |path: &str| fleet.pointer(path).and_then(Value::as_u64).unwrap_or(0) as u32;
     let tier = |priority: &str| Tier {
         capacity: n(&format!("/{priority}/capacity")),
@@ -96,7 +89,12 @@ pub fn decide_with_trend(
     let names = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
     };
-    let view = FleetView { spot: tier("spot"), regular: tier("regular"), vm_sizes: names(fleet.get("vm_sizes")) };
+    let view = FleetView {
+        spot: tier("spot"),
+        regular: tier("regular"),
+        vm_sizes: names(fleet.get("vm_sizes")),
+        location: fleet.get("location").and_then(Value::as_str).unwrap_or_default().to_string(),
+    };
     let p = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_u64).map(|x| x as u32);
     let pf = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_f64);
     let limits = Limits {
@@ -116,8 +114,30 @@ pub fn decide_with_trend(
         scale_out_above: config.scale_out_above,
         scale_in_below: config.scale_in_below,
     };
-    let signals = Signals { cpu, growth, rising, window_vms };
     fleetpilot_policy::planner::decide(&view, &limits, &signals, &band, &config.prices)
+}
+
+/// The demand bound's need from the per-minute query's table (`minute, arrivals, served, cpu,
+/// vms`): the arrivals, and what one VM serves a minute at full CPU (the median over the
+/// minutes with at least 10 % CPU of served ÷ CPU ÷ VMs). The boot lead is the emulator's and
+/// Compute Fleet's usual two to three minutes: two.
+pub fn demand_need_of(table: &Value) -> Option<u32> {
+    let rows = table.pointer("/tables/0/rows")?.as_array()?;
+    let cell = |row: &Value, i: usize| row.get(i).and_then(Value::as_f64).filter(|x| x.is_finite());
+    let arrivals: Vec<f64> = rows.iter().filter_map(|r| cell(r, 1)).collect();
+    let mut rates: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| match (cell(r, 2), cell(r, 3), cell(r, 4)) {
+            (Some(served), Some(cpu), Some(vms)) if cpu >= 10.0 && vms > 0.0 => Some(served / (cpu / 100.0) / vms),
+            _ => None,
+        })
+        .collect();
+    if rates.is_empty() {
+        return None;
+    }
+    let mid = rates.len() / 2;
+    let rate = *rates.select_nth_unstable_by(mid, f64::total_cmp).1;
+    fleetpilot_policy::planner::demand_need(&arrivals, rate, 2)
 }
 
 /// Tool results in the conversation, by call id (parsed JSON, and whether it is an error).
@@ -175,8 +195,14 @@ impl ChatModel for Planner {
                 "AzureMetrics | where TimeGenerated > ago(15m) and ResourceId =~ {} | summarize cpu = avgif(Average, MetricName == 'Percentage CPU' and TimeGenerated > ago(10m)), arrivals = avgif(Average, MetricName == 'RequestsArrived'), newest = max(TimeGenerated), recent = avgif(Average, MetricName == 'RequestsArrived' and TimeGenerated > ago(5m)), earlier = avgif(Average, MetricName == 'RequestsArrived' and TimeGenerated <= ago(5m)), vms = avgif(Average, MetricName == 'RunningVMs' and TimeGenerated > ago(10m))",
                 Value::String(id.to_string())
             );
+            // Per-minute arrivals of the last four hours, and what a VM serves at full CPU.
+            let demand_query = format!(
+                "AzureMetrics | where TimeGenerated > ago(4h) and ResourceId =~ {} | summarize arrivals = sumif(Average, MetricName == 'RequestsArrived'), served = sumif(Average, MetricName == 'RequestsServed'), cpu = sumif(Average, MetricName == 'Percentage CPU'), vms = sumif(Average, MetricName == 'RunningVMs') by minute = bin(TimeGenerated, 1m) | order by minute asc",
+                Value::String(id.to_string())
+            );
             return calls(vec![
                 call("planner-query_kql", "query_kql", json!({"query": query, "timespan": "PT1H"})),
+                call("planner-query_demand", "query_kql", json!({"query": demand_query, "timespan": "PT4H"})),
                 call(
                     "planner-forecast_demand",
                     "forecast_demand",
@@ -212,7 +238,11 @@ impl ChatModel for Planner {
         });
         // Rising: the last 5 minutes' arrivals 2 % above the 10 minutes before.
         let rising = matches!((column(3), column(4)), (Some(recent), Some(earlier)) if recent > earlier * 1.02);
-        let decision = decide_with_trend(&fleet, &policy, cpu, growth, rising, column(5), c);
+        let demand_need = result_of(conversation, "planner-query_demand")
+            .filter(|(_, is_error)| !is_error)
+            .and_then(|(table, _)| demand_need_of(&table));
+        let signals = Signals { cpu, growth, rising, window_vms: column(5), demand_need };
+        let decision = decide_with_trend(&fleet, &policy, signals, c);
         let (spot, regular, vm_sizes, why) = match decision {
             Decision::Hold(why) => {
                 return answer(format!("Fleet {}: {why}. I left it as it is.", c.fleet), sink);
@@ -291,6 +321,14 @@ mod tests {
         PlannerConfig::new("f", "rg", "test")
     }
 
+    fn window(cpu: f64, vms: f64) -> Signals {
+        Signals { cpu: Some(cpu), window_vms: Some(vms), ..Signals::default() }
+    }
+
+    fn rising(cpu: f64) -> Signals {
+        Signals { cpu: Some(cpu), rising: true, ..Signals::default() }
+    }
+
     #[test]
     fn holds_inside_the_band_and_without_telemetry() {
         assert!(matches!(decide(&fleet(20, 10), &policy(), Some(55.0), None, &config()), Decision::Hold(_)));
@@ -354,14 +392,12 @@ mod tests {
         // 60 = 45 VMs are needed, which is what runs: no scale-out on a lagging average.
         let mut f = fleet(36, 10);
         f["spot"]["running"] = json!(35);
-        let d = decide_with_trend(&f, &policy(), Some(70.5), None, false, Some(38.0), &config());
+        let d = decide_with_trend(&f, &policy(), window(70.5, 38.0), &config());
         assert!(matches!(d, Decision::Hold(_)), "{d:?}");
         // A storm: 10 serve now, 22 on average over the window, at 66 %: the load needs 25.
         let mut f = fleet(20, 10);
         f["spot"]["running"] = json!(0);
-        let Decision::Scale { regular, why, .. } =
-            decide_with_trend(&f, &policy(), Some(66.0), None, false, Some(22.0), &config())
-        else {
+        let Decision::Scale { regular, why, .. } = decide_with_trend(&f, &policy(), window(66.0, 22.0), &config()) else {
             panic!()
         };
         assert!(regular > 10 && why.contains("backfilling"), "{why}");
@@ -369,10 +405,10 @@ mod tests {
 
     #[test]
     fn no_scale_in_while_demand_rises() {
-        let low = decide_with_trend(&fleet(20, 10), &policy(), Some(20.0), None, true, None, &config());
+        let low = decide_with_trend(&fleet(20, 10), &policy(), rising(20.0), &config());
         assert!(matches!(low, Decision::Hold(ref why) if why.contains("rising")), "{low:?}");
         // A rise does not stop a scale-out.
-        let high = decide_with_trend(&fleet(20, 10), &policy(), Some(90.0), None, true, None, &config());
+        let high = decide_with_trend(&fleet(20, 10), &policy(), rising(90.0), &config());
         assert!(matches!(high, Decision::Scale { .. }), "{high:?}");
     }
 
@@ -392,6 +428,25 @@ mod tests {
             decide(&fleet(20, 10), &policy(), Some(30.0), Some(2.0), &config()),
             decide(&fleet(20, 10), &policy(), Some(30.0), None, &config())
         );
+    }
+
+    #[test]
+    fn the_demand_bound_is_read_from_the_per_minute_query() {
+        // 60 minutes at 1,000 a minute with a burst to 2,000 every 15; a VM serves 100 at full
+        // CPU (served 1,000 at 40 % on 25 VMs); a minute still being ingested has nulls.
+        let mut rows: Vec<Value> = (0..60)
+            .map(|m| {
+                let arrivals = if m % 15 == 0 { 2_000.0 } else { 1_000.0 };
+                json!([format!("2026-03-02T00:{m:02}:00Z"), arrivals, 1_000.0, 40.0, 25.0])
+            })
+            .collect();
+        rows.push(json!(["2026-03-02T01:00:00Z", null, 1_000.0, null, 25.0]));
+        let table = json!({"tables": [{"name": "PrimaryResult", "columns": [], "rows": rows}]});
+        assert_eq!(demand_need_of(&table), Some(23), "the 2,000 burst at 90 % of 100 a VM");
+        // Nothing to go on: no CPU, or no rows.
+        let idle = json!({"tables": [{"rows": [["2026-03-02T00:00:00Z", 10.0, 10.0, 0.0, 5.0]]}]});
+        assert_eq!(demand_need_of(&idle), None);
+        assert_eq!(demand_need_of(&json!({"tables": []})), None);
     }
 
     #[test]

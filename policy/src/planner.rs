@@ -44,6 +44,8 @@ pub struct FleetView {
     pub regular: Tier,
     /// The VM sizes it lists, in order.
     pub vm_sizes: Vec<String>,
+    /// Its region (empty: unknown).
+    pub location: String,
 }
 
 /// The guardrail policy's limits the planner plans within (`None`: no limit).
@@ -118,6 +120,26 @@ pub struct Signals {
     /// How many VMs ran, on average, over the window `cpu` was averaged on: the load is CPU
     /// times *those* VMs (after a change, the VMs running now did not produce that average).
     pub window_vms: Option<f64>,
+    /// VMs the demand's reactive bound needs over the boot lead time ([`demand_need`]), when
+    /// per-minute arrivals were read.
+    pub demand_need: Option<u32>,
+}
+
+/// Utilization the demand bound is served at: the bound carries the headroom for bursts, the
+/// rest is margin for the estimate of what a VM serves.
+pub const DEMAND_UTILIZATION: f64 = 0.9;
+
+/// VMs needed to serve the reactive upper bound of demand over the next `boot_minutes + 1`
+/// minutes ([`crate::policies::reactive_bound`] on per-minute `arrivals`, the 98th percentile
+/// of the rises the last four hours showed), when one VM serves `per_vm_rate` requests a
+/// minute at full utilization. `None` without enough to go on (fewer than 10 minutes, or no
+/// rate).
+pub fn demand_need(arrivals: &[f64], per_vm_rate: f64, boot_minutes: usize) -> Option<u32> {
+    if arrivals.len() < 10 || !per_vm_rate.is_finite() || per_vm_rate <= 0.0 {
+        return None;
+    }
+    let bound = crate::policies::reactive_bound(arrivals, boot_minutes + 1, 3, 240, 0.98);
+    Some((bound / (per_vm_rate * DEMAND_UTILIZATION)).ceil().max(0.0) as u32)
 }
 
 /// A capacity decision.
@@ -141,9 +163,11 @@ pub enum Decision {
 /// Decide. See the module's documentation for the rules.
 pub fn decide(fleet: &FleetView, limits: &Limits, signals: &Signals, band: &Band, prices: &PriceTable) -> Decision {
     let decision = decide_capacity(fleet, limits, signals, band);
+    // The price table is one region's: sizes are judged only for fleets there (or unknown).
+    let priced_here = fleet.location.is_empty() || fleet.location.eq_ignore_ascii_case(crate::sizes::PRICES_REGION);
     match decision {
         Decision::Scale { spot, regular, why, .. } => {
-            match crate::sizes::choose(prices, &fleet.vm_sizes, &limits.allowed_vm_sizes) {
+            match crate::sizes::choose(prices, &fleet.vm_sizes, &limits.allowed_vm_sizes).filter(|_| priced_here) {
                 Some(choice) => Decision::Scale {
                     spot,
                     regular,
@@ -161,7 +185,7 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
     let (spot, regular) = (fleet.spot.capacity, fleet.regular.capacity);
     let serving = fleet.spot.running + fleet.regular.running;
     let total = spot + regular;
-    let Some(cpu) = signals.cpu else {
+    let Some(cpu) = signals.cpu.filter(|c| c.is_finite()) else {
         return Decision::Hold("no recent CPU telemetry for the fleet, so no basis for a change".into());
     };
     let band = format!("{:.0}–{:.0} %", band_of.scale_in_below, band_of.scale_out_above);
@@ -203,8 +227,9 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
     // The forecast leads a scale-out only when its upper bound takes CPU past the band: inside
     // the band, the noise of an upper bound must not grow the fleet on every look.
     let predicted = predicted.filter(|_| growth.is_some_and(|g| cpu * g > band_of.scale_out_above));
+    let demand = signals.demand_need;
     let in_band = (band_of.scale_in_below..=band_of.scale_out_above).contains(&cpu);
-    if in_band && predicted.is_none_or(|p| p <= total) {
+    if in_band && predicted.is_none_or(|p| p <= total) && demand.is_none_or(|d| d <= total) {
         return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, inside the {band} band"));
     }
     // The policy's minimum, and the fleet's own minCapacity (Azure refuses anything below it).
@@ -225,7 +250,13 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
     // The forecast only adds capacity ahead of demand: below the band it is not consulted
     // (a forecast trained on yesterday's level must not hold a fleet up after demand fell).
     // Spot VMs that count towards capacity but serve nothing (deallocated) are added back.
-    let wanted = if cpu < band_of.scale_in_below { reactive } else { reactive.max(predicted.unwrap_or(0)) + shortfall };
+    // The demand bound covers the bursts the last hours showed: capacity goes up to it, and a
+    // scale-in never goes below it.
+    let wanted = if cpu < band_of.scale_in_below {
+        reactive.max(demand.unwrap_or(0))
+    } else {
+        reactive.max(predicted.unwrap_or(0)).max(demand.unwrap_or(0)) + shortfall
+    };
     if wanted >= total && cpu < band_of.scale_in_below {
         return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, but the fleet is at its floor"));
     }
@@ -266,12 +297,15 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
         (spot.saturating_sub(left).clamp(min_spot, max_spot), new_regular)
     };
     let direction = if target_total > total { "out" } else { "in" };
-    let forecast = match (predicted, growth) {
+    let mut forecast = match (predicted, growth) {
         (Some(p), Some(g)) if p > reactive && cpu >= band_of.scale_in_below => {
             format!("; demand is forecast to grow up to {:.0} % in the next minutes, which needs {p} VMs", (g - 1.0) * 100.0)
         }
         _ => String::new(),
     };
+    if let Some(d) = demand.filter(|d| *d > reactive) {
+        forecast.push_str(&format!("; the bursts of the last hours (98th percentile over the boot lead time) need {d} VMs"));
+    }
     let why = format!(
         "CPU averaged {cpu:.1} % over the last minutes on {serving} running VMs (target {:.0} %, band {band}); {reactive} VMs would bring it to the target{forecast}; scaling {direction} from {total} to {} VMs (spot {spot}→{new_spot}, regular {regular}→{new_regular}) within the policy's bounds and step limits",
         band_of.target,
@@ -292,6 +326,7 @@ mod tests {
             spot: Tier { capacity: 20, running: 20, ..Tier::default() },
             regular: Tier { capacity: 10, running: 10, ..Tier::default() },
             vm_sizes: sizes.iter().map(|s| s.to_string()).collect(),
+            location: "eastus".into(),
         }
     }
 
@@ -317,6 +352,38 @@ mod tests {
         assert!(matches!(d, Decision::Scale { vm_sizes: None, .. }), "{d:?}");
         let d = decide(&fleet(&["Standard_D4s_v5"]), &limits(), &cpu(60.0), &Band::default(), &prices);
         assert!(matches!(d, Decision::Hold(_)), "{d:?}");
+        // A fleet in another region: the eastus prices are no basis for its sizes.
+        let mut west = fleet(&["Standard_D4s_v5"]);
+        west.location = "westeurope".into();
+        let d = decide(&west, &limits(), &cpu(90.0), &Band::default(), &prices);
+        assert!(matches!(d, Decision::Scale { vm_sizes: None, .. }), "{d:?}");
+        // CPU that is not a number is no telemetry.
+        let d = decide(&west, &limits(), &cpu(f64::NAN), &Band::default(), &prices);
+        assert!(matches!(d, Decision::Hold(_)), "{d:?}");
+    }
+
+    #[test]
+    fn the_demand_bound_scales_out_ahead_of_bursts_and_holds_a_scale_in_up() {
+        let prices = PriceTable::embedded();
+        let listed = ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"];
+        // Demand at 1,000 a minute with a burst to 2,000 every 20 minutes; a VM serves 100.
+        let arrivals: Vec<f64> = (0..240).map(|t| if t % 20 == 0 { 2_000.0 } else { 1_000.0 }).collect();
+        let need = demand_need(&arrivals, 100.0, 2).expect("enough history");
+        assert_eq!(need, 23, "the burst (2,000) at 90 %");
+        assert_eq!(demand_need(&arrivals[..5], 100.0, 2), None, "too little history");
+        assert_eq!(demand_need(&arrivals, 0.0, 2), None, "no rate");
+        // 30 VMs at 55 % CPU (in band) hold; with the bound needing 35 they scale out.
+        let with = |d: Option<u32>, cpu: f64| Signals { cpu: Some(cpu), demand_need: d, ..Signals::default() };
+        let f = fleet(&listed);
+        assert!(matches!(decide(&f, &limits(), &with(None, 55.0), &Band::default(), &prices), Decision::Hold(_)));
+        let d = decide(&f, &limits(), &with(Some(35), 55.0), &Band::default(), &prices);
+        let Decision::Scale { spot, regular, why, .. } = d else { panic!("{d:?}") };
+        assert_eq!((spot, regular), (25, 10));
+        assert!(why.contains("bursts of the last hours"), "{why}");
+        // Low CPU between bursts: the scale-in stops at the bound.
+        let d = decide(&f, &limits(), &with(Some(27), 20.0), &Band::default(), &prices);
+        let Decision::Scale { spot, regular, .. } = d else { panic!("{d:?}") };
+        assert_eq!(spot + regular, 27, "not the 10 that CPU alone would ask for");
     }
 
     #[test]

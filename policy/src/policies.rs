@@ -135,6 +135,63 @@ impl Policy for StaticPeak {
     }
 }
 
+/// The built-in agent's planner ([`crate::planner::decide`]) deciding every minute from what
+/// its tools would show: CPU as last minute's utilization, demand rising when the last 5
+/// minutes' arrivals are 2 % above the 10 before, the demand bound of the per-minute arrivals,
+/// the fleet's targets, serving and booting VMs, and the guardrail rules' limits. No forecast: the agent only uses one that has seen two
+/// days, and its growth is what the planner multiplies by.
+#[derive(Debug)]
+pub struct AgentPlanner {
+    limits: crate::planner::Limits,
+    band: crate::planner::Band,
+    prices: fleetpilot_core::PriceTable,
+}
+
+impl AgentPlanner {
+    /// The planner under `rules` (the evaluation's guardrail policy), with its default band.
+    pub fn new(rules: &fleetpilot_guardrails::Policy) -> Self {
+        Self {
+            limits: crate::planner::Limits::from(rules),
+            band: crate::planner::Band::default(),
+            prices: fleetpilot_core::PriceTable::embedded(),
+        }
+    }
+}
+
+impl Policy for AgentPlanner {
+    fn name(&self) -> &'static str {
+        "agent-planner"
+    }
+    fn decide(&mut self, obs: &Observation<'_>) -> (u32, u32) {
+        use crate::planner::{Decision, FleetView, Signals, Tier};
+        let h = obs.demand_history;
+        if h.is_empty() {
+            return obs.target;
+        }
+        let mean = |w: &[f64]| if w.is_empty() { 0.0 } else { w.iter().sum::<f64>() / w.len() as f64 };
+        let recent = mean(&h[h.len().saturating_sub(5)..]);
+        let earlier = mean(&h[h.len().saturating_sub(15)..h.len().saturating_sub(5)]);
+        let fleet = FleetView {
+            spot: Tier { capacity: obs.target.0, running: obs.running.0, creating: obs.booting.0, min_capacity: 0 },
+            regular: Tier { capacity: obs.target.1, running: obs.running.1, creating: obs.booting.1, min_capacity: 0 },
+            vm_sizes: Vec::new(),
+            location: String::new(),
+        };
+        let signals = Signals {
+            cpu: Some(100.0 * obs.utilization().min(1.0)),
+            growth: None,
+            rising: recent > earlier * 1.02,
+            window_vms: Some(f64::from(obs.running.0 + obs.running.1)),
+            // What a VM serves, as the agent reads it from served requests, CPU and VMs.
+            demand_need: crate::planner::demand_need(h, obs.config.vm_rate, obs.config.boot_minutes),
+        };
+        match crate::planner::decide(&fleet, &self.limits, &signals, &self.band, &self.prices) {
+            Decision::Hold(_) => obs.target,
+            Decision::Scale { spot, regular, .. } => (spot, regular),
+        }
+    }
+}
+
 /// SkyServe / SpotHedge.
 #[derive(Debug, Default)]
 pub struct SpotHedge;

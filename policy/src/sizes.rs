@@ -6,15 +6,22 @@
 //! [`MIN_SPOT_SIZES`] sizes listed, of the same kind of service (CPU, or the same accelerator),
 //! ranked by price per unit of service (a vCPU, or a GPU) weighted by the size's published
 //! eviction band. Azure publishes only the band, so it is used as an ordinal risk class, not a
-//! probability: with [`EVICTION_RISK_WEIGHT`] = 10, each band up (5 points) costs 50 % of the
-//! price, so a size one band riskier must be a third cheaper per unit to rank above a safer one,
-//! and a size with no published band ranks as the riskiest (Karpenter's lesson: a policy that
+//! probability: with [`EVICTION_RISK_WEIGHT`] = 10, each band up (5 points) adds half the
+//! size's price to its score (0–5 % scores 1.25× the price, 5–10 % 1.75×, 10–15 % 2.25×), so a
+//! size one band riskier must be about 29 % (0–5 against 5–10) or 22 % (5–10 against 10–15)
+//! cheaper per unit to rank above a safer one, and a size with no published band ranks as the
+//! riskiest (Karpenter's lesson: a policy that
 //! only chases price walks down to the cheapest, most-evicted pool).
 
 use fleetpilot_core::{PriceTable, SizeInfo};
 
 /// Sizes a fleet lists at least (Compute Fleet's minimum for spot with `maintain`).
+///
+/// The ranking uses the embedded price table, which is [`PRICES_REGION`]'s.
 pub const MIN_SPOT_SIZES: usize = 3;
+
+/// The region the embedded price table describes: sizes are only re-listed for fleets there.
+pub const PRICES_REGION: &str = "eastus";
 
 /// Sizes a fleet lists at most (Compute Fleet's maximum for spot with `maintain`).
 pub const MAX_SPOT_SIZES: usize = 10;
@@ -100,8 +107,9 @@ pub struct SizeChoice {
 /// The sizes fleet `current` should list, when that differs from what it lists: every size it
 /// lists that `allowed` permits (all when `allowed` is empty) is kept; sizes of the same kind
 /// are added, best first, until there are [`MIN_SPOT_SIZES`]; the list is ordered by score.
-/// `None` when nothing should change, or when the table does not know the fleet's first size
-/// (no basis for a judgement).
+/// `None` when nothing should change, when fewer than [`MIN_SPOT_SIZES`] of the kind are known
+/// and allowed, or when the table does not know the fleet's first size (no basis for a
+/// judgement).
 pub fn choose(prices: &PriceTable, current: &[String], allowed: &[String]) -> Option<SizeChoice> {
     let primary = prices.get(current.first()?)?;
     let fleet_kind = kind(primary);
@@ -130,7 +138,9 @@ pub fn choose(prices: &PriceTable, current: &[String], allowed: &[String]) -> Op
     sizes.extend(unknown);
     sizes.truncate(MAX_SPOT_SIZES);
     let same = sizes.len() == current.len() && sizes.iter().zip(current).all(|(a, b)| a.eq_ignore_ascii_case(b));
-    if same || sizes.is_empty() {
+    // Fewer than three sizes would be refused for a spot fleet with `maintain` (and would take
+    // the capacity change proposed with them down too): better the list the fleet has.
+    if same || sizes.len() < MIN_SPOT_SIZES {
         return None;
     }
     let mut reasons = Vec::new();
@@ -144,9 +154,6 @@ pub fn choose(prices: &PriceTable, current: &[String], allowed: &[String]) -> Op
             current.len(),
             added.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(" and ")
         ));
-    }
-    if sizes.len() < MIN_SPOT_SIZES {
-        reasons.push(format!("only {} size(s) of this kind are known and allowed", sizes.len()));
     }
     let order = ranked.iter().map(RankedSize::describe).collect::<Vec<_>>().join(", ");
     reasons.push(format!("ranked by spot price per unit of service weighted by eviction band: {order}"));
@@ -186,10 +193,9 @@ mod tests {
         let choice = choose(&prices, &names(&["Standard_D4s_v5"]), &[]).expect("one size is too few");
         assert_eq!(choice.sizes, ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"], "{}", choice.why);
         assert!(choice.why.contains("replaces evicted spot only from the sizes listed"), "{}", choice.why);
-        // No GPU size joins a CPU fleet, and no A100 joins a T4 fleet.
-        let gpu = choose(&prices, &names(&["Standard_NC8as_T4_v3"]), &[]).expect("diversified");
-        assert_eq!(gpu.sizes, ["Standard_NC4as_T4_v3", "Standard_NC8as_T4_v3"]);
-        assert!(gpu.why.contains("only 2 size(s) of this kind"), "{}", gpu.why);
+        // No GPU size joins a CPU fleet, and no A100 joins a T4 fleet: the table has two T4
+        // sizes, too few to list, so the fleet keeps its list.
+        assert_eq!(choose(&prices, &names(&["Standard_NC8as_T4_v3"]), &[]), None);
     }
 
     #[test]
@@ -205,6 +211,9 @@ mod tests {
         let choice = choose(&prices, &names(&["Standard_D4s_v5", "Standard_D4s_v3"]), &allowed).unwrap();
         assert_eq!(choice.sizes, ["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"]);
         assert!(choice.why.contains("does not allow Standard_D4s_v3"), "{}", choice.why);
+        // A policy that leaves two of the kind allowed: no list of two is proposed.
+        let two = names(&["Standard_D4s_v5", "Standard_D8s_v5"]);
+        assert_eq!(choose(&prices, &allowed, &two), None);
         // A size the table does not know gives no basis.
         assert_eq!(choose(&prices, &names(&["Standard_Q1_v9"]), &[]), None);
         // Deterministic.

@@ -124,7 +124,17 @@ async fn alerts_start_planner_runs_that_scale_the_fleet() -> Result<()> {
         .collect();
     assert_eq!(
         tools,
-        ["read_fleet", "get_policy", "query_kql", "forecast_demand", "estimate_cost", "propose_scale", "apply_proposal"]
+        // The second query reads the per-minute arrivals of the demand bound.
+        [
+            "read_fleet",
+            "get_policy",
+            "query_kql",
+            "query_kql",
+            "forecast_demand",
+            "estimate_cost",
+            "propose_scale",
+            "apply_proposal"
+        ]
     );
     let after = spot(&client).await?;
     assert!(after > before, "the fleet scaled out: {before} → {after}");

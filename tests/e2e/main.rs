@@ -541,7 +541,7 @@ async fn eval_policies_prints_the_comparison_as_json() -> Result<()> {
     assert_eq!(body["traces"][0]["engine"], "emulator", "the emulator's stepped world by default");
     let policies = body["traces"][0]["policies"].as_array().context("policies")?;
     let names: Vec<&str> = policies.iter().filter_map(|p| p["policy"].as_str()).collect();
-    assert_eq!(names, ["fleetpilot", "recipe-rule", "hpa", "static-peak", "spothedge", "oracle"]);
+    assert_eq!(names, ["fleetpilot", "agent-planner", "recipe-rule", "hpa", "static-peak", "spothedge", "oracle"]);
     for p in policies {
         for field in ["cost_usd", "cost_vs_oracle", "sla_met_pct", "unserved_pct", "actions", "flaps", "mean_slack_pct"] {
             assert!(p[field].is_number(), "{field} missing in {p}");
