@@ -9,7 +9,7 @@
 //! cargo run --release --example headroom_bound -- ../shared/data/demand/azure_llm_2023_conv.csv
 //! ```
 
-use fleetpilot_policy::sim::{self, Observation, Policy, SimConfig, Weather};
+use fleetpilot_policy::sim::{self, Observation, Policy};
 
 struct Headroom {
     factor: f64,
@@ -40,27 +40,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for path in paths {
         let trace = fleetpilot_emulator::traces::load(std::path::Path::new(&path), &Default::default())?;
-        let n = trace.per_minute.len();
-        let demand = if trace.partial_edges && n > 2 { &trace.per_minute[1..n - 1] } else { &trace.per_minute[..] };
-        // The evaluation's model, weather and opening fleet (see src/eval_cli.rs).
-        let peak = demand.iter().copied().fold(0.0, f64::max).max(1.0);
-        let config = SimConfig {
-            vm_rate: peak / (40.0 * 0.95),
-            boot_minutes: 2,
-            sla_utilization: 0.95,
-            regular_usd_hour: 0.192,
-            spot_usd_hour: 0.040531,
-            min_regular: 1,
-            max_total: 200,
-        };
-        let weather = Weather::draw(demand.len(), 7, 0.025, 2880, 0.05);
+        let demand = trace.measured();
+        // The evaluation's model, weather and opening fleet.
+        let config = sim::eval_config(demand);
+        let weather = sim::eval_weather(demand.len(), 7);
         let (oracle, _) = fleetpilot_policy::oracle::oracle(demand, &weather, &config);
-        let opening = demand.iter().take(5).copied().fold(0.0, f64::max);
-        let initial = ((opening / (config.vm_rate * 0.85)).ceil() as u32).max(2);
+        let initial = sim::opening_fleet(demand, &config);
         for window in [1, 3, 10] {
             let found = (0..=300).map(|i| 1.0 + f64::from(i) * 0.01).find_map(|factor| {
                 let mut policy = Headroom { factor, window };
-                let out = sim::run(&mut policy, demand, &weather, &config, (initial - 1, 1), 5, &mut sim::unguarded());
+                let out = sim::run(&mut policy, demand, &weather, &config, initial, 5, &mut sim::unguarded());
                 (out.sla_met_pct >= 99.5).then(|| (factor, out.cost_usd / oracle, out.sla_met_pct))
             });
             match found {

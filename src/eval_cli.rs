@@ -90,23 +90,6 @@ pub struct EvalOptions {
     pub engine: Engine,
 }
 
-/// The model every policy is run in: D4s_v5 prices, a 2-minute boot, the SLA at 95 %
-/// utilization, a regular floor of one VM, and demand scaled so the trace's peak needs 40 VMs.
-pub fn model(demand: &[f64]) -> SimConfig {
-    let prices = fleetpilot_core::PriceTable::embedded();
-    let size = prices.get("Standard_D4s_v5");
-    let peak = demand.iter().copied().fold(0.0, f64::max).max(1.0);
-    SimConfig {
-        vm_rate: peak / (40.0 * 0.95),
-        boot_minutes: 2,
-        sla_utilization: 0.95,
-        regular_usd_hour: size.map_or(0.192, |s| s.price(fleetpilot_core::Priority::Regular)),
-        spot_usd_hour: size.map_or(0.0405, |s| s.price(fleetpilot_core::Priority::Spot)),
-        min_regular: 1,
-        max_total: 200,
-    }
-}
-
 /// Named series of serving VMs per minute, for the plot.
 type Series = Vec<(String, Vec<u32>)>;
 
@@ -115,9 +98,8 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64, engi
     if demand.is_empty() {
         bail!("trace {name} has no minutes");
     }
-    let config = model(demand);
-    // Calm spot evicts 2.5 % a day; a storm about every two days evicts 5 % a minute for 20–60 minutes.
-    let weather = Weather::draw(demand.len(), seed, 0.025, 2880, 0.05);
+    let config = sim::eval_config(demand);
+    let weather = sim::eval_weather(demand.len(), seed);
     let want = |p: &str| policies.is_empty() || policies.iter().any(|q| q == p);
     let (oracle_cost, oracle_serving) = match engine {
         Engine::Model => fleetpilot_policy::oracle::oracle(demand, &weather, &config),
@@ -126,11 +108,7 @@ pub fn evaluate(name: &str, demand: &[f64], policies: &[String], seed: u64, engi
             fleetpilot_policy::oracle::oracle_for_needs(&needs, &weather, &config)
         }
     };
-    // The fleet is already serving when the trace starts: sized for its first minutes (the
-    // traces' first minute is often partial).
-    let opening = demand.iter().take(5).copied().fold(0.0, f64::max);
-    let initial_need = ((opening / (config.vm_rate * 0.85)).ceil() as u32).max(2);
-    let initial = (initial_need - 1, 1);
+    let initial = sim::opening_fleet(demand, &config);
     let mut rows = Vec::new();
     let mut series = Vec::new();
     for policy_name in POLICIES {
@@ -247,10 +225,7 @@ pub fn run(options: &EvalOptions) -> Result<()> {
             .with_context(|| format!("cannot read trace {}", path.display()))?;
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         // A minute bucket the recording covers only in part is not a measurement of demand.
-        let demand = match trace.per_minute.len() {
-            n if trace.partial_edges && n > 2 => &trace.per_minute[1..n - 1],
-            _ => &trace.per_minute[..],
-        };
+        let demand = trace.measured();
         let (result, series) = evaluate(&name, demand, &options.policies, options.seed, options.engine)?;
         if let Some(dir) = &options.plot {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -113,8 +113,7 @@ impl<'a> EmulatedFleet<'a> {
             }
         }
         let peak = demand.iter().copied().fold(0.0, f64::max).max(1.0);
-        let mut service = fleetpilot_emulator::services::reference_service(start);
-        service = ServiceSpec {
+        let service = ServiceSpec {
             name: "eval".into(),
             fleet: key.clone(),
             replay: Replay {
@@ -131,7 +130,7 @@ impl<'a> EmulatedFleet<'a> {
             service_time_ms: service_time_ms(config),
             queue_limit: peak,
             sla_p95_ms: sla_p95_ms(config),
-            ..service
+            ..fleetpilot_emulator::services::reference_service(start)
         };
         world.services = vec![(service, Default::default())];
         Self { world, key, weather, start, evicted_last: 0, eviction_carry: 0.0 }
@@ -230,14 +229,14 @@ mod tests {
         }
     }
 
-    /// Holds what it is given.
-    struct Fixed((u32, u32));
-    impl Policy for Fixed {
+    /// Sets the targets a function of the minute gives.
+    struct Script<F: Fn(usize) -> (u32, u32)>(F);
+    impl<F: Fn(usize) -> (u32, u32)> Policy for Script<F> {
         fn name(&self) -> &'static str {
-            "fixed"
+            "script"
         }
-        fn decide(&mut self, _: &sim::Observation<'_>) -> (u32, u32) {
-            self.0
+        fn decide(&mut self, obs: &sim::Observation<'_>) -> (u32, u32) {
+            (self.0)(obs.t)
         }
     }
 
@@ -267,8 +266,8 @@ mod tests {
         let mut world = EmulatedFleet::new(&demand, &weather, &c, (11, 1), 3);
         let mut model = sim::ModelFleet::new(&demand, &weather, &c, (11, 1));
         let mut guard = sim::unguarded();
-        let in_world = sim::drive(&mut Fixed((11, 1)), &mut world, 10, &c, (11, 1), 5, &mut guard);
-        let in_model = sim::drive(&mut Fixed((11, 1)), &mut model, 10, &c, (11, 1), 5, &mut guard);
+        let in_world = sim::drive(&mut Script(|_| (11, 1)), &mut world, 10, &c, (11, 1), 5, &mut guard);
+        let in_model = sim::drive(&mut Script(|_| (11, 1)), &mut model, 10, &c, (11, 1), 5, &mut guard);
         // The same evictions: 11 → 6 → 3 → 1 (the oldest first), none replaced while dry.
         assert_eq!(in_world.evictions, in_model.evictions);
         assert_eq!(in_world.evictions[5..8], [5, 3, 2]);
@@ -293,15 +292,6 @@ mod tests {
             (weather.eviction[m], weather.available[m]) = (0.3, false);
         }
         let script = |t: usize| if t == 0 { (11, 1) } else { (31, 1) };
-        struct Script<F: Fn(usize) -> (u32, u32)>(F);
-        impl<F: Fn(usize) -> (u32, u32)> Policy for Script<F> {
-            fn name(&self) -> &'static str {
-                "script"
-            }
-            fn decide(&mut self, obs: &sim::Observation<'_>) -> (u32, u32) {
-                (self.0)(obs.t)
-            }
-        }
         let mut world = EmulatedFleet::new(&demand, &weather, &c, (11, 1), 5);
         let mut model = sim::ModelFleet::new(&demand, &weather, &c, (11, 1));
         let in_world = sim::drive(&mut Script(script), &mut world, 40, &c, (11, 1), 0, &mut sim::unguarded());
@@ -318,17 +308,8 @@ mod tests {
         let demand = vec![500.0; 8];
         let weather = Weather { eviction: vec![0.0; 8], available: vec![true; 8] };
         let mut world = EmulatedFleet::new(&demand, &weather, &c, (5, 1), 3);
-        let mut steps = [(5, 1), (15, 1), (15, 1), (15, 1), (15, 1), (3, 1), (3, 1), (3, 1)].into_iter();
-        struct Script<'s>(&'s mut dyn Iterator<Item = (u32, u32)>);
-        impl Policy for Script<'_> {
-            fn name(&self) -> &'static str {
-                "script"
-            }
-            fn decide(&mut self, _: &sim::Observation<'_>) -> (u32, u32) {
-                self.0.next().unwrap_or((3, 1))
-            }
-        }
-        let out = sim::drive(&mut Script(&mut steps), &mut world, 8, &c, (5, 1), 0, &mut sim::unguarded());
+        let steps = [(5, 1), (15, 1), (15, 1), (15, 1), (15, 1), (3, 1), (3, 1), (3, 1)];
+        let out = sim::drive(&mut Script(|t| steps[t]), &mut world, 8, &c, (5, 1), 0, &mut sim::unguarded());
         assert_eq!(out.serving, [6, 6, 6, 16, 16, 4, 4, 4], "ordered at minute 1, serving from minute 3");
     }
 }

@@ -38,6 +38,17 @@ pub struct Trace {
     pub partial_edges: bool,
 }
 
+impl Trace {
+    /// The minutes the recording covers in full: without the partial first and last minute
+    /// when the trace has them.
+    pub fn measured(&self) -> &[f64] {
+        match self.per_minute.len() {
+            n if self.partial_edges && n > 2 => &self.per_minute[1..n - 1],
+            _ => &self.per_minute,
+        }
+    }
+}
+
 /// A trace that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {

@@ -138,7 +138,8 @@ pub fn demand_need(arrivals: &[f64], per_vm_rate: f64, boot_minutes: usize) -> O
     if arrivals.len() < 10 || !per_vm_rate.is_finite() || per_vm_rate <= 0.0 {
         return None;
     }
-    let bound = crate::policies::reactive_bound(arrivals, boot_minutes + 1, 3, 240, 0.98);
+    use crate::policies::{BOUND_QUANTILE, ERROR_WINDOW_MINUTES, LEVEL_MINUTES, reactive_bound};
+    let bound = reactive_bound(arrivals, boot_minutes + 1, LEVEL_MINUTES, ERROR_WINDOW_MINUTES, BOUND_QUANTILE);
     Some((bound / (per_vm_rate * DEMAND_UTILIZATION)).ceil().max(0.0) as u32)
 }
 

@@ -23,6 +23,13 @@ use std::collections::VecDeque;
 
 use crate::sim::{Observation, Policy};
 
+/// Minutes averaged for the current level of demand in the reactive bound.
+pub const LEVEL_MINUTES: usize = 3;
+/// Minutes of history whose rises give the reactive bound (four hours).
+pub const ERROR_WINDOW_MINUTES: usize = 240;
+/// Quantile of those rises the reactive bound covers.
+pub const BOUND_QUANTILE: f64 = 0.98;
+
 fn need(demand: f64, rate: f64, utilization: f64) -> u32 {
     (demand / (rate * utilization)).ceil().max(0.0) as u32
 }
@@ -238,9 +245,9 @@ impl Default for Fleetpilot {
         Self {
             target: 0.8,
             stabilization: 10,
-            level_minutes: 3,
-            error_window: 240,
-            quantile: 0.98,
+            level_minutes: LEVEL_MINUTES,
+            error_window: ERROR_WINDOW_MINUTES,
+            quantile: BOUND_QUANTILE,
             hysteresis: 0.05,
             needs: VecDeque::new(),
             forecast: None,

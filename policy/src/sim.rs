@@ -134,6 +134,38 @@ pub struct Outcome {
 /// what the fleet looks like.
 pub type Guard<'a> = dyn FnMut(usize, (u32, u32), (u32, u32), &Observation<'_>) -> bool + 'a;
 
+/// The model every policy is evaluated in: D4s_v5 prices, a 2-minute boot, the SLA at 95 %
+/// utilization, a regular floor of one VM, and demand scaled so the trace's peak needs 40 VMs.
+pub fn eval_config(demand: &[f64]) -> SimConfig {
+    let prices = fleetpilot_core::PriceTable::embedded();
+    let size = prices.get("Standard_D4s_v5");
+    let peak = demand.iter().copied().fold(0.0, f64::max).max(1.0);
+    SimConfig {
+        vm_rate: peak / (40.0 * 0.95),
+        boot_minutes: 2,
+        sla_utilization: 0.95,
+        regular_usd_hour: size.map_or(0.192, |s| s.price(fleetpilot_core::Priority::Regular)),
+        spot_usd_hour: size.map_or(0.0405, |s| s.price(fleetpilot_core::Priority::Spot)),
+        min_regular: 1,
+        max_total: 200,
+    }
+}
+
+/// The spot weather policies are evaluated in: calm spot evicts 2.5 % a day; a storm about
+/// every two days evicts 5 % a minute for 20–60 minutes.
+pub fn eval_weather(minutes: usize, seed: u64) -> Weather {
+    Weather::draw(minutes, seed, 0.025, 2880, 0.05)
+}
+
+/// The fleet already serving when an evaluated trace starts (spot, regular): sized at 85 % for
+/// the highest of its first five minutes (a trace's first minute is often partial), at least
+/// two VMs, one of them the regular floor.
+pub fn opening_fleet(demand: &[f64], config: &SimConfig) -> (u32, u32) {
+    let opening = demand.iter().take(5).copied().fold(0.0, f64::max);
+    let need = ((opening / (config.vm_rate * 0.85)).ceil() as u32).max(2);
+    (need - 1, 1)
+}
+
 /// The guardrails policies are evaluated under: fleetpilot's defaults sized for the model
 /// (bounds to its maximum, steps of 20 VMs, 60 changes an hour; autonomous, so no approvals).
 pub fn eval_rules(config: &SimConfig) -> fleetpilot_guardrails::Policy {

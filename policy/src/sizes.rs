@@ -13,7 +13,7 @@
 //! riskiest (Karpenter's lesson: a policy that
 //! only chases price walks down to the cheapest, most-evicted pool).
 
-use fleetpilot_core::{PriceTable, SizeInfo};
+use fleetpilot_core::{EvictionBand, PriceTable, SizeInfo};
 
 /// Sizes a fleet lists at least (Compute Fleet's minimum for spot with `maintain`).
 ///
@@ -39,41 +39,42 @@ pub struct RankedSize {
     pub name: String,
     /// Units of service one VM gives: vCPUs, or GPUs for a GPU size.
     pub units: f64,
+    /// What a unit is: `vCPU` or `GPU`.
+    pub unit: &'static str,
     /// Spot price per unit of service and hour (USD).
     pub spot_usd_per_unit_hour: f64,
     /// The eviction risk used: the band's midpoint, or [`UNKNOWN_BAND_RISK`].
     pub eviction_risk: f64,
-    /// Whether the band was published.
-    pub band_known: bool,
+    /// The published band, when there is one.
+    pub band: Option<EvictionBand>,
     /// `spot_usd_per_unit_hour × (1 + EVICTION_RISK_WEIGHT × eviction_risk)`: lower is better.
     pub score: f64,
 }
 
 impl RankedSize {
     fn of(info: &SizeInfo) -> Self {
-        let units = f64::from(if info.gpus > 0 { info.gpus } else { info.vcpus }.max(1));
+        let (units, unit) = if info.gpus > 0 { (info.gpus, "GPU") } else { (info.vcpus, "vCPU") };
+        let units = f64::from(units.max(1));
         let per_unit = info.spot_usd_hour / units;
         let eviction_risk = info.eviction_band.map_or(UNKNOWN_BAND_RISK, |b| b.mid_fraction());
         Self {
             name: info.name.clone(),
             units,
+            unit,
             spot_usd_per_unit_hour: per_unit,
             eviction_risk,
-            band_known: info.eviction_band.is_some(),
+            band: info.eviction_band,
             score: per_unit * (1.0 + EVICTION_RISK_WEIGHT * eviction_risk),
         }
     }
 
     /// `Standard_D4s_v5 (0.0101 USD/vCPU·h spot, band 0–5 %)`.
     pub fn describe(&self) -> String {
-        let unit =
-            if self.name.contains("_NC") || self.name.contains("_ND") || self.name.contains("_NV") { "GPU" } else { "vCPU" };
-        let band = if self.band_known {
-            format!("eviction band {:.0}–{:.0} %", (self.eviction_risk * 100.0 - 2.5).max(0.0), self.eviction_risk * 100.0 + 2.5)
-        } else {
-            "no published eviction band".to_string()
+        let band = match self.band {
+            Some(b) => format!("eviction band {:.0}–{:.0} %", b.low_pct, b.high_pct),
+            None => "no published eviction band".to_string(),
         };
-        format!("{} ({:.4} USD/{unit}·h spot, {band})", self.name, self.spot_usd_per_unit_hour)
+        format!("{} ({:.4} USD/{}·h spot, {band})", self.name, self.spot_usd_per_unit_hour, self.unit)
     }
 }
 
@@ -177,7 +178,7 @@ mod tests {
         // dearer per vCPU; D4s_v3 is the cheapest per vCPU but has no published band.
         assert_eq!(order, ["Standard_D8s_v5", "Standard_D4s_v5", "Standard_E4s_v5", "Standard_D4s_v3"]);
         assert!(ranked[3].spot_usd_per_unit_hour < ranked[0].spot_usd_per_unit_hour);
-        assert!(!ranked[3].band_known);
+        assert!(ranked[3].band.is_none());
         // GPUs: the T4 in band 10–15 % against the one in 5–10 %.
         let gpus = rank(&prices, &names(&["Standard_NC4as_T4_v3", "Standard_NC8as_T4_v3"]));
         let t4 = |n: &str| gpus.iter().find(|r| r.name == n).unwrap().clone();
