@@ -6,6 +6,7 @@
 
 pub mod forecast;
 pub mod oracle;
+pub mod placement;
 pub mod planner;
 pub mod policies;
 pub mod sim;
