@@ -115,7 +115,7 @@ impl<'a> EmulatedFleet<'a> {
         let peak = demand.iter().copied().fold(0.0, f64::max).max(1.0);
         let service = ServiceSpec {
             name: "eval".into(),
-            fleet: key.clone(),
+            fleets: vec![key.clone()],
             replay: Replay {
                 trace: Arc::new(Trace {
                     name: "eval".into(),

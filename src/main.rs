@@ -61,7 +61,8 @@ struct RunArgs {
     #[arg(long, env = "FLEETPILOT_EMULATOR_SEED")]
     seed: Option<u64>,
 
-    /// Embedded emulator: `reference` (the recipe's deployment) or `empty`.
+    /// Embedded emulator: `reference` (the recipe's deployment), `multi-region` (the same
+    /// service on a second fleet in westus2) or `empty`.
     #[arg(long)]
     scenario: Option<String>,
 
@@ -103,7 +104,8 @@ enum Command {
         /// Seed of every random draw.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// `reference` (the recipe's deployment) or `empty`.
+        /// `reference` (the recipe's deployment), `multi-region` (its service on a second
+        /// fleet in westus2) or `empty`.
         #[arg(long, default_value = "reference")]
         scenario: String,
     },

@@ -69,7 +69,7 @@ fn main() {
         world.services.push((
             ServiceSpec {
                 name: format!("svc-{f}"),
-                fleet: key,
+                fleets: vec![key],
                 replay: Replay { trace: Arc::new(trace), time_scale: 1440.0 / len, amplitude: 30.0, looped: true },
                 service_time_ms: 2000.0,
                 gpu_factor: 8.0,

@@ -43,6 +43,8 @@ pub struct Faults {
     /// Multiplies every eviction probability while set. The bands are per day, so a storm that
     /// evicts most spot VMs within minutes is in the thousands (10,000 at the 0–5 % band).
     pub eviction_multiplier: Option<f64>,
+    /// Confine `eviction_multiplier` to fleets in these regions (empty: every region).
+    pub eviction_regions: Vec<String>,
     /// No telemetry is written while set (a gap in every table).
     pub telemetry_gap: bool,
     /// Seconds added to every row's ingestion delay.

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use fleetpilot_core::{Priority, VmState};
+use fleetpilot_core::VmState;
 use time::OffsetDateTime;
 
 use crate::traces::Replay;
@@ -22,8 +22,10 @@ use crate::world::FleetRecord;
 pub struct ServiceSpec {
     /// Name.
     pub name: String,
-    /// The fleet that serves it: (resource group, name), lowercase.
-    pub fleet: (String, String),
+    /// The fleets that serve it: (resource group, name), lowercase; one per region, usually.
+    /// A load balancer in front of them routes each minute's arrivals in proportion to what
+    /// each fleet's running VMs serve (evenly while none runs); each fleet keeps its own queue.
+    pub fleets: Vec<(String, String)>,
     /// Its demand.
     pub replay: Replay,
     /// Mean time one vCPU takes for one request, in milliseconds.
@@ -77,8 +79,8 @@ pub struct LedgerRow {
 /// A service's state between minutes.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceState {
-    /// Requests waiting.
-    pub queue: f64,
+    /// Requests waiting, by fleet name.
+    pub queues: std::collections::BTreeMap<String, f64>,
 }
 
 /// Erlang C: the probability that an arrival waits, with `c` servers and offered load `a`
@@ -122,13 +124,10 @@ pub fn p95_latency_ms(servers: f64, service_time_ms: f64, offered: f64, served: 
     service_p95_ms + wait_ms + queued / capacity * 60_000.0
 }
 
-/// Serve one minute: returns the ledger row and updates the queue.
-pub fn serve_minute(spec: &ServiceSpec, state: &mut ServiceState, fleet: &FleetRecord, minute: OffsetDateTime) -> LedgerRow {
-    let elapsed = (minute - spec.started).as_seconds_f64() / 60.0;
-    let arrivals = spec.replay.demand_at(elapsed).max(0.0);
-    let mut servers = 0.0;
-    let mut running = 0;
-    let mut cost = 0.0;
+/// Servers (vCPUs, or GPU-equivalents) of a fleet's running VMs, how many run, and what its
+/// creating or running VMs cost this minute.
+fn servers_of(spec: &ServiceSpec, fleet: &FleetRecord) -> (f64, u32, f64) {
+    let (mut servers, mut running, mut cost) = (0.0, 0, 0.0);
     for vm in &fleet.vms {
         let Some(size) = vm.info.as_deref() else { continue };
         if matches!(vm.state, VmState::Creating | VmState::Running) {
@@ -139,19 +138,59 @@ pub fn serve_minute(spec: &ServiceSpec, state: &mut ServiceState, fleet: &FleetR
             servers += if size.gpus > 0 { f64::from(size.gpus) * spec.gpu_factor } else { f64::from(size.vcpus) };
         }
     }
+    (servers, running, cost)
+}
+
+/// Serve one minute of a service on one fleet (its only one): returns the ledger row and
+/// updates the queue.
+pub fn serve_minute(spec: &ServiceSpec, state: &mut ServiceState, fleet: &FleetRecord, minute: OffsetDateTime) -> LedgerRow {
+    serve_fleets(spec, state, &[fleet], minute).remove(0)
+}
+
+/// Serve one minute of a service on its fleets: the minute's arrivals are split in proportion
+/// to each fleet's servers (evenly while none has any), and each fleet serves its share from
+/// its own queue. One ledger row per fleet, in the order given; `fleets` must not be empty.
+pub fn serve_fleets(
+    spec: &ServiceSpec,
+    state: &mut ServiceState,
+    fleets: &[&FleetRecord],
+    minute: OffsetDateTime,
+) -> Vec<LedgerRow> {
+    let elapsed = (minute - spec.started).as_seconds_f64() / 60.0;
+    let demand = spec.replay.demand_at(elapsed).max(0.0);
+    let each: Vec<(f64, u32, f64)> = fleets.iter().map(|f| servers_of(spec, f)).collect();
+    let all: f64 = each.iter().map(|e| e.0).sum();
+    fleets
+        .iter()
+        .zip(each)
+        .map(|(fleet, (servers, running, cost))| {
+            let share = if all > 0.0 { servers / all } else { 1.0 / fleets.len() as f64 };
+            let queue = state.queues.entry(fleet.name.clone()).or_default();
+            serve_share(spec, queue, fleet, minute, demand * share, (servers, running, cost))
+        })
+        .collect()
+}
+
+fn serve_share(
+    spec: &ServiceSpec,
+    queue: &mut f64,
+    fleet: &FleetRecord,
+    minute: OffsetDateTime,
+    arrivals: f64,
+    (servers, running, cost): (f64, u32, f64),
+) -> LedgerRow {
     let mu = 60_000.0 / spec.service_time_ms.max(1e-6);
     let capacity = servers * mu;
-    let offered = arrivals + state.queue;
+    let offered = arrivals + *queue;
     let served = offered.min(capacity);
     let backlog = offered - served;
     let queued = backlog.min(spec.queue_limit);
     let dropped = backlog - queued;
-    state.queue = queued;
+    *queue = queued;
     let utilization = if capacity > 0.0 { served / capacity } else { 0.0 };
     let latency_p95_ms = p95_latency_ms(servers, spec.service_time_ms, offered, served, queued);
     let served_fraction = if arrivals > 0.0 { 1.0 - (dropped / arrivals).min(1.0) } else { 1.0 };
     let sla_met = latency_p95_ms <= spec.sla_p95_ms && served_fraction >= spec.sla_served_fraction;
-    let _ = Priority::Spot;
     LedgerRow {
         minute,
         service: spec.name.clone(),
@@ -181,7 +220,10 @@ pub fn reference_service(started: OffsetDateTime) -> ServiceSpec {
     let minutes = trace.per_minute.len() as f64;
     ServiceSpec {
         name: "llm-conv".into(),
-        fleet: (crate::scenario::REFERENCE_RESOURCE_GROUP.to_ascii_lowercase(), crate::scenario::REFERENCE_FLEET.to_string()),
+        fleets: vec![(
+            crate::scenario::REFERENCE_RESOURCE_GROUP.to_ascii_lowercase(),
+            crate::scenario::REFERENCE_FLEET.to_string(),
+        )],
         replay: Replay { trace: Arc::new(trace), time_scale: 24.0 * 60.0 / minutes, amplitude: 8.0, looped: true },
         service_time_ms: 2_000.0,
         gpu_factor: 8.0,

@@ -35,7 +35,8 @@ pub struct WorldConfig {
     pub family_vcpu_quota: u32,
     /// Spot vCPU quota for the region (all families together).
     pub spot_vcpu_quota: u32,
-    /// Spot VMs available per size in the region at eviction band 0–5 %; worse bands get less.
+    /// Spot VMs available per size in each region at eviction band 0–5 %; worse bands get
+    /// less. Each region has its own pool: a fleet in another region does not draw on it.
     pub spot_pool_base: u32,
     /// `Retry-After` seconds the emulator sends with long-running operations.
     pub retry_after_secs: u32,
@@ -429,16 +430,20 @@ impl World {
         let minute = at - time::Duration::minutes(1);
         let surge = self.faults.demand_multiplier.filter(|m| m.is_finite() && *m >= 0.0);
         for (spec, state) in &mut self.services {
-            let Some(fleet) = self.fleets.get(&spec.fleet) else { continue };
-            let row = match surge {
+            // A fleet that no longer exists serves nothing (its share goes to the others).
+            let fleets: Vec<&FleetRecord> = spec.fleets.iter().filter_map(|key| self.fleets.get(key)).collect();
+            if fleets.is_empty() {
+                continue;
+            }
+            let rows = match surge {
                 Some(m) => {
                     let mut surged = spec.clone();
                     surged.replay.amplitude *= m;
-                    crate::services::serve_minute(&surged, state, fleet, minute)
+                    crate::services::serve_fleets(&surged, state, &fleets, minute)
                 }
-                None => crate::services::serve_minute(spec, state, fleet, minute),
+                None => crate::services::serve_fleets(spec, state, &fleets, minute),
             };
-            self.ledger.push(row);
+            self.ledger.extend(rows);
         }
         if self.ledger.len() > MAX_LEDGER {
             let excess = self.ledger.len() - MAX_LEDGER;
@@ -754,13 +759,19 @@ impl World {
         let now = self.now;
         let tick_secs = self.config.tick.as_secs_f64();
         let period = self.config.eviction_band_period.as_secs_f64();
-        let multiplier = self.config.eviction_multiplier;
         let keys: Vec<_> = self.fleets.keys().cloned().collect();
         for key in keys {
             let mut evictions = Vec::new();
             {
                 let Some(fleet) = self.fleets.get_mut(&key) else {
                     continue;
+                };
+                // A storm confined to some regions leaves the others at the configured rate.
+                let regions = &self.faults.eviction_regions;
+                let multiplier = if regions.is_empty() || regions.iter().any(|r| r.eq_ignore_ascii_case(&fleet.location)) {
+                    self.config.eviction_multiplier
+                } else {
+                    self.base_eviction_multiplier
                 };
                 for vm in &mut fleet.vms {
                     if vm.state == VmState::Creating && vm.ready_at <= now {
@@ -904,7 +915,7 @@ impl World {
                         (profile.name.clone(), format!("spot price {} is above maxPricePerVM {max}", info.spot_usd_hour));
                     continue;
                 }
-                pool = self.spot_pool_left(info);
+                pool = self.spot_pool_left(info, &fleet.location);
                 if pool == 0 {
                     last_reason = (profile.name.clone(), format!("no spot capacity left for {}", info.name));
                     continue;
@@ -968,8 +979,8 @@ impl World {
         Ok(())
     }
 
-    /// Spot VMs of a size still available in the region.
-    fn spot_pool_left(&self, info: &SizeInfo) -> u32 {
+    /// Spot VMs of a size still available in a region.
+    fn spot_pool_left(&self, info: &SizeInfo, location: &str) -> u32 {
         let band = info.eviction_band.map(|b| b.high_pct).unwrap_or(20.0);
         // Bands are a proxy for spare capacity: 0–5 % gets the full pool, 5–10 % 60 %, …
         let share = match band {
@@ -983,6 +994,7 @@ impl World {
         let used = self
             .fleets
             .values()
+            .filter(|f| f.location.eq_ignore_ascii_case(location))
             .flat_map(|f| &f.vms)
             .filter(|vm| {
                 vm.priority == Priority::Spot && vm.state != VmState::Deleting && vm.size.eq_ignore_ascii_case(&info.name)

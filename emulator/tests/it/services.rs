@@ -41,7 +41,7 @@ fn one_vm_fleet() -> (World, (String, String)) {
 fn spec(trace: Vec<f64>, key: (String, String)) -> ServiceSpec {
     ServiceSpec {
         name: "s".into(),
-        fleet: key,
+        fleets: vec![key],
         replay: Replay {
             trace: Arc::new(Trace { name: "t".into(), unit: Unit::Requests, per_minute: trace, partial_edges: false }),
             time_scale: 1.0,
@@ -136,4 +136,71 @@ fn per_vm_telemetry_can_be_turned_off_without_losing_fleet_and_service_metrics()
     assert_eq!((no_heartbeats, no_perf), (0, 0));
     assert_eq!(same_metrics, metrics, "fleet and service metrics are written either way");
     assert_eq!(same_ledger, ledger, "telemetry does not change the world");
+}
+
+fn multi_region_world(seed: u64) -> World {
+    let mut world =
+        World::new(WorldConfig { seed, ..WorldConfig::default() }, PriceTable::embedded(), datetime!(2026-01-01 00:00 UTC));
+    Scenario::MultiRegion.install(&mut world);
+    world
+}
+
+#[test]
+fn a_service_on_two_regions_splits_its_demand_by_capacity() {
+    let mut world = multi_region_world(7);
+    world.advance_to(datetime!(2026-01-01 06:00 UTC));
+    let ledger = world.ledger.clone();
+    assert_eq!(ledger.len(), 2 * 360, "one row per fleet and minute");
+    let fleets: std::collections::BTreeSet<&str> = ledger.iter().map(|r| r.fleet.as_str()).collect();
+    assert_eq!(fleets, [scenario::REFERENCE_FLEET, scenario::WEST_FLEET].into_iter().collect());
+    // The demand is the reference's scaled to 42 VMs; each fleet gets its share of capacity,
+    // so both run at the same utilization while neither saturates.
+    let mut reference =
+        World::new(WorldConfig { seed: 7, ..WorldConfig::default() }, PriceTable::embedded(), datetime!(2026-01-01 00:00 UTC));
+    Scenario::Reference.install(&mut reference);
+    reference.advance_to(datetime!(2026-01-01 06:00 UTC));
+    for (minute, pair) in ledger.chunks(2).enumerate() {
+        let arrivals = pair[0].arrivals + pair[1].arrivals;
+        let expected = reference.ledger[minute].arrivals * 42.0 / 30.0;
+        assert!((arrivals - expected).abs() < 1e-6 * expected.max(1.0), "minute {minute}: {arrivals} vs {expected}");
+        let share = pair[0].arrivals / arrivals;
+        let capacity_share = pair[0].capacity / (pair[0].capacity + pair[1].capacity);
+        assert!((share - capacity_share).abs() < 1e-9, "minute {minute}: routed {share}, capacity {capacity_share}");
+        if pair.iter().all(|r| r.queued == 0.0) {
+            assert!((pair[0].utilization - pair[1].utilization).abs() < 1e-9, "minute {minute}");
+        }
+    }
+    assert_eq!(ledger, {
+        let mut again = multi_region_world(7);
+        again.advance_to(datetime!(2026-01-01 06:00 UTC));
+        again.ledger
+    });
+}
+
+#[test]
+fn a_storm_confined_to_a_region_evicts_only_there_and_each_region_has_its_own_pool() {
+    let mut world = multi_region_world(3);
+    world.set_faults(fleetpilot_emulator::faults::Faults {
+        eviction_multiplier: Some(20_000.0),
+        eviction_regions: vec!["EastUS".into()],
+        ..Default::default()
+    });
+    world.advance_to(datetime!(2026-01-01 00:30 UTC));
+    let evicted = |fleet: &str| world.events.iter().filter(|e| e.kind == "SpotEviction" && e.fleet == fleet).count();
+    assert!(evicted(scenario::REFERENCE_FLEET) >= 10, "the storm evicts in eastus");
+    assert_eq!(evicted(scenario::WEST_FLEET), 0, "westus2 keeps the configured rate");
+    // Pools are regional: a fleet in westus2 gets the full pool although eastus has used it.
+    let mut world = World::new(
+        WorldConfig { spot_pool_base: 4, ..WorldConfig::default() },
+        PriceTable::embedded(),
+        datetime!(2026-01-01 00:00 UTC),
+    );
+    Scenario::MultiRegion.install(&mut world);
+    let spot_running = |w: &World, name: &str| {
+        let fleet = w.fleets.values().find(|f| f.name == name).unwrap();
+        fleet.vms.iter().filter(|v| v.priority == fleetpilot_core::Priority::Spot).count()
+    };
+    // Three sizes of band 0–5 % at 4 VMs each: 12 spot VMs per region.
+    assert_eq!(spot_running(&world, scenario::REFERENCE_FLEET), 12);
+    assert_eq!(spot_running(&world, scenario::WEST_FLEET), 10);
 }
