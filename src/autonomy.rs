@@ -122,6 +122,8 @@ pub struct AgentContext {
     pub tools_url: Option<String>,
     /// What the model's tokens cost (zero for the built-in planner, which uses none).
     pub price: fleetpilot_agent::ModelPrice,
+    /// Services served by several fleets: the built-in planner plans them together.
+    pub services: crate::config::Services,
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -212,6 +214,7 @@ impl AgentContext {
             None => {
                 let mut config = PlannerConfig::new(fleet.clone(), resource_group, planner_trigger);
                 config.auto_apply = self.auto_apply;
+                config.siblings = self.services.siblings_of(&fleet);
                 Arc::new(Planner::new(config))
             }
         };

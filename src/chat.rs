@@ -198,6 +198,7 @@ pub async fn run(config: Config, options: ChatOptions) -> Result<()> {
                 let mut planner =
                     PlannerConfig::new(options.fleet.clone(), config.default_resource_group.clone(), format!("chat: {line}"));
                 planner.auto_apply = false;
+                planner.siblings = config.services.siblings_of(&options.fleet);
                 Arc::new(Planner::new(planner))
             }
         };

@@ -40,6 +40,16 @@ pub struct RawConfig {
     pub dashboard: RawDashboard,
     #[serde(default)]
     pub auth: RawAuth,
+    /// Services served by more than one fleet (one per region): `[services.NAME] fleets = [...]`.
+    #[serde(default)]
+    pub services: std::collections::BTreeMap<String, RawService>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// The fleets (in the default resource group) that serve it.
+    pub fleets: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -323,6 +333,50 @@ pub struct Config {
     pub dashboard: fleetpilot_tools::DashboardConfig,
     /// Who may call the HTTP surfaces (never printed: the digests are not the keys, but still).
     pub auth: fleetpilot_tools::auth::AuthConfig,
+    /// Services and the fleets that serve them: the agent plans such fleets together.
+    pub services: Services,
+}
+
+/// Services served by several fleets (one per region): the built-in agent sizes such a
+/// service as one and places its capacity across its fleets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Services(pub Vec<(String, Vec<String>)>);
+
+impl Services {
+    /// The other fleets that serve the service `fleet` serves (none when it serves none).
+    pub fn siblings_of(&self, fleet: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .find(|(_, fleets)| fleets.iter().any(|f| f.eq_ignore_ascii_case(fleet)))
+            .map(|(_, fleets)| fleets.iter().filter(|f| !f.eq_ignore_ascii_case(fleet)).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// `[services]`, checked: every service names at least one fleet, and a fleet serves at most
+/// one service. Without any, the multi-region scenario's service is planned across its fleets.
+fn services(raw: &std::collections::BTreeMap<String, RawService>, target: &Target) -> Result<Services> {
+    let mut seen = std::collections::BTreeMap::new();
+    let mut list = Vec::new();
+    for (name, service) in raw {
+        if service.fleets.is_empty() {
+            bail!("`services.{name}.fleets` is empty; name the fleets that serve it");
+        }
+        for fleet in &service.fleets {
+            if let Some(other) = seen.insert(fleet.to_ascii_lowercase(), name.clone()) {
+                bail!("fleet {fleet:?} is listed by `services.{other}` and `services.{name}`; a fleet serves one service");
+            }
+        }
+        list.push((name.clone(), service.fleets.clone()));
+    }
+    if list.is_empty()
+        && let Target::Emulator(settings) = target
+        && settings.scenario == fleetpilot_emulator::Scenario::MultiRegion
+    {
+        use fleetpilot_emulator::scenario::{REFERENCE_FLEET, WEST_FLEET};
+        list.push(("llm-conv".to_string(), vec![REFERENCE_FLEET.to_string(), WEST_FLEET.to_string()]));
+    }
+    Ok(Services(list))
 }
 
 /// Which model kind.
@@ -624,7 +678,9 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config> {
             (target, rg)
         }
     };
+    let services = services(&raw.services, &target)?;
     Ok(Config {
+        services,
         listen,
         allowed_hosts,
         allowed_origins,
@@ -779,5 +835,21 @@ mod tests {
     fn global_dry_run_reaches_every_fleet() {
         let config = check("[policy]\ndry_run = true\n", None).unwrap();
         assert!(config.policies.for_fleet("anything").dry_run);
+    }
+
+    #[test]
+    fn services_name_the_fleets_planned_together() {
+        let config = check("[services.llm]\nfleets = [\"east\", \"West\", \"north\"]\n", None).unwrap();
+        assert_eq!(config.services.siblings_of("west"), ["east", "north"]);
+        assert_eq!(config.services.siblings_of("elsewhere"), Vec::<String>::new());
+        check("[services.llm]\nfleets = []\n", Some("`services.llm.fleets` is empty"));
+        check("[services.a]\nfleets = [\"f\"]\n[services.b]\nfleets = [\"F\"]\n", Some("a fleet serves one service"));
+        check("[services.a]\nfleet = [\"f\"]\n", Some("unknown field"));
+        // The multi-region scenario declares its service unless the configuration does.
+        let raw: RawConfig = toml::from_str("").unwrap();
+        let overrides = Overrides { scenario: Some("multi-region".into()), ..Overrides::default() };
+        let config = validate(raw, &overrides).unwrap();
+        assert_eq!(config.services.siblings_of("cf-ml-scaling"), ["cf-ml-scaling-westus2"]);
+        assert!(check("", None).unwrap().services.0.is_empty(), "the reference scenario has one fleet");
     }
 }

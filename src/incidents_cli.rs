@@ -543,6 +543,7 @@ fn context(setup: &TrialSetup, service: &Arc<FleetService>, run: usize) -> Resul
         auto_apply: setup.incident.world.auto_apply,
         tools_url: None,
         price: setup.price,
+        services: Default::default(),
     })
 }
 

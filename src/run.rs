@@ -307,6 +307,7 @@ pub async fn serve(config: Config) -> Result<()> {
         auto_apply: config.agent.auto_apply,
         tools_url: config.agent.tools_url.clone(),
         price: config.model.price,
+        services: config.services.clone(),
     });
     let model_name = agent.model.as_ref().map_or_else(|| "the built-in planner".to_string(), |m| m.name());
     let autonomy = crate::autonomy::Autonomy::new(agent, token.clone(), config.alerts_follow_up);

@@ -31,6 +31,10 @@ pub struct PlannerConfig {
     pub trigger: String,
     /// VM sizes and prices, for choosing the sizes a fleet lists.
     pub prices: std::sync::Arc<fleetpilot_core::PriceTable>,
+    /// The other fleets (in the same resource group) that serve the same service, one per
+    /// region usually: the service is sized as one and its capacity placed across them
+    /// ([`fleetpilot_policy::placement`]).
+    pub siblings: Vec<String>,
 }
 
 impl PlannerConfig {
@@ -45,8 +49,19 @@ impl PlannerConfig {
             scale_in_below: 40.0,
             trigger: trigger.into(),
             prices: std::sync::Arc::new(fleetpilot_core::PriceTable::embedded()),
+            siblings: Vec::new(),
         }
     }
+
+    /// The fleets it plans: its own first, then its siblings.
+    fn fleets(&self) -> Vec<&str> {
+        std::iter::once(self.fleet.as_str()).chain(self.siblings.iter().map(String::as_str)).collect()
+    }
+}
+
+/// A tool call's id for the `i`-th fleet of a run (the fleet's own has no suffix).
+fn id_for(base: &str, i: usize) -> String {
+    if i == 0 { base.to_string() } else { format!("{base}-{i}") }
 }
 
 /// The planner.
@@ -62,6 +77,7 @@ impl Planner {
     }
 }
 
+use fleetpilot_policy::placement::{ServicePlan, Site, plan_service};
 use fleetpilot_policy::planner::{Band, FleetView, Limits, Tier};
 pub use fleetpilot_policy::planner::{Decision, Signals};
 
@@ -79,6 +95,11 @@ pub fn decide(fleet: &Value, policy: &Value, cpu: Option<f64>, growth: Option<f6
 /// The decision is [`fleetpilot_policy::planner::decide`]'s; this reads its inputs from the
 /// tools' JSON (a limit the policy does not state is no limit).
 pub fn decide_with_trend(fleet: &Value, policy: &Value, signals: Signals, config: &PlannerConfig) -> Decision {
+    fleetpilot_policy::planner::decide(&view_of(fleet), &limits_of(policy), &signals, &band_of(config), &config.prices)
+}
+
+/// What `read_fleet` returned, as the planner sees a fleet.
+fn view_of(fleet: &Value) -> FleetView {
     let n = |path: &str| fleet.pointer(path).and_then(Value::as_u64).unwrap_or(0) as u32;
     let tier = |priority: &str| Tier {
         capacity: n(&format!("/{priority}/capacity")),
@@ -86,18 +107,23 @@ pub fn decide_with_trend(fleet: &Value, policy: &Value, signals: Signals, config
         creating: n(&format!("/{priority}/creating")),
         min_capacity: n(&format!("/{priority}/min_capacity")),
     };
-    let names = |v: Option<&Value>| -> Vec<String> {
-        v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
-    };
-    let view = FleetView {
+    FleetView {
         spot: tier("spot"),
         regular: tier("regular"),
         vm_sizes: names(fleet.get("vm_sizes")),
         location: fleet.get("location").and_then(Value::as_str).unwrap_or_default().to_string(),
-    };
+    }
+}
+
+fn names(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
+}
+
+/// What `get_policy` returned, as limits (a limit the policy does not state is no limit).
+fn limits_of(policy: &Value) -> Limits {
     let p = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_u64).map(|x| x as u32);
     let pf = |key: &str| policy.pointer(&format!("/policy/{key}")).and_then(Value::as_f64);
-    let limits = Limits {
+    Limits {
         min_spot: p("min_spot"),
         max_spot: p("max_spot"),
         min_regular: p("min_regular"),
@@ -108,13 +134,29 @@ pub fn decide_with_trend(fleet: &Value, policy: &Value, signals: Signals, config
         max_step_down_percent: pf("max_step_down_percent"),
         approval_above_delta: p("approval_above_delta"),
         allowed_vm_sizes: names(policy.pointer("/policy/allowed_vm_sizes")),
+    }
+}
+
+fn band_of(config: &PlannerConfig) -> Band {
+    Band { target: config.target_utilization, scale_out_above: config.scale_out_above, scale_in_below: config.scale_in_below }
+}
+
+/// The service's telemetry from the first query's rows (`ResourceId, cpu, arrivals, newest,
+/// recent, earlier, vms`, one row per fleet): CPU averaged over all the VMs (each fleet's
+/// weighted by its VMs), the rest summed. `(cpu, recent, earlier, vms)`.
+fn service_telemetry(table: &Value) -> (Option<f64>, Option<f64>, Option<f64>, Option<f64>) {
+    let rows = table.pointer("/tables/0/rows").and_then(Value::as_array).cloned().unwrap_or_default();
+    let cell = |row: &Value, i: usize| row.get(i).and_then(Value::as_f64).filter(|x| x.is_finite());
+    let sum = |i: usize| rows.iter().filter_map(|r| cell(r, i)).reduce(|a, b| a + b);
+    let weighted: Vec<(f64, f64)> = rows.iter().filter_map(|r| Some((cell(r, 1)?, cell(r, 6).unwrap_or(1.0)))).collect();
+    let weight: f64 = weighted.iter().map(|(_, w)| w).sum();
+    let cpu = match weighted.len() {
+        0 => None,
+        1 => Some(weighted[0].0),
+        _ if weight > 0.0 => Some(weighted.iter().map(|(c, w)| c * w).sum::<f64>() / weight),
+        _ => Some(weighted.iter().map(|(c, _)| c).sum::<f64>() / weighted.len() as f64),
     };
-    let band = Band {
-        target: config.target_utilization,
-        scale_out_above: config.scale_out_above,
-        scale_in_below: config.scale_in_below,
-    };
-    fleetpilot_policy::planner::decide(&view, &limits, &signals, &band, &config.prices)
+    (cpu, sum(4), sum(5), sum(6))
 }
 
 /// The demand bound's need from the per-minute query's table (`minute, arrivals, served, cpu,
@@ -176,29 +218,52 @@ impl ChatModel for Planner {
 
     async fn next_turn(&self, conversation: &[Message], _tools: &[ToolSpec], sink: TextSink<'_>) -> Result<Reply, ChatError> {
         let c = &self.config;
-        let fleet_args = json!({"fleet": c.fleet, "resource_group": c.resource_group});
-        // 1. Look: the fleet and its policy.
+        let fleets = c.fleets();
+        // 1. Look: the fleets and their policies (the run's own fleet first).
         let Some((fleet, fleet_err)) = result_of(conversation, "planner-read_fleet") else {
-            return calls(vec![
-                call("planner-read_fleet", "read_fleet", fleet_args.clone()),
-                call("planner-get_policy", "get_policy", json!({"fleet": c.fleet})),
-            ]);
+            let mut list = Vec::new();
+            for (i, name) in fleets.iter().enumerate() {
+                list.push(call(
+                    &id_for("planner-read_fleet", i),
+                    "read_fleet",
+                    json!({"fleet": name, "resource_group": c.resource_group}),
+                ));
+                list.push(call(&id_for("planner-get_policy", i), "get_policy", json!({"fleet": name})));
+            }
+            return calls(list);
         };
         if fleet_err {
             return answer(format!("I could not read fleet {}: {}. Nothing was changed.", c.fleet, error_text(&fleet)), sink);
         }
-        let policy = result_of(conversation, "planner-get_policy").map(|(v, _)| v).unwrap_or(Value::Null);
-        // 2. The telemetry that explains the trigger.
+        // Siblings that could not be read are left out of the plan (and said so).
+        let mut sites = Vec::new();
+        let mut unread = Vec::new();
+        for (i, name) in fleets.iter().enumerate() {
+            let read =
+                if i == 0 { Some((fleet.clone(), false)) } else { result_of(conversation, &id_for("planner-read_fleet", i)) };
+            match read {
+                Some((f, false)) => {
+                    let policy = result_of(conversation, &id_for("planner-get_policy", i)).map(|(v, _)| v).unwrap_or(Value::Null);
+                    sites.push((i, f, policy));
+                }
+                Some((f, true)) => unread.push(format!("{name} ({})", error_text(&f))),
+                None => unread.push(format!("{name} (not read)")),
+            }
+        }
+        // 2. The telemetry that explains the trigger, over every fleet planned.
         let Some((telemetry, telemetry_err)) = result_of(conversation, "planner-query_kql") else {
-            let id = fleet.get("id").and_then(Value::as_str).unwrap_or_default();
+            let ids: Vec<String> = sites
+                .iter()
+                .map(|(_, f, _)| Value::String(f.get("id").and_then(Value::as_str).unwrap_or_default().to_string()).to_string())
+                .collect();
+            let ids = ids.join(", ");
             let query = format!(
-                "AzureMetrics | where TimeGenerated > ago(15m) and ResourceId =~ {} | summarize cpu = avgif(Average, MetricName == 'Percentage CPU' and TimeGenerated > ago(10m)), arrivals = avgif(Average, MetricName == 'RequestsArrived'), newest = max(TimeGenerated), recent = avgif(Average, MetricName == 'RequestsArrived' and TimeGenerated > ago(5m)), earlier = avgif(Average, MetricName == 'RequestsArrived' and TimeGenerated <= ago(5m)), vms = avgif(Average, MetricName == 'RunningVMs' and TimeGenerated > ago(10m))",
-                Value::String(id.to_string())
+                "AzureMetrics | where TimeGenerated > ago(15m) and ResourceId in~ ({ids}) | summarize cpu = avgif(Average, MetricName == 'Percentage CPU' and TimeGenerated > ago(10m)), arrivals = avgif(Average, MetricName == 'RequestsArrived'), newest = max(TimeGenerated), recent = avgif(Average, MetricName == 'RequestsArrived' and TimeGenerated > ago(5m)), earlier = avgif(Average, MetricName == 'RequestsArrived' and TimeGenerated <= ago(5m)), vms = avgif(Average, MetricName == 'RunningVMs' and TimeGenerated > ago(10m)) by ResourceId"
             );
-            // Per-minute arrivals of the last four hours, and what a VM serves at full CPU.
+            // Per-minute arrivals of the last four hours, and what a VM serves at full CPU
+            // (the fleets' CPU averaged: a load balancer routing by capacity evens it out).
             let demand_query = format!(
-                "AzureMetrics | where TimeGenerated > ago(4h) and ResourceId =~ {} | summarize arrivals = sumif(Average, MetricName == 'RequestsArrived'), served = sumif(Average, MetricName == 'RequestsServed'), cpu = sumif(Average, MetricName == 'Percentage CPU'), vms = sumif(Average, MetricName == 'RunningVMs') by minute = bin(TimeGenerated, 1m) | order by minute asc",
-                Value::String(id.to_string())
+                "AzureMetrics | where TimeGenerated > ago(4h) and ResourceId in~ ({ids}) | summarize arrivals = sumif(Average, MetricName == 'RequestsArrived'), served = sumif(Average, MetricName == 'RequestsServed'), cpu = avgif(Average, MetricName == 'Percentage CPU'), vms = sumif(Average, MetricName == 'RunningVMs') by minute = bin(TimeGenerated, 1m) | order by minute asc"
             );
             return calls(vec![
                 call("planner-query_kql", "query_kql", json!({"query": query, "timespan": "PT1H"})),
@@ -210,15 +275,7 @@ impl ChatModel for Planner {
                 ),
             ]);
         };
-        // The query's one row: cpu, arrivals, newest, recent, earlier, vms.
-        let column = |i: usize| {
-            if telemetry_err {
-                None
-            } else {
-                telemetry.pointer(&format!("/tables/0/rows/0/{i}")).and_then(Value::as_f64).filter(|x| x.is_finite())
-            }
-        };
-        let cpu = column(0);
+        let (cpu, recent, earlier, vms) = if telemetry_err { (None, None, None, None) } else { service_telemetry(&telemetry) };
         // Growth the forecast expects over the next 15 minutes (its upper bound over demand now).
         let growth = result_of(conversation, "planner-forecast_demand").and_then(|(f, is_error)| {
             // Only a forecast that has seen the daily cycle (two days of history) may lead a
@@ -237,71 +294,139 @@ impl ChatModel for Planner {
             Some(upper / now)
         });
         // Rising: the last 5 minutes' arrivals 2 % above the 10 minutes before.
-        let rising = matches!((column(3), column(4)), (Some(recent), Some(earlier)) if recent > earlier * 1.02);
+        let rising = matches!((recent, earlier), (Some(recent), Some(earlier)) if recent > earlier * 1.02);
         let demand_need = result_of(conversation, "planner-query_demand")
             .filter(|(_, is_error)| !is_error)
             .and_then(|(table, _)| demand_need_of(&table));
-        let signals = Signals { cpu, growth, rising, window_vms: column(5), demand_need };
-        let decision = decide_with_trend(&fleet, &policy, signals, c);
-        let (spot, regular, vm_sizes, why) = match decision {
-            Decision::Hold(why) => {
+        let signals = Signals { cpu, growth, rising, window_vms: vms, demand_need };
+        let placed: Vec<Site> = sites
+            .iter()
+            .map(|(i, f, policy)| Site { name: fleets[*i].to_string(), fleet: view_of(f), limits: limits_of(policy) })
+            .collect();
+        let left_out = if unread.is_empty() { String::new() } else { format!(" (left out, unreadable: {})", unread.join(", ")) };
+        let (targets, why) = match plan_service(&placed, &signals, &band_of(c), &c.prices) {
+            ServicePlan::Hold(why) if placed.len() == 1 => {
                 return answer(format!("Fleet {}: {why}. I left it as it is.", c.fleet), sink);
             }
-            Decision::Scale { spot, regular, vm_sizes, why } => (spot, regular, vm_sizes, why),
+            ServicePlan::Hold(why) => {
+                let names: Vec<&str> = placed.iter().map(|s| s.name.as_str()).collect();
+                return answer(format!("Fleets {}{left_out}: {why}. I left them as they are.", names.join(", ")), sink);
+            }
+            ServicePlan::Change { targets, why } => (targets, format!("{why}{left_out}")),
         };
-        let mut target =
-            json!({"fleet": c.fleet, "resource_group": c.resource_group, "spot_capacity": spot, "regular_capacity": regular});
-        if let Some(sizes) = vm_sizes {
-            target["vm_sizes"] = json!(sizes);
-        }
+        // One change per fleet whose targets move, named by the fleet's index in the run.
+        let changes: Vec<(usize, Value)> = targets
+            .iter()
+            .map(|t| {
+                let i = sites[t.site].0;
+                let mut target = json!({"fleet": fleets[i], "resource_group": c.resource_group, "spot_capacity": t.spot, "regular_capacity": t.regular});
+                if let Some(sizes) = &t.vm_sizes {
+                    target["vm_sizes"] = json!(sizes);
+                }
+                (i, target)
+            })
+            .collect();
         // 3. What it costs.
-        let Some((cost, _)) = result_of(conversation, "planner-estimate_cost") else {
-            return calls(vec![call("planner-estimate_cost", "estimate_cost", target)]);
-        };
-        let delta = cost.get("delta_hourly_usd").and_then(Value::as_f64).unwrap_or(0.0);
+        let costs: Vec<Option<Value>> =
+            changes.iter().map(|(i, _)| result_of(conversation, &id_for("planner-estimate_cost", *i)).map(|r| r.0)).collect();
+        if costs.iter().any(Option::is_none) {
+            return calls(
+                changes.iter().map(|(i, t)| call(&id_for("planner-estimate_cost", *i), "estimate_cost", t.clone())).collect(),
+            );
+        }
+        let deltas: Vec<f64> = costs
+            .iter()
+            .map(|c| c.as_ref().and_then(|c| c.get("delta_hourly_usd")).and_then(Value::as_f64).unwrap_or(0.0))
+            .collect();
+        let delta: f64 = deltas.iter().sum();
         // 4. Propose.
-        let Some((proposal, proposal_err)) = result_of(conversation, "planner-propose_scale") else {
-            let mut args = target;
-            args["reason"] = json!(format!("{why}; cost {delta:+.2} USD/h. Trigger: {}", c.trigger));
-            return calls(vec![call("planner-propose_scale", "propose_scale", args)]);
-        };
-        let proposal_view = proposal.get("error").and_then(|e| e.get("proposal")).unwrap_or(&proposal);
-        let id = proposal_view.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-        if proposal_err {
-            return answer(
-                format!(
-                    "{why}. I proposed it ({id}) but the guardrails refused: {}. Nothing was changed.",
-                    error_text(&proposal)
-                ),
-                sink,
+        let proposals: Vec<Option<(Value, bool)>> =
+            changes.iter().map(|(i, _)| result_of(conversation, &id_for("planner-propose_scale", *i))).collect();
+        if proposals.iter().any(Option::is_none) {
+            return calls(
+                changes
+                    .iter()
+                    .zip(&deltas)
+                    .map(|((i, t), d)| {
+                        let mut args = t.clone();
+                        args["reason"] = json!(format!("{why}; cost {d:+.2} USD/h. Trigger: {}", c.trigger));
+                        call(&id_for("planner-propose_scale", *i), "propose_scale", args)
+                    })
+                    .collect(),
             );
         }
-        let decision = proposal.pointer("/verdict/decision").and_then(Value::as_str).unwrap_or_default();
-        if decision == "needs_approval" {
-            return answer(
-                format!("{why}. Proposal {id} needs a human's approval ({delta:+.2} USD/h); it waits for an approver."),
-                sink,
-            );
+        // What became of each proposal.
+        let mut outcomes: Vec<(usize, String, Outcome)> = Vec::new();
+        for ((i, _), proposal) in changes.iter().zip(proposals.into_iter().flatten()) {
+            let (proposal, proposal_err) = proposal;
+            let view = proposal.get("error").and_then(|e| e.get("proposal")).unwrap_or(&proposal);
+            let id = view.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            let outcome = if proposal_err {
+                Outcome::Refused(error_text(&proposal))
+            } else if proposal.pointer("/verdict/decision").and_then(Value::as_str) == Some("needs_approval") {
+                Outcome::NeedsApproval
+            } else if !c.auto_apply {
+                Outcome::Allowed
+            } else {
+                match result_of(conversation, &id_for("planner-apply_proposal", *i)) {
+                    None => Outcome::ToApply,
+                    Some((applied, true)) => Outcome::ApplyFailed(error_text(&applied)),
+                    Some((applied, false)) => Outcome::Applied {
+                        result: applied.get("result").and_then(Value::as_str).unwrap_or("applied").to_string(),
+                        verified: applied.pointer("/proposal/outcome/verified").and_then(Value::as_bool).unwrap_or(false),
+                    },
+                }
+            };
+            outcomes.push((*i, id, outcome));
         }
-        if !c.auto_apply {
-            return answer(format!("{why}. Proposal {id} is allowed ({delta:+.2} USD/h); apply it when you agree."), sink);
+        // 5. Apply what is allowed.
+        let to_apply: Vec<ToolCall> = outcomes
+            .iter()
+            .filter(|o| matches!(o.2, Outcome::ToApply))
+            .map(|(i, id, _)| call(&id_for("planner-apply_proposal", *i), "apply_proposal", json!({"proposal_id": id})))
+            .collect();
+        if !to_apply.is_empty() {
+            return calls(to_apply);
         }
-        // 5. Apply.
-        let Some((applied, applied_err)) = result_of(conversation, "planner-apply_proposal") else {
-            return calls(vec![call("planner-apply_proposal", "apply_proposal", json!({"proposal_id": id}))]);
-        };
-        if applied_err {
-            return answer(format!("{why}. Applying {id} failed: {}.", error_text(&applied)), sink);
+        if let [(_, id, outcome)] = outcomes.as_slice() {
+            return answer(outcome.sentence(&why, id, delta), sink);
         }
-        let result = applied.get("result").and_then(Value::as_str).unwrap_or("applied");
-        let verified = applied.pointer("/proposal/outcome/verified").and_then(Value::as_bool).unwrap_or(false);
-        answer(
-            format!(
+        let lines: Vec<String> = outcomes
+            .iter()
+            .zip(&deltas)
+            .map(|((i, id, outcome), d)| format!("- {}: {}", fleets[*i], outcome.sentence("", id, *d).trim_start_matches(". ")))
+            .collect();
+        answer(format!("{why}.\n{}", lines.join("\n")), sink)
+    }
+}
+
+/// What became of one proposal.
+enum Outcome {
+    Refused(String),
+    NeedsApproval,
+    Allowed,
+    ToApply,
+    ApplyFailed(String),
+    Applied { result: String, verified: bool },
+}
+
+impl Outcome {
+    /// `why` followed by what happened to proposal `id` (costing `delta` USD an hour).
+    fn sentence(&self, why: &str, id: &str, delta: f64) -> String {
+        match self {
+            Outcome::Refused(e) => format!("{why}. I proposed it ({id}) but the guardrails refused: {e}. Nothing was changed."),
+            Outcome::NeedsApproval => {
+                format!("{why}. Proposal {id} needs a human's approval ({delta:+.2} USD/h); it waits for an approver.")
+            }
+            Outcome::Allowed | Outcome::ToApply => {
+                format!("{why}. Proposal {id} is allowed ({delta:+.2} USD/h); apply it when you agree.")
+            }
+            Outcome::ApplyFailed(e) => format!("{why}. Applying {id} failed: {e}."),
+            Outcome::Applied { result, verified } => format!(
                 "{why}. Applied {id} ({result}{}; {delta:+.2} USD/h).",
-                if verified { ", verified" } else { ", not yet verified" }
+                if *verified { ", verified" } else { ", not yet verified" }
             ),
-            sink,
-        )
+        }
     }
 }
 
@@ -455,5 +580,19 @@ mod tests {
             panic!()
         };
         assert_eq!((spot, regular), (40, 13));
+    }
+
+    #[test]
+    fn the_service_telemetry_weighs_each_fleets_cpu_by_its_vms() {
+        // East: 30 VMs at 80 %; west: 10 at 40 %: the service runs at 70 %.
+        let table = json!({"tables": [{"rows": [
+            ["/EAST", 80.0, 900.0, "2026-03-02T00:14:00Z", 950.0, 900.0, 30.0],
+            ["/WEST", 40.0, 300.0, "2026-03-02T00:14:00Z", 320.0, 300.0, 10.0],
+        ]}]});
+        assert_eq!(service_telemetry(&table), (Some(70.0), Some(1270.0), Some(1200.0), Some(40.0)));
+        // One fleet: its own numbers; none: nothing.
+        let one = json!({"tables": [{"rows": [["/EAST", 55.0, 900.0, null, 950.0, 900.0, 30.0]]}]});
+        assert_eq!(service_telemetry(&one), (Some(55.0), Some(950.0), Some(900.0), Some(30.0)));
+        assert_eq!(service_telemetry(&json!({"tables": [{"rows": []}]})), (None, None, None, None));
     }
 }

@@ -241,13 +241,13 @@ pub fn plan_service(sites: &[Site], signals: &Signals, band: &Band, prices: &Pri
             let mut delta = i64::from(want_regular) - regular.iter().map(|&r| i64::from(r)).sum::<i64>();
             while delta != 0 {
                 let pick = if delta > 0 {
-                    (0..sites.len()).filter(|&i| regular[i] < rooms[i].regular.1 && up_left(i, &spot, &regular) > 0).min_by(
-                        |&a, &b| scores[a].1.total_cmp(&scores[b].1).then(regular[a].cmp(&regular[b])).then(a.cmp(&b)),
-                    )
+                    (0..sites.len())
+                        .filter(|&i| regular[i] < rooms[i].regular.1 && up_left(i, &spot, &regular) > 0)
+                        .min_by(|&a, &b| scores[a].1.total_cmp(&scores[b].1).then(regular[a].cmp(&regular[b])).then(a.cmp(&b)))
                 } else {
-                    (0..sites.len()).filter(|&i| regular[i] > rooms[i].regular.0 && down_left(i, &spot, &regular) > 0).max_by(
-                        |&a, &b| scores[a].1.total_cmp(&scores[b].1).then(regular[a].cmp(&regular[b])).then(b.cmp(&a)),
-                    )
+                    (0..sites.len())
+                        .filter(|&i| regular[i] > rooms[i].regular.0 && down_left(i, &spot, &regular) > 0)
+                        .max_by(|&a, &b| scores[a].1.total_cmp(&scores[b].1).then(regular[a].cmp(&regular[b])).then(b.cmp(&a)))
                 };
                 let Some(i) = pick else { break };
                 if delta > 0 {
@@ -271,9 +271,14 @@ pub fn plan_service(sites: &[Site], signals: &Signals, band: &Band, prices: &Pri
                         .or_else(|| (0..sites.len()).find(open))
                 } else {
                     let open = |i: &usize| spot[*i] > rooms[*i].spot.0 && down_left(*i, &spot, &regular) > 0;
-                    (0..sites.len()).filter(|i| open(i) && short(*i, &spot, &delivering)).max_by_key(|&i| (spot[i] - delivering[i], i)).or_else(
-                        || (0..sites.len()).filter(open).max_by(|&a, &b| weight(a, spot[a]).total_cmp(&weight(b, spot[b])).then(b.cmp(&a))),
-                    )
+                    (0..sites.len())
+                        .filter(|i| open(i) && short(*i, &spot, &delivering))
+                        .max_by_key(|&i| (spot[i] - delivering[i], i))
+                        .or_else(|| {
+                            (0..sites.len())
+                                .filter(open)
+                                .max_by(|&a, &b| weight(a, spot[a]).total_cmp(&weight(b, spot[b])).then(b.cmp(&a)))
+                        })
                 };
                 let Some(i) = pick else { break };
                 if delta > 0 {

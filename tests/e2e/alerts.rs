@@ -319,3 +319,50 @@ async fn an_eviction_storm_is_backfilled_with_regular_vms() -> Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// Two fleets, in eastus and westus2, serve one service (the `multi-region` scenario, which
+/// declares the service). A storm confined to eastus deallocates its spot VMs; the planner
+/// sizes the service as one and moves the spot eastus does not deliver to westus2, whose
+/// spot serves, rather than paying for regular VMs in eastus.
+#[tokio::test]
+async fn a_regional_storm_moves_spot_to_the_other_region() -> Result<()> {
+    let dir = TempDir::new("alerts-regions")?;
+    let config = config(&dir)?;
+    let server = Server::start(bin(), &["--config", &config, "--scenario", "multi-region"]).await?;
+    control(&server.emulator, "alerts/webhook", json!({"url": ""})).await?;
+    control(&server.emulator, "faults", json!({"eviction_multiplier": 20000.0, "eviction_regions": ["eastus"]})).await?;
+    advance(&server.emulator, 600).await?;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base))).await?;
+    let read = async |name: &str| -> Result<Value> {
+        Ok(structured(&call(&client, "read_fleet", json!({"fleet": name})).await?).clone())
+    };
+    let (east, west) = (read("cf-ml-scaling").await?, read("cf-ml-scaling-westus2").await?);
+    assert!(east["spot"]["deallocated"].as_u64().unwrap_or(0) >= 5, "the storm deallocated spot in eastus: {}", east["spot"]);
+    assert_eq!(west["spot"]["deallocated"].as_u64().unwrap_or(0), 0, "westus2 is calm: {}", west["spot"]);
+    let (status, ack) = post(&server.base, TOKEN, &fired("m1", "2026-01-01T00:00:00Z", "")?).await?;
+    assert_eq!(status, 202, "{ack}");
+    let run = finished(&client, ack["run_id"].as_str().context("id")?).await?;
+    let answer = run["answer"].as_str().unwrap_or("");
+    assert!(answer.contains("spot to cf-ml-scaling-westus2 (westus2)"), "{answer}");
+    let (east_after, west_after) = (read("cf-ml-scaling").await?, read("cf-ml-scaling-westus2").await?);
+    assert!(
+        west_after["spot"]["capacity"].as_u64() > west["spot"]["capacity"].as_u64(),
+        "westus2 took spot: {}",
+        west_after["spot"]
+    );
+    assert!(
+        east_after["spot"]["capacity"].as_u64() < east["spot"]["capacity"].as_u64(),
+        "eastus let go of undelivered spot: {}",
+        east_after["spot"]
+    );
+    assert_eq!(east_after["regular"]["capacity"], east["regular"]["capacity"], "no regular bought in eastus for what moved");
+    // Two proposals, one per fleet, each checked by the guardrails on its own and applied.
+    let proposals = structured(&call(&client, "list_proposals", json!({})).await?).clone();
+    let fleets: Vec<&str> =
+        proposals["proposals"].as_array().into_iter().flatten().filter_map(|p| p["fleet"]["name"].as_str()).collect();
+    assert!(fleets.contains(&"cf-ml-scaling") && fleets.contains(&"cf-ml-scaling-westus2"), "{proposals}");
+    assert!(proposals["proposals"].as_array().into_iter().flatten().all(|p| p["status"] == "applied"), "{proposals}");
+    client.cancel().await?;
+    server.stop().await;
+    Ok(())
+}
