@@ -261,6 +261,13 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
     if wanted >= total && cpu < band_of.scale_in_below {
         return Decision::Hold(format!("CPU is {cpu:.1} % on {serving} running VMs, but the fleet is at its floor"));
     }
+    if wanted < total && cpu >= band_of.scale_in_below {
+        // Above the band with VMs booting: they will serve; a cut now would undo them. A
+        // scale-in happens only below the band.
+        return Decision::Hold(format!(
+            "CPU is {cpu:.1} % on {serving} running VMs and {booting} booting: the targets cover the load once they serve, and a scale-in waits for CPU below the {band} band"
+        ));
+    }
     if wanted < total && signals.rising {
         return Decision::Hold(format!(
             "CPU is {cpu:.1} % on {serving} running VMs, below the {band} band, but demand is rising: no scale-in while it climbs"
@@ -385,6 +392,17 @@ mod tests {
         let d = decide(&f, &limits(), &with(Some(27), 20.0), &Band::default(), &prices);
         let Decision::Scale { spot, regular, .. } = d else { panic!("{d:?}") };
         assert_eq!(spot + regular, 27, "not the 10 that CPU alone would ask for");
+    }
+
+    #[test]
+    fn no_scale_in_above_the_band_while_vms_boot() {
+        let prices = PriceTable::embedded();
+        // 30 VMs, 12 of them booting; the 18 serving run at 80 %: 24 would do, but the cut
+        // would undo what boots.
+        let mut f = fleet(&["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"]);
+        (f.spot.running, f.spot.creating) = (8, 12);
+        let d = decide(&f, &limits(), &cpu(80.0), &Band::default(), &prices);
+        assert!(matches!(d, Decision::Hold(ref why) if why.contains("12 booting")), "{d:?}");
     }
 
     #[test]
