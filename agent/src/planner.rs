@@ -306,7 +306,7 @@ impl ChatModel for Planner {
         let left_out = if unread.is_empty() { String::new() } else { format!(" (left out, unreadable: {})", unread.join(", ")) };
         let (targets, why) = match plan_service(&placed, &signals, &band_of(c), &c.prices) {
             ServicePlan::Hold(why) if placed.len() == 1 => {
-                return answer(format!("Fleet {}: {why}. I left it as it is.", c.fleet), sink);
+                return answer(format!("Fleet {}{left_out}: {why}. I left it as it is.", c.fleet), sink);
             }
             ServicePlan::Hold(why) => {
                 let names: Vec<&str> = placed.iter().map(|s| s.name.as_str()).collect();
@@ -379,14 +379,31 @@ impl ChatModel for Planner {
             };
             outcomes.push((*i, id, outcome));
         }
-        // 5. Apply what is allowed.
+        // 5. Apply what is allowed: the fleets that grow first; a fleet that shrinks while
+        // another grows (spot moving between regions) only once every growing fleet has its
+        // change, so the service never gives up capacity it has not secured elsewhere.
+        let grows: Vec<bool> = targets
+            .iter()
+            .map(|t| {
+                let f = &placed[t.site].fleet;
+                t.spot + t.regular >= f.spot.capacity + f.regular.capacity
+            })
+            .collect();
+        let growth_secured = outcomes.iter().zip(&grows).all(|(o, g)| !g || matches!(o.2, Outcome::Applied { .. }));
+        let any_growth = grows.iter().any(|g| *g);
         let to_apply: Vec<ToolCall> = outcomes
             .iter()
-            .filter(|o| matches!(o.2, Outcome::ToApply))
-            .map(|(i, id, _)| call(&id_for("planner-apply_proposal", *i), "apply_proposal", json!({"proposal_id": id})))
+            .zip(&grows)
+            .filter(|(o, g)| matches!(o.2, Outcome::ToApply) && (**g || !any_growth || growth_secured))
+            .map(|((i, id, _), _)| call(&id_for("planner-apply_proposal", *i), "apply_proposal", json!({"proposal_id": id})))
             .collect();
         if !to_apply.is_empty() {
             return calls(to_apply);
+        }
+        for o in &mut outcomes {
+            if matches!(o.2, Outcome::ToApply) {
+                o.2 = Outcome::HeldBack;
+            }
         }
         if let [(_, id, outcome)] = outcomes.as_slice() {
             return answer(outcome.sentence(&why, id, delta), sink);
@@ -407,7 +424,12 @@ enum Outcome {
     Allowed,
     ToApply,
     ApplyFailed(String),
-    Applied { result: String, verified: bool },
+    Applied {
+        result: String,
+        verified: bool,
+    },
+    /// Allowed, but not applied: the fleets it gives capacity up to did not get theirs.
+    HeldBack,
 }
 
 impl Outcome {
@@ -422,6 +444,9 @@ impl Outcome {
                 format!("{why}. Proposal {id} is allowed ({delta:+.2} USD/h); apply it when you agree.")
             }
             Outcome::ApplyFailed(e) => format!("{why}. Applying {id} failed: {e}."),
+            Outcome::HeldBack => format!(
+                "{why}. Proposal {id} is allowed ({delta:+.2} USD/h) but not applied: it gives up capacity that the other fleets' changes, not all applied, were to take over; apply it once they are."
+            ),
             Outcome::Applied { result, verified } => format!(
                 "{why}. Applied {id} ({result}{}; {delta:+.2} USD/h).",
                 if *verified { ", verified" } else { ", not yet verified" }
@@ -594,5 +619,98 @@ mod tests {
         let one = json!({"tables": [{"rows": [["/EAST", 55.0, 900.0, null, 950.0, 900.0, 30.0]]}]});
         assert_eq!(service_telemetry(&one), (Some(55.0), Some(950.0), Some(900.0), Some(30.0)));
         assert_eq!(service_telemetry(&json!({"tables": [{"rows": []}]})), (None, None, None, None));
+    }
+
+    /// Drives the planner to its answer against scripted tools; returns the answer and every
+    /// call made, in order.
+    fn drive(planner: &Planner, tools: impl Fn(&ToolCall) -> Value) -> (String, Vec<ToolCall>) {
+        let mut conversation = vec![Message::text(Role::User, "look")];
+        let mut made = Vec::new();
+        for _ in 0..10 {
+            let reply = futures::executor::block_on(planner.next_turn(&conversation, &[], &|_: &str| {})).expect("turn");
+            match reply.turn {
+                Turn::Answer => return (reply.text, made),
+                Turn::ToolCalls { calls } => {
+                    for c in calls {
+                        conversation.push(Message {
+                            role: Role::Tool,
+                            content: tools(&c).to_string(),
+                            tool_calls: Vec::new(),
+                            tool_call_id: Some(c.id.clone()),
+                        });
+                        made.push(c);
+                    }
+                }
+            }
+        }
+        panic!("no answer in 10 turns");
+    }
+
+    /// East lost 12 of its 20 spot VMs to a storm; west is calm. `west_verdict` is what the
+    /// guardrails say to west's proposal.
+    fn two_regions(west_verdict: &'static str) -> impl Fn(&ToolCall) -> Value {
+        move |c: &ToolCall| {
+            let args: Value = serde_json::from_str(&c.arguments).unwrap_or_default();
+            let fleet = args["fleet"].as_str().unwrap_or_default().to_string();
+            match c.name.as_str() {
+                "read_fleet" if fleet == "east" => json!({"id": "/EAST", "location": "eastus",
+                    "spot": {"capacity": 20, "running": 8}, "regular": {"capacity": 2, "running": 2}}),
+                "read_fleet" => json!({"id": "/WEST", "location": "westus2",
+                    "spot": {"capacity": 10, "running": 10}, "regular": {"capacity": 1, "running": 1}}),
+                "get_policy" => policy(),
+                "query_kql" if args["query"].as_str().unwrap_or_default().contains("by ResourceId") => {
+                    json!({"tables": [{"rows": [["/EAST", 55.0, 500.0, null, 500.0, 500.0, 10.0], ["/WEST", 55.0, 500.0, null, 500.0, 500.0, 11.0]]}]})
+                }
+                "query_kql" | "forecast_demand" => json!({"tables": []}),
+                "estimate_cost" => json!({"delta_hourly_usd": 0.1}),
+                "propose_scale" => {
+                    let decision = if fleet == "west" { west_verdict } else { "allow" };
+                    json!({"id": format!("p-{fleet}"), "verdict": {"decision": decision}})
+                }
+                "apply_proposal" => json!({"result": "applied", "proposal": {"outcome": {"verified": true}}}),
+                other => panic!("unexpected tool {other}"),
+            }
+        }
+    }
+
+    fn sibling_config() -> PlannerConfig {
+        let mut c = PlannerConfig::new("east", "rg", "test");
+        c.siblings = vec!["west".into()];
+        c
+    }
+
+    #[test]
+    fn a_service_on_two_fleets_is_read_together_and_changed_fleet_by_fleet() {
+        let (text, made) = drive(&Planner::new(sibling_config()), two_regions("allow"));
+        let names = |tool: &str| made.iter().filter(|c| c.name == tool).count();
+        assert_eq!((names("read_fleet"), names("get_policy"), names("propose_scale"), names("apply_proposal")), (2, 2, 2, 2));
+        let query = made.iter().find(|c| c.id == "planner-query_kql").unwrap();
+        assert!(query.arguments.contains(r#"in~ (\"/EAST\", \"/WEST\")"#), "{}", query.arguments);
+        // West's growth is applied before east gives its undelivered spot up.
+        let applied: Vec<&str> = made.iter().filter(|c| c.name == "apply_proposal").map(|c| c.id.as_str()).collect();
+        assert_eq!(applied, ["planner-apply_proposal-1", "planner-apply_proposal"]);
+        assert!(text.contains("moving 8 spot to west (westus2)") && text.contains("- east: Applied p-east"), "{text}");
+    }
+
+    #[test]
+    fn a_fleet_gives_up_spot_only_once_the_other_fleet_has_taken_it() {
+        let (text, made) = drive(&Planner::new(sibling_config()), two_regions("needs_approval"));
+        assert!(made.iter().all(|c| c.name != "apply_proposal"), "{made:?}");
+        assert!(text.contains("- west: Proposal p-west needs a human's approval"), "{text}");
+        assert!(text.contains("- east: Proposal p-east is allowed (+0.10 USD/h) but not applied"), "{text}");
+    }
+
+    #[test]
+    fn a_sibling_that_cannot_be_read_is_left_out_and_said_so() {
+        let tools = two_regions("allow");
+        let (text, made) = drive(&Planner::new(sibling_config()), |c: &ToolCall| {
+            if c.id == "planner-read_fleet-1" {
+                json!({"is_error": true, "error": {"code": "not_found", "message": "fleet west not found"}})
+            } else {
+                tools(c)
+            }
+        });
+        assert!(made.iter().filter(|c| c.name == "propose_scale").all(|c| c.arguments.contains(r#""fleet":"east""#)), "{made:?}");
+        assert!(text.contains("left out, unreadable: west (fleet west not found)"), "{text}");
     }
 }
