@@ -343,6 +343,18 @@ pub struct Config {
 pub struct Services(pub Vec<(String, Vec<String>)>);
 
 impl Services {
+    /// The services an emulator scenario declares: the multi-region scenario's `llm-conv` on
+    /// its two fleets.
+    pub fn of_scenario(scenario: fleetpilot_emulator::Scenario) -> Self {
+        use fleetpilot_emulator::scenario::{REFERENCE_FLEET, WEST_FLEET};
+        match scenario {
+            fleetpilot_emulator::Scenario::MultiRegion => {
+                Services(vec![("llm-conv".to_string(), vec![REFERENCE_FLEET.to_string(), WEST_FLEET.to_string()])])
+            }
+            _ => Services::default(),
+        }
+    }
+
     /// The other fleets that serve the service `fleet` serves (none when it serves none).
     pub fn siblings_of(&self, fleet: &str) -> Vec<String> {
         self.0
@@ -369,14 +381,10 @@ fn services(raw: &std::collections::BTreeMap<String, RawService>, target: &Targe
         }
         list.push((name.clone(), service.fleets.clone()));
     }
-    if list.is_empty()
-        && let Target::Emulator(settings) = target
-        && settings.scenario == fleetpilot_emulator::Scenario::MultiRegion
-    {
-        use fleetpilot_emulator::scenario::{REFERENCE_FLEET, WEST_FLEET};
-        list.push(("llm-conv".to_string(), vec![REFERENCE_FLEET.to_string(), WEST_FLEET.to_string()]));
+    match target {
+        Target::Emulator(settings) if list.is_empty() => Ok(Services::of_scenario(settings.scenario)),
+        _ => Ok(Services(list)),
     }
-    Ok(Services(list))
 }
 
 /// Which model kind.

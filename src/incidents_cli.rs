@@ -88,6 +88,8 @@ pub struct IncidentOptions {
     pub baseline: Option<PathBuf>,
     pub only: Vec<String>,
     pub jobs: usize,
+    /// Plan the fleets that serve one service together (off: each alone).
+    pub placement: bool,
 }
 
 /// Run the suite; `Ok(false)` when the baseline is not met.
@@ -136,6 +138,7 @@ pub async fn run(config: &Config, options: &IncidentOptions) -> Result<bool> {
                 configured: configured.clone(),
                 transcripts: transcripts.clone(),
                 price: config.model.price,
+                placement: options.placement,
             };
             let permits = permits.clone();
             tasks.spawn(async move {
@@ -211,6 +214,8 @@ struct TrialSetup {
     transcripts: Option<PathBuf>,
     /// The price of the configured model's tokens (a replay's recorded tokens included).
     price: fleetpilot_agent::ModelPrice,
+    /// Plan the fleets that serve one service together.
+    placement: bool,
 }
 
 fn fleet_key() -> (String, String) {
@@ -223,6 +228,13 @@ fn parse_time(text: &str) -> Result<OffsetDateTime> {
 
 /// A fresh reference world at `start − warmup`, with the incident's fleet, warmed up to
 /// `start` (alerts of the warm-up are dropped).
+fn scenario_of(incident: &Incident) -> Result<fleetpilot_emulator::Scenario> {
+    match incident.world.scenario.as_deref() {
+        None => Ok(fleetpilot_emulator::Scenario::Reference),
+        Some(name) => name.parse().map_err(|e: String| anyhow::anyhow!("incident {}: `world.scenario`: {e}", incident.id)),
+    }
+}
+
 fn build_world(incident: &Incident, seed: u64) -> Result<Arc<Emulator>> {
     let start = parse_time(&incident.world.start)?;
     let warmup = i64::from(incident.world.warmup_minutes);
@@ -230,7 +242,7 @@ fn build_world(incident: &Incident, seed: u64) -> Result<Arc<Emulator>> {
         world: WorldConfig { seed, retry_after_secs: 0, ..WorldConfig::default() },
         start: start - time::Duration::minutes(warmup),
         speed: 0.0,
-        scenario: fleetpilot_emulator::Scenario::Reference,
+        scenario: scenario_of(incident)?,
     });
     {
         let mut world = emulator.lock_world();
@@ -543,7 +555,11 @@ fn context(setup: &TrialSetup, service: &Arc<FleetService>, run: usize) -> Resul
         auto_apply: setup.incident.world.auto_apply,
         tools_url: None,
         price: setup.price,
-        services: Default::default(),
+        services: if setup.placement {
+            crate::config::Services::of_scenario(scenario_of(&setup.incident)?)
+        } else {
+            Default::default()
+        },
     })
 }
 
@@ -579,7 +595,20 @@ fn targets(w: &fleetpilot_emulator::World) -> (u32, u32) {
 fn observe(emulator: &Emulator, minute: u32, frozen: bool) -> Step {
     let w = emulator.lock_world();
     let (spot, regular) = targets(&w);
-    let row = w.ledger.iter().rev().find(|r| r.fleet == REFERENCE_FLEET);
+    // The service's last minute, over every fleet that serves it.
+    let last = w.ledger.iter().rev().find(|r| r.fleet == REFERENCE_FLEET);
+    let rows: Vec<&fleetpilot_emulator::services::LedgerRow> = match last {
+        Some(l) => w
+            .ledger
+            .iter()
+            .rev()
+            .take_while(|r| r.minute >= l.minute)
+            .filter(|r| r.minute == l.minute && r.service == l.service)
+            .collect(),
+        None => Vec::new(),
+    };
+    let sum = |f: fn(&fleetpilot_emulator::services::LedgerRow) -> f64| rows.iter().map(|r| f(r)).sum::<f64>();
+    let serving = rows.iter().map(|r| r.running_vms).sum::<u32>();
     let running = w
         .fleets
         .get(&fleet_key())
@@ -589,11 +618,11 @@ fn observe(emulator: &Emulator, minute: u32, frozen: bool) -> Step {
         spot,
         regular,
         running,
-        arrivals: row.map_or(0.0, |r| r.arrivals),
-        dropped: row.map_or(0.0, |r| r.dropped),
-        sla_met: row.is_none_or(|r| r.sla_met),
-        cost_usd: row.map_or(0.0, |r| r.cost_usd),
-        vm_rate: row.filter(|r| r.running_vms > 0).map_or(0.0, |r| r.capacity / f64::from(r.running_vms)),
+        arrivals: sum(|r| r.arrivals),
+        dropped: sum(|r| r.dropped),
+        sla_met: rows.iter().all(|r| r.sla_met),
+        cost_usd: sum(|r| r.cost_usd),
+        vm_rate: if serving > 0 { sum(|r| r.capacity) / f64::from(serving) } else { 0.0 },
         frozen,
     }
 }
@@ -685,6 +714,7 @@ pub fn record(options: &RecordOptions) -> Result<()> {
             frozen: false,
             auto_apply: true,
             jobs: Vec::new(),
+            scenario: None,
         },
         events: Vec::new(),
         triggers: Vec::new(),
@@ -735,6 +765,7 @@ mod tests {
             configured: None,
             transcripts: None,
             price: Default::default(),
+            placement: true,
         };
         let emulator = build_world(&incident, incident.world.seed)?;
         let before: Vec<String> =

@@ -276,6 +276,10 @@ enum EvalCommand {
         /// Trials run at once.
         #[arg(long, default_value_t = 8)]
         jobs: usize,
+        /// Plan every fleet alone, even where several serve one service (the multi-region
+        /// incidents' comparison without placement).
+        #[arg(long)]
+        no_placement: bool,
     },
     /// Record an incident from an emulator run: the world from --start for --minutes under
     /// --faults, with no agent; the alerts its rules fire become the incident's triggers.
@@ -552,9 +556,31 @@ fn main() -> std::process::ExitCode {
                 Command::Eval(EvalCommand::Policies { traces, policies, format, plot, seed, engine }) => {
                     eval_cli::run(&eval_cli::EvalOptions { traces, policies, format, plot, seed, engine })
                 }
-                Command::Eval(EvalCommand::Incidents { dir, model, k, split, format, out, baseline, only, jobs }) => {
+                Command::Eval(EvalCommand::Incidents {
+                    dir,
+                    model,
+                    k,
+                    split,
+                    format,
+                    out,
+                    baseline,
+                    only,
+                    jobs,
+                    no_placement,
+                }) => {
                     let config = config::load(cli.config.as_deref(), &config::Overrides::default())?;
-                    let options = incidents_cli::IncidentOptions { dir, model, k, split, format, out, baseline, only, jobs };
+                    let options = incidents_cli::IncidentOptions {
+                        dir,
+                        model,
+                        k,
+                        split,
+                        format,
+                        out,
+                        baseline,
+                        only,
+                        jobs,
+                        placement: !no_placement,
+                    };
                     if !incidents_cli::run(&config, &options).await? {
                         set_exit(1);
                     }

@@ -659,7 +659,7 @@ mod tests {
                     "spot": {"capacity": 10, "running": 10}, "regular": {"capacity": 1, "running": 1}}),
                 "get_policy" => policy(),
                 "query_kql" if args["query"].as_str().unwrap_or_default().contains("by ResourceId") => {
-                    json!({"tables": [{"rows": [["/EAST", 55.0, 500.0, null, 500.0, 500.0, 10.0], ["/WEST", 55.0, 500.0, null, 500.0, 500.0, 11.0]]}]})
+                    json!({"tables": [{"rows": [["/EAST", 80.0, 500.0, null, 500.0, 500.0, 10.0], ["/WEST", 80.0, 500.0, null, 500.0, 500.0, 11.0]]}]})
                 }
                 "query_kql" | "forecast_demand" => json!({"tables": []}),
                 "estimate_cost" => json!({"delta_hourly_usd": 0.1}),
@@ -689,7 +689,8 @@ mod tests {
         // West's growth is applied before east gives its undelivered spot up.
         let applied: Vec<&str> = made.iter().filter(|c| c.name == "apply_proposal").map(|c| c.id.as_str()).collect();
         assert_eq!(applied, ["planner-apply_proposal-1", "planner-apply_proposal"]);
-        assert!(text.contains("moving 8 spot to west (westus2)") && text.contains("- east: Applied p-east"), "{text}");
+        assert!(text.contains("7 spot in west (westus2), whose spot serves, taken 7 from east (eastus)"), "{text}");
+        assert!(text.contains("- east: Applied p-east"), "{text}");
     }
 
     #[test]

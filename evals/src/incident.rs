@@ -145,6 +145,12 @@ pub struct WorldSpec {
     /// No VM may be deleted while it runs one (an always-on safety check).
     #[serde(default)]
     pub jobs: Vec<JobSpec>,
+    /// The emulator's scenario: `reference` (the default) or `multi-region` (the reference
+    /// fleet and a second one in westus2 serve the service, and the agent plans them together).
+    /// The checks and the trajectory are the reference fleet's; SLA, cost and demand are the
+    /// service's, over every fleet.
+    #[serde(default)]
+    pub scenario: Option<String>,
 }
 
 /// An Azure ML job running on fleet VMs.

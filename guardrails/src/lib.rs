@@ -247,7 +247,11 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy, ctx: 
         rate_and_timing_rules(policy, ctx, from_total, to_total, &mut violations);
     }
     if to_total < from_total {
-        scale_in_rules(policy, ctx, observed, from_total, to_total, &mut violations);
+        let to = (
+            target.spot_capacity.unwrap_or(observed.spot.capacity),
+            target.regular_capacity.unwrap_or(observed.regular.capacity),
+        );
+        scale_in_rules(policy, ctx, observed, from_total, to, &mut violations);
     }
     if let Some(limit) = policy.approval_above_delta
         && up + down > i64::from(limit)
@@ -335,9 +339,10 @@ fn scale_in_rules(
     ctx: &Context<'_>,
     observed: &FleetState,
     from_total: u32,
-    to_total: u32,
+    (to_spot, to_regular): (u32, u32),
     out: &mut Vec<Violation>,
 ) {
+    let to_total = to_spot + to_regular;
     let window = policy.stabilization_secs as f64;
     let highest =
         ctx.recommendations.iter().filter(|r| (0.0..window).contains(&(ctx.now - r.at).as_seconds_f64())).map(|r| r.total).max();
@@ -374,12 +379,20 @@ fn scale_in_rules(
         )),
         Some(t) => {
             // Azure Monitor's check: the load now, spread over the VMs that will serve after
-            // the scale-in (target capacity that is not serving now — deallocated or booting
-            // VMs — is not counted as serving after it either).
+            // the scale-in. The executor deletes a priority's VMs that serve nothing —
+            // deallocated, then booting — before any that serves, so a cut within them leaves
+            // every serving VM of that priority serving.
             let serving = observed.spot.running + observed.regular.running;
             let base = if serving > 0 { serving } else { from_total };
-            let not_serving = from_total.saturating_sub(base);
-            let serving_after = to_total.saturating_sub(not_serving);
+            let serving_after = if serving > 0 {
+                let after = |tier: &fleetpilot_core::PriorityState, to: u32| {
+                    let not_serving = tier.capacity.saturating_sub(tier.running);
+                    tier.running.saturating_sub(tier.capacity.saturating_sub(to).saturating_sub(not_serving))
+                };
+                after(&observed.spot, to_spot) + after(&observed.regular, to_regular)
+            } else {
+                to_total
+            };
             if let Some(util) = t.utilization_percent
                 && to_total > 0
             {

@@ -27,6 +27,12 @@ struct Observed {
     /// Running VMs (spot + regular) for the anti-flapping check; defaults to the capacity.
     #[serde(default)]
     running: Option<u32>,
+    /// Running spot VMs, when a case needs the split (overrides `running`'s).
+    #[serde(default)]
+    spot_running: Option<u32>,
+    /// Running regular VMs, when a case needs the split (overrides `running`'s).
+    #[serde(default)]
+    regular_running: Option<u32>,
     #[serde(default)]
     location: Option<String>,
     /// The fleet's own spot minCapacity.
@@ -97,12 +103,12 @@ fn observed(o: &Observed) -> FleetState {
         spot: PriorityState {
             capacity: o.spot,
             min_capacity: o.spot_min_capacity,
-            running: o.running.map_or(o.spot, |r| r.min(o.spot)),
+            running: o.spot_running.unwrap_or_else(|| o.running.map_or(o.spot, |r| r.min(o.spot))),
             ..Default::default()
         },
         regular: PriorityState {
             capacity: o.regular,
-            running: o.running.map_or(o.regular, |r| r.saturating_sub(o.spot.min(r))),
+            running: o.regular_running.unwrap_or_else(|| o.running.map_or(o.regular, |r| r.saturating_sub(o.spot.min(r)))),
             ..Default::default()
         },
         spot_max_price_per_vm: -1.0,
@@ -174,7 +180,15 @@ fn every_violation_is_listed_not_only_the_first() {
     let ctx = Context::bare(time::OffsetDateTime::UNIX_EPOCH, &prices);
     let verdict = check(
         &target,
-        &observed(&Observed { spot: 20, regular: 10, running: None, location: None, spot_min_capacity: 0 }),
+        &observed(&Observed {
+            spot: 20,
+            regular: 10,
+            running: None,
+            spot_running: None,
+            regular_running: None,
+            location: None,
+            spot_min_capacity: 0,
+        }),
         &Policy::default(),
         &ctx,
     );
@@ -295,6 +309,8 @@ mod properties {
                 spot: self.spot,
                 regular: self.regular,
                 running: None,
+                spot_running: None,
+                regular_running: None,
                 location: None,
                 spot_min_capacity: 0,
             });

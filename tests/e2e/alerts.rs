@@ -321,16 +321,21 @@ async fn an_eviction_storm_is_backfilled_with_regular_vms() -> Result<()> {
 }
 
 /// Two fleets, in eastus and westus2, serve one service (the `multi-region` scenario, which
-/// declares the service). A storm confined to eastus deallocates its spot VMs; the planner
-/// sizes the service as one and moves the spot eastus does not deliver to westus2, whose
-/// spot serves, rather than paying for regular VMs in eastus.
+/// declares the service). A storm confined to eastus deallocates its spot VMs while demand
+/// rises; the planner sizes the service as one and, where one fleet would backfill with
+/// regular VMs, adds spot in westus2, whose spot serves, taken from eastus's undelivered target.
 #[tokio::test]
 async fn a_regional_storm_moves_spot_to_the_other_region() -> Result<()> {
     let dir = TempDir::new("alerts-regions")?;
     let config = config(&dir)?;
     let server = Server::start(bin(), &["--config", &config, "--scenario", "multi-region"]).await?;
     control(&server.emulator, "alerts/webhook", json!({"url": ""})).await?;
-    control(&server.emulator, "faults", json!({"eviction_multiplier": 20000.0, "eviction_regions": ["eastus"]})).await?;
+    control(
+        &server.emulator,
+        "faults",
+        json!({"eviction_multiplier": 20000.0, "eviction_regions": ["eastus"], "demand_multiplier": 5.0}),
+    )
+    .await?;
     advance(&server.emulator, 600).await?;
     let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base))).await?;
     let read = async |name: &str| -> Result<Value> {
@@ -343,7 +348,7 @@ async fn a_regional_storm_moves_spot_to_the_other_region() -> Result<()> {
     assert_eq!(status, 202, "{ack}");
     let run = finished(&client, ack["run_id"].as_str().context("id")?).await?;
     let answer = run["answer"].as_str().unwrap_or("");
-    assert!(answer.contains("spot to cf-ml-scaling-westus2 (westus2)"), "{answer}");
+    assert!(answer.contains("spot in cf-ml-scaling-westus2 (westus2), whose spot serves, taken"), "{answer}");
     let (east_after, west_after) = (read("cf-ml-scaling").await?, read("cf-ml-scaling-westus2").await?);
     assert!(
         west_after["spot"]["capacity"].as_u64() > west["spot"]["capacity"].as_u64(),

@@ -167,7 +167,9 @@ async fn spans_go_to_the_otlp_collector_and_runs_to_metrics() -> Result<()> {
     assert_eq!(post("t2").await?["status"], "queued");
     wait_for("fleetpilot_agent_runs{state=\"queued\"} 1").await?;
     faults(json!({})).await?;
-    let text = wait_for("fleetpilot_agent_runs_ended_total{kind=\"alert\",ending=\"answered\"} 2").await?;
+    wait_for("fleetpilot_agent_runs_ended_total{kind=\"alert\",ending=\"answered\"} 2").await?;
+    // A run is counted as ended a moment before its slot is freed: wait for the gauge too.
+    let text = wait_for("fleetpilot_agent_runs{state=\"running\"} 0").await?;
     for line in [
         "fleetpilot_agent_runs{state=\"running\"} 0",
         "fleetpilot_agent_runs{state=\"queued\"} 0",
