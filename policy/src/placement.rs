@@ -208,7 +208,7 @@ pub fn plan_service(sites: &[Site], signals: &Signals, band: &Band, prices: &Pri
     let mut spot: Vec<u32> = sites.iter().map(|s| s.fleet.spot.capacity).collect();
     let mut regular: Vec<u32> = sites.iter().map(|s| s.fleet.regular.capacity).collect();
     // Spot that serves or boots; a fleet is short while its target has spot that does not.
-    let delivering: Vec<u32> = sites.iter().map(|s| s.fleet.spot.running + s.fleet.spot.creating).collect();
+    let mut delivering: Vec<u32> = sites.iter().map(|s| s.fleet.spot.running + s.fleet.spot.creating).collect();
     let healthy: Vec<bool> = sites.iter().enumerate().map(|(i, s)| s.fleet.spot.capacity <= delivering[i]).collect();
     let mut why = Vec::new();
 
@@ -227,7 +227,9 @@ pub fn plan_service(sites: &[Site], signals: &Signals, band: &Band, prices: &Pri
             let from = (0..sites.len())
                 .filter(|&i| i != to && spot[i] > delivering[i] && rooms[i].can_remove(spot[i], regular[i], true))
                 .max_by_key(|&i| (spot[i] - delivering[i], std::cmp::Reverse(i)));
+            // What moves in boots: it counts as delivering, as it does in the decision.
             spot[to] += 1;
+            delivering[to] += 1;
             match from {
                 Some(from) => spot[from] -= 1,
                 None => want_spot += 1,
