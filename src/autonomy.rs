@@ -436,7 +436,7 @@ impl Autonomy {
     /// State database failures.
     pub fn submit(self: &Arc<Self>, alert: Alert) -> Result<Ack> {
         let fleet = fleet_of(&alert, &self.ctx.default_fleet);
-        let key = fleet.to_ascii_lowercase();
+        let key = self.ctx.services.run_key(&fleet);
         let store = self.ctx.service.store().clone();
         let queued = self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(&key).and_then(|s| s.queued.clone());
         // Coalesce into the queued run, if there is one.
@@ -463,7 +463,7 @@ impl Autonomy {
 
     /// Queue a run for its fleet, starting it when the fleet is free.
     fn enqueue(self: &Arc<Self>, fleet: String, run: RunRecord) -> Result<Ack> {
-        let key = fleet.to_ascii_lowercase();
+        let key = self.ctx.services.run_key(&fleet);
         let store = self.ctx.service.store().clone();
         let run_id = run.id.clone();
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -494,7 +494,7 @@ impl Autonomy {
         loop {
             if let Ok(Some(mut run)) = store.run(&run_id) {
                 let now = self.ctx.service.config().clock.now();
-                self.follow_ups.lock().unwrap_or_else(|e| e.into_inner()).ran(&key, now);
+                self.follow_ups.lock().unwrap_or_else(|e| e.into_inner()).ran(&run.fleet.to_ascii_lowercase(), now);
                 self.ctx.run_alerts(&mut run).await;
             }
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());

@@ -355,6 +355,15 @@ impl Services {
         }
     }
 
+    /// What a fleet's agent runs queue on: its service, when several fleets serve one (a run
+    /// plans them all, so two at once would act twice), else the fleet.
+    pub fn run_key(&self, fleet: &str) -> String {
+        match self.0.iter().find(|(_, fleets)| fleets.iter().any(|f| f.eq_ignore_ascii_case(fleet))) {
+            Some((service, _)) => format!("service:{service}"),
+            None => fleet.to_ascii_lowercase(),
+        }
+    }
+
     /// The other fleets that serve the service `fleet` serves (none when it serves none).
     pub fn siblings_of(&self, fleet: &str) -> Vec<String> {
         self.0
@@ -850,6 +859,11 @@ mod tests {
         let config = check("[services.llm]\nfleets = [\"east\", \"West\", \"north\"]\n", None).unwrap();
         assert_eq!(config.services.siblings_of("west"), ["east", "north"]);
         assert_eq!(config.services.siblings_of("elsewhere"), Vec::<String>::new());
+        assert_eq!(
+            (config.services.run_key("EAST"), config.services.run_key("north")),
+            ("service:llm".into(), "service:llm".into())
+        );
+        assert_eq!(config.services.run_key("Elsewhere"), "elsewhere");
         check("[services.llm]\nfleets = []\n", Some("`services.llm.fleets` is empty"));
         check("[services.a]\nfleets = [\"f\"]\n[services.b]\nfleets = [\"F\"]\n", Some("a fleet serves one service"));
         check("[services.a]\nfleet = [\"f\"]\n", Some("unknown field"));

@@ -371,3 +371,38 @@ async fn a_regional_storm_moves_spot_to_the_other_region() -> Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// A run plans every fleet of its service, so two alerts on two fleets of one service queue
+/// one behind the other (two runs at once would act twice); the second plans the service
+/// again from its own fleet.
+#[tokio::test]
+async fn alerts_on_two_fleets_of_one_service_run_one_at_a_time() -> Result<()> {
+    let dir = TempDir::new("alerts-service")?;
+    let config = config(&dir)?;
+    let server = Server::start(bin(), &["--config", &config, "--scenario", "multi-region"]).await?;
+    control(&server.emulator, "alerts/webhook", json!({"url": ""})).await?;
+    // Azure is slowed down so that the first run is still going when the second alert comes.
+    control(&server.emulator, "faults", json!({"latency_ms": 400})).await?;
+    let (status, first) = post(&server.base, TOKEN, &fired("e1", "2026-01-01T00:00:00Z", "")?).await?;
+    assert_eq!((status, first["status"].as_str()), (202, Some("started")), "{first}");
+    let mut west = fired("w1", "2026-01-01T00:00:00Z", "")?;
+    west["data"]["essentials"]["alertTargetIDs"] = json!([
+        "/subscriptions/00000000-0000-4000-8000-000000000001/resourcegroups/rg-ml-adaptive-scaling/providers/microsoft.azurefleet/fleets/cf-ml-scaling-westus2"
+    ]);
+    let (status, second) = post(&server.base, TOKEN, &west).await?;
+    assert_eq!(
+        (status, second["status"].as_str(), second["fleet"].as_str()),
+        (202, Some("queued"), Some("cf-ml-scaling-westus2")),
+        "{second}"
+    );
+    control(&server.emulator, "faults", json!({})).await?;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base))).await?;
+    for ack in [&first, &second] {
+        let run = finished(&client, ack["run_id"].as_str().context("id")?).await?;
+        assert_eq!(run["status"], "answered", "{run}");
+        assert!(run["answer"].as_str().unwrap_or("").contains("cf-ml-scaling-westus2"), "both fleets planned: {}", run["answer"]);
+    }
+    client.cancel().await?;
+    server.stop().await;
+    Ok(())
+}
