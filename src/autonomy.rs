@@ -203,6 +203,12 @@ fn criteria_line(alert: &Alert) -> String {
 }
 
 impl AgentContext {
+    /// What a fleet's runs queue on: the built-in planner plans a service's fleets together,
+    /// so their runs queue on the service; a configured model looks after the fleet it is given.
+    pub fn run_key(&self, fleet: &str) -> String {
+        if self.model.is_none() { self.services.run_key(fleet) } else { fleet.to_ascii_lowercase() }
+    }
+
     /// Run the agent on `run` (recorded as it goes) with this task.
     pub async fn execute(&self, run: &mut RunRecord, system: String, task: String, planner_trigger: &str) {
         let store = self.service.store().clone();
@@ -436,7 +442,7 @@ impl Autonomy {
     /// State database failures.
     pub fn submit(self: &Arc<Self>, alert: Alert) -> Result<Ack> {
         let fleet = fleet_of(&alert, &self.ctx.default_fleet);
-        let key = self.ctx.services.run_key(&fleet);
+        let key = self.ctx.run_key(&fleet);
         let store = self.ctx.service.store().clone();
         let queued = self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(&key).and_then(|s| s.queued.clone());
         // Coalesce into the queued run, if there is one.
@@ -463,7 +469,7 @@ impl Autonomy {
 
     /// Queue a run for its fleet, starting it when the fleet is free.
     fn enqueue(self: &Arc<Self>, fleet: String, run: RunRecord) -> Result<Ack> {
-        let key = self.ctx.services.run_key(&fleet);
+        let key = self.ctx.run_key(&fleet);
         let store = self.ctx.service.store().clone();
         let run_id = run.id.clone();
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -494,7 +500,17 @@ impl Autonomy {
         loop {
             if let Ok(Some(mut run)) = store.run(&run_id) {
                 let now = self.ctx.service.config().clock.now();
-                self.follow_ups.lock().unwrap_or_else(|e| e.into_inner()).ran(&run.fleet.to_ascii_lowercase(), now);
+                // The run looks at its fleet, and at the fleets it plans with it.
+                let mut looked_at = vec![run.fleet.clone()];
+                if self.ctx.model.is_none() {
+                    looked_at.extend(self.ctx.services.siblings_of(&run.fleet));
+                }
+                {
+                    let mut follow_ups = self.follow_ups.lock().unwrap_or_else(|e| e.into_inner());
+                    for fleet in &looked_at {
+                        follow_ups.ran(fleet, now);
+                    }
+                }
                 self.ctx.run_alerts(&mut run).await;
             }
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());

@@ -261,9 +261,10 @@ impl ChatModel for Planner {
                 "AzureMetrics | where TimeGenerated > ago(15m) and ResourceId in~ ({ids}) | summarize cpu = avgif(Average, MetricName == 'Percentage CPU' and TimeGenerated > ago(10m)), arrivals = avgif(Average, MetricName == 'RequestsArrived'), newest = max(TimeGenerated), recent = avgif(Average, MetricName == 'RequestsArrived' and TimeGenerated > ago(5m)), earlier = avgif(Average, MetricName == 'RequestsArrived' and TimeGenerated <= ago(5m)), vms = avgif(Average, MetricName == 'RunningVMs' and TimeGenerated > ago(10m)) by ResourceId"
             );
             // Per-minute arrivals of the last four hours, and what a VM serves at full CPU
-            // (the fleets' CPU averaged: a load balancer routing by capacity evens it out).
+            // (the fleets' CPU averaged: a load balancer routing by capacity evens it out; a
+            // fleet with nothing running reports 0 % and is left out).
             let demand_query = format!(
-                "AzureMetrics | where TimeGenerated > ago(4h) and ResourceId in~ ({ids}) | summarize arrivals = sumif(Average, MetricName == 'RequestsArrived'), served = sumif(Average, MetricName == 'RequestsServed'), cpu = avgif(Average, MetricName == 'Percentage CPU'), vms = sumif(Average, MetricName == 'RunningVMs') by minute = bin(TimeGenerated, 1m) | order by minute asc"
+                "AzureMetrics | where TimeGenerated > ago(4h) and ResourceId in~ ({ids}) | summarize arrivals = sumif(Average, MetricName == 'RequestsArrived'), served = sumif(Average, MetricName == 'RequestsServed'), cpu = avgif(Average, MetricName == 'Percentage CPU' and Average > 0), vms = sumif(Average, MetricName == 'RunningVMs') by minute = bin(TimeGenerated, 1m) | order by minute asc"
             );
             return calls(vec![
                 call("planner-query_kql", "query_kql", json!({"query": query, "timespan": "PT1H"})),

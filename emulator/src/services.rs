@@ -79,7 +79,7 @@ pub struct LedgerRow {
 /// A service's state between minutes.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceState {
-    /// Requests waiting, by fleet name.
+    /// Requests waiting, by fleet (`resource group/name`).
     pub queues: std::collections::BTreeMap<String, f64>,
 }
 
@@ -149,7 +149,8 @@ pub fn serve_minute(spec: &ServiceSpec, state: &mut ServiceState, fleet: &FleetR
 
 /// Serve one minute of a service on its fleets: the minute's arrivals are split in proportion
 /// to each fleet's servers (evenly while none has any), and each fleet serves its share from
-/// its own queue. One ledger row per fleet, in the order given; `fleets` must not be empty.
+/// its own queue; the queue of a fleet with nothing running moves to those that serve. One
+/// ledger row per fleet, in the order given; `fleets` must not be empty.
 pub fn serve_fleets(
     spec: &ServiceSpec,
     state: &mut ServiceState,
@@ -160,12 +161,23 @@ pub fn serve_fleets(
     let demand = spec.replay.demand_at(elapsed).max(0.0);
     let each: Vec<(f64, u32, f64)> = fleets.iter().map(|f| servers_of(spec, f)).collect();
     let all: f64 = each.iter().map(|e| e.0).sum();
+    let key = |fleet: &FleetRecord| format!("{}/{}", fleet.resource_group.to_ascii_lowercase(), fleet.name);
+    // Work waiting at a fleet with nothing running fails over to the fleets that serve.
+    let mut stranded = 0.0;
+    if all > 0.0 {
+        for (fleet, e) in fleets.iter().zip(&each) {
+            if e.0 <= 0.0 {
+                stranded += state.queues.remove(&key(fleet)).unwrap_or(0.0);
+            }
+        }
+    }
     fleets
         .iter()
         .zip(each)
         .map(|(fleet, (servers, running, cost))| {
             let share = if all > 0.0 { servers / all } else { 1.0 / fleets.len() as f64 };
-            let queue = state.queues.entry(fleet.name.clone()).or_default();
+            let queue = state.queues.entry(key(fleet)).or_default();
+            *queue += stranded * share;
             serve_share(spec, queue, fleet, minute, demand * share, (servers, running, cost))
         })
         .collect()

@@ -387,7 +387,7 @@ fn scale_in_rules(
             let serving_after = if serving > 0 {
                 let after = |tier: &fleetpilot_core::PriorityState, to: u32| {
                     let not_serving = tier.capacity.saturating_sub(tier.running);
-                    tier.running.saturating_sub(tier.capacity.saturating_sub(to).saturating_sub(not_serving))
+                    tier.running.saturating_sub(tier.capacity.saturating_sub(to).saturating_sub(not_serving)).min(to)
                 };
                 after(&observed.spot, to_spot) + after(&observed.regular, to_regular)
             } else {

@@ -209,7 +209,21 @@ pub fn plan_service(sites: &[Site], signals: &Signals, band: &Band, prices: &Pri
     let mut regular: Vec<u32> = sites.iter().map(|s| s.fleet.regular.capacity).collect();
     // Spot that serves or boots; a fleet is short while its target has spot that does not.
     let mut delivering: Vec<u32> = sites.iter().map(|s| s.fleet.spot.running + s.fleet.spot.creating).collect();
-    let healthy: Vec<bool> = sites.iter().enumerate().map(|(i, s)| s.fleet.spot.capacity <= delivering[i]).collect();
+    // Fleets that deliver all their spot, in a region where no fleet is short of it (a fleet
+    // without spot in a storm's region draws on the same dry pool).
+    let short_regions: Vec<&str> = sites
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.fleet.spot.capacity > delivering[*i] && !s.fleet.location.is_empty())
+        .map(|(_, s)| s.fleet.location.as_str())
+        .collect();
+    let healthy: Vec<bool> = sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.fleet.spot.capacity <= delivering[i] && !short_regions.iter().any(|r| r.eq_ignore_ascii_case(&s.fleet.location))
+        })
+        .collect();
     let mut why = Vec::new();
 
     // 1. A regular backfill for spot that does not serve becomes spot where spot serves: each
@@ -438,6 +452,18 @@ mod tests {
         assert_eq!(west.2, 1, "west's regular is at its floor: {t:?}");
         assert!(east.1 + east.2 >= 18 && west.1 + west.2 >= 3, "no fleet past its step: {t:?}");
         assert!(east.1 < 20 && west.1 < 10, "spot is cut where it is most: {t:?}");
+    }
+
+    #[test]
+    fn a_fleet_in_the_storms_region_takes_no_spot_from_it() {
+        // A second fleet in eastus, with no spot of its own, draws on the same dry pool: the
+        // backfill stays regular.
+        let mut east = site("east", "eastus", 20, 2);
+        east.fleet.spot.running = 8;
+        let p = plan(&[east, site("east-2", "EastUS", 0, 2)], cpu(80.0));
+        let ServicePlan::Change { ref why, ref targets } = p else { panic!("{p:?}") };
+        assert!(!why.contains("instead of regular VMs") && why.contains("backfilling"), "{why}");
+        assert!(targets.iter().all(|t| t.spot == [20, 0][t.site]), "{targets:?}");
     }
 
     #[test]

@@ -273,10 +273,10 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
             "CPU is {cpu:.1} % on {serving} running VMs, below the {band} band, but demand is rising: no scale-in while it climbs"
         ));
     }
-    let (lo, hi) = (min_spot + min_regular, max_spot.saturating_add(max_regular));
+    let (lo, hi) = (min_spot.saturating_add(min_regular), max_spot.saturating_add(max_regular));
     let mut target_total = wanted.clamp(lo, hi);
     if target_total > total {
-        target_total = target_total.min(total + step_limit(limits.max_step_up, limits.max_step_up_percent));
+        target_total = target_total.min(total.saturating_add(step_limit(limits.max_step_up, limits.max_step_up_percent)));
     } else {
         target_total = target_total.max(total.saturating_sub(step_limit(limits.max_step_down, limits.max_step_down_percent)));
     }
@@ -392,6 +392,15 @@ mod tests {
         let d = decide(&f, &limits(), &with(Some(27), 20.0), &Band::default(), &prices);
         let Decision::Scale { spot, regular, .. } = d else { panic!("{d:?}") };
         assert_eq!(spot + regular, 27, "not the 10 that CPU alone would ask for");
+    }
+
+    #[test]
+    fn a_policy_that_states_no_limits_is_no_limit() {
+        // What the agent has when get_policy failed: every limit open.
+        let f = fleet(&["Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5"]);
+        let d = decide(&f, &Limits::default(), &cpu(90.0), &Band::default(), &PriceTable::embedded());
+        let Decision::Scale { spot, regular, .. } = d else { panic!("{d:?}") };
+        assert_eq!((spot, regular), (35, 10), "30 VMs at 90 % want 45 at 60 %");
     }
 
     #[test]

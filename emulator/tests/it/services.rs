@@ -204,3 +204,21 @@ fn a_storm_confined_to_a_region_evicts_only_there_and_each_region_has_its_own_po
     assert_eq!(spot_running(&world, scenario::REFERENCE_FLEET), 12);
     assert_eq!(spot_running(&world, scenario::WEST_FLEET), 10);
 }
+
+#[test]
+fn work_waiting_at_a_fleet_with_nothing_running_fails_over() {
+    let (world, key) = one_vm_fleet();
+    let serving = world.fleets[&key].clone();
+    let mut dark = serving.clone();
+    dark.name = "dark".into();
+    dark.vms.clear();
+    let spec = spec(vec![0.0, 0.0], key);
+    let mut state = ServiceState::default();
+    state.queues.insert("rg/dark".into(), 30.0);
+    let rows =
+        fleetpilot_emulator::services::serve_fleets(&spec, &mut state, &[&serving, &dark], datetime!(2026-01-01 00:00 UTC));
+    // The dark fleet's 30 waiting requests are served by the fleet that runs (4 vCPUs at 60 a
+    // minute each), instead of waiting where nothing can serve them.
+    assert_eq!((rows[0].served, rows[1].queued), (30.0, 0.0), "{rows:?}");
+    assert_eq!(state.queues.get("rg/dark").copied().unwrap_or(0.0), 0.0);
+}
