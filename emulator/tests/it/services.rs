@@ -153,6 +153,10 @@ fn a_service_on_two_regions_splits_its_demand_by_capacity() {
     assert_eq!(ledger.len(), 2 * 360, "one row per fleet and minute");
     let fleets: std::collections::BTreeSet<&str> = ledger.iter().map(|r| r.fleet.as_str()).collect();
     assert_eq!(fleets, [scenario::REFERENCE_FLEET, scenario::WEST_FLEET].into_iter().collect());
+    // The workspace's CPU rule covers the service; each fleet has the recipe's spot rule.
+    let rules: Vec<&str> = world.alert_rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(rules, ["ml-scaling-trigger", "scaling-efficiency-alert", "scaling-efficiency-alert-westus2"]);
+    assert!(world.alert_rules[2].scope.ends_with(scenario::WEST_FLEET), "{}", world.alert_rules[2].scope);
     // The demand is the reference's scaled to 42 VMs; each fleet gets its share of capacity,
     // so both run at the same utilization while neither saturates.
     let mut reference =
