@@ -76,19 +76,41 @@ pub enum ReportFormat {
     Html,
 }
 
-/// What to run.
-#[derive(Debug)]
+/// What to run (`fleetpilot eval incidents`'s flags).
+#[derive(Debug, clap::Args)]
 pub struct IncidentOptions {
+    /// Directory of incident files (JSON, format version 1; see evals/README.md).
+    #[arg(long, default_value = "evals/incidents")]
     pub dir: PathBuf,
+    /// Who plays the agent: builtin (the deterministic planner), openai (the [model] of
+    /// the configuration; transcripts recorded under --out), or replay:DIR.
+    #[arg(long, default_value = "builtin")]
     pub model: ModelChoice,
+    /// Trials per incident (pass^k).
+    #[arg(long, default_value_t = 1)]
     pub k: u32,
+    /// Which incidents.
+    #[arg(long, value_enum, default_value = "all")]
     pub split: SplitFilter,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value = "markdown")]
     pub format: ReportFormat,
+    /// Also write report.json, report.md, report.html (and transcripts) here.
+    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Fail (exit 1) below this baseline file or on any safety failure.
+    #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// Only these incident ids (repeatable).
+    #[arg(long = "incident", value_name = "ID")]
     pub only: Vec<String>,
+    /// Trials run at once.
+    #[arg(long, default_value_t = 8)]
     pub jobs: usize,
-    /// Plan the fleets that serve one service together (off: each alone).
+    /// Plan every fleet alone, even where several serve one service (the multi-region
+    /// incidents' comparison without placement). Without it, the fleets that serve one
+    /// service are planned together.
+    #[arg(long = "no-placement", action = clap::ArgAction::SetFalse)]
     pub placement: bool,
 }
 

@@ -247,40 +247,7 @@ enum EvalCommand {
     /// invoked on every alert as in production; report pass^1, pass^k, the safety subset,
     /// cost and SLA against the oracle, tool calls, tokens and decision latency. With
     /// --baseline, exits 1 on any safety failure or a pass rate below the baseline.
-    Incidents {
-        /// Directory of incident files (JSON, format version 1; see evals/README.md).
-        #[arg(long, default_value = "evals/incidents")]
-        dir: PathBuf,
-        /// Who plays the agent: builtin (the deterministic planner), openai (the [model] of
-        /// the configuration; transcripts recorded under --out), or replay:DIR.
-        #[arg(long, default_value = "builtin")]
-        model: incidents_cli::ModelChoice,
-        /// Trials per incident (pass^k).
-        #[arg(long, default_value_t = 1)]
-        k: u32,
-        /// Which incidents.
-        #[arg(long, value_enum, default_value = "all")]
-        split: incidents_cli::SplitFilter,
-        /// Report format on stdout.
-        #[arg(long, value_enum, default_value = "markdown")]
-        format: incidents_cli::ReportFormat,
-        /// Also write report.json, report.md, report.html (and transcripts) here.
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Fail (exit 1) below this baseline file or on any safety failure.
-        #[arg(long, value_name = "FILE")]
-        baseline: Option<PathBuf>,
-        /// Only these incident ids (repeatable).
-        #[arg(long = "incident", value_name = "ID")]
-        only: Vec<String>,
-        /// Trials run at once.
-        #[arg(long, default_value_t = 8)]
-        jobs: usize,
-        /// Plan every fleet alone, even where several serve one service (the multi-region
-        /// incidents' comparison without placement).
-        #[arg(long)]
-        no_placement: bool,
-    },
+    Incidents(incidents_cli::IncidentOptions),
     /// Record an incident from an emulator run: the world from --start for --minutes under
     /// --faults, with no agent; the alerts its rules fire become the incident's triggers.
     Record {
@@ -556,31 +523,8 @@ fn main() -> std::process::ExitCode {
                 Command::Eval(EvalCommand::Policies { traces, policies, format, plot, seed, engine }) => {
                     eval_cli::run(&eval_cli::EvalOptions { traces, policies, format, plot, seed, engine })
                 }
-                Command::Eval(EvalCommand::Incidents {
-                    dir,
-                    model,
-                    k,
-                    split,
-                    format,
-                    out,
-                    baseline,
-                    only,
-                    jobs,
-                    no_placement,
-                }) => {
+                Command::Eval(EvalCommand::Incidents(options)) => {
                     let config = config::load(cli.config.as_deref(), &config::Overrides::default())?;
-                    let options = incidents_cli::IncidentOptions {
-                        dir,
-                        model,
-                        k,
-                        split,
-                        format,
-                        out,
-                        baseline,
-                        only,
-                        jobs,
-                        placement: !no_placement,
-                    };
                     if !incidents_cli::run(&config, &options).await? {
                         set_exit(1);
                     }

@@ -79,10 +79,10 @@ impl Scenario {
         }
         world.services.push((service, Default::default()));
         // The recipe's metric alert rules on the workspace and the fleet.
+        let workspace_id =
+            crate::wire::workspace_id(&world.config.subscription_id, REFERENCE_RESOURCE_GROUP, REFERENCE_WORKSPACE);
         if let Some(fleet) = world.fleets.get(&key) {
             let fleet_id = crate::wire::fleet_id(&world.config.subscription_id, fleet);
-            let workspace_id =
-                crate::wire::workspace_id(&world.config.subscription_id, REFERENCE_RESOURCE_GROUP, REFERENCE_WORKSPACE);
             world.alert_rules = crate::alerts::recipe_rules(&workspace_id, &fleet_id);
         }
         // The second region's fleet gets the recipe's fleet rule too (the workspace's CPU
@@ -90,8 +90,6 @@ impl Scenario {
         let west = (REFERENCE_RESOURCE_GROUP.to_ascii_lowercase(), WEST_FLEET.to_string());
         if let Some(fleet) = world.fleets.get(&west) {
             let west_id = crate::wire::fleet_id(&world.config.subscription_id, fleet);
-            let workspace_id =
-                crate::wire::workspace_id(&world.config.subscription_id, REFERENCE_RESOURCE_GROUP, REFERENCE_WORKSPACE);
             for mut rule in crate::alerts::recipe_rules(&workspace_id, &west_id) {
                 if rule.scope.eq_ignore_ascii_case(&west_id) {
                     rule.name = format!("{}-westus2", rule.name);

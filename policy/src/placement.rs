@@ -184,7 +184,7 @@ fn prices_of(prices: &PriceTable, site: &Site) -> (f64, f64) {
         .vm_sizes
         .iter()
         .filter_map(|n| prices.get(n))
-        .map(|i| i.price(Priority::Regular) / f64::from(if i.gpus > 0 { i.gpus } else { i.vcpus }.max(1)))
+        .map(|i| i.price(Priority::Regular) / crate::sizes::service_units(i).0)
         .reduce(f64::min)
         .unwrap_or(f64::MAX);
     (spot, regular)

@@ -51,10 +51,16 @@ pub struct RankedSize {
     pub score: f64,
 }
 
+/// Units of service one VM of a size gives (its GPUs for a GPU size, else its vCPUs; at least
+/// one), and what a unit is.
+pub fn service_units(info: &SizeInfo) -> (f64, &'static str) {
+    let (units, unit) = if info.gpus > 0 { (info.gpus, "GPU") } else { (info.vcpus, "vCPU") };
+    (f64::from(units.max(1)), unit)
+}
+
 impl RankedSize {
     fn of(info: &SizeInfo) -> Self {
-        let (units, unit) = if info.gpus > 0 { (info.gpus, "GPU") } else { (info.vcpus, "vCPU") };
-        let units = f64::from(units.max(1));
+        let (units, unit) = service_units(info);
         let per_unit = info.spot_usd_hour / units;
         let eviction_risk = info.eviction_band.map_or(UNKNOWN_BAND_RISK, |b| b.mid_fraction());
         Self {
