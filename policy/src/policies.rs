@@ -17,7 +17,9 @@
 //!   above the regular floor; regular backfill for the spot that is not serving while the pool
 //!   is dry, released as spot returns (not within a stabilization window of growing it);
 //!   scale-in only to the highest need of the 10-minute window, only when the forecast does
-//!   not expect the demand back, and only when worth more than 5 % of the fleet.
+//!   not expect the demand back, only when worth more than 5 % of the fleet, and not below the
+//!   fleet it took over until enough minutes of history can show the bound's quantile
+//!   ([`warm_up_minutes`]: 50).
 
 use std::collections::VecDeque;
 
@@ -38,8 +40,9 @@ fn need(demand: f64, rate: f64, utilization: f64) -> u32 {
 /// level (mean of the last `level_minutes`) plus the `quantile` of how far the highest demand of
 /// the `horizon` minutes after each of the last `window` minutes rose above the level then (an
 /// empirical prediction interval, so bursty, Poisson-like and smooth traces each get the
-/// headroom they show). Never above the window's own peak, moved up by how much the level rose
-/// over the last ten minutes (a trend reaches new peaks), and never below the last two minutes.
+/// headroom they show). Never above the window's own peak, moved up by the trend of the last
+/// ten minutes ([`trend_rise`]: a climb reaches new peaks; with fewer minutes, no trend), and
+/// never below the last two minutes.
 pub fn reactive_bound(h: &[f64], horizon: usize, level_minutes: usize, window: usize, quantile: f64) -> f64 {
     let level = |end: usize| {
         let from = end.saturating_sub(level_minutes);
@@ -58,9 +61,36 @@ pub fn reactive_bound(h: &[f64], horizon: usize, level_minutes: usize, window: u
     };
     let now = level(h.len());
     let seen = h[first - 1..].iter().copied().fold(0.0, f64::max);
-    let rise = (now - level(h.len().saturating_sub(10))).max(0.0);
+    let rise = trend_rise(h).unwrap_or(0.0);
     let latest = h[h.len().saturating_sub(2)..].iter().copied().fold(0.0, f64::max);
     (now + headroom.max(0.0)).min(seen + rise).max(latest)
+}
+
+/// Minutes the trend of [`trend_rise`] is fitted on.
+pub const TREND_MINUTES: usize = 10;
+
+/// How far demand climbs in [`TREND_MINUTES`] by the least-squares trend of the last
+/// [`TREND_MINUTES`] minutes, when that trend is a climb the minutes show: a slope at least two
+/// standard errors above zero. Bursts between troughs, however tall, are noise around a level,
+/// not a climb: 0. `None` with fewer minutes than that.
+pub fn trend_rise(h: &[f64]) -> Option<f64> {
+    let m = TREND_MINUTES;
+    let y = h.get(h.len().checked_sub(m)?..)?;
+    let xm = (m as f64 - 1.0) / 2.0;
+    let ym = y.iter().sum::<f64>() / m as f64;
+    let sxx: f64 = (0..m).map(|x| (x as f64 - xm).powi(2)).sum();
+    let slope = y.iter().enumerate().map(|(x, v)| (x as f64 - xm) * (v - ym)).sum::<f64>() / sxx;
+    let residual = y.iter().enumerate().map(|(x, v)| (v - ym - slope * (x as f64 - xm)).powi(2)).sum::<f64>() / (m as f64 - 2.0);
+    let standard_error = (residual / sxx).sqrt();
+    Some(if slope > 0.0 && slope >= 2.0 * standard_error { slope * m as f64 } else { 0.0 })
+}
+
+/// Minutes of history the reactive bound needs before it may cut below the fleet a policy
+/// took over: the rises of fewer minutes than `1 / (1 − quantile)` cannot show the quantile
+/// (the largest of n rises is exceeded by the next one with probability 1/(n+1)), 50 at the
+/// 98th percentile.
+pub fn warm_up_minutes(quantile: f64) -> usize {
+    (1.0 / (1.0 - quantile.clamp(0.0, 0.999))).round() as usize
 }
 
 /// The recipe's rule.
@@ -238,6 +268,10 @@ pub struct Fleetpilot {
     forecast: Option<(usize, crate::DemandForecast)>,
     /// When the regular backfill last grew (its release waits a stabilization window).
     regular_raised_at: Option<usize>,
+    /// Minutes of history before a scale-in may go below the opening fleet.
+    pub warm_up: usize,
+    /// The fleet's size when the policy took over.
+    opening: Option<u32>,
 }
 
 impl Default for Fleetpilot {
@@ -252,6 +286,8 @@ impl Default for Fleetpilot {
             needs: VecDeque::new(),
             forecast: None,
             regular_raised_at: None,
+            warm_up: warm_up_minutes(BOUND_QUANTILE),
+            opening: None,
         }
     }
 }
@@ -304,6 +340,12 @@ impl Policy for Fleetpilot {
         // forecast does not expect the demand back within the window (anti-flapping).
         let mut total = self.needs.iter().map(|(_, n)| *n).max().unwrap_or(raw);
         let current = obs.target.0 + obs.target.1;
+        // Warm-up: until the bound has seen `warm_up` minutes, too few rises to show its
+        // quantile, no cut below what ran when the policy took over.
+        let opening = *self.opening.get_or_insert(current);
+        if h.len() < self.warm_up {
+            total = total.max(opening.min(current));
+        }
         if total < current {
             let window = self.stabilization;
             let coming_back = self.forecast_upper(obs, window).map_or(0, |u| need(u, c.vm_rate, self.target));
@@ -351,5 +393,53 @@ mod tests {
         assert!(reactive_bound(&climb, 3, 3, 240, 0.98) > climb[59], "a climb is anticipated");
         // No history: nothing to go on.
         assert_eq!(reactive_bound(&[], 3, 3, 240, 0.98), 0.0);
+        // Tall bursts between troughs are no climb: the bound stays at the peak the window
+        // showed (a 3-minute level that went from a trough to a burst is not a trend).
+        let bursts = [0.0, 35.0, 11.0, 10.0, 1.0, 3.0, 3.0, 31.0, 27.0, 6.0, 0.0, 0.0, 38.0, 23.0, 0.0, 1.0, 22.0, 23.0];
+        assert_eq!(reactive_bound(&bursts, 3, 3, 240, 0.98), 38.0);
+    }
+
+    #[test]
+    fn no_cut_below_the_opening_fleet_in_the_warm_up() {
+        use crate::sim::{SimConfig, Weather, run};
+        let c = SimConfig {
+            vm_rate: 10.0,
+            boot_minutes: 2,
+            sla_utilization: 0.95,
+            regular_usd_hour: 0.192,
+            spot_usd_hour: 0.04,
+            min_regular: 1,
+            max_total: 60,
+        };
+        // Bursts to 300 a minute every 7 minutes over a trough of 20, the fourth to 330: a
+        // new peak, which the fleet opened with (36 VMs, 85 % of the first burst) covers.
+        let d: Vec<f64> = (0..60).map(|t| if t == 23 { 330.0 } else if t % 7 == 2 { 300.0 } else { 20.0 }).collect();
+        let calm = Weather::draw(d.len(), 1, 0.0, usize::MAX, 0.0);
+        let mut allow = |_: usize, _: (u32, u32), _: (u32, u32), _: &crate::sim::Observation<'_>| true;
+        let warm = run(&mut super::Fleetpilot::default(), &d, &calm, &c, (35, 1), 10, &mut allow);
+        assert!(warm.serving[..50].iter().all(|s| *s >= 36), "{:?}", &warm.serving[..50]);
+        assert_eq!(warm.sla_met_pct, 100.0);
+        // Without the warm-up, three rises are all the bound goes on: it cuts to the peak seen
+        // and the new peak finds the fleet short.
+        let cold = run(&mut super::Fleetpilot { warm_up: 0, ..super::Fleetpilot::default() }, &d, &calm, &c, (35, 1), 10, &mut allow);
+        assert!(cold.serving[..23].iter().any(|s| *s < 35), "{:?}", &cold.serving[..23]);
+        assert!(cold.sla_met_pct < 100.0);
+    }
+
+    #[test]
+    fn a_trend_is_a_slope_the_minutes_show() {
+        use super::trend_rise;
+        // A steady climb of 5 a minute: 50 in ten minutes.
+        let climb: Vec<f64> = (0..30).map(|t| 100.0 + 5.0 * t as f64).collect();
+        assert!((trend_rise(&climb).unwrap() - 50.0).abs() < 1e-9);
+        // A noisy climb still shows; noise alone does not.
+        let noisy: Vec<f64> = (0..10).map(|t| 100.0 + 5.0 * t as f64 + if t % 2 == 0 { 6.0 } else { -6.0 }).collect();
+        assert!(trend_rise(&noisy).unwrap() > 30.0);
+        let flat: Vec<f64> = (0..10).map(|t| if t % 3 == 0 { 40.0 } else { 5.0 } + t as f64 * 0.5).collect();
+        assert_eq!(trend_rise(&flat), Some(0.0));
+        // A fall is no rise; too few minutes is no basis.
+        let fall: Vec<f64> = climb.iter().rev().copied().collect();
+        assert_eq!(trend_rise(&fall), Some(0.0));
+        assert_eq!(trend_rise(&climb[..9]), None);
     }
 }
