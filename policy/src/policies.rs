@@ -13,10 +13,9 @@
 //!   of how far demand rose above the level within the boot lead time over the last 4 hours —
 //!   see [`reactive_bound`]) and the demand forecast's upper bound over the boot lead time
 //!   (MSTL/ETS, refitted every 30 minutes on 5-minute history, once two days of it show the
-//!   daily cycle, and only while its point forecasts of the last day erred less than
-//!   persistence did), at the SLA's utilization; spot above the regular floor; regular
-//!   backfill for the spot that is not serving while the pool is dry, released as spot
-//!   returns (not within a stabilization window of growing it);
+//!   daily cycle), at the SLA's utilization; spot
+//!   above the regular floor; regular backfill for the spot that is not serving while the pool
+//!   is dry, released as spot returns (not within a stabilization window of growing it);
 //!   scale-in only to the highest need of the 10-minute window, only when the forecast does
 //!   not expect the demand back, only when worth more than 5 % of the fleet, and not below the
 //!   fleet it took over until enough minutes of history can show the bound's quantile
@@ -267,10 +266,6 @@ pub struct Fleetpilot {
     pub hysteresis: f64,
     needs: VecDeque<(usize, u32)>,
     forecast: Option<(usize, crate::DemandForecast)>,
-    /// Forecasts made whose hour has not passed yet.
-    made: VecDeque<Made>,
-    /// Errors (model, persistence) of the last checked forecasts.
-    skill: VecDeque<(f64, f64)>,
     /// When the regular backfill last grew (its release waits a stabilization window).
     regular_raised_at: Option<usize>,
     /// Minutes of history before a scale-in may go below the opening fleet.
@@ -290,8 +285,6 @@ impl Default for Fleetpilot {
             hysteresis: 0.05,
             needs: VecDeque::new(),
             forecast: None,
-            made: VecDeque::new(),
-            skill: VecDeque::new(),
             regular_raised_at: None,
             warm_up: warm_up_minutes(BOUND_QUANTILE),
             opening: None,
@@ -299,52 +292,8 @@ impl Default for Fleetpilot {
     }
 }
 
-/// A forecast the policy made, kept until the minutes it forecast have passed.
-#[derive(Debug)]
-struct Made {
-    /// Minutes of history it was made from.
-    at: usize,
-    /// Its point forecast per 5-minute step.
-    means: Vec<f64>,
-    /// The last 5-minute mean it saw: persistence's forecast for every step.
-    last: f64,
-}
-
-/// Forecasts whose errors decide whether the forecast has skill (a day of 30-minute refits).
-const SKILL_FORECASTS: usize = 48;
-/// Forecasts checked before the forecast may lead capacity.
-const SKILL_MIN_FORECASTS: usize = 12;
-
 impl Fleetpilot {
-    /// Score the forecasts whose hour has passed: the absolute error of their point forecast and
-    /// of persistence (the last 5-minute mean they saw) on each 5-minute mean that followed.
-    fn check_skill(&mut self, h: &[f64]) {
-        while let Some(made) = self.made.front().filter(|m| m.at + 5 * m.means.len() <= h.len()) {
-            let (mut model, mut persistence) = (0.0, 0.0);
-            for (i, mean) in made.means.iter().enumerate() {
-                let from = made.at + 5 * i;
-                let actual = h[from..from + 5].iter().sum::<f64>() / 5.0;
-                model += (actual - mean).abs();
-                persistence += (actual - made.last).abs();
-            }
-            self.skill.push_back((model, persistence));
-            if self.skill.len() > SKILL_FORECASTS {
-                self.skill.pop_front();
-            }
-            self.made.pop_front();
-        }
-    }
-
-    /// Whether the forecast may lead capacity: over the last day's checked forecasts its point
-    /// forecast erred less than persistence did (rolling-origin evaluation). A seasonal model
-    /// fitted on a trace with no cycle to speak of only widens the fleet for nothing.
-    fn skillful(&self) -> bool {
-        let (model, persistence) = self.skill.iter().fold((0.0, 0.0), |(m, p), (em, ep)| (m + em, p + ep));
-        self.skill.len() >= SKILL_MIN_FORECASTS && model < persistence
-    }
-
-    /// The forecast's upper bound on demand per minute over the next `minutes`, when the
-    /// forecast has shown skill ([`Self::skillful`]).
+    /// The forecast's upper bound on demand per minute over the next `minutes`.
     fn forecast_upper(&mut self, obs: &Observation<'_>, minutes: usize) -> Option<f64> {
         let h = obs.demand_history;
         let stale = self.forecast.as_ref().is_none_or(|(at, _)| obs.t - at >= 30);
@@ -352,17 +301,10 @@ impl Fleetpilot {
         // planner requires): with less history its bounds are guesses about the next hour, and
         // the reactive bound covers that better.
         if stale && h.len() >= 2 * 1440 {
-            self.check_skill(h);
             // 5-minute means of the last 3 days.
             let from = h.len().saturating_sub(3 * 1440);
             let steps: Vec<f64> = h[from..].chunks(5).map(|c| c.iter().sum::<f64>() / c.len() as f64).collect();
-            let f = crate::forecast(&steps, 5, 12, 0.9);
-            let means = f.points.iter().map(|p| p.mean).collect();
-            self.made.push_back(Made { at: h.len(), means, last: steps.last().copied().unwrap_or(0.0) });
-            self.forecast = Some((obs.t, f));
-        }
-        if !self.skillful() {
-            return None;
+            self.forecast = Some((obs.t, crate::forecast(&steps, 5, 12, 0.9)));
         }
         let (at, f) = self.forecast.as_ref()?;
         let ahead = (obs.t - at + minutes) as u32;
@@ -471,17 +413,7 @@ mod tests {
         };
         // Bursts to 300 a minute every 7 minutes over a trough of 20, the fourth to 330: a
         // new peak, which the fleet opened with (36 VMs, 85 % of the first burst) covers.
-        let d: Vec<f64> = (0..60)
-            .map(|t| {
-                if t == 23 {
-                    330.0
-                } else if t % 7 == 2 {
-                    300.0
-                } else {
-                    20.0
-                }
-            })
-            .collect();
+        let d: Vec<f64> = (0..60).map(|t| if t == 23 { 330.0 } else if t % 7 == 2 { 300.0 } else { 20.0 }).collect();
         let calm = Weather::draw(d.len(), 1, 0.0, usize::MAX, 0.0);
         let mut allow = |_: usize, _: (u32, u32), _: (u32, u32), _: &crate::sim::Observation<'_>| true;
         let warm = run(&mut super::Fleetpilot::default(), &d, &calm, &c, (35, 1), 10, &mut allow);
@@ -489,38 +421,9 @@ mod tests {
         assert_eq!(warm.sla_met_pct, 100.0);
         // Without the warm-up, three rises are all the bound goes on: it cuts to the peak seen
         // and the new peak finds the fleet short.
-        let cold =
-            run(&mut super::Fleetpilot { warm_up: 0, ..super::Fleetpilot::default() }, &d, &calm, &c, (35, 1), 10, &mut allow);
+        let cold = run(&mut super::Fleetpilot { warm_up: 0, ..super::Fleetpilot::default() }, &d, &calm, &c, (35, 1), 10, &mut allow);
         assert!(cold.serving[..23].iter().any(|s| *s < 35), "{:?}", &cold.serving[..23]);
         assert!(cold.sla_met_pct < 100.0);
-    }
-
-    #[test]
-    fn the_forecast_leads_only_once_it_beat_persistence() {
-        use super::{Fleetpilot, Made, SKILL_MIN_FORECASTS};
-        // An hourly wave: a forecast that knows it against one half a period off.
-        let h: Vec<f64> = (0..2000).map(|t| 100.0 + 50.0 * (t as f64 * std::f64::consts::TAU / 60.0).sin()).collect();
-        let step_mean = |from: usize| h[from..from + 5].iter().sum::<f64>() / 5.0;
-        let run = |knows: bool| {
-            let mut p = Fleetpilot::default();
-            for k in 0..SKILL_MIN_FORECASTS + 3 {
-                let at = 100 + 30 * k;
-                let means = (0..12).map(|i| step_mean(at + 5 * i + if knows { 0 } else { 30 })).collect();
-                p.made.push_back(Made { at, means, last: step_mean(at - 5) });
-            }
-            // Not yet: the forecasts' hours have not passed.
-            p.check_skill(&h[..150]);
-            assert!(!p.skillful() && p.skill.is_empty());
-            p.check_skill(&h);
-            assert!(p.made.is_empty() && p.skill.len() == SKILL_MIN_FORECASTS + 3);
-            p.skillful()
-        };
-        assert!(run(true), "a forecast that knows the wave beats persistence");
-        assert!(!run(false), "one that does not is not used");
-        // Too few checked forecasts is no evidence.
-        let mut p = Fleetpilot::default();
-        p.skill.extend(std::iter::repeat_n((0.0, 1.0), SKILL_MIN_FORECASTS - 1));
-        assert!(!p.skillful());
     }
 
     #[test]
