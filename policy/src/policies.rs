@@ -41,8 +41,8 @@ fn need(demand: f64, rate: f64, utilization: f64) -> u32 {
 /// the `horizon` minutes after each of the last `window` minutes rose above the level then (an
 /// empirical prediction interval, so bursty, Poisson-like and smooth traces each get the
 /// headroom they show). Never above the window's own peak, moved up by the trend of the last
-/// ten minutes ([`trend_rise`]: a climb reaches new peaks; with fewer minutes, no trend), and
-/// never below the last two minutes.
+/// ten minutes ([`trend_rise`]: a climb reaches new peaks; with fewer minutes, no cap at all),
+/// and never below the last two minutes.
 pub fn reactive_bound(h: &[f64], horizon: usize, level_minutes: usize, window: usize, quantile: f64) -> f64 {
     let level = |end: usize| {
         let from = end.saturating_sub(level_minutes);
@@ -61,9 +61,10 @@ pub fn reactive_bound(h: &[f64], horizon: usize, level_minutes: usize, window: u
     };
     let now = level(h.len());
     let seen = h[first - 1..].iter().copied().fold(0.0, f64::max);
-    let rise = trend_rise(h).unwrap_or(0.0);
     let latest = h[h.len().saturating_sub(2)..].iter().copied().fold(0.0, f64::max);
-    (now + headroom.max(0.0)).min(seen + rise).max(latest)
+    // With fewer minutes than a trend needs, the peak of so few is no basis for a cap either.
+    let cap = trend_rise(h).map_or(f64::INFINITY, |rise| seen + rise);
+    (now + headroom.max(0.0)).min(cap).max(latest)
 }
 
 /// Minutes the trend of [`trend_rise`] is fitted on.
@@ -397,6 +398,9 @@ mod tests {
         // showed (a 3-minute level that went from a trough to a burst is not a trend).
         let bursts = [0.0, 35.0, 11.0, 10.0, 1.0, 3.0, 3.0, 31.0, 27.0, 6.0, 0.0, 0.0, 38.0, 23.0, 0.0, 1.0, 22.0, 23.0];
         assert_eq!(reactive_bound(&bursts, 3, 3, 240, 0.98), 38.0);
+        // Five minutes are too few for a trend, and their peak is no cap: level plus headroom.
+        let b = reactive_bound(&[10.0, 10.0, 30.0, 10.0, 10.0], 3, 3, 240, 0.98);
+        assert!((b - (50.0 / 3.0 + 20.0)).abs() < 1e-9, "{b}");
     }
 
     #[test]
@@ -413,7 +417,17 @@ mod tests {
         };
         // Bursts to 300 a minute every 7 minutes over a trough of 20, the fourth to 330: a
         // new peak, which the fleet opened with (36 VMs, 85 % of the first burst) covers.
-        let d: Vec<f64> = (0..60).map(|t| if t == 23 { 330.0 } else if t % 7 == 2 { 300.0 } else { 20.0 }).collect();
+        let d: Vec<f64> = (0..60)
+            .map(|t| {
+                if t == 23 {
+                    330.0
+                } else if t % 7 == 2 {
+                    300.0
+                } else {
+                    20.0
+                }
+            })
+            .collect();
         let calm = Weather::draw(d.len(), 1, 0.0, usize::MAX, 0.0);
         let mut allow = |_: usize, _: (u32, u32), _: (u32, u32), _: &crate::sim::Observation<'_>| true;
         let warm = run(&mut super::Fleetpilot::default(), &d, &calm, &c, (35, 1), 10, &mut allow);
@@ -421,7 +435,8 @@ mod tests {
         assert_eq!(warm.sla_met_pct, 100.0);
         // Without the warm-up, three rises are all the bound goes on: it cuts to the peak seen
         // and the new peak finds the fleet short.
-        let cold = run(&mut super::Fleetpilot { warm_up: 0, ..super::Fleetpilot::default() }, &d, &calm, &c, (35, 1), 10, &mut allow);
+        let cold =
+            run(&mut super::Fleetpilot { warm_up: 0, ..super::Fleetpilot::default() }, &d, &calm, &c, (35, 1), 10, &mut allow);
         assert!(cold.serving[..23].iter().any(|s| *s < 35), "{:?}", &cold.serving[..23]);
         assert!(cold.sla_met_pct < 100.0);
     }
