@@ -20,7 +20,7 @@ pub const BASELINES: [&str; 4] = ["recipe-rule", "hpa", "static-peak", "spothedg
 /// name). `peak` is what static provisioning sizes for.
 fn policy_named(name: &str, peak: f64, config: &SimConfig) -> Option<Box<dyn Policy>> {
     Some(match name {
-        "fleetpilot" => Box::new(Fleetpilot::default()),
+        "fleetpilot" => Box::new(Fleetpilot::under(&sim::eval_rules(config))),
         "agent-planner" => Box::new(AgentPlanner::new(&sim::eval_rules(config))),
         "recipe-rule" => Box::new(RecipeRule),
         "hpa" => Box::new(Hpa::default()),

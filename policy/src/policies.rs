@@ -19,7 +19,8 @@
 //!   scale-in only to the highest need of the 10-minute window, only when the forecast does
 //!   not expect the demand back, only when worth more than 5 % of the fleet, and not below the
 //!   fleet it took over until enough minutes of history can show the bound's quantile
-//!   ([`warm_up_minutes`]: 50).
+//!   ([`warm_up_minutes`]: 50); each change cut to the guardrails' step limits
+//!   ([`within_steps`]), which would refuse a larger one whole.
 
 use std::collections::VecDeque;
 
@@ -273,6 +274,8 @@ pub struct Fleetpilot {
     pub warm_up: usize,
     /// The fleet's size when the policy took over.
     opening: Option<u32>,
+    /// Most VMs one change adds and removes (the guardrails' step limits); `None`: no limit.
+    pub max_steps: Option<(u32, u32)>,
 }
 
 impl Default for Fleetpilot {
@@ -289,6 +292,7 @@ impl Default for Fleetpilot {
             regular_raised_at: None,
             warm_up: warm_up_minutes(BOUND_QUANTILE),
             opening: None,
+            max_steps: None,
         }
     }
 }
@@ -371,8 +375,39 @@ impl Policy for Fleetpilot {
         } else if regular < obs.target.1 && self.regular_raised_at.is_some_and(|at| obs.t - at < self.stabilization) {
             regular = obs.target.1;
         }
-        (spot, regular)
+        match self.max_steps {
+            Some((up, down)) => within_steps(obs.target, (spot, regular), up, down),
+            None => (spot, regular),
+        }
     }
+}
+
+impl Fleetpilot {
+    /// The policy under `rules`: its changes within their step limits (a larger one would be
+    /// refused whole, and the fleet left where it was).
+    pub fn under(rules: &fleetpilot_guardrails::Policy) -> Self {
+        Self { max_steps: Some((rules.max_step_up, rules.max_step_down)), ..Self::default() }
+    }
+}
+
+/// `to` moved towards `from` until the change adds at most `up` and removes at most `down` VMs,
+/// counted over both priorities as the guardrails count them. Regular goes first either way: an
+/// added regular VM serves where spot may not (a backfill), a removed one saves the most.
+pub fn within_steps(from: (u32, u32), to: (u32, u32), up: u32, down: u32) -> (u32, u32) {
+    let (mut up, mut down) = (up, down);
+    let mut step = |from: u32, to: u32| {
+        if to > from {
+            let add = (to - from).min(up);
+            up -= add;
+            from + add
+        } else {
+            let remove = (from - to).min(down);
+            down -= remove;
+            from - remove
+        }
+    };
+    let regular = step(from.1, to.1);
+    (step(from.0, to.0), regular)
 }
 
 #[cfg(test)]
@@ -439,6 +474,19 @@ mod tests {
             run(&mut super::Fleetpilot { warm_up: 0, ..super::Fleetpilot::default() }, &d, &calm, &c, (35, 1), 10, &mut allow);
         assert!(cold.serving[..23].iter().any(|s| *s < 35), "{:?}", &cold.serving[..23]);
         assert!(cold.sla_met_pct < 100.0);
+    }
+
+    #[test]
+    fn a_change_is_cut_to_the_step_limits_regular_first() {
+        use super::within_steps;
+        // A backfill and a scale-out at once: the backfill goes first.
+        assert_eq!(within_steps((10, 1), (30, 11), 20, 20), (20, 11));
+        // Releasing a backfill while spot grows: each direction has its own limit.
+        assert_eq!(within_steps((10, 15), (40, 1), 20, 10), (30, 5));
+        // A cut: regular first, then spot.
+        assert_eq!(within_steps((30, 5), (5, 1), 20, 20), (14, 1));
+        // Within the limits nothing changes.
+        assert_eq!(within_steps((10, 2), (12, 1), 20, 20), (12, 1));
     }
 
     #[test]
