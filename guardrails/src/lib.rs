@@ -145,11 +145,7 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy, ctx: 
         target.spot_capacity.unwrap_or(observed.spot.capacity) + target.regular_capacity.unwrap_or(observed.regular.capacity);
     let sizes_change = !target.sizes_match(&observed.vm_sizes);
     let changes_anything = up > 0 || down > 0 || sizes_change;
-    let step_limit = |absolute: u32, percent: Option<f64>| match percent {
-        Some(p) => absolute.min(((f64::from(from_total) * p / 100.0).floor() as u32).max(1)),
-        None => absolute,
-    };
-    let max_up = step_limit(policy.max_step_up, policy.max_step_up_percent);
+    let (max_up, max_down) = policy.step_limits(from_total);
     if up > i64::from(max_up) {
         violations.push(deny(
             "max_step_up",
@@ -158,7 +154,6 @@ pub fn check(target: &ScaleTarget, observed: &FleetState, policy: &Policy, ctx: 
             up as u32,
         ));
     }
-    let max_down = step_limit(policy.max_step_down, policy.max_step_down_percent);
     if down > i64::from(max_down) {
         violations.push(deny(
             "max_step_down",

@@ -274,8 +274,8 @@ pub struct Fleetpilot {
     pub warm_up: usize,
     /// The fleet's size when the policy took over.
     opening: Option<u32>,
-    /// Most VMs one change adds and removes (the guardrails' step limits); `None`: no limit.
-    pub max_steps: Option<(u32, u32)>,
+    /// The guardrails whose step limits each change is cut to; `None`: no limit.
+    pub rules: Option<fleetpilot_guardrails::Policy>,
 }
 
 impl Default for Fleetpilot {
@@ -292,7 +292,7 @@ impl Default for Fleetpilot {
             regular_raised_at: None,
             warm_up: warm_up_minutes(BOUND_QUANTILE),
             opening: None,
-            max_steps: None,
+            rules: None,
         }
     }
 }
@@ -375,8 +375,11 @@ impl Policy for Fleetpilot {
         } else if regular < obs.target.1 && self.regular_raised_at.is_some_and(|at| obs.t - at < self.stabilization) {
             regular = obs.target.1;
         }
-        match self.max_steps {
-            Some((up, down)) => within_steps(obs.target, (spot, regular), up, down),
+        match &self.rules {
+            Some(rules) => {
+                let (up, down) = rules.step_limits(obs.target.0 + obs.target.1);
+                within_steps(obs.target, (spot, regular), up, down)
+            }
             None => (spot, regular),
         }
     }
@@ -386,7 +389,7 @@ impl Fleetpilot {
     /// The policy under `rules`: its changes within their step limits (a larger one would be
     /// refused whole, and the fleet left where it was).
     pub fn under(rules: &fleetpilot_guardrails::Policy) -> Self {
-        Self { max_steps: Some((rules.max_step_up, rules.max_step_down)), ..Self::default() }
+        Self { rules: Some(rules.clone()), ..Self::default() }
     }
 }
 
@@ -487,6 +490,16 @@ mod tests {
         assert_eq!(within_steps((30, 5), (5, 1), 20, 20), (14, 1));
         // Within the limits nothing changes.
         assert_eq!(within_steps((10, 2), (12, 1), 20, 20), (12, 1));
+        // A percentage of the fleet, when smaller, is the limit (at least one VM).
+        let rules = fleetpilot_guardrails::Policy {
+            max_step_up: 20,
+            max_step_up_percent: Some(50.0),
+            max_step_down: 20,
+            max_step_down_percent: Some(5.0),
+            ..fleetpilot_guardrails::Policy::default()
+        };
+        assert_eq!(rules.step_limits(30), (15, 1));
+        assert_eq!(rules.step_limits(100), (20, 5));
     }
 
     #[test]
