@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use fleetpilot_e2e::{StandaloneEmulator, TempDir, advance};
 use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
 
 use super::bin;
 
@@ -228,7 +229,19 @@ async fn an_apply_killed_mid_way_converges_when_run_again() -> Result<()> {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // Kill as soon as the first change is done (a fixed wait found none done on a loaded machine).
+    let stderr = child.stderr.take().context("stderr")?;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await? {
+            if line.starts_with('✓') {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("apply ended before any change was done")
+    })
+    .await
+    .context("no change done within 60 s")??;
     child.kill().await?;
     let partial = provision(&cfg, url, &["plan", "--format", "json"]).await?;
     let parsed: Value = serde_json::from_str(&partial.stdout)?;
