@@ -6,7 +6,7 @@
 
 mod policy;
 
-pub use policy::{JobPolicy, Policies, Policy};
+pub use policy::{JobPolicy, Policies, Policy, step_limit};
 
 use fleetpilot_core::{Decision, FleetState, PriceTable, Priority, ScaleTarget, Verdict, Violation};
 use time::OffsetDateTime;

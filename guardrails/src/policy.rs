@@ -73,15 +73,23 @@ pub struct Policy {
     pub frozen: bool,
 }
 
+/// Most VMs one change may move on a fleet of `total` VMs: `absolute`, or `percent` of the
+/// fleet where smaller (at least one VM).
+pub fn step_limit(absolute: u32, percent: Option<f64>, total: u32) -> u32 {
+    match percent {
+        Some(p) => absolute.min(((f64::from(total) * p / 100.0).floor() as u32).max(1)),
+        None => absolute,
+    }
+}
+
 impl Policy {
-    /// Most VMs one change may add and remove (up, down) on a fleet of `total` VMs: the absolute
-    /// step limits, or the percentage ones where smaller (at least one VM).
+    /// Most VMs one change may add and remove (up, down) on a fleet of `total` VMs
+    /// ([`step_limit`] of each direction's limits).
     pub fn step_limits(&self, total: u32) -> (u32, u32) {
-        let limit = |absolute: u32, percent: Option<f64>| match percent {
-            Some(p) => absolute.min(((f64::from(total) * p / 100.0).floor() as u32).max(1)),
-            None => absolute,
-        };
-        (limit(self.max_step_up, self.max_step_up_percent), limit(self.max_step_down, self.max_step_down_percent))
+        (
+            step_limit(self.max_step_up, self.max_step_up_percent, total),
+            step_limit(self.max_step_down, self.max_step_down_percent, total),
+        )
     }
 }
 

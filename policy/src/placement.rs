@@ -127,21 +127,14 @@ struct Room {
 impl Room {
     fn of(site: &Site) -> Self {
         let (f, l) = (&site.fleet, &site.limits);
-        let total = f.spot.capacity + f.regular.capacity;
-        let step = |absolute: Option<u32>, percent: Option<f64>| {
-            let limit = absolute.unwrap_or(u32::MAX);
-            match percent {
-                Some(pc) => limit.min(((f64::from(total) * pc / 100.0).floor() as u32).max(1)),
-                None => limit,
-            }
-        };
+        let (up, down) = l.step_limits(f.spot.capacity + f.regular.capacity);
         let min_spot = l.min_spot.unwrap_or(0).max(f.spot.min_capacity);
         let min_regular = l.min_regular.unwrap_or(0).max(f.regular.min_capacity);
         Self {
             spot: (min_spot, l.max_spot.unwrap_or(u32::MAX).max(min_spot)),
             regular: (min_regular, l.max_regular.unwrap_or(u32::MAX).max(min_regular)),
-            up: step(l.max_step_up, l.max_step_up_percent),
-            down: step(l.max_step_down, l.max_step_down_percent),
+            up,
+            down,
             // The planner acts on its own only under the approval threshold.
             moved: l.approval_above_delta.map_or(u32::MAX, |a| a.max(1)),
             from: (f.spot.capacity, f.regular.capacity),

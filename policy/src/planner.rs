@@ -73,6 +73,16 @@ pub struct Limits {
     pub allowed_vm_sizes: Vec<String>,
 }
 
+impl Limits {
+    /// Most VMs one change may add and remove (up, down) on a fleet of `total` VMs, as the
+    /// guardrails count them ([`fleetpilot_guardrails::step_limit`]; no limit stated: none).
+    pub fn step_limits(&self, total: u32) -> (u32, u32) {
+        let limit =
+            |absolute: Option<u32>, percent| fleetpilot_guardrails::step_limit(absolute.unwrap_or(u32::MAX), percent, total);
+        (limit(self.max_step_up, self.max_step_up_percent), limit(self.max_step_down, self.max_step_down_percent))
+    }
+}
+
 impl From<&fleetpilot_guardrails::Policy> for Limits {
     fn from(p: &fleetpilot_guardrails::Policy) -> Self {
         Self {
@@ -236,18 +246,10 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
     // The policy's minimum, and the fleet's own minCapacity (Azure refuses anything below it).
     let (min_spot, max_spot) = (limits.min_spot.unwrap_or(0).max(fleet.spot.min_capacity), limits.max_spot.unwrap_or(u32::MAX));
     let (min_regular, max_regular) = (limits.min_regular.unwrap_or(0).max(fleet.regular.min_capacity), max_regular_policy);
-    let step_limit = |absolute: Option<u32>, percent: Option<f64>| {
-        let absolute = absolute.unwrap_or(u32::MAX);
-        let limit = match percent {
-            Some(pc) => absolute.min(((f64::from(total) * pc / 100.0).floor() as u32).max(1)),
-            None => absolute,
-        };
-        // Stay under the approval threshold: the planner acts on its own within it.
-        match limits.approval_above_delta {
-            Some(a) => limit.min(a.max(1)),
-            None => limit,
-        }
-    };
+    // Stay under the approval threshold too: the planner acts on its own within it.
+    let approval = limits.approval_above_delta.map_or(u32::MAX, |a| a.max(1));
+    let (step_up, step_down) = limits.step_limits(total);
+    let (step_up, step_down) = (step_up.min(approval), step_down.min(approval));
     // The forecast only adds capacity ahead of demand: below the band it is not consulted
     // (a forecast trained on yesterday's level must not hold a fleet up after demand fell).
     // Spot VMs that count towards capacity but serve nothing (deallocated) are added back.
@@ -276,9 +278,9 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
     let (lo, hi) = (min_spot.saturating_add(min_regular), max_spot.saturating_add(max_regular));
     let mut target_total = wanted.clamp(lo, hi);
     if target_total > total {
-        target_total = target_total.min(total.saturating_add(step_limit(limits.max_step_up, limits.max_step_up_percent)));
+        target_total = target_total.min(total.saturating_add(step_up));
     } else {
-        target_total = target_total.max(total.saturating_sub(step_limit(limits.max_step_down, limits.max_step_down_percent)));
+        target_total = target_total.max(total.saturating_sub(step_down));
     }
     if target_total == total {
         return Decision::Hold(format!(

@@ -444,15 +444,7 @@ mod tests {
     #[test]
     fn no_cut_below_the_opening_fleet_in_the_warm_up() {
         use crate::sim::{SimConfig, Weather, run};
-        let c = SimConfig {
-            vm_rate: 10.0,
-            boot_minutes: 2,
-            sla_utilization: 0.95,
-            regular_usd_hour: 0.192,
-            spot_usd_hour: 0.04,
-            min_regular: 1,
-            max_total: 60,
-        };
+        let c = SimConfig { max_total: 60, ..crate::sim::tests::config() };
         // Bursts to 300 a minute every 7 minutes over a trough of 20, the fourth to 330: a
         // new peak, which the fleet opened with (36 VMs, 85 % of the first burst) covers.
         let d: Vec<f64> = (0..60)

@@ -475,11 +475,12 @@ pub fn drive(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::policies::{Fleetpilot, Hpa, RecipeRule, SpotHedge, StaticPeak};
 
-    fn config() -> SimConfig {
+    /// The model the policy crate's tests run on: 10 requests a minute a VM, D4s_v5 prices.
+    pub(crate) fn config() -> SimConfig {
         SimConfig {
             vm_rate: 10.0,
             boot_minutes: 2,

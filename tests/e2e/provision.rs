@@ -229,7 +229,7 @@ async fn an_apply_killed_mid_way_converges_when_run_again() -> Result<()> {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
-    // Kill as soon as the first change is done (a fixed wait found none done on a loaded machine).
+    // Kill as soon as the first change is done (on a loaded machine, a fixed wait may end before any is).
     let stderr = child.stderr.take().context("stderr")?;
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     tokio::time::timeout(Duration::from_secs(60), async {
