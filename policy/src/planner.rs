@@ -223,7 +223,9 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
     let needed = reactive.saturating_sub(serving + booting);
     // A need larger than the missing spot is a scale-out (below), not a backfill.
     if shortfall > 0 && needed > 0 && needed <= shortfall && cpu >= band_of.scale_in_below && regular < max_regular_policy {
-        let step = limits.max_step_up.unwrap_or(u32::MAX).min(limits.approval_above_delta.map_or(u32::MAX, |a| a.max(1)));
+        // The guardrails' step limit, a percentage of the fleet included, and the approval
+        // threshold: a larger backfill would be refused whole or wait for a human.
+        let step = limits.step_limits(total).0.min(limits.approval_above_delta.map_or(u32::MAX, |a| a.max(1)));
         let add = shortfall.min(needed).min(step).min(max_regular_policy - regular);
         return Decision::Scale {
             spot,
@@ -427,5 +429,13 @@ mod tests {
         assert_eq!(spot, 20, "the spot target is kept for when the pool returns");
         assert_eq!(regular, 12, "the policy's max_regular bounds the backfill");
         assert!(why.contains("backfilling"), "{why}");
+        // The load alone would backfill 6 (18 serving at 80 % want 24 at 60 %); a percentage
+        // step limit bounds it too: 10 % of a 30-VM fleet is 3 VMs.
+        let roomy = fleetpilot_guardrails::Policy { max_regular: 100, ..fleetpilot_guardrails::Policy::default() };
+        let d = decide(&f, &Limits::from(&roomy), &cpu(80.0), &Band::default(), &prices);
+        assert!(matches!(d, Decision::Scale { regular: 16, .. }), "{d:?}");
+        let percent = fleetpilot_guardrails::Policy { max_step_up_percent: Some(10.0), ..roomy };
+        let d = decide(&f, &Limits::from(&percent), &cpu(80.0), &Band::default(), &prices);
+        assert!(matches!(d, Decision::Scale { regular: 13, .. }), "within the guardrails' percentage step: {d:?}");
     }
 }
