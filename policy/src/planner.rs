@@ -100,6 +100,26 @@ impl From<&fleetpilot_guardrails::Policy> for Limits {
     }
 }
 
+/// `to` moved towards `from` until the change adds at most `up` and removes at most `down` VMs,
+/// counted over both priorities as the guardrails count them. Regular goes first either way: an
+/// added regular VM serves where spot may not (a backfill), a removed one saves the most.
+pub fn within_steps(from: (u32, u32), to: (u32, u32), up: u32, down: u32) -> (u32, u32) {
+    let (mut up, mut down) = (up, down);
+    let mut step = |from: u32, to: u32| {
+        if to > from {
+            let add = (to - from).min(up);
+            up -= add;
+            from + add
+        } else {
+            let remove = (from - to).min(down);
+            down -= remove;
+            from - remove
+        }
+    };
+    let regular = step(from.1, to.1);
+    (step(from.0, to.0), regular)
+}
+
 /// The utilization band the fleet is kept in (percent).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Band {
@@ -222,11 +242,17 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
     let booting = fleet.spot.creating + fleet.regular.creating;
     let needed = reactive.saturating_sub(serving + booting);
     // A need larger than the missing spot is a scale-out (below), not a backfill.
-    if shortfall > 0 && needed > 0 && needed <= shortfall && cpu >= band_of.scale_in_below && regular < max_regular_policy {
-        // The guardrails' step limit, a percentage of the fleet included, and the approval
-        // threshold: a larger backfill would be refused whole or wait for a human.
-        let step = limits.step_limits(total).0.min(limits.approval_above_delta.map_or(u32::MAX, |a| a.max(1)));
-        let add = shortfall.min(needed).min(step).min(max_regular_policy - regular);
+    // The guardrails' step limit, a percentage of the fleet included, and the approval
+    // threshold: a larger backfill would be refused whole or wait for a human.
+    let backfill_step = limits.step_limits(total).0.min(limits.approval_above_delta.map_or(u32::MAX, |a| a.max(1)));
+    if shortfall > 0
+        && needed > 0
+        && needed <= shortfall
+        && cpu >= band_of.scale_in_below
+        && regular < max_regular_policy
+        && backfill_step > 0
+    {
+        let add = shortfall.min(needed).min(backfill_step).min(max_regular_policy - regular);
         return Decision::Scale {
             spot,
             regular: regular + add,
@@ -248,6 +274,15 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
     // The policy's minimum, and the fleet's own minCapacity (Azure refuses anything below it).
     let (min_spot, max_spot) = (limits.min_spot.unwrap_or(0).max(fleet.spot.min_capacity), limits.max_spot.unwrap_or(u32::MAX));
     let (min_regular, max_regular) = (limits.min_regular.unwrap_or(0).max(fleet.regular.min_capacity), max_regular_policy);
+    for (priority, min, max, fleet_min) in
+        [("spot", min_spot, max_spot, fleet.spot.min_capacity), ("regular", min_regular, max_regular, fleet.regular.min_capacity)]
+    {
+        if min > max {
+            return Decision::Hold(format!(
+                "no {priority} target satisfies both the fleet and the policy: its minimum is {min} (the fleet's minCapacity is {fleet_min}) and the policy's maximum is {max}; raise max_{priority} or lower the fleet's minCapacity"
+            ));
+        }
+    }
     // Stay under the approval threshold too: the planner acts on its own within it.
     let approval = limits.approval_above_delta.map_or(u32::MAX, |a| a.max(1));
     let (step_up, step_down) = limits.step_limits(total);
@@ -308,6 +343,9 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
         let left = cut.saturating_sub(regular - new_regular.min(regular));
         (spot.saturating_sub(left).clamp(min_spot, max_spot), new_regular)
     };
+    // Towards a bound the fleet already breaks, or between priorities, the change per priority
+    // can exceed the step limits the total kept to: the guardrails would refuse it whole.
+    let (new_spot, new_regular) = within_steps((spot, regular), (new_spot, new_regular), step_up, step_down);
     let direction = if target_total > total { "out" } else { "in" };
     let mut forecast = match (predicted, growth) {
         (Some(p), Some(g)) if p > reactive && cpu >= band_of.scale_in_below => {
@@ -416,6 +454,35 @@ mod tests {
         (f.spot.running, f.spot.creating) = (8, 12);
         let d = decide(&f, &limits(), &cpu(80.0), &Band::default(), &prices);
         assert!(matches!(d, Decision::Hold(ref why) if why.contains("12 booting")), "{d:?}");
+    }
+
+    #[test]
+    fn a_fleet_minimum_above_the_policy_maximum_is_held_with_the_reason() {
+        let prices = PriceTable::embedded();
+        let mut f = fleet(&["Standard_D4s_v5"]);
+        f.spot.min_capacity = 50;
+        let limits = Limits { max_spot: Some(40), ..limits() };
+        let d = decide(&f, &limits, &cpu(90.0), &Band::default(), &prices);
+        assert!(matches!(d, Decision::Hold(ref why) if why.contains("minCapacity is 50") && why.contains("max_spot")), "{d:?}");
+    }
+
+    #[test]
+    fn a_fleet_above_a_bound_moves_towards_it_within_the_step_limits() {
+        let prices = PriceTable::embedded();
+        // 20 spot over a maximum of 10, 2 regular, CPU at 90 %: spot must come down and regular
+        // grow, but by no more than the guardrails allow in one change.
+        let mut f = fleet(&["Standard_D4s_v5"]);
+        f.regular = Tier { capacity: 2, running: 2, ..Tier::default() };
+        let limits = Limits {
+            max_spot: Some(10),
+            max_regular: Some(100),
+            max_step_up: Some(5),
+            max_step_down: Some(5),
+            ..Limits::default()
+        };
+        let d = decide(&f, &limits, &cpu(90.0), &Band::default(), &prices);
+        let Decision::Scale { spot, regular, .. } = d else { panic!("{d:?}") };
+        assert!(20 - spot <= 5 && regular - 2 <= 5 && spot < 20, "({spot}, {regular})");
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //!   not expect the demand back, only when worth more than 5 % of the fleet, and not below the
 //!   fleet it took over until enough minutes of history can show the bound's quantile
 //!   ([`warm_up_minutes`]: 50); each change cut to the guardrails' step limits
-//!   ([`within_steps`]), which would refuse a larger one whole.
+//!   ([`crate::planner::within_steps`]), which would refuse a larger one whole.
 
 use std::collections::VecDeque;
 
@@ -378,7 +378,7 @@ impl Policy for Fleetpilot {
         match &self.rules {
             Some(rules) => {
                 let (up, down) = rules.step_limits(obs.target.0 + obs.target.1);
-                within_steps(obs.target, (spot, regular), up, down)
+                crate::planner::within_steps(obs.target, (spot, regular), up, down)
             }
             None => (spot, regular),
         }
@@ -391,26 +391,6 @@ impl Fleetpilot {
     pub fn under(rules: &fleetpilot_guardrails::Policy) -> Self {
         Self { rules: Some(rules.clone()), ..Self::default() }
     }
-}
-
-/// `to` moved towards `from` until the change adds at most `up` and removes at most `down` VMs,
-/// counted over both priorities as the guardrails count them. Regular goes first either way: an
-/// added regular VM serves where spot may not (a backfill), a removed one saves the most.
-pub fn within_steps(from: (u32, u32), to: (u32, u32), up: u32, down: u32) -> (u32, u32) {
-    let (mut up, mut down) = (up, down);
-    let mut step = |from: u32, to: u32| {
-        if to > from {
-            let add = (to - from).min(up);
-            up -= add;
-            from + add
-        } else {
-            let remove = (from - to).min(down);
-            down -= remove;
-            from - remove
-        }
-    };
-    let regular = step(from.1, to.1);
-    (step(from.0, to.0), regular)
 }
 
 #[cfg(test)]
@@ -473,7 +453,7 @@ mod tests {
 
     #[test]
     fn a_change_is_cut_to_the_step_limits_regular_first() {
-        use super::within_steps;
+        use crate::planner::within_steps;
         // A backfill and a scale-out at once: the backfill goes first.
         assert_eq!(within_steps((10, 1), (30, 11), 20, 20), (20, 11));
         // Releasing a backfill while spot grows: each direction has its own limit.
