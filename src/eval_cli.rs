@@ -250,12 +250,20 @@ pub fn run(options: &EvalOptions) -> Result<()> {
                     t["engine"].as_str().unwrap_or("")
                 );
                 println!(
-                    "  {:<12} {:>10} {:>8} {:>8} {:>10} {:>8} {:>6} {:>8} {:>7}",
-                    "policy", "cost_usd", "vs_orcl", "sla_%", "unserved%", "actions", "flaps", "slack%", "denied"
+                    "  {:<13} {:>10} {:>14} {:>11} {:>12} {:>7} {:>5} {:>14} {:>6}",
+                    "policy",
+                    "cost_usd",
+                    "cost_vs_oracle",
+                    "sla_met_pct",
+                    "unserved_pct",
+                    "actions",
+                    "flaps",
+                    "mean_slack_pct",
+                    "denied"
                 );
                 for p in t["policies"].as_array().into_iter().flatten() {
                     println!(
-                        "  {:<12} {:>10.2} {:>8.3} {:>8.2} {:>10.3} {:>8} {:>6} {:>8.1} {:>7}",
+                        "  {:<13} {:>10.2} {:>14.3} {:>11.2} {:>12.3} {:>7} {:>5} {:>14.1} {:>6}",
                         p["policy"].as_str().unwrap_or(""),
                         p["cost_usd"].as_f64().unwrap_or(0.0),
                         p["cost_vs_oracle"].as_f64().unwrap_or(0.0),

@@ -69,6 +69,35 @@ fn bad(line: usize, reason: impl Into<String>) -> TraceError {
     TraceError::Format { line, reason: reason.into() }
 }
 
+/// The longest trace read: a year of minutes (two timestamps years apart are a mistake, not a
+/// trace, and would fill memory with empty minutes).
+pub const MAX_MINUTES: usize = 366 * 24 * 60;
+/// The largest count a minute may hold (a million times the busiest real trace shipped).
+pub const MAX_PER_MINUTE: f64 = 1e12;
+
+/// A count of line `line`: a number, finite, zero or more and at most [`MAX_PER_MINUTE`].
+fn count(cell: &str, line: usize, what: &str) -> Result<f64, TraceError> {
+    let v: f64 = cell.trim().parse().map_err(|_| bad(line, format!("bad {what} {cell:?}: not a number")))?;
+    if !(0.0..=MAX_PER_MINUTE).contains(&v) {
+        return Err(bad(line, format!("bad {what} {cell:?}: a count must be finite, at least 0 and at most {MAX_PER_MINUTE:e}")));
+    }
+    Ok(v)
+}
+
+/// Minutes from `first` to `last`, within [`MAX_MINUTES`].
+fn span(first: i64, last: i64) -> Result<usize, TraceError> {
+    let minutes = last.saturating_sub(first).saturating_add(1);
+    if minutes > MAX_MINUTES as i64 {
+        return Err(bad(
+            2,
+            format!(
+                "the timestamps span {minutes} minutes, more than a year ({MAX_MINUTES}); are two of them far apart by mistake?"
+            ),
+        ));
+    }
+    Ok(minutes as usize)
+}
+
 /// Options of parsing: which sub-trace of a multi-trace file, and what to count.
 #[derive(Debug, Clone)]
 pub struct ParseOptions {
@@ -105,9 +134,7 @@ pub fn parse(name: &str, bytes: &[u8], options: &ParseOptions) -> Result<Trace, 
             let weight = match options.unit {
                 Unit::Requests => 1.0,
                 Unit::Tokens => {
-                    let n = |i: usize| {
-                        cols.get(i).and_then(|c| c.trim().parse::<f64>().ok()).ok_or_else(|| bad(line, "bad token count"))
-                    };
+                    let n = |i: usize| count(cols.get(i).copied().unwrap_or(""), line, "token count");
                     n(1)? + n(2)?
                 }
             };
@@ -124,13 +151,12 @@ pub fn parse(name: &str, bytes: &[u8], options: &ParseOptions) -> Result<Trace, 
                 continue;
             }
             let index: usize = cols[2].parse().map_err(|_| bad(i + 2, "bad minute_index"))?;
+            if index >= MAX_MINUTES {
+                return Err(bad(i + 2, format!("minute_index {index} is past a year of minutes ({MAX_MINUTES})")));
+            }
             let value: f64 = match options.unit {
-                Unit::Requests => cols[3].parse().map_err(|_| bad(i + 2, "bad requests"))?,
-                Unit::Tokens => {
-                    let c: f64 = cols[4].parse().map_err(|_| bad(i + 2, "bad context_tokens"))?;
-                    let g: f64 = cols[5].parse().map_err(|_| bad(i + 2, "bad generated_tokens"))?;
-                    c + g
-                }
+                Unit::Requests => count(cols[3], i + 2, "requests")?,
+                Unit::Tokens => count(cols[4], i + 2, "context_tokens")? + count(cols[5], i + 2, "generated_tokens")?,
             };
             if out.len() <= index {
                 out.resize(index + 1, 0.0);
@@ -146,7 +172,7 @@ pub fn parse(name: &str, bytes: &[u8], options: &ParseOptions) -> Result<Trace, 
         let mut out = vec![0.0; minutes];
         for (i, l) in lines.enumerate() {
             for (m, cell) in l.split(',').skip(4).enumerate().take(minutes) {
-                out[m] += cell.trim().parse::<f64>().map_err(|_| bad(i + 2, "bad invocation count"))?;
+                out[m] += count(cell, i + 2, "invocation count")?;
             }
         }
         out
@@ -162,15 +188,19 @@ pub fn parse(name: &str, bytes: &[u8], options: &ParseOptions) -> Result<Trace, 
             let (t, v) = l.split_once(',').ok_or_else(|| bad(i + 2, "expected timestamp,value"))?;
             let minute = match parse_datetime(t.trim()) {
                 Some(ticks) => ticks.div_euclid(60 * TICKS_PER_SECOND),
-                None => t.trim().parse::<f64>().map_err(|_| bad(i + 2, format!("bad timestamp {t:?}")))? as i64,
+                None => t
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|m| m.is_finite() && m.abs() < 1e15)
+                    .ok_or_else(|| bad(i + 2, format!("bad timestamp {t:?}")))? as i64,
             };
-            let value: f64 =
-                v.trim().split(',').next().unwrap_or("").parse().map_err(|_| bad(i + 2, format!("bad value {v:?}")))?;
+            let value = count(v.split(',').next().unwrap_or(""), i + 2, "value")?;
             points.push((minute, value));
         }
         let first = points.iter().map(|p| p.0).min().ok_or_else(|| bad(2, "no data"))?;
         let last = points.iter().map(|p| p.0).max().unwrap_or(first);
-        let mut out = vec![0.0; (last - first + 1) as usize];
+        let mut out = vec![0.0; span(first, last)?];
         for (m, v) in points {
             out[(m - first) as usize] += v;
         }
@@ -199,7 +229,7 @@ fn bucket<'a>(
     let minute = |t: i64| t.div_euclid(60 * TICKS_PER_SECOND);
     let first = points.iter().map(|p| minute(p.0)).min().ok_or_else(|| bad(2, "no data"))?;
     let last = points.iter().map(|p| minute(p.0)).max().unwrap_or(first);
-    let mut out = vec![0.0; (last - first + 1) as usize];
+    let mut out = vec![0.0; span(first, last)?];
     for (t, w) in points {
         out[(minute(t) - first) as usize] += w;
     }
@@ -330,6 +360,22 @@ mod tests {
         assert_eq!(m.per_minute, vec![1.0, 2.0]);
         let err = parse("x", b"timestamp,value\nsoon,5\n", &ParseOptions::default()).unwrap_err();
         assert_eq!(err.to_string(), r#"line 2: bad timestamp "soon""#);
+    }
+
+    #[test]
+    fn counts_must_be_finite_and_not_negative_and_a_trace_at_most_a_year() {
+        for value in ["inf", "NaN", "-3", "1e16", "many"] {
+            let csv = format!("timestamp,value\n2024-01-01 00:00,5\n2024-01-01 00:01,{value}\n");
+            let err = parse("x", csv.as_bytes(), &ParseOptions::default()).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("line 3: bad value \"{value}\"")), "{value}: {err}");
+        }
+        let err = parse("x", b"timestamp,value\n2018-01-01 00:00,5\n2024-01-01 00:00,7\n", &ParseOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than a year"), "{err}");
+        let functions = "HashOwner,HashApp,HashFunction,Trigger,1,2\no,a,f,http,3,-1\n";
+        let err = parse("x", functions.as_bytes(), &ParseOptions::default()).unwrap_err().to_string();
+        assert!(err.starts_with("line 2: bad invocation count \"-1\""), "{err}");
     }
 
     #[test]
