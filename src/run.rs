@@ -39,7 +39,8 @@ pub fn init_tracing(format: LogFormat, default_level: &str, otlp_endpoint: Optio
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+        // rmcp logs every session and stateless request at info: noise beside our own lines.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default_level},rmcp=warn")));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -234,13 +234,21 @@ impl ArmClient {
             .with_max_times(retry.max_retries)
             .with_jitter();
         let max_retry_after = retry.max_retry_after;
+        // The first retry of a call is worth a warning; the rest of its attempts are detail
+        // (a refused connection would otherwise print one warning per attempt per call).
+        let retries = std::sync::atomic::AtomicU32::new(0);
         (|| self.send_once(method.clone(), path, body, &correlation))
             .retry(backoff)
             .when(AzureError::is_transient)
             .adjust(move |e, delay| delay.map(|d| e.retry_after().map_or(d, |ra| ra.min(max_retry_after))))
             .notify(|e, delay| {
                 TRANSIENT_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(error = %e, ?delay, "transient Azure error, retrying")
+                let retry = retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if retry == 1 {
+                    tracing::warn!(error = %e, ?delay, "transient Azure error, retrying (further retries of this call are logged at debug)")
+                } else {
+                    tracing::debug!(error = %e, ?delay, attempt = retry + 1, "transient Azure error, retrying")
+                }
             })
             .instrument(span)
             .await
