@@ -806,6 +806,48 @@ mod tests {
         Ok(())
     }
 
+    /// Proposals and changes are stamped on the emulator's clock, the one the guardrails check
+    /// with (stamped on the machine's clock, months after the incident's, they were "in the
+    /// future" and every cooldown, rate and stabilization window passed them by): a second
+    /// change inside the cooldown is refused, and allowed once the clock has moved past it.
+    #[tokio::test]
+    async fn the_guardrails_see_the_changes_on_the_clock_they_check_with() -> Result<()> {
+        let text = r#"{"version":1,"id":"clock","category":"demand_surge","split":"dev","description":"d",
+            "world":{"start":"2026-03-02T00:00:00Z","warmup_minutes":5,"seed":3,
+                     "policy":{"cooldown_secs":600,"stabilization_secs":0,"approval_above_delta":100}},
+            "horizon_minutes":5,"checks":{}}"#;
+        let incident = Incident::parse(Path::new("clock.json"), text)?;
+        let emulator = build_world(&incident, 3)?;
+        let (url, cancel, server) = serve_stepped(&emulator).await?;
+        let tools = service(&incident, &emulator, &url)?;
+        let input = |regular: u32| {
+            serde_json::from_value::<fleetpilot_tools::schema::ProposeScaleInput>(
+                json!({"fleet": REFERENCE_FLEET, "regular_capacity": regular, "reason": "clock test"}),
+            )
+        };
+        let cooled = |r: &Result<fleetpilot_core::Proposal, fleetpilot_tools::ToolError>| {
+            r.as_ref().err().is_some_and(|e| e.violations.iter().any(|v| v.bound == "cooldown"))
+        };
+        let first = tools.propose_scale(input(11)?, "test").await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let applied = tools
+            .apply_proposal(serde_json::from_value(json!({"proposal_id": first.id}))?)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        assert_eq!(applied.result, "applied");
+        let finished = applied.proposal.outcome.as_ref().context("an outcome")?.finished_at;
+        assert!((emulator.clock.now() - finished).abs() < time::Duration::minutes(1), "stamped {finished}");
+        let second = tools.propose_scale(input(12)?, "test").await;
+        assert!(cooled(&second), "{second:?}");
+        for _ in 0..11 {
+            step(&emulator);
+        }
+        let third = tools.propose_scale(input(12)?, "test").await;
+        assert!(!cooled(&third), "{third:?}");
+        cancel.cancel();
+        let _ = server.await;
+        Ok(())
+    }
+
     /// A job tags running VMs for its duration; a VM it runs on, deleted through Azure's API
     /// (as a faulty executor would), fails the trial's safety; idle deletions do not.
     #[tokio::test]

@@ -76,6 +76,7 @@ pub struct Executor {
     api: Arc<dyn AzureApi>,
     store: Arc<Store>,
     config: ExecutorConfig,
+    clock: crate::Clock,
     locks: Mutex<HashMap<FleetRef, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -92,7 +93,7 @@ fn snapshot(state: &FleetState) -> serde_json::Value {
     })
 }
 
-fn done_outcome(after: &FleetState, verified: bool, performed: Vec<String>) -> Outcome {
+fn done_outcome(after: &FleetState, verified: bool, performed: Vec<String>, now: OffsetDateTime) -> Outcome {
     Outcome {
         verified,
         performed,
@@ -100,11 +101,11 @@ fn done_outcome(after: &FleetState, verified: bool, performed: Vec<String>) -> O
         regular_capacity: after.regular.capacity,
         error: None,
         error_class: None,
-        finished_at: OffsetDateTime::now_utc(),
+        finished_at: now,
     }
 }
 
-fn failed_outcome(observed: &FleetState, error: String, class: &str) -> Outcome {
+fn failed_outcome(observed: &FleetState, error: String, class: &str, now: OffsetDateTime) -> Outcome {
     Outcome {
         verified: false,
         performed: Vec::new(),
@@ -112,7 +113,7 @@ fn failed_outcome(observed: &FleetState, error: String, class: &str) -> Outcome 
         regular_capacity: observed.regular.capacity,
         error: Some(error),
         error_class: Some(class.to_string()),
-        finished_at: OffsetDateTime::now_utc(),
+        finished_at: now,
     }
 }
 
@@ -124,7 +125,14 @@ impl Executor {
 
     /// An executor with explicit verification timing.
     pub fn with_config(api: Arc<dyn AzureApi>, store: Arc<Store>, config: ExecutorConfig) -> Self {
-        Self { api, store, config, locks: Mutex::new(HashMap::new()) }
+        Self { api, store, config, clock: crate::Clock::system(), locks: Mutex::new(HashMap::new()) }
+    }
+
+    /// The clock outcomes and the proposals the executor files are stamped with (the system's
+    /// by default): the one the guardrails check cooldowns and rates on.
+    pub fn with_clock(mut self, clock: crate::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn lock_for(&self, fleet: &FleetRef) -> Arc<tokio::sync::Mutex<()>> {
@@ -202,7 +210,7 @@ impl Executor {
         match self.carry_out(proposal, &plan).await {
             Ok(performed) => {
                 let (after, verified) = self.wait_verified(proposal, &plan).await?;
-                let outcome = done_outcome(&after, verified, performed);
+                let outcome = done_outcome(&after, verified, performed, self.clock.now());
                 let mut body = json!(outcome);
                 body["after"] = snapshot(&after);
                 body["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
@@ -216,7 +224,7 @@ impl Executor {
             }
             Err(ExecuteError::Azure(error)) => {
                 let class = if error.is_transient() { "transient" } else { "permanent" };
-                let outcome = failed_outcome(&observed, format!("{error:#}"), class);
+                let outcome = failed_outcome(&observed, format!("{error:#}"), class, self.clock.now());
                 self.store.journal(&proposal.id, "outcome", &json!(outcome))?;
                 tracing::warn!(error = %error, class, "apply failed");
                 Err(ExecuteError::Azure(error))
@@ -261,7 +269,7 @@ impl Executor {
                 after.regular.capacity,
                 proposal.target.regular_capacity.unwrap_or(after.regular.capacity),
             ),
-            created_at: OffsetDateTime::now_utc(),
+            created_at: self.clock.now(),
             observed_spot_capacity: after.spot.capacity,
             observed_regular_capacity: after.regular.capacity,
             plan: plan(after, &target),
@@ -301,13 +309,14 @@ impl Executor {
                 let rest = plan(&observed, &target);
                 let performed = self.carry_out(&proposal, &rest).await?;
                 let after = self.api.read_fleet(&fleet).await?;
-                let outcome = done_outcome(&after, verify(&after, &proposal, &rest), performed);
+                let outcome = done_outcome(&after, verify(&after, &proposal, &rest), performed, self.clock.now());
                 ("finished", outcome, after)
             } else {
                 let outcome = failed_outcome(
                     &observed,
                     "interrupted by a restart before the change reached Azure; not retried automatically (the state it was checked against is gone): apply again to re-check, or propose anew".into(),
                     "permanent",
+                    self.clock.now(),
                 );
                 ("failed", outcome, observed)
             };

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod arm;
+pub mod clock;
 pub mod credential;
 pub mod error;
 pub mod executor;
@@ -23,6 +24,7 @@ pub mod store;
 
 pub use api::{ArmAzureApi, AzureApi};
 pub use arm::{ArmClient, ArmConfig, RetryConfig};
+pub use clock::Clock;
 pub use credential::CredentialConfig;
 pub use error::AzureError;
 pub use executor::{Applied, ExecuteError, Executor, ExecutorConfig, Recovered};

@@ -18,32 +18,7 @@ use crate::schema::{
     ReadFleetInput, RejectProposalInput,
 };
 
-/// Where "now" comes from: the system clock, or one a test moves.
-#[derive(Clone)]
-pub struct Clock(Arc<dyn Fn() -> OffsetDateTime + Send + Sync>);
-
-impl Clock {
-    /// The system's UTC clock.
-    pub fn system() -> Self {
-        Self(Arc::new(OffsetDateTime::now_utc))
-    }
-
-    /// A clock that reads `f`.
-    pub fn from_fn(f: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
-    }
-
-    /// Now.
-    pub fn now(&self) -> OffsetDateTime {
-        (self.0)()
-    }
-}
-
-impl std::fmt::Debug for Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Clock")
-    }
-}
+pub use fleetpilot_infra::Clock;
 
 /// What the tools are configured with.
 #[derive(Debug, Clone)]
@@ -139,7 +114,8 @@ pub struct FleetService {
 impl FleetService {
     /// Wire the service.
     pub fn new(api: Arc<dyn AzureApi>, store: Arc<Store>, config: ToolsConfig) -> Self {
-        let executor = Executor::with_config(api.clone(), store.clone(), config.executor);
+        // Changes are stamped on the tools' clock: the guardrails read them back on it.
+        let executor = Executor::with_config(api.clone(), store.clone(), config.executor).with_clock(config.clock.clone());
         let limiter = crate::access::CallLimiter::new(config.policies.calls_per_caller_per_minute, config.clock.clone());
         Self { api, store, executor, config, limiter }
     }
@@ -420,7 +396,7 @@ impl FleetService {
             fleet,
             requested_by: requested_by.to_string(),
             reason: input.reason,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: self.config.clock.now(),
             observed_spot_capacity: observed.spot.capacity,
             observed_regular_capacity: observed.regular.capacity,
             plan: plan(&observed, &target),
