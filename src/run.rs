@@ -133,11 +133,12 @@ pub(crate) struct Backend {
     pub(crate) emulator_url: Option<String>,
 }
 
-/// The embedded emulator's URL, subscription and Log Analytics workspace.
+/// The embedded emulator's URL, subscription, Log Analytics workspace and clock.
 struct EmulatorAt {
     url: String,
     subscription: String,
     workspace: String,
+    clock: fleetpilot_tools::Clock,
 }
 
 async fn start_emulator(settings: &EmulatorSettings, cancel: &CancellationToken) -> Result<EmulatorAt> {
@@ -163,10 +164,14 @@ async fn start_emulator(settings: &EmulatorSettings, cancel: &CancellationToken)
         }
         (world.config.subscription_id.clone(), world.config.logs.workspace_id.clone())
     };
+    let clock = {
+        let emulator = emulator.clone();
+        fleetpilot_tools::Clock::from_fn(move || emulator.clock.now())
+    };
     let (addr, _task) = fleetpilot_emulator::spawn(emulator, settings.listen, cancel.child_token())
         .await
         .with_context(|| format!("cannot bind the embedded emulator to {}", settings.listen))?;
-    Ok(EmulatorAt { url: format!("http://{addr}"), subscription, workspace })
+    Ok(EmulatorAt { url: format!("http://{addr}"), subscription, workspace, clock })
 }
 
 /// Client configurations for the emulator at `url`: ARM, and Log Analytics on the same host.
@@ -192,7 +197,9 @@ pub(crate) async fn backend(config: &Config, cancel: &CancellationToken) -> Resu
         Store::open(&config.state_path)
             .with_context(|| format!("cannot open the state database {}", config.state_path.display()))?,
     );
-    let (arm, logs, workspace, emulator_url) = match &config.target {
+    // The guardrails' windows (cooldown, stabilization, changes an hour, approval expiry) run on
+    // the world's clock: the embedded emulator's (`--speed` × real time), or the system's.
+    let (arm, logs, workspace, emulator_url, clock) = match &config.target {
         Target::Emulator(settings) => {
             let at = start_emulator(settings, cancel).await?;
             tracing::info!(
@@ -203,7 +210,7 @@ pub(crate) async fn backend(config: &Config, cancel: &CancellationToken) -> Resu
                 "embedded Azure emulator listening (ARM and Log Analytics)"
             );
             let (arm, logs) = emulator_configs(&at.url, &at.subscription);
-            (arm, logs, at.workspace, Some(at.url))
+            (arm, logs, at.workspace, Some(at.url), at.clock)
         }
         Target::Azure { endpoint, subscription_id, credential, logs_endpoint, workspace } => {
             let mut arm = ArmConfig::new(endpoint.clone(), subscription_id.clone());
@@ -212,7 +219,7 @@ pub(crate) async fn backend(config: &Config, cancel: &CancellationToken) -> Resu
             logs.credential = credential.clone();
             logs.token_scope = fleetpilot_infra::arm::LOG_ANALYTICS_SCOPE.into();
             tracing::info!(endpoint = %endpoint, subscription = %subscription_id, workspace = %workspace, "using Azure Resource Manager and Log Analytics");
-            (arm, logs, workspace.clone(), None)
+            (arm, logs, workspace.clone(), None, fleetpilot_tools::Clock::system())
         }
     };
     let (mut arm, mut logs) = (arm, logs);
@@ -230,7 +237,7 @@ pub(crate) async fn backend(config: &Config, cancel: &CancellationToken) -> Resu
             resource_group: config.default_resource_group.clone(),
             workspace: config.ml_workspace.clone(),
         },
-        clock: fleetpilot_tools::Clock::system(),
+        clock,
         executor: fleetpilot_infra::ExecutorConfig { verify_timeout: config.verify_timeout, ..Default::default() },
         stdio_role: config.stdio_role,
         http_role: config.http_role,

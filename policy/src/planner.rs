@@ -320,6 +320,14 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
         target_total = target_total.max(total.saturating_sub(step_down));
     }
     if target_total == total {
+        if wanted == total {
+            // What the CPU of the window asks for is what the fleet already has (it grew, or
+            // shrank, within the window the CPU was averaged over).
+            return Decision::Hold(format!(
+                "CPU averaged {cpu:.1} % over the last minutes with {base:.0} VMs serving on average; the fleet's {total} VMs bring it to the {:.0} % target",
+                band_of.target
+            ));
+        }
         return Decision::Hold(format!(
             "CPU is {cpu:.1} % on {serving} running VMs, but the fleet is at the bound of what the policy allows ({total} VMs)"
         ));
@@ -454,6 +462,17 @@ mod tests {
         (f.spot.running, f.spot.creating) = (8, 12);
         let d = decide(&f, &limits(), &cpu(80.0), &Band::default(), &prices);
         assert!(matches!(d, Decision::Hold(ref why) if why.contains("12 booting")), "{d:?}");
+    }
+
+    #[test]
+    fn a_fleet_that_already_grew_to_what_the_window_asks_for_is_held_for_that_reason() {
+        let prices = PriceTable::embedded();
+        // 30 VMs on average over the window at 76 % want 38 at 60 %: the fleet has 38 now.
+        let mut f = fleet(&["Standard_D4s_v5"]);
+        (f.spot.capacity, f.spot.running) = (28, 28);
+        let signals = Signals { cpu: Some(76.0), window_vms: Some(30.0), ..Signals::default() };
+        let d = decide(&f, &limits(), &signals, &Band::default(), &prices);
+        assert!(matches!(d, Decision::Hold(ref why) if why.contains("bring it to the 60 % target")), "{d:?}");
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub struct ToolsConfig {
     pub default_workspace: String,
     /// The Azure ML workspace the job tools use.
     pub ml_workspace: fleetpilot_core::ml::WorkspaceRef,
-    /// Now, for the guardrails' time rules.
+    /// Now, for the guardrails' time rules and the stamps of proposals and outcomes (the call
+    /// limit keeps the system's clock).
     pub clock: Clock,
     /// How the executor verifies.
     pub executor: ExecutorConfig,
@@ -116,7 +117,9 @@ impl FleetService {
     pub fn new(api: Arc<dyn AzureApi>, store: Arc<Store>, config: ToolsConfig) -> Self {
         // Changes are stamped on the tools' clock: the guardrails read them back on it.
         let executor = Executor::with_config(api.clone(), store.clone(), config.executor).with_clock(config.clock.clone());
-        let limiter = crate::access::CallLimiter::new(config.policies.calls_per_caller_per_minute, config.clock.clone());
+        // The call limit protects this process, on the machine's clock (the tools' clock may be
+        // an emulator's, paused or many times real time).
+        let limiter = crate::access::CallLimiter::new(config.policies.calls_per_caller_per_minute, Clock::system());
         Self { api, store, executor, config, limiter }
     }
 
