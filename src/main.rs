@@ -82,7 +82,8 @@ enum Command {
     ///
     /// Without authentication configured it listens on loopback only (development mode).
     Serve {
-        /// Address to listen on.
+        /// Address to listen on (default: `[server] listen` of the configuration, else
+        /// 127.0.0.1:8080).
         #[arg(long, env = "FLEETPILOT_LISTEN")]
         listen: Option<String>,
         #[command(flatten)]
