@@ -245,7 +245,9 @@ fn fleet_key() -> (String, String) {
 }
 
 fn parse_time(text: &str) -> Result<OffsetDateTime> {
-    OffsetDateTime::parse(text, &Rfc3339).with_context(|| format!("bad time {text:?}"))
+    // The parse error's cause repeats its message: say it once.
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|e| anyhow::anyhow!("bad time {text:?}: {e}; write it in RFC 3339, e.g. 2026-03-02T00:00:00Z"))
 }
 
 /// A fresh reference world at `start − warmup`, with the incident's fleet, warmed up to

@@ -53,7 +53,7 @@ impl Trace {
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     /// The file could not be read.
-    #[error("cannot read the trace")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// Its content is not a known format.
     #[error("line {line}: {reason}")]

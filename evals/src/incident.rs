@@ -332,7 +332,7 @@ pub struct Checks {
 #[derive(Debug, thiserror::Error)]
 pub enum IncidentError {
     /// Unreadable file.
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
