@@ -220,6 +220,7 @@ pub fn run(options: &EvalOptions) -> Result<()> {
         bail!("give at least one --trace FILE (e.g. ../shared/data/demand/alibaba_genai_2024_diffusion_per_minute.csv)");
     }
     let mut traces = Vec::new();
+    let mut plotted: Vec<std::path::PathBuf> = Vec::new();
     for path in &options.traces {
         let trace = fleetpilot_emulator::traces::load(path, &Default::default())
             .with_context(|| format!("cannot read trace {}", path.display()))?;
@@ -229,7 +230,16 @@ pub fn run(options: &EvalOptions) -> Result<()> {
         let (result, series) = evaluate(&name, demand, &options.policies, options.seed, options.engine)?;
         if let Some(dir) = &options.plot {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            let file = dir.join(format!("{}.svg", name.trim_end_matches(".gz").trim_end_matches(".csv")));
+            // Traces of the same file name (from different folders) get a plot each.
+            let stem = name.trim_end_matches(".gz").trim_end_matches(".csv");
+            let mut file = dir.join(format!("{stem}.svg"));
+            for n in 2.. {
+                if !plotted.contains(&file) {
+                    break;
+                }
+                file = dir.join(format!("{stem}-{n}.svg"));
+            }
+            plotted.push(file.clone());
             std::fs::write(&file, svg(&format!("{name}: serving VMs per policy (seed {})", options.seed), &series))?;
         }
         traces.push(result);
