@@ -136,7 +136,7 @@ impl Room {
             up,
             down,
             // The planner acts on its own only under the approval threshold.
-            moved: l.approval_above_delta.map_or(u32::MAX, |a| a.max(1)),
+            moved: l.without_approval(),
             from: (f.spot.capacity, f.regular.capacity),
         }
     }

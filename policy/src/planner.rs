@@ -81,6 +81,12 @@ impl Limits {
             |absolute: Option<u32>, percent| fleetpilot_guardrails::step_limit(absolute.unwrap_or(u32::MAX), percent, total);
         (limit(self.max_step_up, self.max_step_up_percent), limit(self.max_step_down, self.max_step_down_percent))
     }
+
+    /// Most VMs one change may move without a human's approval (at least one; no threshold:
+    /// no limit): the planner acts on its own only within it.
+    pub fn without_approval(&self) -> u32 {
+        self.approval_above_delta.map_or(u32::MAX, |a| a.max(1))
+    }
 }
 
 impl From<&fleetpilot_guardrails::Policy> for Limits {
@@ -242,17 +248,18 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
     let booting = fleet.spot.creating + fleet.regular.creating;
     let needed = reactive.saturating_sub(serving + booting);
     // A need larger than the missing spot is a scale-out (below), not a backfill.
-    // The guardrails' step limit, a percentage of the fleet included, and the approval
-    // threshold: a larger backfill would be refused whole or wait for a human.
-    let backfill_step = limits.step_limits(total).0.min(limits.approval_above_delta.map_or(u32::MAX, |a| a.max(1)));
+    // The guardrails' step limits, a percentage of the fleet included, and the approval
+    // threshold: a larger change would be refused whole or wait for a human.
+    let (step_up, step_down) = limits.step_limits(total);
+    let (step_up, step_down) = (step_up.min(limits.without_approval()), step_down.min(limits.without_approval()));
     if shortfall > 0
         && needed > 0
         && needed <= shortfall
         && cpu >= band_of.scale_in_below
         && regular < max_regular_policy
-        && backfill_step > 0
+        && step_up > 0
     {
-        let add = shortfall.min(needed).min(backfill_step).min(max_regular_policy - regular);
+        let add = shortfall.min(needed).min(step_up).min(max_regular_policy - regular);
         return Decision::Scale {
             spot,
             regular: regular + add,
@@ -283,10 +290,6 @@ fn decide_capacity(fleet: &FleetView, limits: &Limits, signals: &Signals, band_o
             ));
         }
     }
-    // Stay under the approval threshold too: the planner acts on its own within it.
-    let approval = limits.approval_above_delta.map_or(u32::MAX, |a| a.max(1));
-    let (step_up, step_down) = limits.step_limits(total);
-    let (step_up, step_down) = (step_up.min(approval), step_down.min(approval));
     // The forecast only adds capacity ahead of demand: below the band it is not consulted
     // (a forecast trained on yesterday's level must not hold a fleet up after demand fell).
     // Spot VMs that count towards capacity but serve nothing (deallocated) are added back.

@@ -298,6 +298,12 @@ impl Default for Fleetpilot {
 }
 
 impl Fleetpilot {
+    /// The policy under `rules`: its changes within their step limits (a larger one would be
+    /// refused whole, and the fleet left where it was).
+    pub fn under(rules: &fleetpilot_guardrails::Policy) -> Self {
+        Self { rules: Some(rules.clone()), ..Self::default() }
+    }
+
     /// The forecast's upper bound on demand per minute over the next `minutes`.
     fn forecast_upper(&mut self, obs: &Observation<'_>, minutes: usize) -> Option<f64> {
         let h = obs.demand_history;
@@ -382,14 +388,6 @@ impl Policy for Fleetpilot {
             }
             None => (spot, regular),
         }
-    }
-}
-
-impl Fleetpilot {
-    /// The policy under `rules`: its changes within their step limits (a larger one would be
-    /// refused whole, and the fleet left where it was).
-    pub fn under(rules: &fleetpilot_guardrails::Policy) -> Self {
-        Self { rules: Some(rules.clone()), ..Self::default() }
     }
 }
 
